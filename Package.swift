@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "ipipd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ipipd", targets: ["ipipd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // Debian's libpcap (libpcap-dev ships libpcap.pc).
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        // Debian's libnet 1.1 (libnet1-dev ships no .pc file: the module map links "net").
+        .systemLibrary(
+            name: "CLibnet",
+            providers: [.apt(["libnet1-dev"])]
+        ),
+        // What Swift cannot see or call: ioctl request macros, mmsg, socket filters.
+        .target(name: "CIPIPShims"),
+        // Pure core: codecs, checksums, routing table, config model, RFC 2003 rules. No C, no I/O.
+        .target(
+            name: "IPIPCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        // Dataplane I/O: TUN, libpcap capture, libnet injection, rtnetlink.
+        .target(
+            name: "IPIPDataplane",
+            dependencies: [
+                "IPIPCore", "CPcap", "CLibnet", "CIPIPShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ipipd",
+            dependencies: [
+                "IPIPCore", "IPIPDataplane",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "IPIPCoreTests",
+            dependencies: [
+                "IPIPCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["IPIPCore", "IPIPDataplane"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

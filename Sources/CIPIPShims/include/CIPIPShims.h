@@ -1,0 +1,33 @@
+// Thin C shims for what Swift cannot see or call on Linux. Each function states why it exists.
+// Every shim returns -1 with errno set on failure, like the system call it wraps.
+#ifndef CIPIPSHIMS_H
+#define CIPIPSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+// TUNSETIFF is an _IOW() macro, which Swift's importer cannot evaluate ("structure not supported").
+// Attaches `fd` (an open /dev/net/tun) to a TUN device named `name` (a template such as "tun%d" works)
+// with IFF_TUN|IFF_NO_PI (plus IFF_MULTI_QUEUE when `multiQueue`), and writes the kernel's chosen name
+// into `nameOut` (at least IFNAMSIZ bytes).
+int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut);
+
+// The ifreq accessor macros (ifr_mtu, ifr_hwaddr, ifr_flags) do not import; these wrap the SIOC*IF*
+// ioctls on a throw-away AF_INET datagram socket.
+int CIPIPShims_interfaceMTU(const char *name);
+int CIPIPShims_interfaceHardwareAddress(const char *name, uint8_t out[6]);
+
+// mmsghdr/sendmmsg/recvmmsg are hidden behind _GNU_SOURCE in glibc's headers, so Swift never sees them.
+// Sends `count` (at most 64) datagrams (buffers[i], lengths[i]) to IPv4 destinations[i] (network byte
+// order) on `fd` with one system call; returns how many were sent.
+int CIPIPShims_sendBatch(int fd, const void *const *buffers, const size_t *lengths,
+                         const uint32_t *destinations, unsigned int count);
+
+// Classic BPF program structures are macros in <linux/filter.h>; Swift cannot build them.
+// Attaches a one-instruction filter that accepts nothing, so a socket exists (and claims its protocol
+// from the kernel's point of view) without ever queueing a packet.
+int CIPIPShims_attachDropAllFilter(int fd);
+
+#endif

@@ -1,0 +1,2 @@
+// libpcap as Debian ships it (libpcap-dev).
+#include <pcap/pcap.h>

@@ -1,0 +1,132 @@
+/// An IPv4 address as a host-order 32-bit value; prints and parses in dotted-quad form.
+public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var value: UInt32
+
+    public init(_ value: UInt32) { self.value = value }
+
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+    }
+
+    /// Strict dotted-quad parser: exactly four decimal octets, no leading zeros (which inet_aton would
+    /// read as octal), no surrounding spaces.
+    public init?(_ text: some StringProtocol) {
+        var octets: [UInt32] = []
+        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  !(part.count > 1 && part.first == "0"),
+                  let octet = UInt32(part), octet <= 255 else { return nil }
+            octets.append(octet)
+        }
+        guard octets.count == 4 else { return nil }
+        value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+    }
+
+    public static let any = IPv4Address(0)
+    public static let broadcast = IPv4Address(0xFFFF_FFFF)
+
+    public var octets: (UInt8, UInt8, UInt8, UInt8) {
+        (UInt8(value >> 24), UInt8(truncatingIfNeeded: value >> 16),
+         UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value))
+    }
+
+    public var isMulticast: Bool { value >> 28 == 0xE }
+    public var isLoopback: Bool { value >> 24 == 127 }
+    public var isUnspecified: Bool { value == 0 }
+    /// Limited broadcast, multicast, 0.0.0.0/8 and class E: never a unicast endpoint or ghost host.
+    public var isUnicastCandidate: Bool {
+        !(value >> 24 == 0 || isMulticast || value >> 28 == 0xF)
+    }
+
+    public var description: String {
+        let o = octets
+        return "\(o.0).\(o.1).\(o.2).\(o.3)"
+    }
+
+    public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
+}
+
+/// An IPv4 prefix such as 203.0.113.0/24. The address keeps whatever bits it was given, so validation
+/// can report host bits set; `network` is the canonical form.
+public struct IPv4Prefix: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var address: IPv4Address
+    public var length: Int
+
+    public init(_ address: IPv4Address, length: Int) {
+        precondition((0...32).contains(length), "prefix length out of range")
+        self.address = address
+        self.length = length
+    }
+
+    /// Parses "a.b.c.d/n"; a bare address is a /32.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let address = IPv4Address(parts[0]) else { return nil }
+        var length = 32
+        if parts.count == 2 {
+            guard !parts[1].isEmpty, parts[1].count <= 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let parsed = Int(parts[1]), (0...32).contains(parsed) else { return nil }
+            length = parsed
+        }
+        self.init(address, length: length)
+    }
+
+    public var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - length) }
+    public var network: IPv4Prefix { IPv4Prefix(IPv4Address(address.value & mask), length: length) }
+    public var hasHostBitsSet: Bool { address.value & ~mask != 0 }
+
+    public func contains(_ other: IPv4Address) -> Bool { other.value & mask == address.value & mask }
+    /// True when every address of `other` is inside this prefix.
+    public func contains(_ other: IPv4Prefix) -> Bool { other.length >= length && contains(other.address) }
+    public func overlaps(_ other: IPv4Prefix) -> Bool { contains(other) || other.contains(self) }
+
+    public var description: String { "\(address)/\(length)" }
+
+    public static func < (lhs: IPv4Prefix, rhs: IPv4Prefix) -> Bool {
+        (lhs.address, lhs.length) < (rhs.address, rhs.length)
+    }
+}
+
+/// A 48-bit Ethernet address, kept in the low 48 bits of a UInt64 (first octet most significant).
+public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt64
+
+    public init(value: UInt64) { self.value = value & 0xFFFF_FFFF_FFFF }
+
+    public init(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8, _ b5: UInt8) {
+        value = UInt64(b0) << 40 | UInt64(b1) << 32 | UInt64(b2) << 24
+            | UInt64(b3) << 16 | UInt64(b4) << 8 | UInt64(b5)
+    }
+
+    public init?(bytes array: some Collection<UInt8>) {
+        guard array.count == 6 else { return nil }
+        value = array.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Parses "aa:bb:cc:dd:ee:ff" (or with "-" separators).
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).count == 6
+            ? text.split(separator: ":", omittingEmptySubsequences: false)
+            : text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var values: [UInt8] = []
+        for part in parts {
+            guard part.count == 2, part.allSatisfy(\.isHexDigit), let byte = UInt8(part, radix: 16) else { return nil }
+            values.append(byte)
+        }
+        self.init(bytes: values)
+    }
+
+    public static let broadcast = MACAddress(value: 0xFFFF_FFFF_FFFF)
+    public static let zero = MACAddress(value: 0)
+
+    public var array: [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: value >> (40 - 8 * UInt64($0))) } }
+    public var isMulticast: Bool { value >> 40 & 1 == 1 }
+
+    public var description: String {
+        array.map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined(separator: ":")
+    }
+}

@@ -1,0 +1,346 @@
+import Yams
+
+/// Reads a gateway config from YAML text (netplan's style: nested maps, lists, `#` comments) and checks
+/// it completely: every error is reported, with its line, before anything could be applied.
+public enum ConfigLoader {
+    public static func load(yaml text: String, file: String) -> ConfigLoadResult {
+        var reader = NodeReader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            return ConfigLoadResult(config: nil, diagnostics: [reader.diagnostic(for: error)])
+        } catch {
+            return ConfigLoadResult(config: nil, diagnostics: [
+                ConfigDiagnostic(file: file, line: nil, key: "", message: "cannot parse: \(error)"),
+            ])
+        }
+        guard let root else {
+            reader.error(nil, key: "", "the file is empty; it must describe at least `uplink` and `peers`")
+            return ConfigLoadResult(config: nil, diagnostics: reader.diagnostics)
+        }
+        // Semantic checks run on whatever could be read, so that one bad value does not hide the rest.
+        guard let config = reader.readGateway(root) else {
+            return ConfigLoadResult(config: nil, diagnostics: reader.diagnostics)
+        }
+        var validator = ConfigValidator(config: config, locations: reader.locations, file: file)
+        validator.validate()
+        let diagnostics = (reader.diagnostics + validator.diagnostics).sorted {
+            ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0)
+        }
+        let hasErrors = diagnostics.contains { $0.severity == .error }
+        return ConfigLoadResult(config: hasErrors ? nil : config, diagnostics: diagnostics)
+    }
+}
+
+/// Where each key of the file was, so that semantic checks made after parsing can name the line.
+public struct SourceLocations: Sendable {
+    var lines: [String: (line: Int, column: Int)] = [:]
+    /// The position in the file's list of each peer / ghost host that could be read (entries with
+    /// unreadable values are left out of the config but keep their numbers in messages).
+    var peerIndex: [Int] = []
+    var ghostIndex: [Int] = []
+
+    public func line(of key: String) -> Int? { lines[key]?.line }
+    func column(of key: String) -> Int? { lines[key]?.column }
+}
+
+/// Walks the YAML node tree, recording every problem instead of stopping at the first.
+struct NodeReader {
+    let file: String
+    var diagnostics: [ConfigDiagnostic] = []
+    var locations = SourceLocations()
+    /// Set when a value could not be read; the config is then incomplete and not validated further.
+    var incomplete = false
+
+    init(file: String) { self.file = file }
+
+    mutating func error(_ node: Node?, key: String, _ message: String) {
+        diagnostics.append(ConfigDiagnostic(.error, file: file, line: node?.mark?.line,
+                                            column: node?.mark?.column, key: key, message: message))
+    }
+
+    func diagnostic(for error: YamlError) -> ConfigDiagnostic {
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            let detail = context.map { "\(problem) \($0.text)" } ?? problem
+            return ConfigDiagnostic(file: file, line: mark.line, column: mark.column, key: "",
+                                    message: "YAML syntax: \(detail)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return ConfigDiagnostic(file: file, line: context.mark.line, column: context.mark.column, key: "",
+                                    message: "duplicate key(s) \(duplicates.joined(separator: ", ")) in one mapping")
+        default:
+            return ConfigDiagnostic(file: file, line: nil, key: "", message: "YAML: \(error)")
+        }
+    }
+
+    mutating func remember(_ node: Node, as key: String) {
+        if let mark = node.mark { locations.lines[key] = (mark.line, mark.column) }
+    }
+
+    // MARK: - Structure
+
+    /// Reads a mapping, reporting unknown keys (typos) and missing required ones.
+    mutating func fields(of node: Node, key: String, allowed: [String], required: [String]) -> [String: Node]? {
+        guard let mapping = node.mapping else {
+            error(node, key: key, "expected a mapping of keys (\(allowed.joined(separator: ", "))), found \(kind(of: node))")
+            incomplete = true
+            return nil
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            let name = keyNode.string ?? ""
+            let path = key.isEmpty ? name : "\(key).\(name)"
+            guard allowed.contains(name) else {
+                let hint = closest(to: name, in: allowed).map { "; did you mean `\($0)`?" } ?? ""
+                error(keyNode, key: path, "unknown key\(hint) (known here: \(allowed.joined(separator: ", ")))")
+                continue
+            }
+            remember(value, as: path)
+            result[name] = value
+        }
+        for name in required where result[name] == nil {
+            error(node, key: key.isEmpty ? name : "\(key).\(name)", "required key is missing")
+            incomplete = true
+        }
+        return result
+    }
+
+    mutating func scalar(_ node: Node, key: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            error(node, key: key, "expected a single value, found \(kind(of: node))")
+            incomplete = true
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func sequence(_ node: Node, key: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else {
+            error(node, key: key, "expected a list, found \(kind(of: node))")
+            incomplete = true
+            return nil
+        }
+        return Array(sequence)
+    }
+
+    func kind(of node: Node) -> String {
+        switch node {
+        case .scalar(let scalar): "the value `\(scalar.string)`"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+
+    // MARK: - Typed values
+
+    mutating func address(_ node: Node, key: String) -> IPv4Address? {
+        guard let text = scalar(node, key: key) else { return nil }
+        if let address = IPv4Address(text) { return address }
+        let hint = text.contains("/") ? " (a single address, without a prefix length)" : ""
+        error(node, key: key, "`\(text)` is not an IPv4 address in dotted-quad form\(hint)")
+        incomplete = true
+        return nil
+    }
+
+    mutating func unicastAddress(_ node: Node, key: String) -> IPv4Address? {
+        guard let address = address(node, key: key) else { return nil }
+        guard address.isUnicastCandidate, !address.isLoopback else {
+            error(node, key: key, "\(address) is not a usable unicast address")
+            return address
+        }
+        return address
+    }
+
+    mutating func prefix(_ node: Node, key: String) -> IPv4Prefix? {
+        guard let text = scalar(node, key: key) else { return nil }
+        guard let prefix = IPv4Prefix(text) else {
+            error(node, key: key, "`\(text)` is not an IPv4 prefix (write it as address/length, e.g. 203.0.113.0/24)")
+            incomplete = true
+            return nil
+        }
+        if prefix.hasHostBitsSet {
+            error(node, key: key, "\(text) has host bits set; did you mean \(prefix.network)?")
+        }
+        return prefix.network
+    }
+
+    mutating func interfaceName(_ node: Node, key: String) -> String? {
+        guard let name = scalar(node, key: key) else { return nil }
+        // The kernel's rules (dev_valid_name): 1–15 bytes, not "." or "..", no '/', ':' or whitespace.
+        let valid = !name.isEmpty && name.utf8.count <= 15 && name != "." && name != ".."
+            && !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace })
+        if !valid {
+            error(node, key: key, "`\(name)` is not a valid interface name (1–15 characters, no '/', ':' or spaces)")
+        }
+        return name
+    }
+
+    mutating func integer(_ node: Node, key: String, in range: ClosedRange<Int>, what: String) -> Int? {
+        guard let text = scalar(node, key: key) else { return nil }
+        let value = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+        guard let value, range.contains(value) else {
+            error(node, key: key, "`\(text)` is not a valid \(what) (\(range.lowerBound)–\(range.upperBound))")
+            incomplete = true
+            return nil
+        }
+        return value
+    }
+
+    mutating func boolean(_ node: Node, key: String) -> Bool? {
+        guard let text = scalar(node, key: key) else { return nil }
+        // The spellings systemd.syntax(7) accepts, which YAML 1.1 readers also know.
+        switch text.lowercased() {
+        case "yes", "true", "on", "1": return true
+        case "no", "false", "off", "0": return false
+        default:
+            error(node, key: key, "`\(text)` is not a boolean (yes/no, true/false, on/off)")
+            incomplete = true
+            return nil
+        }
+    }
+
+    // MARK: - The gateway file
+
+    /// Reads what can be read. A value that cannot be read is reported and left out (an unreadable
+    /// uplink becomes a placeholder that matches no real address), so that the caller can still run
+    /// the semantic checks; `incomplete` then keeps the result from being used.
+    mutating func readGateway(_ root: Node) -> GatewayConfig? {
+        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts"],
+                               required: ["uplink", "peers"]) else { return nil }
+        let uplink = top["uplink"].flatMap { readUplink($0) }
+        let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
+        let peers = top["peers"].map { readPeers($0) } ?? []
+        let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
+        if uplink == nil { incomplete = true }
+        return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
+                             tunnel: tunnel, peers: peers, ghostHosts: ghosts)
+    }
+
+    mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
+        guard let f = fields(of: node, key: "uplink", allowed: ["interface", "address"],
+                             required: ["interface", "address"]) else { return nil }
+        let interface = f["interface"].flatMap { interfaceName($0, key: "uplink.interface") }
+        let address = f["address"].flatMap { unicastAddress($0, key: "uplink.address") }
+        guard let interface, let address else { return nil }
+        return GatewayConfig.Uplink(interface: interface, address: address)
+    }
+
+    mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {
+        var tunnel = GatewayConfig.Tunnel()
+        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc"],
+                             required: []) else { return tunnel }
+        if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
+        if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
+        if let node = f["mtu"] {
+            // 68 is IPv4's minimum (RFC 791); 65515 leaves room for the outer header in 65535.
+            tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU")
+        }
+        if let node = f["ttl"], let text = scalar(node, key: "tunnel.ttl") {
+            if text == "inherit" {
+                tunnel.ttl = .inherit
+            } else if text == "0" {
+                error(node, key: "tunnel.ttl", "0 is not a TTL; write `inherit` (what systemd-networkd spells TTL=0)")
+                incomplete = true
+            } else if let ttl = integer(node, key: "tunnel.ttl", in: 1...255, what: "TTL, or `inherit`") {
+                tunnel.ttl = .fixed(UInt8(ttl))
+            }
+        }
+        if let node = f["tos"], let text = scalar(node, key: "tunnel.tos") {
+            if text == "inherit" {
+                tunnel.tos = .inherit
+            } else if let tos = integer(node, key: "tunnel.tos", in: 0...255, what: "TOS byte, or `inherit`") {
+                tunnel.tos = .fixed(UInt8(tos))
+                if tos & 0b11 != 0 {
+                    diagnostics.append(ConfigDiagnostic(.warning, file: file, line: node.mark?.line,
+                        column: node.mark?.column, key: "tunnel.tos",
+                        message: "the low two bits are the ECN field, which ipipd copies from the inner packet; they are ignored"))
+                }
+            }
+        }
+        if let node = f["pmtudisc"], let value = boolean(node, key: "tunnel.pmtudisc") { tunnel.pmtudisc = value }
+        return tunnel
+    }
+
+    mutating func readPeers(_ node: Node) -> [GatewayConfig.Peer] {
+        guard let items = sequence(node, key: "peers") else { return [] }
+        var peers: [GatewayConfig.Peer] = []
+        for (index, item) in items.enumerated() {
+            let key = "peers[\(index)]"
+            remember(item, as: key)
+            guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes"],
+                                 required: ["name", "remote"]) else { continue }
+            let name = f["name"].flatMap { scalar($0, key: "\(key).name") }
+            if let name, let nameNode = f["name"],
+               name.isEmpty || name.count > 32 || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+                error(nameNode, key: "\(key).name",
+                      "`\(name)` is not a usable peer name (1–32 letters, digits, '-', '_' or '.'; it labels logs and metrics)")
+            }
+            let remote = f["remote"].flatMap { unicastAddress($0, key: "\(key).remote") }
+            var routes: [IPv4Prefix] = []
+            if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") {
+                for (routeIndex, routeNode) in list.enumerated() {
+                    let routeKey = "\(key).routes[\(routeIndex)]"
+                    remember(routeNode, as: routeKey)
+                    if let prefix = prefix(routeNode, key: routeKey) { routes.append(prefix) }
+                }
+            }
+            if let name, let remote {
+                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes))
+                locations.peerIndex.append(index)
+            } else {
+                incomplete = true
+            }
+        }
+        return peers
+    }
+
+    mutating func readGhostHosts(_ node: Node) -> [GatewayConfig.GhostHost] {
+        guard let items = sequence(node, key: "ghost-hosts") else { return [] }
+        var ghosts: [GatewayConfig.GhostHost] = []
+        for (index, item) in items.enumerated() {
+            let key = "ghost-hosts[\(index)]"
+            remember(item, as: key)
+            guard let f = fields(of: item, key: key, allowed: ["address", "interface", "mac"],
+                                 required: ["address", "interface"]) else { continue }
+            let address = f["address"].flatMap { unicastAddress($0, key: "\(key).address") }
+            let interface = f["interface"].flatMap { interfaceName($0, key: "\(key).interface") }
+            var mac: MACAddress?
+            if let macNode = f["mac"], let text = scalar(macNode, key: "\(key).mac") {
+                mac = MACAddress(text)
+                if mac == nil {
+                    incomplete = true
+                    error(macNode, key: "\(key).mac", "`\(text)` is not a MAC address (aa:bb:cc:dd:ee:ff)")
+                } else if mac!.isMulticast || mac == .zero {
+                    error(macNode, key: "\(key).mac", "\(text) is not a unicast MAC address")
+                }
+            }
+            if let address, let interface {
+                ghosts.append(GatewayConfig.GhostHost(address: address, interface: interface, mac: mac))
+                locations.ghostIndex.append(index)
+            } else {
+                incomplete = true
+            }
+        }
+        return ghosts
+    }
+}
+
+/// The allowed key nearest to a typo (edit distance ≤ 2), for "did you mean" hints.
+func closest(to word: String, in candidates: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, ca) in a.enumerated() {
+            var current = [i + 1]
+            for (j, cb) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (ca == cb ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+    let scored = candidates.map { ($0, distance(Array(word), Array($0))) }.filter { $0.1 <= 2 }
+    return scored.min { $0.1 < $1.1 }?.0
+}

@@ -1,0 +1,123 @@
+/// Semantic checks across the whole config, run after every value was read. Each finding names the key
+/// and the line it came from.
+struct ConfigValidator {
+    let config: GatewayConfig
+    let locations: SourceLocations
+    let file: String
+    var diagnostics: [ConfigDiagnostic] = []
+
+    init(config: GatewayConfig, locations: SourceLocations, file: String) {
+        self.config = config
+        self.locations = locations
+        self.file = file
+    }
+
+    mutating func report(_ key: String, _ message: String, _ severity: ConfigDiagnostic.Severity = .error) {
+        diagnostics.append(ConfigDiagnostic(severity, file: file, line: locations.line(of: key),
+                                            column: locations.column(of: key), key: key, message: message))
+    }
+
+    mutating func validate() {
+        checkTunnelOptions()
+        checkPeers()
+        checkGhostHosts()
+        checkEndpointsCanBePinned()
+    }
+
+    mutating func checkTunnelOptions() {
+        if case .fixed = config.tunnel.ttl, !config.tunnel.pmtudisc {
+            // iproute2: "ttl != 0 and nopmtudisc are incompatible"; the kernel forces DF with a fixed TTL.
+            report("tunnel.pmtudisc", "a fixed ttl needs path-MTU discovery (iproute2 refuses `ttl N nopmtudisc`): "
+                   + "with fragmentation allowed, a fixed TTL lets a looping tunnel live forever; use ttl: inherit or pmtudisc: yes")
+        }
+        if config.tunnel.name == "tunl0" {
+            report("tunnel.name", "tunl0 is the name of the kernel ipip module's fallback device; choose another name",
+                   .warning)
+        }
+        if config.tunnel.name == config.uplink.interface {
+            report("tunnel.name", "the tunnel device cannot have the uplink's name `\(config.uplink.interface)`")
+        }
+        if let address = config.tunnel.address, address == config.uplink.address {
+            report("tunnel.address", "\(address) is already the uplink address; the tunnel needs its own address (or none)")
+        }
+    }
+
+    mutating func checkPeers() {
+        if config.peers.isEmpty {
+            report("peers", "at least one peer is needed: a tunnel with nobody at the other end carries nothing")
+        }
+        var peerByName: [String: Int] = [:]
+        var peerByRemote: [IPv4Address: Int] = [:]
+        var owner: [IPv4Prefix: (peer: Int, route: Int, name: String)] = [:]
+        for (position, peer) in config.peers.enumerated() {
+            let index = locations.peerIndex[position]
+            let key = "peers[\(index)]"
+            if let first = peerByName[peer.name] {
+                report("\(key).name", "duplicate peer name `\(peer.name)` (first used by peers[\(first)]\(lineSuffix("peers[\(first)].name")))")
+            } else {
+                peerByName[peer.name] = index
+            }
+            if let first = peerByRemote[peer.remote] {
+                report("\(key).remote", "peers `\(config.peers[locations.peerIndex.firstIndex(of: first)!].name)` and `\(peer.name)` have the same remote \(peer.remote); "
+                       + "ipipd tells peers apart by their endpoint")
+            } else {
+                peerByRemote[peer.remote] = index
+            }
+            if peer.remote == config.uplink.address {
+                report("\(key).remote", "\(peer.remote) is this gateway's own uplink address")
+            }
+            if peer.routes.isEmpty {
+                report("\(key).routes", "peer `\(peer.name)` has no routes: nothing will be sent to it (packets from it are still accepted)",
+                       .warning)
+            }
+            for (routeIndex, prefix) in peer.routes.enumerated() {
+                let routeKey = "\(key).routes[\(routeIndex)]"
+                if let first = owner[prefix] {
+                    let firstKey = "peers[\(first.peer)].routes[\(first.route)]"
+                    report(routeKey, "duplicate prefix \(prefix): already routed to `\(first.name)` by \(firstKey)\(lineSuffix(firstKey))")
+                } else {
+                    owner[prefix] = (index, routeIndex, peer.name)
+                }
+            }
+        }
+    }
+
+    mutating func checkGhostHosts() {
+        let table = config.routingTable
+        var seen: [IPv4Address: Int] = [:]
+        for (position, ghost) in config.ghostHosts.enumerated() {
+            let index = locations.ghostIndex[position]
+            let key = "ghost-hosts[\(index)].address"
+            if let first = seen[ghost.address] {
+                report(key, "duplicate ghost host \(ghost.address) (first listed as ghost-hosts[\(first)])")
+            } else {
+                seen[ghost.address] = index
+            }
+            if table.lookup(ghost.address) == nil {
+                report(key, "no peer route covers ghost host \(ghost.address): ipipd would answer ARP for it "
+                       + "but have nowhere to send its traffic; add a prefix containing it to a peer's routes")
+            }
+            if ghost.address == config.uplink.address || ghost.address == config.tunnel.address {
+                report(key, "\(ghost.address) is one of this gateway's own addresses, not a ghost")
+            }
+        }
+    }
+
+    mutating func checkEndpointsCanBePinned() {
+        let ghosts = Set(config.ghostHosts.map(\.address))
+        for (position, peer) in config.peers.enumerated() {
+            let key = "peers[\(locations.peerIndex[position])].remote"
+            if let tunnelAddress = config.tunnel.address, peer.remote == tunnelAddress {
+                report(key, "\(peer.remote) is the tunnel's own address: outer packets to it would be delivered "
+                       + "locally, never reach the peer; the endpoint must be the peer's uplink address")
+            } else if ghosts.contains(peer.remote) {
+                report(key, "\(peer.remote) is a ghost host of this gateway, which is reachable only through the tunnel: "
+                       + "the endpoint must be an address reachable outside the tunnel")
+            }
+        }
+    }
+
+    func lineSuffix(_ key: String) -> String {
+        locations.line(of: key).map { ", line \($0)" } ?? ""
+    }
+}

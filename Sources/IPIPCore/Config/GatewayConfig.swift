@@ -1,0 +1,83 @@
+/// The declarative description of one gateway box, as read from its config file.
+/// Everything here has been checked by `ConfigLoader`; values the file left out hold their defaults,
+/// except those that depend on the running system (the tunnel MTU), which `KernelPlan` resolves.
+public struct GatewayConfig: Sendable, Equatable {
+    public struct Uplink: Sendable, Equatable {
+        /// The interface captured on for tunnel packets.
+        public var interface: String
+        /// The local address: outer source of what we send, outer destination of what we accept.
+        public var address: IPv4Address
+    }
+
+    public enum TTLSetting: Sendable, Equatable, CustomStringConvertible {
+        case inherit
+        case fixed(UInt8)
+        public var description: String {
+            switch self {
+            case .inherit: "inherit"
+            case .fixed(let ttl): "\(ttl)"
+            }
+        }
+    }
+
+    public enum TOSSetting: Sendable, Equatable, CustomStringConvertible {
+        case inherit
+        case fixed(UInt8)
+        public var description: String {
+            switch self {
+            case .inherit: "inherit"
+            case .fixed(let tos): "0x" + (tos < 16 ? "0" : "") + String(tos, radix: 16)
+            }
+        }
+    }
+
+    public struct Tunnel: Sendable, Equatable {
+        public static let defaultName = "tunl"
+        public var name = Tunnel.defaultName
+        /// The tunnel's own address (a /32 on the TUN device), e.g. machine A's ghost address.
+        public var address: IPv4Address?
+        /// nil: the uplink MTU minus 20, found at run time.
+        public var mtu: Int?
+        public var ttl = TTLSetting.inherit
+        public var tos = TOSSetting.fixed(0)
+        /// Path-MTU discovery: set DF on every outer packet (iproute2's `pmtudisc`, the default).
+        public var pmtudisc = true
+    }
+
+    public struct Peer: Sendable, Equatable {
+        public var name: String
+        /// The peer's tunnel endpoint: outer destination of what we send to it.
+        public var remote: IPv4Address
+        /// Inner prefixes routed into the tunnel towards this peer.
+        public var routes: [IPv4Prefix]
+    }
+
+    public struct GhostHost: Sendable, Equatable {
+        public var address: IPv4Address
+        /// The LAN interface on which ipipd answers ARP for `address`.
+        public var interface: String
+        /// The MAC given in replies; nil: the interface's own.
+        public var mac: MACAddress?
+    }
+
+    public var uplink: Uplink
+    public var tunnel: Tunnel
+    public var peers: [Peer]
+    public var ghostHosts: [GhostHost]
+
+    /// The tunnel-routing table this config describes.
+    public var routingTable: RoutingTable<Int> {
+        var table = RoutingTable<Int>()
+        for (index, peer) in peers.enumerated() {
+            for prefix in peer.routes { table.insert(prefix, index) }
+        }
+        return table
+    }
+
+    /// Peer endpoints that fall inside a tunneled prefix: the seed's "looping tunnel". Each needs a host
+    /// route through the uplink so that the outer packets do not re-enter the tunnel.
+    public var endpointsNeedingPins: [Peer] {
+        let table = routingTable
+        return peers.filter { table.lookup($0.remote) != nil }
+    }
+}

@@ -1,0 +1,197 @@
+/// What the running system looks like, as far as the plan needs it. Gathered by the dataplane (netlink,
+/// ioctls, /proc) — or written by hand in tests — so that planning itself stays pure.
+public struct SystemFacts: Sendable, Equatable {
+    public struct Interface: Sendable, Equatable {
+        public var mtu: Int
+        public var mac: MACAddress?
+        public var addresses: [IPv4Address]
+        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = []) {
+            self.mtu = mtu
+            self.mac = mac
+            self.addresses = addresses
+        }
+    }
+
+    /// The kernel's current answer to "how do I reach this address" (`ip route get`).
+    public struct Route: Sendable, Equatable {
+        public var interface: String
+        public var gateway: IPv4Address?
+        public init(interface: String, gateway: IPv4Address? = nil) {
+            self.interface = interface
+            self.gateway = gateway
+        }
+    }
+
+    public var interfaces: [String: Interface] = [:]
+    /// Route to each peer endpoint; missing: no route at all.
+    public var routes: [IPv4Address: Route] = [:]
+    public var ipv6Available = true
+
+    public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true) {
+        self.interfaces = interfaces
+        self.routes = routes
+        self.ipv6Available = ipv6Available
+    }
+}
+
+/// One change `ipipd run` makes to the kernel, in the order it makes them. Described in the terms of
+/// ip(8) and sysctl(8), so that an admin can compare them with what they would have typed.
+public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
+    case createTUN(name: String)
+    case setMTU(interface: String, mtu: Int)
+    case addAddress(interface: String, address: IPv4Address)
+    case setSysctl(key: String, value: String)
+    case linkUp(interface: String)
+    /// A host route keeping a peer endpoint outside the tunnel (the seed's `route add B dev eth0`).
+    case pinEndpoint(peer: String, endpoint: IPv4Address, interface: String, gateway: IPv4Address?)
+    case addTunnelRoute(prefix: IPv4Prefix, interface: String, peer: String)
+    /// A raw IPPROTO_IPIP socket that receives nothing, so the kernel stops answering protocol 4 with
+    /// ICMP "protocol unreachable".
+    case claimProtocol4
+    case capture(interface: String, filter: String)
+    case answerARP(address: IPv4Address, interface: String, mac: MACAddress?, filter: String)
+
+    public var description: String {
+        switch self {
+        case .createTUN(let name):
+            "create TUN device \(name) (IFF_TUN, IFF_NO_PI)"
+        case let .setMTU(interface, mtu):
+            "ip link set dev \(interface) mtu \(mtu)"
+        case let .addAddress(interface, address):
+            "ip address add \(address)/32 dev \(interface)"
+        case let .setSysctl(key, value):
+            "sysctl -w \(key)=\(value)"
+        case .linkUp(let interface):
+            "ip link set dev \(interface) up"
+        case let .pinEndpoint(peer, endpoint, interface, gateway):
+            "ip route add \(endpoint)/32" + (gateway.map { " via \($0)" } ?? "") + " dev \(interface)"
+                + "    # pin peer \(peer)'s endpoint outside the tunnel"
+        case let .addTunnelRoute(prefix, interface, peer):
+            "ip route add \(prefix) dev \(interface)    # to peer \(peer)"
+        case .claimProtocol4:
+            "open a raw IPPROTO_IPIP socket that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case let .capture(interface, filter):
+            "capture on \(interface), inbound only, filter: \(filter)"
+        case let .answerARP(address, interface, mac, filter):
+            "answer ARP for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
+                + ", filter: \(filter)"
+        }
+    }
+}
+
+/// Every kernel change `run` would make for a config on a given system, or why it cannot run there.
+public struct KernelPlan: Sendable, Equatable {
+    public var changes: [KernelChange] = []
+    /// Reasons `run` would refuse to start on this system.
+    public var problems: [String] = []
+    /// Assumptions and facts worth knowing (e.g. where the MTU came from).
+    public var notes: [String] = []
+    public var tunnelMTU: Int = 0
+
+    /// IP header bytes added by encapsulation.
+    public static let encapsulationOverhead = 20
+    /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
+    public static let fallbackUplinkMTU = 1500
+
+    public init(config: GatewayConfig, facts: SystemFacts) {
+        let tunnel = config.tunnel
+        let uplink = config.uplink
+
+        let uplinkFacts = facts.interfaces[uplink.interface]
+        if let uplinkFacts {
+            if !uplinkFacts.addresses.contains(uplink.address) {
+                problems.append("\(uplink.address) is not assigned to \(uplink.interface); the uplink address must be one of its addresses")
+            }
+        } else {
+            problems.append("uplink interface \(uplink.interface) does not exist here")
+        }
+        if facts.interfaces[tunnel.name] != nil {
+            notes.append("an interface named \(tunnel.name) already exists: run takes it over if it is a leftover TUN device of ipipd, and refuses otherwise")
+        }
+
+        if let mtu = tunnel.mtu {
+            tunnelMTU = mtu
+            notes.append("tunnel MTU \(mtu) from the config")
+        } else {
+            let uplinkMTU = uplinkFacts?.mtu ?? Self.fallbackUplinkMTU
+            tunnelMTU = max(68, uplinkMTU - Self.encapsulationOverhead)
+            notes.append("tunnel MTU \(tunnelMTU) = \(uplink.interface) MTU \(uplinkMTU)"
+                         + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − 20")
+        }
+        if let uplinkMTU = uplinkFacts?.mtu, tunnelMTU + Self.encapsulationOverhead > uplinkMTU {
+            notes.append("tunnel MTU \(tunnelMTU) + 20 exceeds \(uplink.interface) MTU \(uplinkMTU): large packets will be fragmented or refused")
+        }
+
+        changes.append(.createTUN(name: tunnel.name))
+        changes.append(.setMTU(interface: tunnel.name, mtu: tunnelMTU))
+        if let address = tunnel.address {
+            changes.append(.addAddress(interface: tunnel.name, address: address))
+        }
+        if facts.ipv6Available {
+            // A TUN with IPv6 sends router solicitations nobody can answer through an IPv4 tunnel.
+            changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).disable_ipv6", value: "1"))
+        }
+        changes.append(.linkUp(interface: tunnel.name))
+        changes.append(.setSysctl(key: "net.ipv4.ip_forward", value: "1"))
+
+        for peer in config.endpointsNeedingPins {
+            guard let route = facts.routes[peer.remote] else {
+                problems.append("peer \(peer.name): endpoint \(peer.remote) lies inside a tunneled prefix and there is no route to it outside the tunnel to pin")
+                continue
+            }
+            if route.interface == tunnel.name {
+                problems.append("peer \(peer.name): the only route to endpoint \(peer.remote) goes through the tunnel itself (a looping tunnel)")
+                continue
+            }
+            if route.interface != uplink.interface {
+                notes.append("peer \(peer.name): endpoint \(peer.remote) is reached through \(route.interface), not the uplink \(uplink.interface)")
+            }
+            changes.append(.pinEndpoint(peer: peer.name, endpoint: peer.remote, interface: route.interface,
+                                        gateway: route.gateway))
+        }
+        for peer in config.peers {
+            for prefix in peer.routes {
+                changes.append(.addTunnelRoute(prefix: prefix, interface: tunnel.name, peer: peer.name))
+            }
+        }
+
+        changes.append(.claimProtocol4)
+        changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address)))
+
+        let ghostsByInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
+        for interface in ghostsByInterface.keys.sorted() {
+            let ghosts = ghostsByInterface[interface]!
+            let interfaceFacts = facts.interfaces[interface]
+            if interfaceFacts == nil {
+                problems.append("ghost-host interface \(interface) does not exist here")
+            }
+            let filter = CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))
+            for ghost in ghosts {
+                if interfaceFacts?.addresses.contains(ghost.address) == true {
+                    problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
+                                    + "answers ARP for it itself, and traffic to it would never enter the tunnel")
+                }
+                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac, filter: filter))
+            }
+        }
+    }
+}
+
+/// libpcap filter expressions (compiled to kernel BPF) for the two capture handles.
+public enum CaptureFilter {
+    /// Protocol-4 packets addressed to the local address, untagged or inside one 802.1Q tag.
+    public static func tunnel(local: IPv4Address) -> String {
+        let match = "ip proto 4 and dst host \(local)"
+        return "(\(match)) or (vlan and \(match))"
+    }
+
+    /// ARP packets that ask for a ghost address (target) or claim one (sender): the first are answered,
+    /// the second reveal conflicts.
+    public static func proxyARP(ghosts: [IPv4Address]) -> String {
+        let terms = ghosts.sorted().flatMap { ghost -> [String] in
+            let hex = "0x" + String(ghost.value, radix: 16)
+            return ["arp[24:4] = \(hex)", "arp[14:4] = \(hex)"]
+        }
+        return "arp and (\(terms.joined(separator: " or ")))"
+    }
+}

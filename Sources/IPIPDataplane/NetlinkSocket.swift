@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IPIPCore
+
+/// A NETLINK_ROUTE socket that sends one request at a time and reads its answer.
+public final class NetlinkSocket {
+    private let fd: Int32
+    private var sequence: UInt32 = 1
+
+    public init() throws(SystemError) {
+        fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0 /* NETLINK_ROUTE */)
+        guard fd >= 0 else { throw SystemError.fromErrno("open a netlink socket") }
+    }
+
+    deinit { close(fd) }
+
+    private func nextSequence() -> UInt32 {
+        sequence &+= 1
+        return sequence
+    }
+
+    /// Sends `build(sequence)` and collects every reply message until an error/ack, a DONE, or a
+    /// single non-multipart answer.
+    public func request(_ what: String, _ build: (UInt32) -> [UInt8]) throws(SystemError) -> [Netlink.Message] {
+        let seq = nextSequence()
+        let bytes = build(seq)
+        let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard sent == bytes.count else { throw SystemError.fromErrno(what) }
+        var replies: [Netlink.Message] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let received = try retryingOnInterrupt(what) {
+                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            }
+            for message in Netlink.parse(Array(buffer[0..<received])) where message.sequence == seq {
+                if let code = Netlink.errorCode(of: message) {
+                    if code != 0 { throw SystemError(what, errno: code) }
+                    return replies
+                }
+                if message.type == Netlink.done { return replies }
+                replies.append(message)
+                if message.flags & 0x2 /* NLM_F_MULTI */ == 0 { return replies }
+            }
+        }
+    }
+
+    /// Sends a change and waits for the kernel's acknowledgement.
+    public func change(_ what: String, _ build: (UInt32) -> [UInt8]) throws(SystemError) {
+        _ = try request(what, build)
+    }
+
+    /// The kernel's route to `destination` (`ip route get`), or nil when it has none.
+    public func route(to destination: IPv4Address) throws(SystemError) -> Netlink.RouteInfo? {
+        do {
+            let replies = try request("look up the route to \(destination)") { Netlink.getRoute(to: destination, sequence: $0) }
+            return replies.lazy.compactMap(Netlink.route(from:)).first
+        } catch where error.errno == ENETUNREACH || error.errno == EHOSTUNREACH {
+            return nil
+        }
+    }
+
+    /// Every IPv4 route in every table.
+    public func routes() throws(SystemError) -> [Netlink.RouteInfo] {
+        try request("list routes") { Netlink.dumpRoutes(sequence: $0) }.compactMap(Netlink.route(from:))
+    }
+}

@@ -1,0 +1,39 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system or library call: what was attempted, and the errno or library message.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var errno: Int32?
+    public var detail: String?
+
+    public init(_ operation: String, errno: Int32? = nil, detail: String? = nil) {
+        self.operation = operation
+        self.errno = errno
+        self.detail = detail
+    }
+
+    /// Captures the current errno.
+    public static func fromErrno(_ operation: String) -> SystemError {
+        SystemError(operation, errno: Glibc.errno)
+    }
+
+    public var description: String {
+        var text = operation
+        if let errno { text += ": " + String(cString: strerror(errno)) }
+        if let detail { text += ": " + detail }
+        return text
+    }
+}
+
+/// Retries a call interrupted by a signal; throws on any other failure (swift-system's pattern).
+@inline(__always)
+func retryingOnInterrupt<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ call: () -> T) throws(SystemError) -> T {
+    while true {
+        let result = call()
+        if result >= 0 { return result }
+        if Glibc.errno == EINTR { continue }
+        throw SystemError.fromErrno(operation())
+    }
+}

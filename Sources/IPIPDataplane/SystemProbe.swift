@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CIPIPShims
+import IPIPCore
+
+/// Reads the facts a plan depends on from the running kernel. Needs no privileges.
+public enum SystemProbe {
+    public static func interfaceIndex(_ name: String) -> Int32? {
+        let index = if_nametoindex(name)
+        return index == 0 ? nil : Int32(index)
+    }
+
+    public static func interfaceName(index: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(UInt32(index), &buffer) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func interfaceMTU(_ name: String) -> Int? {
+        let mtu = CIPIPShims_interfaceMTU(name)
+        return mtu > 0 ? Int(mtu) : nil
+    }
+
+    public static func interfaceMAC(_ name: String) -> MACAddress? {
+        var bytes = [UInt8](repeating: 0, count: 6)
+        guard CIPIPShims_interfaceHardwareAddress(name, &bytes) == 0 else { return nil }
+        return MACAddress(bytes: bytes)
+    }
+
+    /// Every interface with its MTU, MAC and IPv4 addresses (getifaddrs).
+    public static func interfaces() -> [String: SystemFacts.Interface] {
+        var result: [String: SystemFacts.Interface] = [:]
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return result }
+        defer { freeifaddrs(list) }
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            let name = String(cString: entry.pointee.ifa_name)
+            if result[name] == nil {
+                result[name] = SystemFacts.Interface(mtu: interfaceMTU(name) ?? 0, mac: interfaceMAC(name))
+            }
+            if let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) {
+                let value = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                result[name]!.addresses.append(IPv4Address(value))
+            }
+        }
+        return result
+    }
+
+    /// The facts `KernelPlan` needs for `config`.
+    public static func facts(for config: GatewayConfig) -> SystemFacts {
+        var facts = SystemFacts(interfaces: interfaces(),
+                                ipv6Available: access("/proc/sys/net/ipv6", F_OK) == 0)
+        if let netlink = try? NetlinkSocket() {
+            for peer in config.peers {
+                if let route = try? netlink.route(to: peer.remote), let index = route.outputInterface,
+                   let name = interfaceName(index: index) {
+                    facts.routes[peer.remote] = SystemFacts.Route(interface: name, gateway: route.gateway)
+                }
+            }
+        }
+        return facts
+    }
+}

@@ -1,0 +1,35 @@
+import IPIPCore
+
+/// Prints a config back as YAML with every default spelled out: what `check` shows on success.
+enum ConfigPrinter {
+    static func yaml(_ config: GatewayConfig) -> String {
+        var out = "uplink:\n"
+        out += "  interface: \(config.uplink.interface)\n"
+        out += "  address: \(config.uplink.address)\n"
+        out += "tunnel:\n"
+        out += "  name: \(config.tunnel.name)\n"
+        if let address = config.tunnel.address { out += "  address: \(address)\n" }
+        out += "  mtu: " + (config.tunnel.mtu.map(String.init) ?? "auto   # uplink MTU - 20") + "\n"
+        out += "  ttl: \(config.tunnel.ttl)\n"
+        out += "  tos: \(config.tunnel.tos)\n"
+        out += "  pmtudisc: \(config.tunnel.pmtudisc ? "yes" : "no")\n"
+        out += "peers:\n"
+        for peer in config.peers {
+            out += "  - name: \(peer.name)\n"
+            out += "    remote: \(peer.remote)\n"
+            out += "    routes: [\(peer.routes.map(\.description).joined(separator: ", "))]\n"
+            if config.endpointsNeedingPins.contains(peer) {
+                out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
+            }
+        }
+        if !config.ghostHosts.isEmpty {
+            out += "ghost-hosts:\n"
+            for ghost in config.ghostHosts {
+                out += "  - address: \(ghost.address)\n"
+                out += "    interface: \(ghost.interface)\n"
+                out += "    mac: " + (ghost.mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import IPIPCore
+
+@main
+struct Ipipd: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "ipipd",
+        abstract: "A user-space IP-in-IP (RFC 2003) tunnel gateway with proxy ARP for ghost hosts.",
+        discussion: """
+        ipipd makes a remote machine appear on a local LAN through an IP-in-IP tunnel (IP protocol 4), \
+        without the kernel's ipip module. It reads inner packets from a TUN device, wraps them and sends \
+        them to the peer that the longest matching prefix names; it captures protocol-4 packets on the \
+        uplink with libpcap, checks and unwraps them, and hands the inner packet back to the kernel's \
+        routing; and it answers ARP on the LAN for "ghost hosts", the addresses of remote machines.
+
+        Everything comes from one YAML file (default \(ConfigOptions.defaultPath)). Run `ipipd check` to \
+        validate it, `ipipd plan` to see every change `ipipd run` would make to the kernel, then `ipipd run` \
+        as root.
+
+        Exit status: 0 on success, 1 when the config is invalid or the gateway cannot run, 64 on a usage error.
+        """,
+        version: version,
+        subcommands: [Check.self, Plan.self, Run.self, Version.self]
+    )
+}
+
+/// The `-c/--config` option every subcommand shares.
+struct ConfigOptions: ParsableArguments {
+    static let defaultPath = "/etc/ipipd/ipipd.yaml"
+
+    @Option(name: [.customShort("c"), .customLong("config")],
+            help: ArgumentHelp("The gateway's config file.", valueName: "file"))
+    var path: String = ConfigOptions.defaultPath
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print ipipd's version.")
+
+    func run() {
+        print("ipipd \(Ipipd.version)")
+    }
+}

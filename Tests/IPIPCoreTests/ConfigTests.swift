@@ -1,0 +1,129 @@
+import Testing
+@testable import IPIPCore
+
+@Suite struct ConfigTests {
+    func load(_ yaml: String) -> ConfigLoadResult { ConfigLoader.load(yaml: yaml, file: "test.yaml") }
+
+    let minimal = """
+    uplink:
+      interface: eth0
+      address: 198.51.100.37
+    peers:
+      - name: b
+        remote: 203.0.113.86
+        routes: [192.0.2.0/24]
+    """
+
+    @Test func machineAExampleLoads() throws {
+        let result = ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "config/machine-a.yaml")
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        let config = try #require(result.config)
+        #expect(config.uplink == .init(interface: "eth0", address: IPv4Address("198.51.100.37")!))
+        #expect(config.tunnel.address == IPv4Address("203.0.113.87"))
+        #expect(config.tunnel.ttl == .inherit && config.tunnel.pmtudisc && config.tunnel.mtu == nil)
+        #expect(config.peers.map(\.name) == ["machine-b"])
+        #expect(config.peers[0].routes == [IPv4Prefix("203.0.113.0/24")!])
+        // The seed's looping tunnel: B's endpoint is inside the tunneled prefix and must be pinned.
+        #expect(config.endpointsNeedingPins.map(\.name) == ["machine-b"])
+    }
+
+    @Test func machineBExampleLoads() throws {
+        let result = ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "config/machine-b.yaml")
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        let config = try #require(result.config)
+        #expect(config.ghostHosts == [.init(address: IPv4Address("203.0.113.87")!, interface: "eth0", mac: nil)])
+        #expect(config.endpointsNeedingPins.isEmpty)
+        #expect(config.routingTable.lookup(IPv4Address("203.0.113.87")!) == 0)
+    }
+
+    @Test func invalidExampleReportsEveryMistakeWithItsLine() {
+        let result = ConfigLoader.load(yaml: Repository.text("config/invalid-example.yaml"), file: "invalid.yaml")
+        #expect(result.config == nil)
+        let found = result.errors.map { "\($0.line ?? 0) \($0.key)" }
+        #expect(found == [
+            "4 uplink.address",          // bad address
+            "9 tunnel.pmtudisc",         // fixed ttl without pmtudisc
+            "10 tunnel.mtu",             // MTU out of range
+            "13 peers[0].remote",        // endpoint = tunnel address
+            "15 peers[0].keepalive",     // unknown key
+            "19 peers[1].routes[0]",     // duplicate prefix
+            "20 peers[1].routes[1]",     // host bits set
+            "22 ghost-hosts[0].address", // ghost not covered by any route
+        ])
+        #expect(result.errors.allSatisfy { $0.description.hasPrefix("invalid.yaml:\($0.line!):") })
+    }
+
+    @Test func defaultsAreFilledIn() throws {
+        let config = try #require(load(minimal).config)
+        #expect(config.tunnel == GatewayConfig.Tunnel())
+        #expect(config.tunnel.name == "tunl" && config.tunnel.tos == .fixed(0))
+        #expect(config.ghostHosts.isEmpty)
+    }
+
+    @Test func syntaxErrorsNameTheLine() {
+        let result = load("uplink:\n  interface: eth0\n   address: [unclosed\n")
+        #expect(result.errors.count == 1)
+        #expect(result.errors.first?.line != nil)
+        #expect(load("").errors.first?.message.contains("empty") == true)
+    }
+
+    @Test func unknownKeysSuggestTheNearestOne() {
+        let result = load(minimal + "\ntunnel:\n  tll: 64\n")
+        #expect(result.errors.count == 1)
+        #expect(result.errors[0].key == "tunnel.tll")
+        #expect(result.errors[0].message.contains("did you mean `ttl`"))
+        #expect(result.errors[0].line == 9)
+    }
+
+    @Test func tunnelOptionValues() throws {
+        let config = try #require(load(minimal + "\ntunnel:\n  ttl: 64\n  tos: inherit\n  mtu: 1400\n  pmtudisc: on\n").config)
+        #expect(config.tunnel.ttl == .fixed(64) && config.tunnel.tos == .inherit && config.tunnel.mtu == 1400)
+        #expect(try #require(load(minimal + "\ntunnel:\n  tos: 0x20\n").config).tunnel.tos == .fixed(0x20))
+        #expect(load(minimal + "\ntunnel:\n  ttl: 0\n").errors.first?.message.contains("inherit") == true)
+        #expect(load(minimal + "\ntunnel:\n  ttl: 256\n").errors.count == 1)
+        #expect(load(minimal + "\ntunnel:\n  mtu: 65516\n").errors.count == 1)
+        #expect(load(minimal + "\ntunnel:\n  mtu: 68\n").errors.isEmpty)
+        #expect(load(minimal + "\ntunnel:\n  pmtudisc: maybe\n").errors.count == 1)
+        #expect(load(minimal + "\ntunnel:\n  tos: 0x21\n").warnings.count == 1)
+    }
+
+    @Test func duplicatesAreErrors() {
+        let yaml = """
+        uplink: {interface: eth0, address: 198.51.100.37}
+        peers:
+          - {name: b, remote: 203.0.113.86, routes: [192.0.2.0/24, 192.0.2.0/24]}
+          - {name: b, remote: 203.0.113.86, routes: [198.18.0.0/15]}
+        ghost-hosts:
+          - {address: 192.0.2.9, interface: eth1}
+          - {address: 192.0.2.9, interface: eth1}
+        """
+        let keys = load(yaml).errors.map(\.key)
+        #expect(keys.contains("peers[0].routes[1]"))
+        #expect(keys.contains("peers[1].name"))
+        #expect(keys.contains("peers[1].remote"))
+        #expect(keys.contains("ghost-hosts[1].address"))
+    }
+
+    @Test func endpointsThatCannotBePinned() {
+        let ghostEndpoint = """
+        uplink: {interface: eth0, address: 198.51.100.37}
+        peers:
+          - {name: b, remote: 192.0.2.9, routes: [192.0.2.0/24]}
+        ghost-hosts:
+          - {address: 192.0.2.9, interface: eth1}
+        """
+        #expect(load(ghostEndpoint).errors.map(\.key) == ["peers[0].remote"])
+        let ownEndpoint = minimal.replacingOccurrences(of: "203.0.113.86", with: "198.51.100.37")
+        #expect(load(ownEndpoint).errors.map(\.key) == ["peers[0].remote"])
+    }
+
+    @Test func missingAndMistypedSections() {
+        let keys = load("uplink: eth0\ntunnel: [1]\n").errors.map(\.key)
+        #expect(keys.contains("peers"))
+        #expect(keys.contains("uplink"))
+        #expect(keys.contains("tunnel"))
+        #expect(load(minimal + "\nghost-hosts:\n  - {address: 192.0.2.1, interface: eth0, mac: 01:00:5e:00:00:01}\n").errors.map(\.key) == ["ghost-hosts[0].mac"])
+        #expect(load(minimal.replacingOccurrences(of: "name: b", with: "name: 'b c'")).errors.map(\.key) == ["peers[0].name"])
+        #expect(load(minimal + "\ntunnel:\n  name: a-very-long-interface-name\n").errors.map(\.key) == ["tunnel.name"])
+    }
+}

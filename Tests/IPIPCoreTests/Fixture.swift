@@ -1,0 +1,34 @@
+import Foundation
+
+/// Packets made by scapy (see Fixtures/FIXTURES.md), loaded from the source tree.
+enum Fixture {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    static func bytes(_ name: String) -> [UInt8] {
+        let url = directory.appendingPathComponent("\(name).hex")
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            fatalError("missing fixture \(url.path)")
+        }
+        return hex(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func hex(_ text: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            bytes.append(UInt8(text[index..<next], radix: 16)!)
+            index = next
+        }
+        return bytes
+    }
+}
+
+/// Repository root, for the example configs in config/.
+enum Repository {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func text(_ relativePath: String) -> String {
+        try! String(contentsOf: root.appendingPathComponent(relativePath), encoding: .utf8)
+    }
+}

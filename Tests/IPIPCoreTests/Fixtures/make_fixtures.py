@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Writes the byte fixtures the codec tests read, built by scapy (an implementation independent of
+ipipd's codecs). Run from this folder: `python3 make_fixtures.py` (scapy pinned: pip install scapy==2.6.1).
+Each fixture is one packet as lowercase hex on one line; FIXTURES.md lists what each one is."""
+from scapy.all import Ether, Dot1Q, ARP, IP, ICMP, UDP, TCP, Raw, raw
+
+A, B, C, GHOST = "198.51.100.37", "203.0.113.86", "203.0.113.20", "203.0.113.87"
+MAC_B, MAC_C = "02:00:00:00:00:86", "02:00:00:00:00:20"
+
+inner_echo = IP(src=C, dst=GHOST, ttl=63, id=0x1234, flags="DF", tos=0x02) / ICMP(type=8, id=0x77, seq=3) / Raw(b"ipipd-fixture-payload")
+
+fixtures = {
+    # An inner ICMP echo request (ECT(0), DF) and the same packet encapsulated by an RFC 2003 tunnel.
+    "ipv4-icmp-echo": inner_echo,
+    "ipip-encapsulated-echo": IP(src=B, dst=A, ttl=64, id=0x0100, flags="DF", proto=4, tos=0x02) / inner_echo,
+    # IPv4 with options (IHL 6: a 4-byte NOP/NOP/NOP/EOL option block) carrying UDP.
+    "ipv4-with-options-udp": IP(src=A, dst=C, ttl=17, options=b"\x01\x01\x01\x00") / UDP(sport=4000, dport=5000) / Raw(b"x" * 12),
+    # A middle fragment: MF set, offset 1480 bytes.
+    "ipv4-fragment": IP(src=A, dst=B, id=0xBEEF, flags="MF", frag=185, proto=17) / Raw(b"f" * 64),
+    # ICMP errors: fragmentation needed (next-hop MTU 1380) and time exceeded, each quoting a packet.
+    "icmp-frag-needed": IP(src="198.51.100.1", dst=A) / ICMP(type=3, code=4, nexthopmtu=1380) / IP(src=A, dst=B, flags="DF", proto=4, len=1500) / Raw(b"\x45\x00\x05\xc8" + b"\x00" * 4),
+    "icmp-time-exceeded": IP(src="198.51.100.1", dst=C) / ICMP(type=11, code=0) / IP(src=C, dst=GHOST, ttl=1, proto=6) / Raw(b"\x00" * 8),
+    "icmp-echo-reply": IP(src=GHOST, dst=C) / ICMP(type=0, id=0x77, seq=3) / Raw(b"pong"),
+    # Ethernet II: plain and 802.1Q-tagged (VLAN 42) frames carrying the encapsulated packet.
+    "ether-ipip": Ether(src=MAC_B, dst="02:00:00:00:00:37") / IP(src=B, dst=A, proto=4) / IP(src=C, dst=GHOST) / ICMP(),
+    "ether-vlan-ipip": Ether(src=MAC_B, dst="02:00:00:00:00:37") / Dot1Q(vlan=42, prio=5) / IP(src=B, dst=A, proto=4) / IP(src=C, dst=GHOST) / ICMP(),
+    # ARP: a request, a reply, a gratuitous announcement, an RFC 5227 probe, and a non-Ethernet one.
+    "arp-request": Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_C, psrc=C, pdst=GHOST),
+    "arp-reply": Ether(src=MAC_B, dst=MAC_C) / ARP(op=2, hwsrc=MAC_B, psrc=GHOST, hwdst=MAC_C, pdst=C),
+    "arp-gratuitous": Ether(src=MAC_B, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_B, psrc=GHOST, pdst=GHOST),
+    "arp-probe": Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_C, psrc="0.0.0.0", pdst=GHOST),
+    "arp-bad-hwtype": Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwtype=6, hwsrc=MAC_C, psrc=C, pdst=GHOST),
+}
+
+for name, packet in fixtures.items():
+    with open(f"{name}.hex", "w") as f:
+        f.write(raw(packet).hex() + "\n")
+print(f"wrote {len(fixtures)} fixtures")

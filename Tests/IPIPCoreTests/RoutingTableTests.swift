@@ -1,0 +1,97 @@
+import PropertyBased
+import Testing
+@testable import IPIPCore
+
+@Suite struct RoutingTableTests {
+    func address(_ text: String) -> IPv4Address { IPv4Address(text)! }
+    func prefix(_ text: String) -> IPv4Prefix { IPv4Prefix(text)! }
+
+    @Test func emptyTableMatchesNothing() {
+        let table = RoutingTable<String>()
+        #expect(table.lookup(address("192.0.2.1")) == nil)
+        #expect(table.isEmpty)
+    }
+
+    @Test func defaultRouteMatchesEverything() {
+        var table = RoutingTable<String>()
+        table.insert(prefix("0.0.0.0/0"), "default")
+        #expect(table.lookup(address("0.0.0.0")) == "default")
+        #expect(table.lookup(address("255.255.255.255")) == "default")
+    }
+
+    @Test func hostRouteMatchesOnlyItsAddress() {
+        var table = RoutingTable<String>()
+        table.insert(prefix("203.0.113.87/32"), "ghost")
+        #expect(table.lookup(address("203.0.113.87")) == "ghost")
+        #expect(table.lookup(address("203.0.113.86")) == nil)
+        #expect(table.lookup(address("203.0.113.88")) == nil)
+    }
+
+    @Test func longestPrefixWins() {
+        var table = RoutingTable<String>()
+        table.insert(prefix("0.0.0.0/0"), "default")
+        table.insert(prefix("203.0.113.0/24"), "lan")
+        table.insert(prefix("203.0.113.0/25"), "low-half")
+        table.insert(prefix("203.0.113.87/32"), "ghost")
+        #expect(table.lookup(address("203.0.113.87")) == "ghost")
+        #expect(table.lookup(address("203.0.113.20")) == "low-half")
+        #expect(table.lookup(address("203.0.113.200")) == "lan")
+        #expect(table.lookup(address("198.51.100.1")) == "default")
+        #expect(table.lookupEntry(address("203.0.113.200"))?.prefix == prefix("203.0.113.0/24"))
+    }
+
+    @Test func removalFallsBackToShorterPrefix() {
+        var table = RoutingTable<String>()
+        table.insert(prefix("203.0.113.0/24"), "lan")
+        table.insert(prefix("203.0.113.87/32"), "ghost")
+        #expect(table.remove(prefix("203.0.113.87/32")) == "ghost")
+        #expect(table.lookup(address("203.0.113.87")) == "lan")
+        #expect(table.remove(prefix("203.0.113.87/32")) == nil)
+        table.remove(prefix("203.0.113.0/24"))
+        #expect(table.lookup(address("203.0.113.87")) == nil)
+        #expect(table.isEmpty && table.count == 0)
+    }
+
+    @Test func insertIgnoresHostBitsAndReplaces() {
+        var table = RoutingTable<Int>()
+        #expect(table.insert(prefix("192.0.2.77/24"), 1) == nil)
+        #expect(table.insert(prefix("192.0.2.0/24"), 2) == 1)
+        #expect(table.count == 1)
+        #expect(table.value(for: prefix("192.0.2.0/24")) == 2)
+    }
+
+    @Test func iteratesLongestFirst() {
+        var table = RoutingTable<Int>()
+        table.insert(prefix("10.0.0.0/8"), 1)
+        table.insert(prefix("192.0.2.0/24"), 2)
+        table.insert(prefix("198.51.100.0/24"), 3)
+        table.insert(prefix("192.0.2.1/32"), 4)
+        #expect(table.entries.map(\.prefix.description) == ["192.0.2.1/32", "192.0.2.0/24", "198.51.100.0/24", "10.0.0.0/8"])
+    }
+
+    /// Against a naive reference: the longest matching prefix in a plain list, after random inserts and
+    /// removals. Prefixes are drawn from a small address space so that they overlap often.
+    @Test func agreesWithLinearScan() async {
+        let operation = zip(Gen.bool, Gen.uint32(in: 0...0xFF), Gen.int(in: 0...32), Gen.int(in: 0...99))
+        await propertyCheck(count: 300, input: operation.array(of: 1...60), Gen.uint32(in: 0...0xFF).array(of: 20)) { operations, probes in
+            var table = RoutingTable<Int>()
+            var reference: [IPv4Prefix: Int] = [:]
+            for (isRemoval, bits, length, value) in operations {
+                // Spread the 8 random bits over the top of the address so short prefixes collide.
+                let prefix = IPv4Prefix(IPv4Address(bits << 24 | bits << 12), length: length).network
+                if isRemoval {
+                    #expect(table.remove(prefix) == reference.removeValue(forKey: prefix))
+                } else {
+                    table.insert(prefix, value)
+                    reference[prefix] = value
+                }
+            }
+            #expect(table.count == reference.count)
+            for bits in probes {
+                let probe = IPv4Address(bits << 24 | bits << 12 | bits)
+                let expected = reference.filter { $0.key.contains(probe) }.max { $0.key.length < $1.key.length }?.value
+                #expect(table.lookup(probe) == expected, "probe \(probe)")
+            }
+        }
+    }
+}

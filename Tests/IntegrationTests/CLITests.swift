@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+/// The CLI as an admin uses it: `check` and `plan` on the example configs.
+@Suite(.serialized) struct CLITests {
+    @Test func checkAcceptsMachineB() {
+        let lab = Lab("chkb")
+        let result = lab.run("\(Lab.ipipd) check -c \(Lab.repository.path)/config/machine-b.yaml")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("ghost-hosts:"))
+    }
+
+    @Test func checkListsEveryMistakeWithItsLine() {
+        let lab = Lab("chki")
+        let file = "\(Lab.repository.path)/config/invalid-example.yaml"
+        let result = lab.run("\(Lab.ipipd) check -c \(file)")
+        #expect(result.status == 1)
+        for expected in ["invalid-example.yaml:4:12: error: uplink.address",
+                         "invalid-example.yaml:13:13: error: peers[0].remote",
+                         "invalid-example.yaml:15:5: error: peers[0].keepalive: unknown key",
+                         "invalid-example.yaml:19:9: error: peers[1].routes[0]: duplicate prefix",
+                         "8 errors; nothing was applied"] {
+            #expect(result.output.contains(expected), "missing: \(expected)\n\(result.output)")
+        }
+    }
+
+    @Test func checkNamesAMissingFile() {
+        let result = Lab("chkm").run("\(Lab.ipipd) check -c /nonexistent/ipipd.yaml")
+        #expect(result.status == 1)
+        #expect(result.output.contains("/nonexistent/ipipd.yaml: error: cannot read"))
+    }
+
+    @Test func helpIsSelfDocumenting() {
+        let result = Lab("help").run("\(Lab.ipipd) --help; \(Lab.ipipd) plan --help; \(Lab.ipipd) version")
+        #expect(result.status == 0)
+        for word in ["check", "plan", "run", "Exit status", "--config", "ipipd 0."] {
+            #expect(result.output.contains(word), "\(word)")
+        }
+    }
+
+    /// `plan` for machine A, run as an unprivileged user inside a namespace laid out like machine A's
+    /// network: it lists the changes, including the pinned endpoint via A's router.
+    @Test(.enabled(if: Lab.isRoot, "needs root to build namespaces"))
+    func planRunsWithoutRootAndPinsTheEndpoint() throws {
+        let lab = Lab("plan")
+        defer { lab.teardown() }
+        let a = try lab.namespace("a")
+        let r = try lab.namespace("r")
+        try lab.link(a, "eth0", r, "eth1", mtu: 1400)
+        try lab.sh(in: a, "ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1")
+        try lab.sh(in: r, "ip addr add 198.51.100.1/24 dev eth1")
+        let result = lab.run(in: a, "setpriv --reuid=65534 --regid=65534 --clear-groups \(Lab.ipipd) plan -c \(Lab.repository.path)/config/machine-a.yaml")
+        #expect(result.status == 0, "\(result.output)")
+        for expected in ["create TUN device tunl",
+                         "ip link set dev tunl mtu 1380",
+                         "ip address add 203.0.113.87/32 dev tunl",
+                         "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0",
+                         "ip route add 203.0.113.0/24 dev tunl",
+                         "sysctl -w net.ipv4.ip_forward=1",
+                         "filter: (ip proto 4 and dst host 198.51.100.37)"] {
+            #expect(result.output.contains(expected), "missing: \(expected)\n\(result.output)")
+        }
+        // Nothing was changed.
+        #expect(!(try lab.sh(in: a, "ip -o link")).contains("tunl"))
+    }
+}

@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# The seed's scenario as network namespaces (sourced by demo.sh):
+#
+#   A (198.51.100.37) ── R ── LAN switch 203.0.113.0/24 ── B (203.0.113.86)
+#                                                      └── C (203.0.113.20)
+#
+# A's tunnel address 203.0.113.87 is the ghost host B answers ARP for. Only documentation addresses are
+# used, and everything lives in namespaces named "${LAB_PREFIX}-*".
+
+LAB_PREFIX=${LAB_PREFIX:-ipipdemo}
+LAB_PIDS=()
+
+ns() { echo "${LAB_PREFIX}-$1"; }
+in_ns() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
+
+# veth between two namespaces: lab_link NS_A IF_A NS_B IF_B
+lab_link() {
+    local a=$1 ifa=$2 b=$3 ifb=$4 tmp="${LAB_PREFIX:0:6}$RANDOM"
+    ip link add "${tmp}a" netns "$(ns "$a")" type veth peer name "${tmp}b" netns "$(ns "$b")"
+    ip -n "$(ns "$a")" link set "${tmp}a" name "$ifa"
+    ip -n "$(ns "$b")" link set "${tmp}b" name "$ifb"
+    ip -n "$(ns "$a")" link set "$ifa" up
+    ip -n "$(ns "$b")" link set "$ifb" up
+}
+
+lab_up() {
+    local n
+    for n in a r lan b c; do
+        ip netns add "$(ns $n)"
+        ip -n "$(ns $n)" link set lo up
+    done
+    # The LAN is a bridge in its own namespace: a switch with ports for R, B and C.
+    ip -n "$(ns lan)" link add br0 type bridge
+    ip -n "$(ns lan)" link set br0 up
+    lab_link a eth0 r eth0
+    lab_link r eth1 lan pr
+    lab_link b eth0 lan pb
+    lab_link c eth0 lan pc
+    for port in pr pb pc; do ip -n "$(ns lan)" link set "$port" master br0; done
+
+    ip -n "$(ns a)" addr add 198.51.100.37/24 dev eth0
+    ip -n "$(ns a)" route add default via 198.51.100.1
+    ip -n "$(ns r)" addr add 198.51.100.1/24 dev eth0
+    ip -n "$(ns r)" addr add 203.0.113.1/24 dev eth1
+    in_ns r sysctl -qw net.ipv4.ip_forward=1
+    ip -n "$(ns b)" addr add 203.0.113.86/24 dev eth0
+    ip -n "$(ns b)" route add default via 203.0.113.1
+    ip -n "$(ns c)" addr add 203.0.113.20/24 dev eth0
+    ip -n "$(ns c)" route add default via 203.0.113.1
+}
+
+# Ends every process the lab started (by PID), then deletes the namespaces.
+lab_down() {
+    local pid n
+    for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${LAB_PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    LAB_PIDS=()
+    for n in a r lan b c; do
+        if ip netns list | grep -qw "$(ns $n)"; then
+            for pid in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+            ip netns delete "$(ns $n)" 2>/dev/null || true
+        fi
+    done
+}
