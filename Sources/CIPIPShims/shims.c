@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <linux/if_tun.h>
 #include <linux/filter.h>
+#include <pthread.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut) {
     struct ifreq ifr;
@@ -86,4 +87,11 @@ int CIPIPShims_attachDropAllFilter(int fd) {
     struct sock_filter dropAll[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
     struct sock_fprog program = { .len = 1, .filter = dropAll };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
+}
+
+int CIPIPShims_setThreadName(const char *name) {
+    char shortName[16];
+    strncpy(shortName, name, sizeof shortName - 1);
+    shortName[sizeof shortName - 1] = 0;
+    return pthread_setname_np(pthread_self(), shortName);
 }

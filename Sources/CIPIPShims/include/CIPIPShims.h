@@ -30,4 +30,8 @@ int CIPIPShims_sendBatch(int fd, const void *const *buffers, const size_t *lengt
 // from the kernel's point of view) without ever queueing a packet.
 int CIPIPShims_attachDropAllFilter(int fd);
 
+// pthread_setname_np is a GNU extension hidden behind _GNU_SOURCE. Names the calling thread (shown by
+// top -H and in /proc/PID/task/*/comm); longer names are cut to 15 bytes.
+int CIPIPShims_setThreadName(const char *name);
+
 #endif

@@ -1,0 +1,109 @@
+import Synchronization
+
+/// Why a packet was not carried. Counted per reason (and per peer when the peer is known); the raw
+/// value is the label used in status output and metrics.
+public enum DropReason: String, CaseIterable, Sendable, Codable {
+    case notIPv4 = "not-ipv4"                 // from the TUN: not an IPv4 packet (e.g. IPv6 RS)
+    case noRoute = "no-route"                 // from the TUN: no peer prefix covers the destination
+    case malformedOuter = "malformed-outer"   // captured: outer header invalid
+    case malformedInner = "malformed-inner"   // captured or from the TUN: inner header invalid
+    case unknownPeer = "unknown-peer"         // captured: outer source is not a configured peer
+    case notForUs = "not-local"               // captured: outer destination is not the local address
+    case outerFragment = "outer-fragment"     // captured: a fragment of an outer packet
+    case ttlExpired = "ttl-expired"           // decapsulated, to be forwarded with TTL <= 1
+    case ecnNotECT = "ecn-ce-on-not-ect"      // RFC 6040: outer CE over a Not-ECT inner packet
+    case tooBig = "too-big"                   // does not fit the path to the peer
+    case truncatedCapture = "truncated-capture" // caplen < len: snaplen too small
+    case captureDrop = "capture-drop"         // dropped by the kernel before libpcap saw it (pcap_stats)
+    case sendFailed = "send-failed"           // the kernel refused the send
+}
+
+extension DropReason {
+    /// Position in `allCases`, without building the array on the per-packet path.
+    @inline(__always)
+    var ordinal: Int {
+        switch self {
+        case .notIPv4: 0
+        case .noRoute: 1
+        case .malformedOuter: 2
+        case .malformedInner: 3
+        case .unknownPeer: 4
+        case .notForUs: 5
+        case .outerFragment: 6
+        case .ttlExpired: 7
+        case .ecnNotECT: 8
+        case .tooBig: 9
+        case .truncatedCapture: 10
+        case .captureDrop: 11
+        case .sendFailed: 12
+        }
+    }
+}
+
+/// One monotonically increasing counter, written by one dataplane thread and read by any.
+public final class Counter: Sendable {
+    private let storage = Atomic<UInt64>(0)
+    public init() {}
+    @inline(__always)
+    public func add(_ amount: UInt64 = 1) { storage.wrappingAdd(amount, ordering: .relaxed) }
+    /// For counters mirrored from elsewhere (e.g. the kernel's pcap_stats).
+    public func set(_ value: UInt64) { storage.store(value, ordering: .relaxed) }
+    public var value: UInt64 { storage.load(ordering: .relaxed) }
+}
+
+/// Drops, one counter per reason.
+public final class DropCounters: Sendable {
+    private let counters: [Counter] = DropReason.allCases.map { _ in Counter() }
+    public init() {}
+
+    @inline(__always)
+    public func count(_ reason: DropReason) {
+        counters[reason.ordinal].add()
+    }
+
+    public func value(_ reason: DropReason) -> UInt64 {
+        counters[reason.ordinal].value
+    }
+
+    public func set(_ reason: DropReason, to value: UInt64) {
+        counters[reason.ordinal].set(value)
+    }
+
+    /// Non-zero counts by reason label.
+    public var snapshot: [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for (reason, counter) in zip(DropReason.allCases, counters) where counter.value > 0 {
+            result[reason.rawValue] = counter.value
+        }
+        return result
+    }
+}
+
+/// Traffic of one peer: what was wrapped and sent to it, and unwrapped from it.
+public final class PeerCounters: Sendable {
+    public let name: String
+    public let encapsulatedPackets = Counter()
+    public let encapsulatedBytes = Counter()
+    public let decapsulatedPackets = Counter()
+    public let decapsulatedBytes = Counter()
+    public let drops = DropCounters()
+
+    public init(name: String) { self.name = name }
+}
+
+/// All counters of a running gateway: per peer, and drops that belong to no peer.
+public final class TunnelCounters: Sendable {
+    public let peers: [PeerCounters]
+    public let drops = DropCounters()
+
+    public init(peerNames: [String]) {
+        peers = peerNames.map(PeerCounters.init(name:))
+    }
+
+    /// Counts a drop globally and, when known, against its peer.
+    @inline(__always)
+    public func drop(_ reason: DropReason, peer: Int? = nil) {
+        drops.count(reason)
+        if let peer { peers[peer].drops.count(reason) }
+    }
+}

@@ -1,0 +1,51 @@
+/// A running gateway's state as `ipipd status` shows it (JSON with --json).
+public struct GatewayStatus: Codable, Sendable, Equatable {
+    public struct Traffic: Codable, Sendable, Equatable {
+        public var packets: UInt64
+        public var bytes: UInt64
+        public init(packets: UInt64, bytes: UInt64) {
+            self.packets = packets
+            self.bytes = bytes
+        }
+    }
+
+    public struct Peer: Codable, Sendable, Equatable {
+        public var name: String
+        public var endpoint: String
+        public var routes: [String]
+        public var encapsulated: Traffic
+        public var decapsulated: Traffic
+        public var drops: [String: UInt64]
+    }
+
+    public var version: String
+    public var pid: Int32
+    public var configFile: String
+    public var startedAt: Double        // seconds since the Unix epoch
+    public var uptimeSeconds: Double
+    public var tunnel: String
+    public var tunnelMTU: Int
+    public var localAddress: String
+    public var peers: [Peer]
+    /// Every drop by reason (peer-attributed ones included).
+    public var drops: [String: UInt64]
+
+    public init(version: String, pid: Int32, configFile: String, startedAt: Double, uptimeSeconds: Double,
+                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters) {
+        self.version = version
+        self.pid = pid
+        self.configFile = configFile
+        self.startedAt = startedAt
+        self.uptimeSeconds = uptimeSeconds
+        tunnel = config.tunnel.name
+        self.tunnelMTU = tunnelMTU
+        localAddress = "\(config.uplink.address)"
+        peers = zip(config.peers, counters.peers).map { peer, counter in
+            Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
+                 encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
+                 decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
+                 drops: counter.drops.snapshot)
+        }
+        drops = counters.drops.snapshot
+    }
+}

@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import IPIPCore
+import Logging
+
+/// A running tunnel gateway: the kernel setup, the encapsulator (TUN → peers), the capture engine and
+/// decapsulator (uplink → kernel), and the control socket, each loop on its own thread.
+public final class Gateway: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var configFile: String
+        public var runtimeDirectory: String
+        public var version: String
+        public init(configFile: String, runtimeDirectory: String, version: String) {
+            self.configFile = configFile
+            self.runtimeDirectory = runtimeDirectory
+            self.version = version
+        }
+    }
+
+    public let config: GatewayConfig
+    public let plan: KernelPlan
+    public let counters: TunnelCounters
+    private let options: Options
+    private let logger: Logger
+    private let stop = StopSignal()
+    private let startedAt = Date()
+
+    private var configurator: KernelConfigurator?
+    private var protocolClaim: ProtocolClaim?
+    private var controlSocket: ControlSocket?
+    private var threads: [DedicatedThread] = []
+
+    public init(config: GatewayConfig, plan: KernelPlan, options: Options, logger: Logger) {
+        self.config = config
+        self.plan = plan
+        self.options = options
+        self.logger = logger
+        counters = TunnelCounters(peerNames: config.peers.map(\.name))
+    }
+
+    public static func controlSocketPath(runtimeDirectory: String, tunnel: String) -> String {
+        "\(runtimeDirectory)/\(tunnel).sock"
+    }
+
+    /// Sets everything up and starts the loops. On failure nothing stays applied.
+    public func start() throws {
+        try createRuntimeDirectory()
+        let configurator = try KernelConfigurator(runtimeDirectory: options.runtimeDirectory,
+                                                  tunnelName: config.tunnel.name, logger: logger)
+        self.configurator = configurator
+        do {
+            try configurator.apply(plan, uplink: config.uplink.interface)
+            guard let tun = configurator.tun else { throw SystemError("create the TUN device") }
+
+            protocolClaim = try ProtocolClaim()
+            logger.info("claimed IP protocol 4: the kernel will not answer tunnel packets with ICMP protocol-unreachable")
+
+            // Everything that can fail is opened here, before any thread starts.
+            let encapsulationSender = try RawIPv4Sender()
+            let reinjectionSender = try RawIPv4Sender()
+            let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
+            var settings = PacketCapture.Settings(snapshotLength: Int32(uplinkMTU + 14 + 8))
+            settings.immediate = true
+            let filter = CaptureFilter.tunnel(local: config.uplink.address)
+            let capture = try PacketCapture(interface: config.uplink.interface, filter: filter, settings: settings)
+            logger.info("capturing", metadata: ["interface": "\(config.uplink.interface)", "filter": "\(filter)",
+                                                "snaplen": "\(settings.snapshotLength)"])
+            let control = try ControlSocket(path: Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory,
+                                                                          tunnel: config.tunnel.name))
+            controlSocket = control
+
+            let encapsulator = Encapsulator(config: config, initialIdentification: UInt16.random(in: 1...UInt16.max))
+            let decapsulator = Decapsulator(config: config, localAddresses: Set(SystemProbe.localAddresses()))
+            let loops = DataplaneLoops(counters: counters, stop: stop, logger: logger)
+            threads.append(try DedicatedThread(name: "ipipd-tun") {
+                loops.encapsulate(from: tun, with: encapsulator, sender: encapsulationSender)
+            })
+            threads.append(try DedicatedThread(name: "ipipd-capture") {
+                loops.decapsulate(from: capture, with: decapsulator, sender: reinjectionSender)
+            })
+            threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
+                control.serve(until: stop) { self.statusDocument() }
+            })
+        } catch {
+            shutdownLoops()
+            configurator.teardown()
+            throw error
+        }
+        logger.info("tunnel up", metadata: ["device": "\(config.tunnel.name)", "mtu": "\(plan.tunnelMTU)",
+                                           "local": "\(config.uplink.address)",
+                                           "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
+    }
+
+    /// Stops the loops and undoes every kernel change.
+    public func shutdown() {
+        shutdownLoops()
+        configurator?.teardown()
+        configurator = nil
+        logger.info("stopped; every change to the kernel was undone")
+    }
+
+    private func shutdownLoops() {
+        stop.stop()
+        for thread in threads { thread.join() }
+        threads.removeAll()
+        controlSocket?.close()
+        controlSocket = nil
+        protocolClaim = nil
+    }
+
+    public var status: GatewayStatus {
+        GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile,
+                      startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
+                      config: config, tunnelMTU: plan.tunnelMTU, counters: counters)
+    }
+
+    private func statusDocument() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return Array((try? encoder.encode(status)) ?? Data("{}".utf8))
+    }
+
+    private func createRuntimeDirectory() throws {
+        let path = options.runtimeDirectory
+        if mkdir(path, 0o750) != 0 && errno != EEXIST {
+            throw SystemError.fromErrno("create the runtime directory \(path)")
+        }
+    }
+}
+
+extension SystemProbe {
+    /// Every IPv4 address configured on this machine (in this network namespace).
+    public static func localAddresses() -> [IPv4Address] {
+        interfaces().values.flatMap(\.addresses)
+    }
+}

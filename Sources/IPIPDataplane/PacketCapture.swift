@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPcap
+
+/// A libpcap capture handle on one interface, inbound only, with a kernel BPF filter.
+///
+/// Opened with pcap_create and explicit settings rather than pcap_open_live: immediate mode (each
+/// packet is handed over as it arrives: TPACKET_V2, no block-retire latency), a snaplen that covers the
+/// largest frame, and a kernel buffer large enough to absorb bursts. Non-blocking, so the owning thread
+/// can poll with a timeout and notice a stop request.
+public final class PacketCapture: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var snapshotLength: Int32
+        public var bufferBytes: Int32 = 4 << 20
+        public var immediate = true
+        public init(snapshotLength: Int32) { self.snapshotLength = snapshotLength }
+    }
+
+    public struct Frame {
+        /// The captured bytes (valid until the next `next()` call).
+        public var bytes: UnsafeRawBufferPointer
+        /// The frame's length on the wire; larger than `bytes.count` when the capture was truncated.
+        public var wireLength: Int
+    }
+
+    private let handle: OpaquePointer
+    public let interface: String
+    public let selectableFD: Int32
+
+    public init(interface: String, filter: String, settings: Settings) throws(SystemError) {
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let handle = pcap_create(interface, &errorBuffer) else {
+            throw SystemError("open a capture on \(interface)", detail: RawIPv4Sender.message(errorBuffer))
+        }
+        self.handle = handle
+        self.interface = interface
+        func check(_ result: Int32, _ what: String) throws(SystemError) {
+            if result < 0 {
+                let detail = String(cString: pcap_geterr(handle))
+                pcap_close(handle)
+                throw SystemError("capture on \(interface): \(what)", detail: detail)
+            }
+        }
+        try check(pcap_set_snaplen(handle, settings.snapshotLength), "set snaplen")
+        try check(pcap_set_promisc(handle, 0), "disable promiscuous mode")
+        try check(pcap_set_immediate_mode(handle, settings.immediate ? 1 : 0), "set immediate mode")
+        try check(pcap_set_buffer_size(handle, settings.bufferBytes), "set buffer size")
+        try check(pcap_set_timeout(handle, 10), "set timeout")
+        let activation = pcap_activate(handle)
+        if activation < 0 {
+            let detail = activation == PCAP_ERROR_NO_SUCH_DEVICE ? "no such interface"
+                : activation == PCAP_ERROR_PERM_DENIED ? "permission denied (needs CAP_NET_RAW)"
+                : String(cString: pcap_geterr(handle))
+            pcap_close(handle)
+            throw SystemError("activate the capture on \(interface)", detail: detail)
+        }
+        guard pcap_datalink(handle) == DLT_EN10MB else {
+            pcap_close(handle)
+            throw SystemError("capture on \(interface)", detail: "not an Ethernet interface (link type \(pcap_datalink(handle)))")
+        }
+        // Our own sends on this interface would otherwise be captured too.
+        try check(pcap_setdirection(handle, PCAP_D_IN), "capture inbound packets only")
+        var program = bpf_program()
+        try check(pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN), "compile filter `\(filter)`")
+        let filterResult = pcap_setfilter(handle, &program)
+        pcap_freecode(&program)
+        try check(filterResult, "install filter")
+        try check(pcap_setnonblock(handle, 1, &errorBuffer), "set non-blocking")
+        selectableFD = pcap_get_selectable_fd(handle)
+        guard selectableFD >= 0 else {
+            pcap_close(handle)
+            throw SystemError("capture on \(interface)", detail: "no selectable descriptor")
+        }
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// Waits up to `timeoutMilliseconds` for traffic.
+    public func waitForTraffic(timeoutMilliseconds: Int32) -> Bool {
+        waitReadable(selectableFD, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// The next captured frame, or nil when none is waiting.
+    @inline(__always)
+    public func next() throws(SystemError) -> Frame? {
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        let result = pcap_next_ex(handle, &header, &data)
+        guard result == 1, let header, let data else {
+            if result < 0 && result != PCAP_ERROR_BREAK {
+                throw SystemError("read from the capture on \(interface)", detail: String(cString: pcap_geterr(handle)))
+            }
+            return nil
+        }
+        return Frame(bytes: UnsafeRawBufferPointer(start: data, count: Int(header.pointee.caplen)),
+                     wireLength: Int(header.pointee.len))
+    }
+
+    /// Packets the kernel dropped because the buffer was full (pcap_stats ps_drop + ps_ifdrop).
+    public var kernelDrops: UInt64 {
+        var stats = pcap_stat()
+        guard pcap_stats(handle, &stats) == 0 else { return 0 }
+        return UInt64(stats.ps_drop) + UInt64(stats.ps_ifdrop)
+    }
+
+    /// Sends a whole link-layer frame on this interface.
+    public func inject(_ frame: UnsafeRawBufferPointer) -> Bool {
+        pcap_inject(handle, frame.baseAddress, frame.count) == Int32(frame.count)
+    }
+}

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibnet
+
+/// Sends whole IPv4 packets (header included) through the kernel's routing with libnet's LIBNET_RAW4
+/// (a raw IPPROTO_RAW socket with IP_HDRINCL). One context per sending thread: libnet contexts are not
+/// thread-safe. The packet passes the kernel's OUTPUT path, so it is routed and ARP-resolved like a
+/// locally generated one.
+public final class RawIPv4Sender: @unchecked Sendable {
+    private let context: UnsafeMutablePointer<libnet_t>
+
+    public init() throws(SystemError) {
+        var errorBuffer = [CChar](repeating: 0, count: Int(LIBNET_ERRBUF_SIZE))
+        guard let context = libnet_init(LIBNET_RAW4, nil, &errorBuffer) else {
+            throw SystemError("open a raw IPv4 socket (libnet)", detail: Self.message(errorBuffer))
+        }
+        self.context = context
+    }
+
+    deinit { libnet_destroy(context) }
+
+    /// The libnet socket, for options libnet does not set itself.
+    public var fileDescriptor: Int32 { libnet_getfd(context) }
+
+    /// Sends `packet`; returns false (errno set) when the kernel refused it, e.g. EMSGSIZE when it is
+    /// larger than the route's MTU with DF set.
+    @inline(__always)
+    public func send(_ packet: UnsafeRawBufferPointer) -> Bool {
+        libnet_write_raw_ipv4(context, packet.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt32(packet.count)) == Int32(packet.count)
+    }
+
+    public var lastError: String {
+        String(cString: libnet_geterror(context)).trimmingCharacters(in: "\n")
+    }
+
+    static func message(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .trimmingCharacters(in: "\n")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in character: Character) -> String {
+        var text = Substring(self)
+        while text.last == character { text = text.dropLast() }
+        return String(text)
+    }
+}

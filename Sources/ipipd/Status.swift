@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import IPIPCore
+import IPIPDataplane
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a running gateway's uptime, peers and counters.",
+        discussion: """
+        Asks the daemon running the config's tunnel over its control socket \
+        (<runtime-dir>/<tunnel>.sock, readable by root only) and prints a table per peer: endpoint, \
+        prefixes, packets and bytes each way, and drops by reason; with --json, the same as a JSON \
+        document for scripts. Exit status 1 when no daemon answers.
+        """
+    )
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var runtime: RuntimeOptions
+
+    @Flag(help: "Print the status as JSON.")
+    var json = false
+
+    func run() throws {
+        let config = try loadConfigQuietly(options.path)
+        let path = Gateway.controlSocketPath(runtimeDirectory: runtime.directory, tunnel: config.tunnel.name)
+        let reply: [UInt8]
+        do {
+            reply = try ControlSocket.request(path: path)
+        } catch {
+            printError("ipipd status: no daemon answers for tunnel \(config.tunnel.name): \(error)")
+            throw ExitCode.failure
+        }
+        if json {
+            print(String(decoding: reply, as: UTF8.self))
+            return
+        }
+        let status = try JSONDecoder().decode(GatewayStatus.self, from: Data(reply))
+        print(StatusPrinter.table(status))
+    }
+}
+
+/// `loadConfigOrExit` without printing warnings: for commands that only need names from the file.
+func loadConfigQuietly(_ path: String) throws -> GatewayConfig {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+          let config = ConfigLoader.load(yaml: text, file: path).config else {
+        return try loadConfigOrExit(path)
+    }
+    return config
+}
+
+enum StatusPrinter {
+    static func table(_ status: GatewayStatus) -> String {
+        var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds)), config \(status.configFile)\n"
+        out += "tunnel \(status.tunnel) (mtu \(status.tunnelMTU)), local address \(status.localAddress)\n\n"
+        let header = ["peer", "endpoint", "routes", "sent pkts", "sent bytes", "recv pkts", "recv bytes", "drops"]
+        var rows = [header]
+        for peer in status.peers {
+            rows.append([peer.name, peer.endpoint, peer.routes.joined(separator: ","),
+                         "\(peer.encapsulated.packets)", "\(peer.encapsulated.bytes)",
+                         "\(peer.decapsulated.packets)", "\(peer.decapsulated.bytes)",
+                         peer.drops.values.reduce(0, +).description])
+        }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max()! }
+        for row in rows {
+            out += zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
+        }
+        out += "\ndrops by reason:"
+        if status.drops.isEmpty {
+            out += " none\n"
+        } else {
+            out += "\n"
+            for (reason, count) in status.drops.sorted(by: { $0.key < $1.key }) { out += "  \(reason): \(count)\n" }
+        }
+        return out
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(seconds)
+        return total >= 3600 ? "\(total / 3600)h\(total % 3600 / 60)m" : total >= 60 ? "\(total / 60)m\(total % 60)s" : "\(total)s"
+    }
+}

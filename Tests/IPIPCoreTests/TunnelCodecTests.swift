@@ -1,0 +1,214 @@
+import Testing
+@testable import IPIPCore
+
+/// The encapsulator and decapsulator against scapy-made packets and RFC 2003 / RFC 6040 rules.
+@Suite struct EncapsulatorTests {
+    let machineA = ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "a").config!
+
+    /// Runs the encapsulator on `inner` as the TUN would deliver it; returns the verdict and the bytes.
+    func encapsulate(_ inner: [UInt8], config: GatewayConfig? = nil, encapsulator: inout Encapsulator) -> (Encapsulator.Verdict, [UInt8]) {
+        var buffer = [UInt8](repeating: 0, count: Encapsulator.headroom) + inner
+        let verdict = buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: inner.count) }
+        if case let .send(length, _, _) = verdict { return (verdict, Array(buffer[0..<length])) }
+        return (verdict, [])
+    }
+
+    func outer(_ bytes: [UInt8]) throws -> IPv4HeaderFields {
+        try bytes.withUnsafeBytes { buffer in
+            let view = try IPv4PacketView(validating: buffer, exactLength: true)
+            return IPv4HeaderFields(tos: view.tos, totalLength: view.totalLength, identification: view.identification,
+                                    dontFragment: view.dontFragment, ttl: view.ttl, protocolNumber: view.protocolNumber,
+                                    source: view.source, destination: view.destination)
+        }
+    }
+
+    /// An inner packet from machine A (203.0.113.87) to host C with the given TOS, TTL and DF.
+    func inner(tos: UInt8 = 0, ttl: UInt8 = 64, dontFragment: Bool = false) -> [UInt8] {
+        IPv4HeaderFields(tos: tos, dontFragment: dontFragment, ttl: ttl, protocolNumber: IPProtocolNumber.icmp,
+                         source: IPv4Address("203.0.113.87")!, destination: IPv4Address("203.0.113.20")!)
+            .bytes(payload: ICMPBuilder.echo(request: true, identifier: 1, sequence: 1, payload: [1, 2, 3, 4]))
+    }
+
+    @Test func outerHeaderIsTwentyBytesProtocol4WithValidChecksumAndChangingID() throws {
+        var encapsulator = Encapsulator(config: machineA, initialIdentification: 0xFFFF)
+        let packet = inner()
+        let (first, bytes1) = encapsulate(packet, encapsulator: &encapsulator)
+        #expect(first == .send(length: 20 + packet.count, peer: 0, destination: IPv4Address("203.0.113.86")!))
+        let header = try outer(bytes1)
+        #expect(bytes1[0] == 0x45)
+        #expect(header.protocolNumber == IPProtocolNumber.ipip)
+        #expect(header.source == IPv4Address("198.51.100.37") && header.destination == IPv4Address("203.0.113.86"))
+        #expect(Array(bytes1[20...]) == packet, "the inner packet is carried untouched")
+        let (_, bytes2) = encapsulate(packet, encapsulator: &encapsulator)
+        let (_, bytes3) = encapsulate(packet, encapsulator: &encapsulator)
+        #expect(header.identification == 0xFFFF)
+        #expect(try outer(bytes2).identification == 1, "0 is skipped: the kernel would replace it")
+        #expect(try outer(bytes3).identification == 2)
+    }
+
+    @Test func ttlInheritOrFixed() throws {
+        var inherit = Encapsulator(config: machineA)
+        #expect(try outer(encapsulate(inner(ttl: 17), encapsulator: &inherit).1).ttl == 17)
+        var fixedConfig = machineA
+        fixedConfig.tunnel.ttl = .fixed(200)
+        var fixed = Encapsulator(config: fixedConfig)
+        #expect(try outer(encapsulate(inner(ttl: 17), encapsulator: &fixed).1).ttl == 200)
+    }
+
+    /// (tos setting, inner TOS, expected outer TOS)
+    static let tosCases: [(GatewayConfig.TOSSetting, UInt8, UInt8)] = [
+        (.fixed(0), 0xB8, 0x00),            // DSCP EF dropped, Not-ECT copied
+        (.fixed(0), 0xBA, 0x02),            // ECT(0) copied
+        (.fixed(0), 0xB9, 0x01),            // ECT(1) copied
+        (.fixed(0), 0xBB, 0x02),            // CE becomes ECT(0)
+        (.inherit, 0xBB, 0xBA),             // DSCP copied, CE becomes ECT(0)
+        (.inherit, 0x29, 0x29),
+        (.fixed(0x20), 0xBA, 0x22),         // fixed DSCP, ECN copied
+        (.fixed(0x23), 0x00, 0x20),         // ECN bits of the setting ignored
+    ]
+
+    @Test(arguments: tosCases)
+    func tosAndECN(setting: GatewayConfig.TOSSetting, innerTOS: UInt8, expected: UInt8) throws {
+        var config = machineA
+        config.tunnel.tos = setting
+        var encapsulator = Encapsulator(config: config)
+        #expect(try outer(encapsulate(inner(tos: innerTOS), encapsulator: &encapsulator).1).tos == expected)
+    }
+
+    @Test func dontFragmentIsPMTUDiscoveryOrInnerDF() throws {
+        var on = Encapsulator(config: machineA)
+        #expect(try outer(encapsulate(inner(dontFragment: false), encapsulator: &on).1).dontFragment)
+        var config = machineA
+        config.tunnel.pmtudisc = false
+        var off = Encapsulator(config: config)
+        #expect(try !outer(encapsulate(inner(dontFragment: false), encapsulator: &off).1).dontFragment)
+        #expect(try outer(encapsulate(inner(dontFragment: true), encapsulator: &off).1).dontFragment)
+    }
+
+    @Test func dropsWhatItCannotCarry() {
+        var encapsulator = Encapsulator(config: machineA)
+        // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it.
+        let ipv6 = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 255] + [UInt8](repeating: 0, count: 40)
+        #expect(encapsulate(ipv6, encapsulator: &encapsulator).0 == .drop(.notIPv4, peer: nil))
+        let noRoute = IPv4HeaderFields(protocolNumber: 17, source: IPv4Address("203.0.113.87")!, destination: IPv4Address("192.0.2.1")!)
+            .bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(encapsulate(noRoute, encapsulator: &encapsulator).0 == .drop(.noRoute, peer: nil))
+        var corrupt = inner()
+        corrupt[10] ^= 0xFF
+        #expect(encapsulate(corrupt, encapsulator: &encapsulator).0 == .drop(.malformedInner, peer: nil))
+        #expect(encapsulate([], encapsulator: &encapsulator).0 == .drop(.notIPv4, peer: nil))
+    }
+
+    @Test func dropReasonOrdinalsMatchTheirPositions() {
+        for (index, reason) in DropReason.allCases.enumerated() { #expect(reason.ordinal == index) }
+    }
+}
+
+@Suite struct DecapsulatorTests {
+    let machineA = ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "a").config!
+    let ghost = IPv4Address("203.0.113.87")!
+
+    /// scapy's encapsulated echo: B (203.0.113.86) → A (198.51.100.37), inner C → ghost, inner TTL 63.
+    var scapyPacket: [UInt8] { Fixture.bytes("ipip-encapsulated-echo") }
+
+    func decapsulate(_ packet: inout [UInt8], local: Set<IPv4Address> = []) -> Decapsulator.Verdict {
+        let decapsulator = Decapsulator(config: machineA, localAddresses: local)
+        return packet.withUnsafeMutableBytes { decapsulator.decapsulate($0) }
+    }
+
+    func innerTTL(_ packet: [UInt8]) throws -> UInt8 {
+        try packet.withUnsafeBytes { try IPv4PacketView(validating: UnsafeRawBufferPointer(rebasing: $0[20...]), exactLength: true).ttl }
+    }
+
+    @Test func deliversLocalInnerPacketUntouched() throws {
+        var packet = scapyPacket
+        let verdict = decapsulate(&packet, local: [ghost])
+        #expect(verdict == .deliver(peer: 0, inner: 20..<packet.count, local: true))
+        #expect(Array(packet[20...]) == Fixture.bytes("ipv4-icmp-echo"))
+    }
+
+    @Test func forwardedInnerPacketLosesOneTTL() throws {
+        var packet = scapyPacket
+        #expect(decapsulate(&packet) == .deliver(peer: 0, inner: 20..<packet.count, local: false))
+        #expect(try innerTTL(packet) == 62, "decremented with a valid checksum")
+    }
+
+    @Test func acceptsOnlyConfiguredPeersToTheLocalAddress() {
+        var fromStranger = scapyPacket
+        fromStranger.withUnsafeMutableBytes { $0.setUInt32(IPv4Address("192.0.2.66")!.value, at: 12) }
+        fixOuterChecksum(&fromStranger)
+        #expect(decapsulate(&fromStranger) == .drop(.unknownPeer, peer: nil))
+        var notForUs = scapyPacket
+        notForUs.withUnsafeMutableBytes { $0.setUInt32(IPv4Address("198.51.100.38")!.value, at: 16) }
+        fixOuterChecksum(&notForUs)
+        #expect(decapsulate(&notForUs) == .drop(.notForUs, peer: nil))
+    }
+
+    @Test func malformedHeadersAreDroppedByWhichHeader() {
+        var badOuter = scapyPacket
+        badOuter[11] ^= 1
+        #expect(decapsulate(&badOuter) == .drop(.malformedOuter, peer: nil))
+        var badInner = scapyPacket
+        badInner[20 + 11] ^= 1
+        #expect(decapsulate(&badInner) == .drop(.malformedInner, peer: 0))
+        var truncated = Array(scapyPacket.dropLast(3))
+        #expect(decapsulate(&truncated) == .drop(.malformedOuter, peer: nil))
+        // Inner total length shorter than what the outer packet carries.
+        var shortInner = scapyPacket
+        shortInner[20 + 3] -= 1
+        shortInner.withUnsafeMutableBytes { buffer in
+            let inner = UnsafeMutableRawBufferPointer(rebasing: buffer[20..<40])
+            inner.setUInt16(0, at: 10)
+            inner.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(inner)), at: 10)
+        }
+        #expect(decapsulate(&shortInner) == .drop(.malformedInner, peer: 0))
+    }
+
+    @Test func expiringTTLIsDroppedWhenForwardingOnly() {
+        var packet = scapyPacket
+        packet.withUnsafeMutableBytes { buffer in
+            let inner = UnsafeMutableRawBufferPointer(rebasing: buffer[20..<40])
+            inner[8] = 1
+            inner.setUInt16(0, at: 10)
+            inner.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(inner)), at: 10)
+        }
+        var copy = packet
+        #expect(decapsulate(&packet) == .drop(.ttlExpired, peer: 0))
+        #expect(decapsulate(&copy, local: [ghost]) == .deliver(peer: 0, inner: 20..<copy.count, local: true))
+    }
+
+    @Test func outerFragmentsAreNotUnwrapped() {
+        var packet = scapyPacket
+        packet[6] |= 0x20   // more fragments
+        fixOuterChecksum(&packet)
+        #expect(decapsulate(&packet) == .drop(.outerFragment, peer: 0))
+    }
+
+    @Test(arguments: ECN.allCases)
+    func ecnFollowsRFC6040(innerECN: ECN) throws {
+        for outerECN in ECN.allCases {
+            var packet = scapyPacket
+            packet.withUnsafeMutableBytes { buffer in
+                IPv4HeaderEditor.setTOS(UnsafeMutableRawBufferPointer(rebasing: buffer[20..<40]), to: innerECN.rawValue)
+                IPv4HeaderEditor.setTOS(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<20]), to: outerECN.rawValue)
+            }
+            let verdict = decapsulate(&packet, local: [ghost])
+            if outerECN == .ce && innerECN == .notECT {
+                #expect(verdict == .drop(.ecnNotECT, peer: 0))
+                continue
+            }
+            #expect(verdict == .deliver(peer: 0, inner: 20..<packet.count, local: true))
+            let tos = try packet.withUnsafeBytes { try IPv4PacketView(validating: UnsafeRawBufferPointer(rebasing: $0[20...]), exactLength: true).tos }
+            let expected = outerECN == .ce ? ECN.ce : innerECN
+            #expect(tos & 0b11 == expected.rawValue, "outer \(outerECN), inner \(innerECN)")
+        }
+    }
+
+    func fixOuterChecksum(_ packet: inout [UInt8]) {
+        packet.withUnsafeMutableBytes { buffer in
+            let header = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<20])
+            header.setUInt16(0, at: 10)
+            header.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(header)), at: 10)
+        }
+    }
+}

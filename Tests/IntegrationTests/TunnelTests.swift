@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+/// Two gateways carrying real traffic through the tunnel: h1 — A — R — B — h2.
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct TunnelTests {
+    let siteA = Lab.config("lab-site-a.yaml")
+    let siteB = Lab.config("lab-site-b.yaml")
+
+    @Test func pingAndTCPCrossTheTunnelBothWaysAndOnlyIPIPCrossesTheRouter() throws {
+        let lab = Lab("tun")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        // Before the gateways run, R cannot carry h1 ↔ h2 traffic at all.
+        #expect(lab.run(in: lab.ns("h1"), "ping -c 1 -W 1 192.0.2.130").status != 0)
+
+        let routerCaptures = try ["eth0", "eth1"].map { interface in
+            let file = lab.scratch.appendingPathComponent("r-\(interface).pcap").path
+            let capture = try lab.spawn(in: lab.ns("r"), ["tcpdump", "-ni", interface, "-U", "-w", file, "not arp and not ip6"],
+                                        logName: "tcpdump-\(interface)")
+            #expect(capture.waitForLog("listening on"))
+            return (capture, file)
+        }
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+
+        try lab.sh(in: lab.ns("h1"), "ping -c 3 -i 0.2 -W 2 192.0.2.130")
+        try lab.sh(in: lab.ns("h2"), "ping -c 3 -i 0.2 -W 2 192.0.2.10")
+
+        try transfer(lab, from: "h1", to: "h2", address: "192.0.2.130")
+        try transfer(lab, from: "h2", to: "h1", address: "192.0.2.10")
+
+        let statusA = try lab.status("a", config: siteA)
+        #expect(Lab.peerCounter(statusA, peer: "site-b", "encapsulated") > 7000)
+        #expect(Lab.peerCounter(statusA, peer: "site-b", "decapsulated") > 7000)
+
+        for (capture, file) in routerCaptures {
+            _ = capture.stop(signal: SIGINT)
+            let lines = try lab.sh("tcpdump -nr \(file) 2>/dev/null").split(separator: "\n")
+            #expect(lines.count > 1000, "\(file): \(lines.count) packets")
+            // Every IPv4 packet on R's links is protocol 4 between the two gateways.
+            let foreign = lines.filter {
+                !($0.contains("198.51.100.37 > 203.0.113.86: IP ") || $0.contains("203.0.113.86 > 198.51.100.37: IP "))
+            }
+            #expect(foreign.isEmpty, "not IP-in-IP between A and B:\n\(foreign.prefix(5).joined(separator: "\n"))")
+            #expect(!lines.contains { $0.contains("protocol 4 unreachable") || $0.contains("ICMP") && $0.contains("unreachable") })
+        }
+    }
+
+    /// Sends 10 MB with netcat and compares SHA-256 on both ends.
+    func transfer(_ lab: Lab, from sender: String, to receiver: String, address: String) throws {
+        let input = lab.scratch.appendingPathComponent("in-\(sender)").path
+        let output = lab.scratch.appendingPathComponent("out-\(receiver)").path
+        try lab.sh("head -c 10485760 /dev/urandom > \(input)")
+        let server = try lab.spawn(in: lab.ns(receiver), ["sh", "-c", "nc.openbsd -l 5001 > \(output)"], logName: "nc-\(receiver)")
+        var listening = false
+        for _ in 0..<100 where !listening {
+            listening = lab.run(in: lab.ns(receiver), "ss -Hltn 'sport = :5001' | grep -q 5001").status == 0
+            if !listening { usleep(50_000) }
+        }
+        #expect(listening)
+        try lab.sh(in: lab.ns(sender), "timeout 60 nc.openbsd -N \(address) 5001 < \(input)", timeout: 70)
+        let deadline = Date().addingTimeInterval(30)
+        while server.process.isRunning && Date() < deadline { usleep(50_000) }
+        let sums = try lab.sh("sha256sum \(input) \(output)").split(separator: "\n").map { $0.split(separator: " ")[0] }
+        #expect(sums.count == 2 && sums[0] == sums[1], "SHA-256 differs after \(sender) → \(receiver)")
+    }
+
+    @Test func ipipFromANonPeerIsDroppedCountedAndNeverAnswered() throws {
+        let lab = Lab("nonp")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        let capture = try lab.spawn(in: lab.ns("r"), ["tcpdump", "-lni", "eth1", "icmp"], logName: "tcpdump-icmp")
+        #expect(capture.waitForLog("listening on"))
+        // R (198.51.100.1 / 203.0.113.1) is no peer of B. scapy builds the packets, not our codecs.
+        try lab.sh(in: lab.ns("r"), """
+            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='203.0.113.1', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=5, verbose=0)"
+            """)
+        usleep(500_000)
+        let status = try lab.status("b", config: siteB)
+        #expect(Lab.drops(status, "unknown-peer") == 5)
+        #expect(Lab.peerCounter(status, peer: "site-a", "decapsulated") == 0)
+        _ = capture.stop(signal: SIGINT)
+        #expect(!capture.output.contains("IP 203.0.113.86 >"), "B answered:\n\(capture.output)")
+    }
+
+    @Test func sigtermRemovesEverythingAndARestartAfterSIGKILLWorks() throws {
+        let lab = Lab("term")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        let machineA = Lab.config("machine-a.yaml")
+        let a = lab.ns("a")
+        let originalForwarding = try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward")
+
+        var daemon = try lab.startIpipd(in: "a", config: machineA)
+        #expect(try lab.sh(in: a, "ip route show proto 73").contains("203.0.113.86 via 198.51.100.1 dev eth0"))
+        let elapsed = daemon.stop(signal: SIGTERM, timeout: 5)
+        #expect(elapsed != nil && elapsed! < 1.0, "SIGTERM took \(String(describing: elapsed)) s")
+        #expect(try lab.sh(in: a, "ip -o link show").contains("tunl") == false)
+        #expect(try lab.sh(in: a, "ip route show proto 73").isEmpty)
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == originalForwarding)
+
+        // SIGKILL leaves the pinned route and the sysctl behind; the next start takes them over.
+        daemon = try lab.startIpipd(in: "a", config: machineA)
+        _ = daemon.stop(signal: SIGKILL)
+        #expect(try lab.sh(in: a, "ip route show proto 73").contains("203.0.113.86"))
+        daemon = try lab.startIpipd(in: "a", config: machineA)
+        #expect(daemon.output.contains("taking over"))
+        try lab.sh(in: a, "ping -c 1 -W 1 198.51.100.1")
+        _ = daemon.stop(signal: SIGTERM)
+        #expect(try lab.sh(in: a, "ip route show proto 73").isEmpty)
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == originalForwarding)
+    }
+
+    @Test func aFailureHalfWayUndoesWhatWasDone() throws {
+        let lab = Lab("half")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let a = lab.ns("a")
+        // An admin's route to the same prefix makes the tunnel route fail after the TUN, address and
+        // sysctls were set up: all of it must be undone.
+        try lab.sh(in: a, "ip route add 192.0.2.128/25 via 198.51.100.1")
+        let daemon = try lab.startIpipd(in: "a", config: siteA, waitForUp: false)
+        daemon.process.waitUntilExit()
+        #expect(daemon.process.terminationStatus == 1)
+        #expect(daemon.output.contains("already exists"), "\(daemon.output)")
+        #expect(try lab.sh(in: a, "ip -o link show").contains("tunl") == false)
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == "0\n")
+    }
+
+    @Test func runRefusesWithoutRootAndOnProblems() throws {
+        let lab = Lab("refu")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let unprivileged = lab.run(in: lab.ns("a"), "setpriv --reuid=65534 --regid=65534 --clear-groups \(Lab.ipipd) run -c \(siteA)")
+        #expect(unprivileged.status == 1 && unprivileged.output.contains("needs root"))
+        // Site B's config on machine A: its uplink address is not A's.
+        let wrongMachine = lab.run(in: lab.ns("a"), "\(Lab.ipipd) run -c \(siteB) --runtime-dir \(lab.scratch.path)")
+        #expect(wrongMachine.status == 1 && wrongMachine.output.contains("not assigned to eth0"), "\(wrongMachine.output)")
+    }
+}
