@@ -91,13 +91,32 @@ public final class PeerCounters: Sendable {
     public init(name: String) { self.name = name }
 }
 
-/// All counters of a running gateway: per peer, and drops that belong to no peer.
+/// What the proxy-ARP responder did for one ghost host.
+public final class GhostCounters: Sendable {
+    public let address: IPv4Address
+    public let interface: String
+    public let replies = Counter()
+    public let announcements = Counter()
+    public let probesIgnored = Counter()
+    public let conflicts = Counter()
+    /// Requests not answered for another reason (gratuitous, rate-limited, yielding).
+    public let otherIgnored = Counter()
+
+    public init(address: IPv4Address, interface: String) {
+        self.address = address
+        self.interface = interface
+    }
+}
+
+/// All counters of a running gateway: per peer, per ghost host, and drops that belong to no peer.
 public final class TunnelCounters: Sendable {
     public let peers: [PeerCounters]
+    public let ghosts: [GhostCounters]
     public let drops = DropCounters()
 
-    public init(peerNames: [String]) {
+    public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
+        ghosts = ghostHosts.map { GhostCounters(address: $0.address, interface: $0.interface) }
     }
 
     /// Counts a drop globally and, when known, against its peer.

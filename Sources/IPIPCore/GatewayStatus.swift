@@ -18,6 +18,16 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var drops: [String: UInt64]
     }
 
+    public struct GhostHost: Codable, Sendable, Equatable {
+        public var address: String
+        public var interface: String
+        public var replies: UInt64
+        public var announcements: UInt64
+        public var probesIgnored: UInt64
+        public var conflicts: UInt64
+        public var otherIgnored: UInt64
+    }
+
     public var version: String
     public var pid: Int32
     public var configFile: String
@@ -27,6 +37,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tunnelMTU: Int
     public var localAddress: String
     public var peers: [Peer]
+    public var ghostHosts: [GhostHost]
     /// Every drop by reason (peer-attributed ones included).
     public var drops: [String: UInt64]
 
@@ -45,6 +56,11 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                  encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
                  decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
                  drops: counter.drops.snapshot)
+        }
+        ghostHosts = counters.ghosts.map {
+            GhostHost(address: "\($0.address)", interface: $0.interface, replies: $0.replies.value,
+                      announcements: $0.announcements.value, probesIgnored: $0.probesIgnored.value,
+                      conflicts: $0.conflicts.value, otherIgnored: $0.otherIgnored.value)
         }
         drops = counters.drops.snapshot
     }

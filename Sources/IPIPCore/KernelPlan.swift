@@ -26,11 +26,18 @@ public struct SystemFacts: Sendable, Equatable {
     /// Route to each peer endpoint; missing: no route at all.
     public var routes: [IPv4Address: Route] = [:]
     public var ipv6Available = true
+    /// Interfaces where the kernel's own proxy ARP is on (`net.ipv4.conf.{all,IF}.proxy_arp`).
+    public var kernelProxyARPInterfaces: Set<String> = []
+    /// Kernel proxy-neighbour entries (`ip neigh add proxy ADDRESS dev IF`), as (interface, address).
+    public var kernelProxyEntries: [String: Set<IPv4Address>] = [:]
 
-    public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true) {
+    public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true,
+                kernelProxyARPInterfaces: Set<String> = [], kernelProxyEntries: [String: Set<IPv4Address>] = [:]) {
         self.interfaces = interfaces
         self.routes = routes
         self.ipv6Available = ipv6Available
+        self.kernelProxyARPInterfaces = kernelProxyARPInterfaces
+        self.kernelProxyEntries = kernelProxyEntries
     }
 }
 
@@ -86,6 +93,8 @@ public struct KernelPlan: Sendable, Equatable {
     public var problems: [String] = []
     /// Assumptions and facts worth knowing (e.g. where the MTU came from).
     public var notes: [String] = []
+    /// Things that will work badly, though `run` can start (e.g. two proxy-ARP answerers).
+    public var warnings: [String] = []
     public var tunnelMTU: Int = 0
 
     /// IP header bytes added by encapsulation.
@@ -166,10 +175,19 @@ public struct KernelPlan: Sendable, Equatable {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
             let filter = CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))
+            if facts.kernelProxyARPInterfaces.contains(interface) {
+                warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
+                                + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "
+                                + "set it to 0 unless you need it")
+            }
             for ghost in ghosts {
                 if interfaceFacts?.addresses.contains(ghost.address) == true {
                     problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
                                     + "answers ARP for it itself, and traffic to it would never enter the tunnel")
+                }
+                if facts.kernelProxyEntries[interface]?.contains(ghost.address) == true {
+                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
+                                    + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
                 }
                 changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac, filter: filter))
             }

@@ -13,6 +13,11 @@ public enum Netlink {
     public static let newRoute: UInt16 = 24
     public static let deleteRoute: UInt16 = 25
     public static let getRoute: UInt16 = 26
+    public static let newNeighbour: UInt16 = 28
+    public static let getNeighbour: UInt16 = 30
+    /// ndm_flags NTF_PROXY: the proxy-neighbour table (`ip neigh … proxy`).
+    public static let neighbourProxyFlag: UInt8 = 0x08
+    public static let neighbourDestination: UInt16 = 1   // NDA_DST
 
     // Flags (linux/netlink.h).
     public static let request: UInt16 = 0x01
@@ -138,6 +143,26 @@ public enum Netlink {
         var body: [UInt8] = [familyInet, 0, 0, 0, 0, 0, 0, 0]
         body.appendLittleEndian(UInt32(0))
         return message(type: getRoute, flags: request | dump, sequence: sequence, body: body)
+    }
+
+    /// RTM_GETNEIGH dump of the IPv4 proxy-neighbour entries (`ip neigh show proxy`).
+    public static func dumpProxyNeighbours(sequence: UInt32) -> [UInt8] {
+        // struct ndmsg: family, 3 pad bytes, ifindex, state, flags, type. The kernel dumps the proxy
+        // table when the flags are exactly NTF_PROXY.
+        var body: [UInt8] = [familyInet, 0, 0, 0]
+        body.appendLittleEndian(Int32(0))
+        body.appendLittleEndian(UInt16(0))
+        body += [neighbourProxyFlag, 0]
+        return message(type: getNeighbour, flags: request | dump, sequence: sequence, body: body)
+    }
+
+    /// A proxy-neighbour entry from an RTM_NEWNEIGH message: (interface index, address).
+    public static func proxyNeighbour(from message: Message) -> (interface: Int32, address: IPv4Address)? {
+        guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == familyInet,
+              message.body[10] & neighbourProxyFlag != 0 else { return nil }
+        let index = Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4))
+        guard let address = attributes(of: message.body, headerSize: 12)[neighbourDestination].flatMap(address(from:)) else { return nil }
+        return (index, address)
     }
 
     /// RTM_NEWADDR: `ip address add ADDRESS/32 dev IFINDEX`.

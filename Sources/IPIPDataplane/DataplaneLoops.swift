@@ -135,3 +135,44 @@ func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
+
+extension DataplaneLoops {
+    /// libpcap (ARP for ghost addresses) → responder → pcap_inject; plus the scheduled announcements.
+    func answerARP(on capture: PacketCapture, with initial: ProxyARPResponder) {
+        var responder = initial
+        let ghostCounters = Dictionary(uniqueKeysWithValues: counters.ghosts
+            .filter { $0.interface == capture.interface }.map { ($0.address, $0) })
+        var conflictLogs: [IPv4Address: ThrottledLog] = [:]
+        var injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP frame")
+        func inject(_ frame: [UInt8]) -> Bool {
+            let sent = frame.withUnsafeBytes { capture.inject($0) }
+            if !sent { injectErrors.note(["interface": "\(capture.interface)"]) }
+            return sent
+        }
+        while !stop.isStopped {
+            for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
+                ghostCounters[ghost]?.announcements.add()
+            }
+            guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+            for _ in 0..<256 {
+                guard let frame = try? capture.next() else { break }
+                switch responder.handle(frame.bytes, now: monotonicSeconds()) {
+                case let .reply(ghost, reply):
+                    if inject(reply) { ghostCounters[ghost]?.replies.add() }
+                case let .conflict(ghost, mac, sender):
+                    ghostCounters[ghost]?.conflicts.add()
+                    let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
+                    conflictLogs[ghost, default: ThrottledLog(logger: logger, message: "another machine claims a ghost address")]
+                        .note(["ghost": "\(ghost)", "interface": "\(capture.interface)", "mac": "\(mac)", "sender": "\(sender)",
+                               "action": "\(action)"])
+                case .ignore(.probe, let ghost?):
+                    ghostCounters[ghost]?.probesIgnored.add()
+                case .ignore(_, let ghost?):
+                    ghostCounters[ghost]?.otherIgnored.add()
+                case .ignore(_, nil):
+                    break
+                }
+            }
+        }
+    }
+}

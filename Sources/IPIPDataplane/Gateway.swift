@@ -37,7 +37,8 @@ public final class Gateway: @unchecked Sendable {
         self.plan = plan
         self.options = options
         self.logger = logger
-        counters = TunnelCounters(peerNames: config.peers.map(\.name))
+        counters = TunnelCounters(peerNames: config.peers.map(\.name),
+                                  ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) })
     }
 
     public static func controlSocketPath(runtimeDirectory: String, tunnel: String) -> String {
@@ -67,6 +68,7 @@ public final class Gateway: @unchecked Sendable {
             let capture = try PacketCapture(interface: config.uplink.interface, filter: filter, settings: settings)
             logger.info("capturing", metadata: ["interface": "\(config.uplink.interface)", "filter": "\(filter)",
                                                 "snaplen": "\(settings.snapshotLength)"])
+            let responders = try openProxyARPResponders()
             let control = try ControlSocket(path: Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory,
                                                                           tunnel: config.tunnel.name))
             controlSocket = control
@@ -80,6 +82,11 @@ public final class Gateway: @unchecked Sendable {
             threads.append(try DedicatedThread(name: "ipipd-capture") {
                 loops.decapsulate(from: capture, with: decapsulator, sender: reinjectionSender)
             })
+            for (interface, capture, responder) in responders {
+                threads.append(try DedicatedThread(name: "ipipd-arp-\(interface)") {
+                    loops.answerARP(on: capture, with: responder)
+                })
+            }
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { self.statusDocument() }
             })
@@ -91,6 +98,33 @@ public final class Gateway: @unchecked Sendable {
         logger.info("tunnel up", metadata: ["device": "\(config.tunnel.name)", "mtu": "\(plan.tunnelMTU)",
                                            "local": "\(config.uplink.address)",
                                            "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
+    }
+
+    /// One capture per LAN interface with ghost hosts, with a responder that knows them.
+    private func openProxyARPResponders() throws -> [(String, PacketCapture, ProxyARPResponder)] {
+        var options = ProxyARPResponder.Options()
+        options.answerProbes = config.proxyARP.answerProbes
+        options.yieldOnConflict = config.proxyARP.onConflict == .yield
+        let byInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
+        return try byInterface.keys.sorted().map { interface in
+            let ghosts = byInterface[interface]!
+            guard let mac = SystemProbe.interfaceMAC(interface) else {
+                throw SystemError("find the MAC address of \(interface)", errno: ENODEV)
+            }
+            var settings = PacketCapture.Settings(snapshotLength: 128)
+            settings.bufferBytes = 1 << 20
+            let filter = CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))
+            let capture = try PacketCapture(interface: interface, filter: filter, settings: settings)
+            var responder = ProxyARPResponder(interfaceMAC: mac, options: options)
+            let now = monotonicSeconds()
+            for ghost in ghosts {
+                responder.add(ghost.address, mac: ghost.mac, now: now)
+                logger.info("answering ARP for ghost host", metadata: [
+                    "ghost": "\(ghost.address)", "interface": "\(interface)", "mac": "\(ghost.mac ?? mac)",
+                    "answer-probes": "\(options.answerProbes)", "on-conflict": "\(config.proxyARP.onConflict.rawValue)"])
+            }
+            return (interface, capture, responder)
+        }
     }
 
     /// Stops the loops and undoes every kernel change.

@@ -60,6 +60,11 @@ public final class NetlinkSocket {
         }
     }
 
+    /// The kernel's IPv4 proxy-neighbour entries (`ip neigh show proxy`).
+    public func proxyNeighbours() throws(SystemError) -> [(interface: Int32, address: IPv4Address)] {
+        try request("list proxy neighbours") { Netlink.dumpProxyNeighbours(sequence: $0) }.compactMap(Netlink.proxyNeighbour(from:))
+    }
+
     /// Every IPv4 route in every table.
     public func routes() throws(SystemError) -> [Netlink.RouteInfo] {
         try request("list routes") { Netlink.dumpRoutes(sequence: $0) }.compactMap(Netlink.route(from:))

@@ -53,7 +53,18 @@ public enum SystemProbe {
     public static func facts(for config: GatewayConfig) -> SystemFacts {
         var facts = SystemFacts(interfaces: interfaces(),
                                 ipv6Available: access("/proc/sys/net/ipv6", F_OK) == 0)
+        let lanInterfaces = Set(config.ghostHosts.map(\.interface))
+        let proxyEverywhere = (try? readSysctl("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
+        for interface in lanInterfaces
+        where proxyEverywhere || (try? readSysctl("/proc/sys/net/ipv4/conf/\(interface)/proxy_arp")) == "1" {
+            facts.kernelProxyARPInterfaces.insert(interface)
+        }
         if let netlink = try? NetlinkSocket() {
+            if !lanInterfaces.isEmpty, let entries = try? netlink.proxyNeighbours() {
+                for (index, address) in entries {
+                    if let name = interfaceName(index: index) { facts.kernelProxyEntries[name, default: []].insert(address) }
+                }
+            }
             for peer in config.peers {
                 if let route = try? netlink.route(to: peer.remote), let index = route.outputInterface,
                    let name = interfaceName(index: index) {

@@ -29,6 +29,9 @@ enum ConfigPrinter {
                 out += "    interface: \(ghost.interface)\n"
                 out += "    mac: " + (ghost.mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
             }
+            out += "proxy-arp:\n"
+            out += "  answer-probes: \(config.proxyARP.answerProbes ? "yes" : "no")\n"
+            out += "  on-conflict: \(config.proxyARP.onConflict.rawValue)\n"
         }
         return out
     }

@@ -25,6 +25,10 @@ struct Plan: ParsableCommand {
         for (index, change) in plan.changes.enumerated() {
             print(String(format: "%3d. ", index + 1) + change.description)
         }
+        if !plan.warnings.isEmpty {
+            print("\nwarnings:")
+            for warning in plan.warnings { print("  - \(warning)") }
+        }
         if !plan.notes.isEmpty {
             print("\nnotes:")
             for note in plan.notes { print("  - \(note)") }

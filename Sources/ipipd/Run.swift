@@ -56,6 +56,7 @@ struct Run: ParsableCommand {
         }
         let plan = KernelPlan(config: config, facts: SystemProbe.facts(for: config))
         for note in plan.notes { logger.info("\(note)") }
+        for warning in plan.warnings { logger.warning("\(warning)") }
         guard plan.problems.isEmpty else {
             for problem in plan.problems { printError("\(options.path): cannot run here: \(problem)") }
             throw ExitCode.failure

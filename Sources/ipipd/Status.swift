@@ -64,6 +64,13 @@ enum StatusPrinter {
         for row in rows {
             out += zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
         }
+        if !status.ghostHosts.isEmpty {
+            out += "\nghost hosts (proxy ARP):\n"
+            for ghost in status.ghostHosts {
+                out += "  \(ghost.address) on \(ghost.interface): \(ghost.replies) replies, \(ghost.announcements) announcements, "
+                    + "\(ghost.probesIgnored) probes ignored, \(ghost.conflicts) conflicts, \(ghost.otherIgnored) other ignored\n"
+            }
+        }
         out += "\ndrops by reason:"
         if status.drops.isEmpty {
             out += " none\n"

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The labs the integration tests build, on documentation addresses only.
 extension Lab {
@@ -39,6 +40,37 @@ extension Lab {
     }
 
     func ns(_ role: String) -> String { "\(tag)-\(role)" }
+
+    /// Sends `megabytes` of random data with netcat from one machine to another and checks that the
+    /// SHA-256 on both ends agree.
+    func transfer(from sender: String, to receiver: String, address: String, megabytes: Int = 10) throws {
+        let input = scratch.appendingPathComponent("in-\(sender)").path
+        let output = scratch.appendingPathComponent("out-\(receiver)").path
+        try sh("head -c \(megabytes << 20) /dev/urandom > \(input)")
+        let server = try spawn(in: ns(receiver), ["sh", "-c", "nc.openbsd -l 5001 > \(output)"], logName: "nc-\(receiver)")
+        var listening = false
+        for _ in 0..<100 where !listening {
+            listening = run(in: ns(receiver), "ss -Hltn 'sport = :5001' | grep -q 5001").status == 0
+            if !listening { usleep(50_000) }
+        }
+        #expect(listening, "netcat did not start listening on \(receiver)")
+        try sh(in: ns(sender), "timeout 60 nc.openbsd -N \(address) 5001 < \(input)", timeout: 70)
+        let deadline = Date().addingTimeInterval(30)
+        while server.process.isRunning && Date() < deadline { usleep(50_000) }
+        let sums = try sh("sha256sum \(input) \(output)").split(separator: "\n").map { $0.split(separator: " ")[0] }
+        #expect(sums.count == 2 && sums[0] == sums[1], "SHA-256 differs after \(sender) → \(receiver)")
+    }
+
+    /// The MAC address of an interface inside a namespace.
+    func mac(_ role: String, _ interface: String) throws -> String {
+        let line = try sh("ip -n \(ns(role)) -o link show \(interface)")
+        guard let range = line.range(of: #"link/ether ([0-9a-f:]{17})"#, options: .regularExpression) else { return "" }
+        return String(line[range].dropFirst("link/ether ".count))
+    }
+
+    static func ghosts(_ status: [String: Any]) -> [[String: Any]] {
+        status["ghostHosts"] as? [[String: Any]] ?? []
+    }
 
     /// Starts `ipipd run` in a namespace with its own runtime directory and waits until the tunnel is up.
     func startIpipd(in role: String, config: String, extraArguments: [String] = [], waitForUp: Bool = true) throws -> Daemon {

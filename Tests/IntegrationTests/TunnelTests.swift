@@ -27,8 +27,8 @@ struct TunnelTests {
         try lab.sh(in: lab.ns("h1"), "ping -c 3 -i 0.2 -W 2 192.0.2.130")
         try lab.sh(in: lab.ns("h2"), "ping -c 3 -i 0.2 -W 2 192.0.2.10")
 
-        try transfer(lab, from: "h1", to: "h2", address: "192.0.2.130")
-        try transfer(lab, from: "h2", to: "h1", address: "192.0.2.10")
+        try lab.transfer(from: "h1", to: "h2", address: "192.0.2.130")
+        try lab.transfer(from: "h2", to: "h1", address: "192.0.2.10")
 
         let statusA = try lab.status("a", config: siteA)
         #expect(Lab.peerCounter(statusA, peer: "site-b", "encapsulated") > 7000)
@@ -45,25 +45,6 @@ struct TunnelTests {
             #expect(foreign.isEmpty, "not IP-in-IP between A and B:\n\(foreign.prefix(5).joined(separator: "\n"))")
             #expect(!lines.contains { $0.contains("protocol 4 unreachable") || $0.contains("ICMP") && $0.contains("unreachable") })
         }
-    }
-
-    /// Sends 10 MB with netcat and compares SHA-256 on both ends.
-    func transfer(_ lab: Lab, from sender: String, to receiver: String, address: String) throws {
-        let input = lab.scratch.appendingPathComponent("in-\(sender)").path
-        let output = lab.scratch.appendingPathComponent("out-\(receiver)").path
-        try lab.sh("head -c 10485760 /dev/urandom > \(input)")
-        let server = try lab.spawn(in: lab.ns(receiver), ["sh", "-c", "nc.openbsd -l 5001 > \(output)"], logName: "nc-\(receiver)")
-        var listening = false
-        for _ in 0..<100 where !listening {
-            listening = lab.run(in: lab.ns(receiver), "ss -Hltn 'sport = :5001' | grep -q 5001").status == 0
-            if !listening { usleep(50_000) }
-        }
-        #expect(listening)
-        try lab.sh(in: lab.ns(sender), "timeout 60 nc.openbsd -N \(address) 5001 < \(input)", timeout: 70)
-        let deadline = Date().addingTimeInterval(30)
-        while server.process.isRunning && Date() < deadline { usleep(50_000) }
-        let sums = try lab.sh("sha256sum \(input) \(output)").split(separator: "\n").map { $0.split(separator: " ")[0] }
-        #expect(sums.count == 2 && sums[0] == sums[1], "SHA-256 differs after \(sender) → \(receiver)")
     }
 
     @Test func ipipFromANonPeerIsDroppedCountedAndNeverAnswered() throws {

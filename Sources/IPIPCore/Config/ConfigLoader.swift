@@ -208,15 +208,16 @@ struct NodeReader {
     /// uplink becomes a placeholder that matches no real address), so that the caller can still run
     /// the semantic checks; `incomplete` then keeps the result from being used.
     mutating func readGateway(_ root: Node) -> GatewayConfig? {
-        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts"],
+        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp"],
                                required: ["uplink", "peers"]) else { return nil }
         let uplink = top["uplink"].flatMap { readUplink($0) }
         let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
         let peers = top["peers"].map { readPeers($0) } ?? []
         let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
+        let proxyARP = top["proxy-arp"].map { readProxyARP($0) } ?? GatewayConfig.ProxyARP()
         if uplink == nil { incomplete = true }
         return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
-                             tunnel: tunnel, peers: peers, ghostHosts: ghosts)
+                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP)
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
@@ -295,6 +296,25 @@ struct NodeReader {
             }
         }
         return peers
+    }
+
+    mutating func readProxyARP(_ node: Node) -> GatewayConfig.ProxyARP {
+        var settings = GatewayConfig.ProxyARP()
+        guard let f = fields(of: node, key: "proxy-arp", allowed: ["answer-probes", "on-conflict"], required: []) else {
+            return settings
+        }
+        if let node = f["answer-probes"], let value = boolean(node, key: "proxy-arp.answer-probes") {
+            settings.answerProbes = value
+        }
+        if let node = f["on-conflict"], let text = scalar(node, key: "proxy-arp.on-conflict") {
+            if let value = GatewayConfig.ProxyARP.OnConflict(rawValue: text) {
+                settings.onConflict = value
+            } else {
+                error(node, key: "proxy-arp.on-conflict", "`\(text)` is not `defend` (keep answering) or `yield` (stop answering while another machine claims the address)")
+                incomplete = true
+            }
+        }
+        return settings
     }
 
     mutating func readGhostHosts(_ node: Node) -> [GatewayConfig.GhostHost] {

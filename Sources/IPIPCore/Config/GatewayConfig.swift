@@ -42,6 +42,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var tos = TOSSetting.fixed(0)
         /// Path-MTU discovery: set DF on every outer packet (iproute2's `pmtudisc`, the default).
         public var pmtudisc = true
+        public init() {}
     }
 
     public struct Peer: Sendable, Equatable {
@@ -60,10 +61,33 @@ public struct GatewayConfig: Sendable, Equatable {
         public var mac: MACAddress?
     }
 
+    /// How the proxy-ARP responder behaves on every LAN interface with ghost hosts.
+    public struct ProxyARP: Sendable, Equatable {
+        public enum OnConflict: String, Sendable, Equatable {
+            /// Keep answering (RFC 5227 "defend"), log and count the conflict.
+            case defend
+            /// Stop answering for the address while another machine claims it.
+            case yield
+        }
+        /// Answer RFC 5227 probes (sender 0.0.0.0) for ghost addresses.
+        public var answerProbes = false
+        public var onConflict = OnConflict.defend
+        public init() {}
+    }
+
     public var uplink: Uplink
     public var tunnel: Tunnel
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
+    public var proxyARP = ProxyARP()
+
+    public init(uplink: Uplink, tunnel: Tunnel = Tunnel(), peers: [Peer], ghostHosts: [GhostHost] = [], proxyARP: ProxyARP = ProxyARP()) {
+        self.uplink = uplink
+        self.tunnel = tunnel
+        self.peers = peers
+        self.ghostHosts = ghostHosts
+        self.proxyARP = proxyARP
+    }
 
     /// The tunnel-routing table this config describes.
     public var routingTable: RoutingTable<Int> {

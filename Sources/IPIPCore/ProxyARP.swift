@@ -1,0 +1,140 @@
+/// The proxy-ARP responder's decisions for one LAN interface: which ARP packets to answer for the ghost
+/// hosts, which to ignore, and which reveal a conflict. Pure: frames in, decisions out, time passed in.
+public struct ProxyARPResponder: Sendable {
+    public struct Options: Sendable, Equatable {
+        /// Answer RFC 5227 probes (sender 0.0.0.0) for ghost addresses. Off by default: a DHCP client
+        /// that probes the address it was offered and gets an answer declines the lease.
+        public var answerProbes = false
+        /// Stop answering for a ghost address while another machine claims it.
+        public var yieldOnConflict = false
+        /// A conflict lasts until no other machine has claimed the address for this long.
+        public var conflictHoldSeconds = 30.0
+        /// Replies per second per requesting MAC (sustained) and burst: no ARP amplifier.
+        public var repliesPerSecond = 5.0
+        public var replyBurst = 10.0
+        /// RFC 5227 §2.3: ANNOUNCE_NUM 2, ANNOUNCE_INTERVAL 2 s.
+        public var announcements = 2
+        public var announcementInterval = 2.0
+        public init() {}
+    }
+
+    public enum Ignored: String, Sendable, CaseIterable {
+        case malformed, ownFrame = "own-frame", notARequest = "not-a-request", gratuitous
+        case probe, notAGhost = "not-a-ghost", yielding, rateLimited = "rate-limited"
+    }
+
+    public enum Decision: Equatable, Sendable {
+        case reply(ghost: IPv4Address, frame: [UInt8])
+        case ignore(Ignored, ghost: IPv4Address?)
+        /// Another machine (`mac`) claims `ghost`; `frame` was not answered.
+        case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address)
+    }
+
+    public struct Ghost: Sendable, Equatable {
+        public var address: IPv4Address
+        public var mac: MACAddress
+        public var conflictUntil = -Double.infinity
+        public init(address: IPv4Address, mac: MACAddress) {
+            self.address = address
+            self.mac = mac
+        }
+    }
+
+    public let interfaceMAC: MACAddress
+    public let options: Options
+    public private(set) var ghosts: [IPv4Address: Ghost] = [:]
+    private var buckets: [MACAddress: (tokens: Double, updated: Double)] = [:]
+    /// Announcements still to send: (ghost, when).
+    public private(set) var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] = []
+    static let maximumTrackedRequesters = 4096
+
+    public init(interfaceMAC: MACAddress, options: Options = Options()) {
+        self.interfaceMAC = interfaceMAC
+        self.options = options
+    }
+
+    /// Starts answering for `address` and schedules its gratuitous announcements from `now`.
+    public mutating func add(_ address: IPv4Address, mac: MACAddress?, now: Double) {
+        ghosts[address] = Ghost(address: address, mac: mac ?? interfaceMAC)
+        for index in 0..<options.announcements {
+            pendingAnnouncements.append((address, now + Double(index) * options.announcementInterval))
+        }
+    }
+
+    public mutating func remove(_ address: IPv4Address) {
+        ghosts[address] = nil
+        pendingAnnouncements.removeAll { $0.ghost == address }
+    }
+
+    public func isYielding(_ address: IPv4Address, now: Double) -> Bool {
+        guard options.yieldOnConflict, let ghost = ghosts[address] else { return false }
+        return now < ghost.conflictUntil
+    }
+
+    /// Announcement frames due at `now` (RFC 5227 ARP announcements: request with sender = target).
+    public mutating func dueAnnouncements(now: Double) -> [(ghost: IPv4Address, frame: [UInt8])] {
+        var due: [(IPv4Address, [UInt8])] = []
+        var later: [(ghost: IPv4Address, due: Double)] = []
+        for entry in pendingAnnouncements {
+            guard entry.due <= now else {
+                later.append(entry)
+                continue
+            }
+            if let ghost = ghosts[entry.ghost], !isYielding(entry.ghost, now: now) {
+                due.append((entry.ghost, ARPBuilder.announcement(mac: ghost.mac, address: ghost.address)))
+            }
+        }
+        pendingAnnouncements = later
+        return due
+    }
+
+    public mutating func handle(_ frame: UnsafeRawBufferPointer, now: Double) -> Decision {
+        guard let ethernet = try? EthernetFrameView(parsing: frame), ethernet.etherType == EtherType.arp,
+              let arp = try? ARPPacketView(validating: ethernet.payload) else {
+            return .ignore(.malformed, ghost: nil)
+        }
+        let source = ethernet.source
+        if source == interfaceMAC || ghosts.values.contains(where: { $0.mac == source }) {
+            return .ignore(.ownFrame, ghost: nil)
+        }
+        // Someone else using a ghost address as its own: in a request, reply or announcement.
+        if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
+            ghosts[arp.senderProtocol]!.conflictUntil = now + options.conflictHoldSeconds
+            return .conflict(ghost: ghost.address, mac: arp.senderHardware, sender: arp.senderProtocol)
+        }
+        guard let ghost = ghosts[arp.targetProtocol] else { return .ignore(.notAGhost, ghost: nil) }
+        guard arp.operation == ARPPacketView.operationRequest else { return .ignore(.notARequest, ghost: ghost.address) }
+        switch arp.kind {
+        case .gratuitous: return .ignore(.gratuitous, ghost: ghost.address)
+        case .probe where !options.answerProbes: return .ignore(.probe, ghost: ghost.address)
+        default: break
+        }
+        if isYielding(ghost.address, now: now) { return .ignore(.yielding, ghost: ghost.address) }
+        guard takeToken(for: arp.senderHardware, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
+
+        // A probe's sender has no address yet: answer it as RFC 5227 defends, by broadcast.
+        let isProbe = arp.senderProtocol.isUnspecified
+        let reply = EthernetBuilder.frame(
+            destination: isProbe ? .broadcast : arp.senderHardware, source: ghost.mac, etherType: EtherType.arp,
+            vlanID: ethernet.vlanID,
+            payload: ARPBuilder.packet(operation: ARPPacketView.operationReply, senderHardware: ghost.mac,
+                                       senderProtocol: ghost.address, targetHardware: arp.senderHardware,
+                                       targetProtocol: arp.senderProtocol))
+        return .reply(ghost: ghost.address, frame: reply)
+    }
+
+    /// Token bucket per requesting MAC.
+    private mutating func takeToken(for requester: MACAddress, now: Double) -> Bool {
+        var bucket = buckets[requester] ?? (options.replyBurst, now)
+        bucket.tokens = min(options.replyBurst, bucket.tokens + (now - bucket.updated) * options.repliesPerSecond)
+        bucket.updated = now
+        let allowed = bucket.tokens >= 1
+        if allowed { bucket.tokens -= 1 }
+        if buckets[requester] == nil && buckets.count >= Self.maximumTrackedRequesters {
+            // Forget requesters whose buckets are full again; they would start full anyway.
+            buckets = buckets.filter { $0.value.tokens + (now - $0.value.updated) * options.repliesPerSecond < options.replyBurst }
+        }
+        buckets[requester] = bucket
+        return allowed
+    }
+}

@@ -1,0 +1,123 @@
+import Testing
+@testable import IPIPCore
+
+@Suite struct ProxyARPTests {
+    let ghost = IPv4Address("203.0.113.87")!
+    let hostC = IPv4Address("203.0.113.20")!
+    let macB = MACAddress("02:00:00:00:00:86")!
+    let macC = MACAddress("02:00:00:00:00:20")!
+    let macD = MACAddress("02:00:00:00:00:30")!
+
+    func responder(_ configure: (inout ProxyARPResponder.Options) -> Void = { _ in }) -> ProxyARPResponder {
+        var options = ProxyARPResponder.Options()
+        configure(&options)
+        var responder = ProxyARPResponder(interfaceMAC: macB, options: options)
+        responder.add(ghost, mac: nil, now: 0)
+        return responder
+    }
+
+    func handle(_ responder: inout ProxyARPResponder, _ frame: [UInt8], at now: Double = 1) -> ProxyARPResponder.Decision {
+        frame.withUnsafeBytes { responder.handle($0, now: now) }
+    }
+
+    @Test func answersARequestForTheGhostUnicastWithTheInterfaceMAC() {
+        var r = responder()
+        // The reply to scapy's request must be byte-for-byte scapy's reply.
+        #expect(handle(&r, Fixture.bytes("arp-request")) == .reply(ghost: ghost, frame: Fixture.bytes("arp-reply")))
+    }
+
+    @Test func configuredMACIsUsedInReplies() {
+        var r = ProxyARPResponder(interfaceMAC: macB)
+        let custom = MACAddress("02:aa:00:00:00:01")!
+        r.add(ghost, mac: custom, now: 0)
+        guard case let .reply(_, frame) = handle(&r, Fixture.bytes("arp-request")) else {
+            Issue.record("no reply")
+            return
+        }
+        frame.withUnsafeBytes { bytes in
+            #expect(bytes.macAddress(at: 6) == custom)
+            #expect(bytes.macAddress(at: 14 + 8) == custom)
+        }
+    }
+
+    @Test func ignoresWhatALANAdminWouldWantIgnored() {
+        var r = responder()
+        #expect(handle(&r, Fixture.bytes("arp-probe")) == .ignore(.probe, ghost: ghost))
+        #expect(handle(&r, Fixture.bytes("arp-bad-hwtype")) == .ignore(.malformed, ghost: nil))
+        #expect(handle(&r, Array(Fixture.bytes("arp-request").prefix(40))) == .ignore(.malformed, ghost: nil))
+        let forOther = ARPBuilder.request(from: macC, senderAddress: hostC, asking: IPv4Address("203.0.113.99")!)
+        #expect(handle(&r, forOther) == .ignore(.notAGhost, ghost: nil))
+        let own = ARPBuilder.request(from: macB, senderAddress: IPv4Address("203.0.113.86")!, asking: ghost)
+        #expect(handle(&r, own) == .ignore(.ownFrame, ghost: nil))
+        // Our own announcement, seen again, is neither a conflict nor a question.
+        #expect(handle(&r, ARPBuilder.announcement(mac: macB, address: ghost)) == .ignore(.ownFrame, ghost: nil))
+    }
+
+    @Test func probesAreAnsweredWhenConfiguredByBroadcast() {
+        var r = responder { $0.answerProbes = true }
+        guard case let .reply(_, frame) = handle(&r, Fixture.bytes("arp-probe")) else {
+            Issue.record("no reply to the probe")
+            return
+        }
+        #expect(Array(frame.prefix(6)) == MACAddress.broadcast.array)
+    }
+
+    @Test func anotherMachineClaimingTheGhostIsAConflict() {
+        var r = responder()
+        let claim = ARPBuilder.announcement(mac: macD, address: ghost)
+        #expect(handle(&r, claim) == .conflict(ghost: ghost, mac: macD, sender: ghost))
+        let reply = ARPBuilder.reply(mac: macD, address: ghost, toMAC: macC, toAddress: hostC)
+        #expect(handle(&r, reply) == .conflict(ghost: ghost, mac: macD, sender: ghost))
+        // Defending (the default): requests are still answered.
+        guard case .reply = handle(&r, Fixture.bytes("arp-request")) else {
+            Issue.record("stopped answering while defending")
+            return
+        }
+    }
+
+    @Test func yieldingStopsAnsweringWhileTheConflictLasts() {
+        var r = responder { $0.yieldOnConflict = true; $0.conflictHoldSeconds = 30 }
+        _ = handle(&r, ARPBuilder.announcement(mac: macD, address: ghost), at: 10)
+        #expect(handle(&r, Fixture.bytes("arp-request"), at: 20) == .ignore(.yielding, ghost: ghost))
+        #expect(r.isYielding(ghost, now: 39.9))
+        guard case .reply = handle(&r, Fixture.bytes("arp-request"), at: 41) else {
+            Issue.record("did not resume after the conflict ended")
+            return
+        }
+    }
+
+    @Test func repliesAreRateLimitedPerRequester() {
+        var r = responder { $0.repliesPerSecond = 1; $0.replyBurst = 3 }
+        let request = Fixture.bytes("arp-request")
+        var answered = 0
+        for _ in 0..<10 { if case .reply = handle(&r, request, at: 5) { answered += 1 } }
+        #expect(answered == 3)
+        #expect(handle(&r, request, at: 5) == .ignore(.rateLimited, ghost: ghost))
+        // Another requester has its own bucket; and tokens come back with time.
+        let fromD = ARPBuilder.request(from: macD, senderAddress: IPv4Address("203.0.113.30")!, asking: ghost)
+        guard case .reply = handle(&r, fromD, at: 5), case .reply = handle(&r, request, at: 6.1) else {
+            Issue.record("rate limit is not per requester or does not refill")
+            return
+        }
+    }
+
+    @Test func announcesTwiceTwoSecondsApart() {
+        var r = ProxyARPResponder(interfaceMAC: macB)
+        r.add(ghost, mac: nil, now: 100)
+        let first = r.dueAnnouncements(now: 100)
+        #expect(first.count == 1 && first[0].frame == ARPBuilder.announcement(mac: macB, address: ghost))
+        #expect(r.dueAnnouncements(now: 101.9).isEmpty)
+        #expect(r.dueAnnouncements(now: 102).count == 1)
+        #expect(r.dueAnnouncements(now: 200).isEmpty)
+    }
+
+    @Test func taggedRequestsGetTaggedReplies() {
+        var r = responder()
+        let tagged = ARPBuilder.request(from: macC, senderAddress: hostC, asking: ghost, vlanID: 42)
+        guard case let .reply(_, frame) = handle(&r, tagged) else {
+            Issue.record("no reply")
+            return
+        }
+        #expect(frame == ARPBuilder.reply(mac: macB, address: ghost, toMAC: macC, toAddress: hostC, vlanID: 42))
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+/// The seed's scenario with real ARP clients: A — R — LAN(B, C[, D]); B answers ARP for A's tunnel
+/// address 203.0.113.87, the ghost host.
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct GhostHostTests {
+    let machineA = Lab.config("machine-a.yaml")
+    let machineB = Lab.config("machine-b.yaml")
+
+    @Test func hostCReachesTheGhostAndMachineAReachesC() throws {
+        let lab = Lab("seed")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        _ = try lab.startIpipd(in: "a", config: machineA)
+        _ = try lab.startIpipd(in: "b", config: machineB)
+
+        try lab.sh(in: lab.ns("c"), "ping -c 3 -i 0.2 -W 2 203.0.113.87")
+        // C's kernel resolved the ghost by ARP, to machine B's MAC.
+        let neighbour = try lab.sh(in: lab.ns("c"), "ip neigh show 203.0.113.87")
+        #expect(neighbour.contains("lladdr \(try lab.mac("b", "eth0"))"), "\(neighbour)")
+        try lab.sh(in: lab.ns("a"), "ping -c 3 -i 0.2 -W 2 203.0.113.20")
+        try lab.transfer(from: "c", to: "a", address: "203.0.113.87", megabytes: 4)
+        try lab.transfer(from: "a", to: "c", address: "203.0.113.20", megabytes: 4)
+    }
+
+    @Test func arpingGetsOneReplyPerRequestAndProbesAndOthersGetNone() throws {
+        let lab = Lab("arp")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        _ = try lab.startIpipd(in: "b", config: machineB)
+        let c = lab.ns("c")
+        let macB = try lab.mac("b", "eth0").uppercased()
+
+        let arping = try lab.sh(in: c, "arping -c 3 -I eth0 203.0.113.87")
+        let replies = arping.split(separator: "\n").filter { $0.contains("reply from 203.0.113.87") }
+        #expect(replies.count == 3, "\(arping)")
+        #expect(replies.allSatisfy { $0.contains("[\(macB)]") }, "\(arping)")
+        #expect(arping.contains("Received 3 response(s)"))
+
+        // RFC 5227 probe (sender 0.0.0.0): duplicate address detection must find nothing.
+        let probe = lab.run(in: c, "arping -D -c 2 -w 3 -I eth0 203.0.113.87")
+        #expect(probe.status == 0 && probe.output.contains("Received 0 response(s)"), "\(probe.output)")
+        // An address that is no ghost gets no answer from ipipd (nor from anyone).
+        let other = lab.run(in: c, "arping -c 2 -w 3 -I eth0 203.0.113.99")
+        #expect(other.output.contains("Received 0 response(s)"), "\(other.output)")
+
+        let ghost = try #require(Lab.ghosts(try lab.status("b", config: machineB)).first)
+        #expect(ghost["replies"] as? Int == 3)
+        #expect((ghost["probesIgnored"] as? Int ?? 0) >= 2)
+        #expect(ghost["announcements"] as? Int == 2)
+    }
+
+    @Test func aSecondHostClaimingTheGhostIsReportedAsAConflict() throws {
+        let lab = Lab("conf")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(withSecondHost: true)
+        let b = try lab.startIpipd(in: "b", config: machineB)
+        // Host D takes the ghost address for itself and announces it.
+        try lab.sh(in: lab.ns("d"), "ip addr add 203.0.113.87/32 dev eth0 && arping -U -c 2 -I eth0 -s 203.0.113.87 203.0.113.87")
+        #expect(b.waitForLog("another machine claims a ghost address"), "\(b.output)")
+        #expect(b.output.contains("mac=\(try lab.mac("d", "eth0"))"))
+        let ghost = try #require(Lab.ghosts(try lab.status("b", config: machineB)).first)
+        #expect((ghost["conflicts"] as? Int ?? 0) >= 1)
+    }
+
+    @Test func startingNextToTheKernelsOwnProxyARPWarns() throws {
+        let lab = Lab("kprx")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        try lab.sh(in: lab.ns("b"), "sysctl -qw net.ipv4.conf.eth0.proxy_arp=1 && ip neigh add proxy 203.0.113.87 dev eth0")
+        let b = try lab.startIpipd(in: "b", config: machineB)
+        #expect(b.output.contains("the kernel's own proxy ARP is on for eth0"), "\(b.output)")
+        #expect(b.output.contains("the kernel also proxies 203.0.113.87 on eth0"), "\(b.output)")
+    }
+
+    @Test func aGhostAssignedLocallyIsRefused() throws {
+        let lab = Lab("locl")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        try lab.sh(in: lab.ns("b"), "ip addr add 203.0.113.87/32 dev eth0")
+        let result = lab.run(in: lab.ns("b"), "\(Lab.ipipd) run -c \(machineB) --runtime-dir \(lab.scratch.path)")
+        #expect(result.status == 1)
+        #expect(result.output.contains("ghost host 203.0.113.87 is assigned to eth0"), "\(result.output)")
+    }
+}
