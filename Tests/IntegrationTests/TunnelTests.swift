@@ -66,6 +66,24 @@ struct TunnelTests {
         #expect(!capture.output.contains("IP 203.0.113.86 >"), "B answered:\n\(capture.output)")
     }
 
+    /// This kernel has no VLAN devices, so scapy puts an 802.1Q-tagged IP-in-IP frame on the wire itself;
+    /// the capture filter and the decapsulator must see through the tag.
+    @Test func taggedFramesAreDecapsulated() throws {
+        let lab = Lab("vlan")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        let macB = try lab.mac("b", "eth0")
+        let echo = try lab.spawn(in: lab.ns("h2"), ["tcpdump", "-lni", "eth0", "icmp"], logName: "tcpdump-h2")
+        #expect(echo.waitForLog("listening on"))
+        try lab.sh(in: lab.ns("r"), """
+            python3 -c "from scapy.all import Ether, Dot1Q, IP, ICMP, sendp; sendp(Ether(dst='\(macB)')/Dot1Q(vlan=42)/IP(src='198.51.100.37', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(id=4242), iface='eth1', count=3, verbose=0)"
+            """)
+        #expect(echo.waitForLog("192.0.2.10 > 192.0.2.130: ICMP echo request, id 4242", timeout: 5), "\(echo.output)")
+        let status = try lab.status("b", config: siteB)
+        #expect(Lab.peerCounter(status, peer: "site-a", "decapsulated") == 3)
+    }
+
     @Test func sigtermRemovesEverythingAndARestartAfterSIGKILLWorks() throws {
         let lab = Lab("term")
         defer { lab.teardown() }
