@@ -6,7 +6,8 @@ import CPcap
 /// A libpcap capture handle on one interface, inbound only, with a kernel BPF filter.
 ///
 /// Opened with pcap_create and explicit settings rather than pcap_open_live: immediate mode (each
-/// packet is handed over as it arrives: TPACKET_V2, no block-retire latency), a snaplen that covers the
+/// packet is handed over as it arrives: TPACKET_V2, no block-retire latency; a 10 ms timeout instead
+/// added ~10 ms to every round trip, see docs/BENCHMARKS.md), a snaplen that covers the
 /// largest frame, and a kernel buffer large enough to absorb bursts. Non-blocking, so the owning thread
 /// can poll with a timeout and notice a stop request.
 public final class PacketCapture: @unchecked Sendable {
