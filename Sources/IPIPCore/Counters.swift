@@ -9,13 +9,16 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case malformedInner = "malformed-inner"   // captured or from the TUN: inner header invalid
     case unknownPeer = "unknown-peer"         // captured: outer source is not a configured peer
     case notForUs = "not-local"               // captured: outer destination is not the local address
-    case outerFragment = "outer-fragment"     // captured: a fragment of an outer packet
+    case fragmentOverlap = "fragment-overlap" // captured: outer fragments that overlap (dropped whole)
+    case fragmentTimeout = "fragment-timeout" // captured: outer fragments never completed in time
+    case fragmentMemory = "fragment-memory"   // captured: reassembly memory cap reached
     case ttlExpired = "ttl-expired"           // decapsulated, to be forwarded with TTL <= 1
     case ecnNotECT = "ecn-ce-on-not-ect"      // RFC 6040: outer CE over a Not-ECT inner packet
     case tooBig = "too-big"                   // does not fit the path to the peer
     case truncatedCapture = "truncated-capture" // caplen < len: snaplen too small
     case captureDrop = "capture-drop"         // dropped by the kernel before libpcap saw it (pcap_stats)
     case sendFailed = "send-failed"           // the kernel refused the send
+    case loop = "loop"                        // the route to the peer's endpoint leads into the tunnel
 }
 
 extension DropReason {
@@ -29,13 +32,16 @@ extension DropReason {
         case .malformedInner: 3
         case .unknownPeer: 4
         case .notForUs: 5
-        case .outerFragment: 6
-        case .ttlExpired: 7
-        case .ecnNotECT: 8
-        case .tooBig: 9
-        case .truncatedCapture: 10
-        case .captureDrop: 11
-        case .sendFailed: 12
+        case .fragmentOverlap: 6
+        case .fragmentTimeout: 7
+        case .fragmentMemory: 8
+        case .ttlExpired: 9
+        case .ecnNotECT: 10
+        case .tooBig: 11
+        case .truncatedCapture: 12
+        case .captureDrop: 13
+        case .sendFailed: 14
+        case .loop: 15
         }
     }
 }
@@ -86,6 +92,11 @@ public final class PeerCounters: Sendable {
     public let encapsulatedBytes = Counter()
     public let decapsulatedPackets = Counter()
     public let decapsulatedBytes = Counter()
+    /// Inner packets without DF split to fit the path to this peer.
+    public let fragmented = Counter()
+    /// ICMP errors sent to senders of traffic to or from this peer (fragmentation needed, host
+    /// unreachable, time exceeded).
+    public let icmpErrorsSent = Counter()
     public let drops = DropCounters()
 
     public init(name: String) { self.name = name }
@@ -113,6 +124,8 @@ public final class TunnelCounters: Sendable {
     public let peers: [PeerCounters]
     public let ghosts: [GhostCounters]
     public let drops = DropCounters()
+    /// ICMP errors not sent because of the rate limit.
+    public let icmpRateLimited = Counter()
 
     public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))

@@ -4,6 +4,11 @@ public struct Decapsulator: Sendable {
     public enum Verdict: Equatable, Sendable {
         /// Reinject `buffer[inner]` (already edited: TTL, ECN) as received from `peer`.
         case deliver(peer: Int, inner: Range<Int>, local: Bool)
+        /// A fragment of an outer packet from `peer`: reassemble it first.
+        case reassemble(peer: Int)
+        /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1: dropped, and its sender
+        /// should get ICMP time exceeded.
+        case timeExceeded(peer: Int, inner: Range<Int>)
         case drop(DropReason, peer: Int?)
     }
 
@@ -31,7 +36,7 @@ public struct Decapsulator: Sendable {
         guard outer.protocolNumber == IPProtocolNumber.ipip else { return .drop(.malformedOuter, peer: nil) }
         guard outer.destination == local else { return .drop(.notForUs, peer: nil) }
         guard let peer = peerByEndpoint[outer.source] else { return .drop(.unknownPeer, peer: nil) }
-        guard !outer.isFragment else { return .drop(.outerFragment, peer: peer) }
+        guard !outer.isFragment else { return .reassemble(peer: peer) }
 
         let innerStart = outer.headerLength
         let innerEnd = outer.totalLength
@@ -52,7 +57,7 @@ public struct Decapsulator: Sendable {
         let isLocal = localAddresses.contains(inner.destination)
         if !isLocal {
             // We are forwarding it: a router decrements the TTL and never forwards one that expires.
-            guard inner.ttl > 1 else { return .drop(.ttlExpired, peer: peer) }
+            guard inner.ttl > 1 else { return .timeExceeded(peer: peer, inner: innerStart..<innerEnd) }
             IPv4HeaderEditor.decrementTTL(innerBytes)
         }
         return .deliver(peer: peer, inner: innerStart..<innerEnd, local: isLocal)

@@ -5,29 +5,46 @@ public struct Encapsulator: Sendable {
 
     public enum Verdict: Equatable, Sendable {
         /// Send `length` bytes from the start of the buffer (outer header + inner packet) to `peer`.
-        case send(length: Int, peer: Int, destination: IPv4Address)
+        /// With `notifyUnreachable`, a router recently reported the peer unreachable (RFC 2003 §4):
+        /// the packet still goes, and its sender is told "host unreachable".
+        case send(length: Int, peer: Int, destination: IPv4Address, notifyUnreachable: Bool)
+        /// The inner packet has DF set and exceeds `mtu`, the inner MTU towards `peer`: its sender
+        /// must get "fragmentation needed" with that MTU.
+        case tooBig(peer: Int, mtu: Int)
+        /// The inner packet exceeds `mtu` and may be fragmented: split it, then encapsulate each piece.
+        case fragment(peer: Int, mtu: Int)
         case drop(DropReason, peer: Int?)
     }
 
     public let local: IPv4Address
     public let rules: EncapsulationRules
+    public let tunnelMTU: Int
     public var routes: RoutingTable<Int>
     public var endpoints: [IPv4Address]
+    public var paths: [PeerPathState]
     /// Outer IP identification: a per-tunnel counter, so the ID changes per packet even with DF (as
     /// Linux does), which lets a fragmenting middlebox or a capture tell packets apart.
     private var nextIdentification: UInt16
 
-    public init(config: GatewayConfig, initialIdentification: UInt16 = 1) {
+    public init(config: GatewayConfig, tunnelMTU: Int, paths: [PeerPathState]? = nil, initialIdentification: UInt16 = 1) {
         local = config.uplink.address
         rules = EncapsulationRules(config.tunnel)
+        self.tunnelMTU = tunnelMTU
         routes = config.routingTable
         endpoints = config.peers.map(\.remote)
+        self.paths = paths ?? config.peers.map { _ in PeerPathState() }
         nextIdentification = initialIdentification
+    }
+
+    /// The largest inner packet that reaches `peer` without fragmentation.
+    @inline(__always)
+    public func mtu(toPeer peer: Int, now: Double) -> Int {
+        min(tunnelMTU, paths[peer].currentMTU(now: now) ?? tunnelMTU)
     }
 
     /// `buffer[headroom ..< headroom + innerLength]` holds what the TUN delivered.
     @inline(__always)
-    public mutating func encapsulate(_ buffer: UnsafeMutableRawBufferPointer, innerLength: Int) -> Verdict {
+    public mutating func encapsulate(_ buffer: UnsafeMutableRawBufferPointer, innerLength: Int, now: Double) -> Verdict {
         let inner = UnsafeRawBufferPointer(rebasing: buffer[Self.headroom..<(Self.headroom + innerLength)])
         guard innerLength >= 1, inner[0] >> 4 == 4 else { return .drop(.notIPv4, peer: nil) }
         let packet: IPv4PacketView
@@ -37,11 +54,19 @@ public struct Encapsulator: Sendable {
             return .drop(.malformedInner, peer: nil)
         }
         guard let peer = routes.lookup(packet.destination) else { return .drop(.noRoute, peer: nil) }
+        let path = paths[peer]
+        // One of our own outer packets came back through the TUN: the route to the endpoint leads into
+        // the tunnel. Caught per packet here; the route watcher then stops the peer's traffic.
+        if path.isLooping || (packet.protocolNumber == IPProtocolNumber.ipip && packet.source == local) {
+            return .drop(.loop, peer: peer)
+        }
+        let mtu = mtu(toPeer: peer, now: now)
+        if innerLength > mtu {
+            return packet.dontFragment ? .tooBig(peer: peer, mtu: mtu) : .fragment(peer: peer, mtu: mtu)
+        }
         let destination = endpoints[peer]
-        let outerLength = Self.headroom + innerLength
-        guard outerLength <= 0xFFFF else { return .drop(.tooBig, peer: peer) }
         IPv4HeaderFields(tos: rules.outerTOS(innerTOS: packet.tos),
-                         totalLength: outerLength,
+                         totalLength: Self.headroom + innerLength,
                          identification: nextIdentification,
                          dontFragment: rules.outerDontFragment(innerDontFragment: packet.dontFragment),
                          ttl: rules.outerTTL(innerTTL: packet.ttl),
@@ -51,6 +76,7 @@ public struct Encapsulator: Sendable {
             .write(into: buffer)
         nextIdentification &+= 1
         if nextIdentification == 0 { nextIdentification = 1 }   // 0 would let the kernel pick one
-        return .send(length: outerLength, peer: peer, destination: destination)
+        return .send(length: Self.headroom + innerLength, peer: peer, destination: destination,
+                     notifyUnreachable: path.takeError(now: now))
     }
 }

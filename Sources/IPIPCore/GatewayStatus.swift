@@ -15,6 +15,14 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var routes: [String]
         public var encapsulated: Traffic
         public var decapsulated: Traffic
+        public var fragmented: UInt64
+        public var icmpErrorsSent: UInt64
+        /// The inner MTU towards the peer: the tunnel MTU, or lower when a router reported less.
+        public var pathMTU: Int
+        /// A router reported the peer unreachable within the last 30 s.
+        public var errorWindow: Bool
+        /// The route to the endpoint currently leads into the tunnel: nothing is sent.
+        public var looping: Bool
         public var drops: [String: UInt64]
     }
 
@@ -41,8 +49,10 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     /// Every drop by reason (peer-attributed ones included).
     public var drops: [String: UInt64]
 
+    public var icmpRateLimited: UInt64
+
     public init(version: String, pid: Int32, configFile: String, startedAt: Double, uptimeSeconds: Double,
-                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters) {
+                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
@@ -51,12 +61,17 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         tunnel = config.tunnel.name
         self.tunnelMTU = tunnelMTU
         localAddress = "\(config.uplink.address)"
-        peers = zip(config.peers, counters.peers).map { peer, counter in
-            Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
-                 encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
-                 decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
-                 drops: counter.drops.snapshot)
+        peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
+            let (counter, path) = state
+            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
+                        encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
+                        decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
+                        fragmented: counter.fragmented.value, icmpErrorsSent: counter.icmpErrorsSent.value,
+                        pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),
+                        errorWindow: path.isInErrorWindow, looping: path.isLooping,
+                        drops: counter.drops.snapshot)
         }
+        icmpRateLimited = counters.icmpRateLimited.value
         ghostHosts = counters.ghosts.map {
             GhostHost(address: "\($0.address)", interface: $0.interface, replies: $0.replies.value,
                       announcements: $0.announcements.value, probesIgnored: $0.probesIgnored.value,

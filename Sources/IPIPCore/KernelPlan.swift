@@ -197,9 +197,10 @@ public struct KernelPlan: Sendable, Equatable {
 
 /// libpcap filter expressions (compiled to kernel BPF) for the two capture handles.
 public enum CaptureFilter {
-    /// Protocol-4 packets addressed to the local address, untagged or inside one 802.1Q tag.
+    /// Packets addressed to the local address, untagged or inside one 802.1Q tag: protocol 4, and the
+    /// ICMP errors (destination unreachable, time exceeded) routers send about our outer packets.
     public static func tunnel(local: IPv4Address) -> String {
-        let match = "ip proto 4 and dst host \(local)"
+        let match = "dst host \(local) and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
         return "(\(match)) or (vlan and \(match))"
     }
 

@@ -4,24 +4,67 @@ import Glibc
 import IPIPCore
 import Logging
 
-/// The two per-packet loops. Each runs on its own thread and owns its buffer, sender and state; the
-/// only shared things are the counters (atomics) and the stop signal.
+/// The per-packet loops. Each runs on its own thread and owns its buffers, sender and state; what they
+/// share are the counters and the per-peer path state (atomics) and the stop signal.
 struct DataplaneLoops: Sendable {
     let counters: TunnelCounters
+    let paths: [PeerPathState]
+    let peerNames: [String]
     let stop: StopSignal
     let logger: Logger
 
     /// Largest IPv4 packet plus room for the outer header (and link headers on the capture side).
     static let bufferSize = 20 + 65535 + 64
 
+    /// Sends an ICMP error about `original` to its source, if RFC 1122 and the rate limit allow.
+    func sendICMPError(type: UInt8, code: UInt8, nextHopMTU: Int = 0, about original: UnsafeRawBufferPointer,
+                       peer: Int, limiter: inout ICMPRateLimiter, sender: RawIPv4Sender, now: Double) {
+        guard ICMPErrorRules.mayReport(on: original) else { return }
+        guard limiter.allow(to: original.ipv4Source, now: now) else {
+            counters.icmpRateLimited.add()
+            return
+        }
+        let packet = ICMPErrorRules.packet(type: type, code: code, nextHopMTU: nextHopMTU, about: original)
+        if packet.withUnsafeBytes({ sender.send($0) }) { counters.peers[peer].icmpErrorsSent.add() }
+    }
+
     /// TUN → routing table → outer header → libnet.
     func encapsulate(from tun: TUNDevice, with initial: Encapsulator, sender: RawIPv4Sender) {
         var encapsulator = initial
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
-        defer { buffer.deallocate() }
+        let fragmentBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
+        defer {
+            buffer.deallocate()
+            fragmentBuffer.deallocate()
+        }
         let innerArea = UnsafeMutableRawBufferPointer(rebasing: buffer[Encapsulator.headroom...])
         var sendErrors = ThrottledLog(logger: logger, message: "cannot send to peer")
+        var loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
+        var limiter = ICMPRateLimiter()
+        var routeWatcher = EndpointRouteWatcher(tunnel: tun.name, endpoints: initial.endpoints)
+        var lastRouteCheck = -Double.infinity
+
+        func send(_ bytes: UnsafeRawBufferPointer, peer: Int, innerLength: Int) {
+            if sender.send(bytes) {
+                counters.peers[peer].encapsulatedPackets.add()
+                counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
+            } else {
+                let code = errno
+                counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+                sendErrors.note(["peer": "\(peerNames[peer])", "error": "\(String(cString: strerror(code)))"])
+            }
+        }
+
         while !stop.isStopped {
+            let now = monotonicSeconds()
+            if now - lastRouteCheck >= 1 {
+                // RFC 2003 §4 / the seed's "looping tunnel": never send outer packets into our own TUN.
+                lastRouteCheck = now
+                for (peer, looping) in routeWatcher.check().enumerated() {
+                    paths[peer].setLooping(looping)
+                    if looping { loopLog.note(["peer": "\(peerNames[peer])", "endpoint": "\(initial.endpoints[peer])"]) }
+                }
+            }
             let length: Int
             do {
                 guard let count = try tun.read(into: innerArea, timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
@@ -30,34 +73,106 @@ struct DataplaneLoops: Sendable {
                 logger.error("TUN read failed; the encapsulator stops", metadata: ["error": "\(error)"])
                 return
             }
-            switch encapsulator.encapsulate(buffer, innerLength: length) {
-            case let .send(outerLength, peer, _):
-                if sender.send(UnsafeRawBufferPointer(rebasing: buffer[0..<outerLength])) {
-                    counters.peers[peer].encapsulatedPackets.add()
-                    counters.peers[peer].encapsulatedBytes.add(UInt64(length))
-                } else {
-                    let code = errno
-                    counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                    sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
+            let inner = UnsafeRawBufferPointer(rebasing: buffer[Encapsulator.headroom..<(Encapsulator.headroom + length)])
+            switch encapsulator.encapsulate(buffer, innerLength: length, now: now) {
+            case let .send(outerLength, peer, _, notifyUnreachable):
+                send(UnsafeRawBufferPointer(rebasing: buffer[0..<outerLength]), peer: peer, innerLength: length)
+                if notifyUnreachable {
+                    sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
+                                  peer: peer, limiter: &limiter, sender: sender, now: now)
                 }
+            case let .tooBig(peer, mtu):
+                counters.drop(.tooBig, peer: peer)
+                sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
+                              nextHopMTU: mtu, about: inner, peer: peer, limiter: &limiter, sender: sender, now: now)
+            case let .fragment(peer, mtu):
+                guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { continue }
+                let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
+                if pieces.isEmpty { counters.drop(.tooBig, peer: peer) }
+                for piece in pieces {
+                    piece.withUnsafeBytes { fragmentBuffer.baseAddress!.advanced(by: Encapsulator.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    if case let .send(outerLength, peer, _, _) = encapsulator.encapsulate(fragmentBuffer, innerLength: piece.count, now: now) {
+                        send(UnsafeRawBufferPointer(rebasing: fragmentBuffer[0..<outerLength]), peer: peer, innerLength: piece.count)
+                    }
+                }
+                counters.peers[peer].fragmented.add()
             case let .drop(reason, peer):
                 counters.drop(reason, peer: peer)
             }
         }
     }
 
-    /// libpcap → Ethernet/802.1Q → decapsulator → libnet.
-    func decapsulate(from capture: PacketCapture, with initial: Decapsulator, sender: RawIPv4Sender) {
+    /// libpcap → Ethernet/802.1Q → decapsulator (and reassembler) → libnet; ICMP about outer packets
+    /// → path state.
+    func decapsulate(from capture: PacketCapture, with initial: Decapsulator, ttlInherited: Bool, tunnelMTU: Int,
+                     sender: RawIPv4Sender) {
         var decapsulator = initial
+        var reassembler = Reassembler()
+        var limiter = ICMPRateLimiter()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer { buffer.deallocate() }
         var lastHousekeeping = monotonicSeconds()
         var sendErrors = ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet")
+        var pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)
+
+        /// Handles one outer IPv4 packet held in `buffer[0..<length]`.
+        func process(length: Int, now: Double) {
+            let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            if length >= 20 && packet[9] == IPProtocolNumber.icmp {
+                handleOuterICMP(UnsafeRawBufferPointer(packet), now: now)
+                return
+            }
+            switch decapsulator.decapsulate(packet) {
+            case let .deliver(peer, inner, _):
+                if sender.send(UnsafeRawBufferPointer(rebasing: packet[inner])) {
+                    counters.peers[peer].decapsulatedPackets.add()
+                    counters.peers[peer].decapsulatedBytes.add(UInt64(inner.count))
+                } else {
+                    let code = errno
+                    counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+                    sendErrors.note(["peer": "\(peerNames[peer])", "error": "\(String(cString: strerror(code)))"])
+                }
+            case .reassemble:
+                guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
+                switch reassembler.add(fragment, now: now) {
+                case .incomplete:
+                    break
+                case .dropped(let reason):
+                    counters.drop(reason)
+                case .complete(let datagram):
+                    datagram.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    process(length: datagram.count, now: now)
+                }
+            case let .timeExceeded(peer, inner):
+                counters.drop(.ttlExpired, peer: peer)
+                sendICMPError(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
+                              peer: peer, limiter: &limiter, sender: sender, now: now)
+            case let .drop(reason, peer):
+                counters.drop(reason, peer: peer)
+            }
+        }
+
+        func handleOuterICMP(_ packet: UnsafeRawBufferPointer, now: Double) {
+            switch OuterICMP.classify(packet, local: decapsulator.local, peerByEndpoint: decapsulator.peerByEndpoint,
+                                      ttlInherited: ttlInherited) {
+            case let .fragmentationNeeded(peer, outerMTU):
+                if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU) {
+                    pathLog.note(["peer": "\(peerNames[peer])", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
+                }
+            case let .peerError(peer):
+                paths[peer].noteError(now: now)
+                pathLog.note(["peer": "\(peerNames[peer])", "report": "unreachable", "from": "\(packet.ipv4Source)"])
+            case .ignore:
+                break
+            }
+        }
+
         while !stop.isStopped {
             let now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
                 counters.drops.set(.captureDrop, to: capture.kernelDrops)
+                for _ in 0..<reassembler.expire(now: now) { counters.drop(.fragmentTimeout) }
                 // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
                 decapsulator.localAddresses = Set(SystemProbe.localAddresses())
             }
@@ -82,23 +197,40 @@ struct DataplaneLoops: Sendable {
                 }
                 // Copy the IP packet out of libpcap's ring: the decapsulator edits the inner header.
                 let ip = ethernet.payload
-                let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(ip.count, buffer.count)])
-                packet.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<packet.count]))
-                switch decapsulator.decapsulate(packet) {
-                case let .deliver(peer, inner, _):
-                    if sender.send(UnsafeRawBufferPointer(rebasing: packet[inner])) {
-                        counters.peers[peer].decapsulatedPackets.add()
-                        counters.peers[peer].decapsulatedBytes.add(UInt64(inner.count))
-                    } else {
-                        let code = errno
-                        counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                        sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
-                    }
-                case let .drop(reason, peer):
-                    counters.drop(reason, peer: peer)
-                }
+                let length = min(ip.count, buffer.count)
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
+                process(length: length, now: monotonicSeconds())
             }
         }
+    }
+}
+
+/// Watches the kernel's route to every peer endpoint; one netlink socket, owned by the encapsulator's
+/// thread.
+struct EndpointRouteWatcher {
+    let tunnel: String
+    let endpoints: [IPv4Address]
+    private let netlink = try? NetlinkSocket()
+
+    init(tunnel: String, endpoints: [IPv4Address]) {
+        self.tunnel = tunnel
+        self.endpoints = endpoints
+    }
+
+    /// For each endpoint: true when the kernel would send packets for it into the tunnel.
+    func check() -> [Bool] {
+        let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
+        return endpoints.map { endpoint in
+            guard let netlink, let tunnelIndex, let route = try? netlink.route(to: endpoint) else { return false }
+            return route.outputInterface == tunnelIndex
+        }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The source address of the IPv4 header at the start (0.0.0.0 when too short).
+    var ipv4Source: IPv4Address {
+        count >= 16 ? IPv4Address(UInt32(bigEndian: loadUnaligned(fromByteOffset: 12, as: UInt32.self))) : .any
     }
 }
 

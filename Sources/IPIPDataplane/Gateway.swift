@@ -22,6 +22,8 @@ public final class Gateway: @unchecked Sendable {
     public let config: GatewayConfig
     public let plan: KernelPlan
     public let counters: TunnelCounters
+    /// What is known of the path to each peer (learned MTU, error window, loop guard).
+    public let paths: [PeerPathState]
     private let options: Options
     private let logger: Logger
     private let stop = StopSignal()
@@ -37,6 +39,7 @@ public final class Gateway: @unchecked Sendable {
         self.plan = plan
         self.options = options
         self.logger = logger
+        paths = config.peers.map { _ in PeerPathState() }
         counters = TunnelCounters(peerNames: config.peers.map(\.name),
                                   ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) })
     }
@@ -73,14 +76,19 @@ public final class Gateway: @unchecked Sendable {
                                                                           tunnel: config.tunnel.name))
             controlSocket = control
 
-            let encapsulator = Encapsulator(config: config, initialIdentification: UInt16.random(in: 1...UInt16.max))
+            let encapsulator = Encapsulator(config: config, tunnelMTU: plan.tunnelMTU, paths: paths,
+                                            initialIdentification: UInt16.random(in: 1...UInt16.max))
             let decapsulator = Decapsulator(config: config, localAddresses: Set(SystemProbe.localAddresses()))
-            let loops = DataplaneLoops(counters: counters, stop: stop, logger: logger)
+            let loops = DataplaneLoops(counters: counters, paths: paths, peerNames: config.peers.map(\.name),
+                                       stop: stop, logger: logger)
+            let ttlInherited = config.tunnel.ttl == .inherit
+            let tunnelMTU = plan.tunnelMTU
             threads.append(try DedicatedThread(name: "ipipd-tun") {
                 loops.encapsulate(from: tun, with: encapsulator, sender: encapsulationSender)
             })
             threads.append(try DedicatedThread(name: "ipipd-capture") {
-                loops.decapsulate(from: capture, with: decapsulator, sender: reinjectionSender)
+                loops.decapsulate(from: capture, with: decapsulator, ttlInherited: ttlInherited, tunnelMTU: tunnelMTU,
+                                  sender: reinjectionSender)
             })
             for (interface, capture, responder) in responders {
                 threads.append(try DedicatedThread(name: "ipipd-arp-\(interface)") {
@@ -147,7 +155,7 @@ public final class Gateway: @unchecked Sendable {
     public var status: GatewayStatus {
         GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile,
                       startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
-                      config: config, tunnelMTU: plan.tunnelMTU, counters: counters)
+                      config: config, tunnelMTU: plan.tunnelMTU, counters: counters, paths: paths, now: monotonicSeconds())
     }
 
     private func statusDocument() -> [UInt8] {

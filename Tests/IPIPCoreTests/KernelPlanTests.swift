@@ -21,7 +21,7 @@ import Testing
         #expect(plan.changes.firstIndex(of: pin)! < plan.changes.firstIndex(of: route)!)
         #expect(plan.changes.first == .createTUN(name: "tunl"))
         #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPv4Address("203.0.113.87")!)))
-        #expect(plan.changes.contains(.capture(interface: "eth0", filter: "(ip proto 4 and dst host 198.51.100.37) or (vlan and ip proto 4 and dst host 198.51.100.37)")))
+        #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!))))
         #expect(pin.description == "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0    # pin peer machine-b's endpoint outside the tunnel")
     }
 

@@ -8,8 +8,8 @@ import Testing
     /// Runs the encapsulator on `inner` as the TUN would deliver it; returns the verdict and the bytes.
     func encapsulate(_ inner: [UInt8], config: GatewayConfig? = nil, encapsulator: inout Encapsulator) -> (Encapsulator.Verdict, [UInt8]) {
         var buffer = [UInt8](repeating: 0, count: Encapsulator.headroom) + inner
-        let verdict = buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: inner.count) }
-        if case let .send(length, _, _) = verdict { return (verdict, Array(buffer[0..<length])) }
+        let verdict = buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: inner.count, now: 0) }
+        if case let .send(length, _, _, _) = verdict { return (verdict, Array(buffer[0..<length])) }
         return (verdict, [])
     }
 
@@ -30,10 +30,10 @@ import Testing
     }
 
     @Test func outerHeaderIsTwentyBytesProtocol4WithValidChecksumAndChangingID() throws {
-        var encapsulator = Encapsulator(config: machineA, initialIdentification: 0xFFFF)
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, initialIdentification: 0xFFFF)
         let packet = inner()
         let (first, bytes1) = encapsulate(packet, encapsulator: &encapsulator)
-        #expect(first == .send(length: 20 + packet.count, peer: 0, destination: IPv4Address("203.0.113.86")!))
+        #expect(first == .send(length: 20 + packet.count, peer: 0, destination: IPv4Address("203.0.113.86")!, notifyUnreachable: false))
         let header = try outer(bytes1)
         #expect(bytes1[0] == 0x45)
         #expect(header.protocolNumber == IPProtocolNumber.ipip)
@@ -47,11 +47,11 @@ import Testing
     }
 
     @Test func ttlInheritOrFixed() throws {
-        var inherit = Encapsulator(config: machineA)
+        var inherit = Encapsulator(config: machineA, tunnelMTU: 1480)
         #expect(try outer(encapsulate(inner(ttl: 17), encapsulator: &inherit).1).ttl == 17)
         var fixedConfig = machineA
         fixedConfig.tunnel.ttl = .fixed(200)
-        var fixed = Encapsulator(config: fixedConfig)
+        var fixed = Encapsulator(config: fixedConfig, tunnelMTU: 1480)
         #expect(try outer(encapsulate(inner(ttl: 17), encapsulator: &fixed).1).ttl == 200)
     }
 
@@ -71,22 +71,22 @@ import Testing
     func tosAndECN(setting: GatewayConfig.TOSSetting, innerTOS: UInt8, expected: UInt8) throws {
         var config = machineA
         config.tunnel.tos = setting
-        var encapsulator = Encapsulator(config: config)
+        var encapsulator = Encapsulator(config: config, tunnelMTU: 1480)
         #expect(try outer(encapsulate(inner(tos: innerTOS), encapsulator: &encapsulator).1).tos == expected)
     }
 
     @Test func dontFragmentIsPMTUDiscoveryOrInnerDF() throws {
-        var on = Encapsulator(config: machineA)
+        var on = Encapsulator(config: machineA, tunnelMTU: 1480)
         #expect(try outer(encapsulate(inner(dontFragment: false), encapsulator: &on).1).dontFragment)
         var config = machineA
         config.tunnel.pmtudisc = false
-        var off = Encapsulator(config: config)
+        var off = Encapsulator(config: config, tunnelMTU: 1480)
         #expect(try !outer(encapsulate(inner(dontFragment: false), encapsulator: &off).1).dontFragment)
         #expect(try outer(encapsulate(inner(dontFragment: true), encapsulator: &off).1).dontFragment)
     }
 
     @Test func dropsWhatItCannotCarry() {
-        var encapsulator = Encapsulator(config: machineA)
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480)
         // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it.
         let ipv6 = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 255] + [UInt8](repeating: 0, count: 40)
         #expect(encapsulate(ipv6, encapsulator: &encapsulator).0 == .drop(.notIPv4, peer: nil))
@@ -173,7 +173,7 @@ import Testing
             inner.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(inner)), at: 10)
         }
         var copy = packet
-        #expect(decapsulate(&packet) == .drop(.ttlExpired, peer: 0))
+        #expect(decapsulate(&packet) == .timeExceeded(peer: 0, inner: 20..<packet.count))
         #expect(decapsulate(&copy, local: [ghost]) == .deliver(peer: 0, inner: 20..<copy.count, local: true))
     }
 
@@ -181,7 +181,7 @@ import Testing
         var packet = scapyPacket
         packet[6] |= 0x20   // more fragments
         fixOuterChecksum(&packet)
-        #expect(decapsulate(&packet) == .drop(.outerFragment, peer: 0))
+        #expect(decapsulate(&packet) == .reassemble(peer: 0))
     }
 
     @Test(arguments: ECN.allCases)

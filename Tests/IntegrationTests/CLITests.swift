@@ -57,7 +57,7 @@ import Testing
                          "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0",
                          "ip route add 203.0.113.0/24 dev tunl",
                          "sysctl -w net.ipv4.ip_forward=1",
-                         "filter: (ip proto 4 and dst host 198.51.100.37)"] {
+                         "filter: (dst host 198.51.100.37 and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11))))"] {
             #expect(result.output.contains(expected), "missing: \(expected)\n\(result.output)")
         }
         // Nothing was changed.

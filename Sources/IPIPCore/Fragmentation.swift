@@ -1,0 +1,175 @@
+/// Reassembles fragmented outer packets, as the kernel does before its ipip module sees them — so a
+/// peer whose outer packets a router fragments still gets through. Bounded: a datagram not completed
+/// within `timeout` is dropped, memory is capped, and overlapping fragments drop the whole datagram
+/// (as Linux does since the FragmentSmack fixes). Allocates, but only on this rare path.
+public struct Reassembler: Sendable {
+    public enum Result: Equatable, Sendable {
+        case incomplete
+        /// The whole datagram: header (MF clear, offset 0, new length and checksum) and payload.
+        case complete([UInt8])
+        case dropped(DropReason)
+    }
+
+    struct Key: Hashable {
+        var source: UInt32
+        var destination: UInt32
+        var identification: UInt16
+        var protocolNumber: UInt8
+    }
+
+    struct Pending {
+        var header: [UInt8] = []               // from the first fragment (offset 0)
+        var data: [UInt8] = []
+        var received: [Range<Int>] = []
+        var totalPayloadLength: Int?           // known once the last fragment (MF clear) arrived
+        var started: Double
+    }
+
+    public var timeout = 30.0                  // net.ipv4.ipfrag_time
+    public var memoryLimit = 4 << 20           // net.ipv4.ipfrag_high_thresh
+    private var pending: [Key: Pending] = [:]
+    public private(set) var memoryInUse = 0
+
+    public init() {}
+
+    public var pendingCount: Int { pending.count }
+
+    /// Drops datagrams older than the timeout; returns how many.
+    public mutating func expire(now: Double) -> Int {
+        let old = pending.filter { now - $0.value.started >= timeout }
+        for (key, entry) in old {
+            memoryInUse -= entry.data.count
+            pending[key] = nil
+        }
+        return old.count
+    }
+
+    public mutating func add(_ fragment: IPv4PacketView, now: Double) -> Result {
+        let key = Key(source: fragment.source.value, destination: fragment.destination.value,
+                      identification: fragment.identification, protocolNumber: fragment.protocolNumber)
+        let payload = fragment.payload
+        let start = fragment.fragmentOffset
+        let end = start + payload.count
+        // Every fragment but the last carries a multiple of 8 bytes; nothing may pass 65535.
+        guard !(fragment.moreFragments && payload.count % 8 != 0), end + fragment.headerLength <= 0xFFFF, !payload.isEmpty else {
+            discard(key)
+            return .dropped(.malformedOuter)
+        }
+        var entry = pending[key] ?? Pending(started: now)
+        let growth = max(0, end - entry.data.count)
+        if memoryInUse + growth > memoryLimit {
+            discard(key)
+            return .dropped(.fragmentMemory)
+        }
+        if entry.received.contains(where: { $0 == start..<end }) {
+            return .incomplete   // an exact duplicate: harmless, ignored
+        }
+        if entry.received.contains(where: { $0.overlaps(start..<end) }) {
+            discard(key)
+            return .dropped(.fragmentOverlap)
+        }
+        if !fragment.moreFragments {
+            if let known = entry.totalPayloadLength, known != end {
+                discard(key)
+                return .dropped(.fragmentOverlap)
+            }
+            entry.totalPayloadLength = end
+        }
+        if let total = entry.totalPayloadLength, end > total {
+            discard(key)
+            return .dropped(.fragmentOverlap)
+        }
+        if entry.data.count < end {
+            entry.data.append(contentsOf: repeatElement(0, count: end - entry.data.count))
+            memoryInUse += growth
+        }
+        entry.data.replaceSubrange(start..<end, with: payload)
+        entry.received.append(start..<end)
+        if start == 0 { entry.header = Array(fragment.bytes[0..<fragment.headerLength]) }
+
+        guard let total = entry.totalPayloadLength, !entry.header.isEmpty,
+              Self.covers(entry.received, upTo: total) else {
+            pending[key] = entry
+            return .incomplete
+        }
+        // Everything this datagram holds (its earlier size plus this growth) was counted in memoryInUse.
+        pending[key] = nil
+        memoryInUse -= entry.data.count
+        var datagram = entry.header + entry.data[0..<total]
+        datagram.withUnsafeMutableBytes { bytes in
+            bytes.setUInt16(UInt16(bytes.count), at: 2)
+            bytes.setUInt16(0, at: 6)
+            bytes.setUInt16(0, at: 10)
+            let headerLength = Int(bytes[0] & 0x0F) * 4
+            bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])), at: 10)
+        }
+        return .complete(datagram)
+    }
+
+    private mutating func discard(_ key: Key) {
+        if let entry = pending.removeValue(forKey: key) { memoryInUse -= entry.data.count }
+    }
+
+    static func covers(_ ranges: [Range<Int>], upTo total: Int) -> Bool {
+        var reached = 0
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            guard range.lowerBound <= reached else { return false }
+            reached = max(reached, range.upperBound)
+        }
+        return reached >= total
+    }
+}
+
+/// Splits an inner packet without DF that does not fit the path to its peer, as Linux fragments the
+/// inner packet before it enters an ipip tunnel (RFC 4459 §3.4). Options marked "copied" (RFC 791)
+/// are repeated in every fragment; the others stay in the first.
+public enum IPv4Fragmenter {
+    public static func fragments(of packet: IPv4PacketView, mtu: Int) -> [[UInt8]] {
+        let header = Array(packet.bytes[0..<packet.headerLength])
+        let laterHeader = headerForLaterFragments(header)
+        let payload = packet.payload
+        let originalOffset = packet.fragmentOffset
+        var result: [[UInt8]] = []
+        var position = 0
+        while position < payload.count {
+            let headerBytes = position == 0 ? header : laterHeader
+            let room = (mtu - headerBytes.count) & ~7
+            guard room >= 8 else { return [] }
+            let chunk = min(room, payload.count - position)
+            let last = position + chunk == payload.count
+            var fragment = headerBytes + payload[position..<(position + chunk)]
+            fragment.withUnsafeMutableBytes { bytes in
+                bytes.setUInt16(UInt16(bytes.count), at: 2)
+                var flags = UInt16((originalOffset + position) / 8) & 0x1FFF
+                if !last || packet.moreFragments { flags |= IPv4PacketView.flagMoreFragments }
+                bytes.setUInt16(flags, at: 6)
+                bytes.setUInt16(0, at: 10)
+                bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<headerBytes.count])), at: 10)
+            }
+            result.append(fragment)
+            position += chunk
+        }
+        return result
+    }
+
+    /// The header with only the options whose "copied" flag is set, padded to a multiple of 4.
+    static func headerForLaterFragments(_ header: [UInt8]) -> [UInt8] {
+        guard header.count > 20 else { return header }
+        var options: [UInt8] = []
+        var index = 20
+        while index < header.count {
+            let type = header[index]
+            if type == 0 { break }                       // end of options
+            if type == 1 { index += 1; continue }        // no-operation: not copied
+            guard index + 1 < header.count else { break }
+            let length = Int(header[index + 1])
+            guard length >= 2, index + length <= header.count else { break }
+            if type & 0x80 != 0 { options += header[index..<(index + length)] }
+            index += length
+        }
+        while options.count % 4 != 0 { options.append(0) }
+        var result = Array(header[0..<20]) + options
+        result[0] = 0x40 | UInt8(result.count / 4)
+        return result
+    }
+}
