@@ -68,7 +68,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                         decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
                         fragmented: counter.fragmented.value, icmpErrorsSent: counter.icmpErrorsSent.value,
                         pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),
-                        errorWindow: path.isInErrorWindow, looping: path.isLooping,
+                        errorWindow: path.isInErrorWindow(now: now), looping: path.isLooping,
                         drops: counter.drops.snapshot)
         }
         icmpRateLimited = counters.icmpRateLimited.value

@@ -55,7 +55,10 @@ public final class PeerPathState: Sendable {
         return true
     }
 
-    public var isInErrorWindow: Bool { errorCount.load(ordering: .relaxed) > 0 }
+    /// A router reported the peer unreachable less than 30 s ago.
+    public func isInErrorWindow(now: Double) -> Bool {
+        Self.milliseconds(now) < errorWindowEnd.load(ordering: .relaxed)
+    }
 
     /// Set by the route watcher when the route to the endpoint leads into the tunnel itself.
     public var isLooping: Bool {

@@ -76,13 +76,16 @@ public final class Gateway: @unchecked Sendable {
                                                                           tunnel: config.tunnel.name))
             controlSocket = control
 
-            let encapsulator = Encapsulator(config: config, tunnelMTU: plan.tunnelMTU, paths: paths,
+            // What fits the uplink, even when the config set a larger tunnel MTU: larger inner packets get
+            // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
+            let pathCeiling = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
+            let encapsulator = Encapsulator(config: config, tunnelMTU: pathCeiling, paths: paths,
                                             initialIdentification: UInt16.random(in: 1...UInt16.max))
             let decapsulator = Decapsulator(config: config, localAddresses: Set(SystemProbe.localAddresses()))
             let loops = DataplaneLoops(counters: counters, paths: paths, peerNames: config.peers.map(\.name),
                                        stop: stop, logger: logger)
             let ttlInherited = config.tunnel.ttl == .inherit
-            let tunnelMTU = plan.tunnelMTU
+            let tunnelMTU = pathCeiling
             threads.append(try DedicatedThread(name: "ipipd-tun") {
                 loops.encapsulate(from: tun, with: encapsulator, sender: encapsulationSender)
             })

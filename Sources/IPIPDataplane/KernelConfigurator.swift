@@ -102,8 +102,12 @@ public final class KernelConfigurator: @unchecked Sendable {
 
     private func setSysctl(_ key: String, _ value: String) throws(SystemError) {
         let path = "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/")
-        let current = try readSysctl(path)
         let perDevice = tun.map { key.contains(".\($0.name).") } ?? false
+        if perDevice && key.hasPrefix("net.ipv6.") && access(path, F_OK) != 0 {
+            // The kernel keeps no IPv6 state on a device whose MTU is below 1280: nothing to disable.
+            return
+        }
+        let current = try readSysctl(path)
         if !perDevice {
             // The value before the first ipipd touched it: from the state file after a crash.
             let original = state.record.sysctls[key] ?? current

@@ -68,6 +68,12 @@ extension Lab {
         return String(line[range].dropFirst("link/ether ".count))
     }
 
+    /// A plain per-peer value from a status document (e.g. fragmented, pathMTU, errorWindow).
+    static func peerValue<T>(_ status: [String: Any], peer: String, _ key: String, as: T.Type) -> T? {
+        let peers = status["peers"] as? [[String: Any]] ?? []
+        return peers.first { $0["name"] as? String == peer }?[key] as? T
+    }
+
     static func ghosts(_ status: [String: Any]) -> [[String: Any]] {
         status["ghostHosts"] as? [[String: Any]] ?? []
     }

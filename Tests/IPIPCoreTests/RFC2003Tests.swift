@@ -1,0 +1,214 @@
+import Testing
+@testable import IPIPCore
+
+/// Path MTU, ICMP errors, fragmentation and reassembly: the RFC 2003 §4 / RFC 1122 machinery.
+@Suite struct PathAndICMPTests {
+    let machineA = ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "a").config!
+    let local = IPv4Address("198.51.100.37")!
+    let peerB = IPv4Address("203.0.113.86")!
+
+    func inner(length: Int, dontFragment: Bool, protocolNumber: UInt8 = 17) -> [UInt8] {
+        IPv4HeaderFields(dontFragment: dontFragment, ttl: 64, protocolNumber: protocolNumber,
+                         source: IPv4Address("203.0.113.87")!, destination: IPv4Address("203.0.113.20")!)
+            .bytes(payload: [UInt8](repeating: 0xAB, count: length - 20))
+    }
+
+    func verdict(_ packet: [UInt8], _ encapsulator: inout Encapsulator, now: Double = 0) -> Encapsulator.Verdict {
+        var buffer = [UInt8](repeating: 0, count: 20) + packet
+        return buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: packet.count, now: now) }
+    }
+
+    @Test func tooBigWithDFAsksForFragmentationNeededWithoutDFFragments() {
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1380)
+        #expect(verdict(inner(length: 1380, dontFragment: true), &encapsulator) != .tooBig(peer: 0, mtu: 1380))
+        #expect(verdict(inner(length: 1381, dontFragment: true), &encapsulator) == .tooBig(peer: 0, mtu: 1380))
+        #expect(verdict(inner(length: 1381, dontFragment: false), &encapsulator) == .fragment(peer: 0, mtu: 1380))
+    }
+
+    @Test func learnedPathMTULowersTheLimitUntilItExpires() {
+        let path = PeerPathState()
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [path])
+        #expect(path.learnPathMTU(outerMTU: 1400, now: 10, ceiling: 1480) == 1380)
+        #expect(path.learnPathMTU(outerMTU: 1450, now: 10, ceiling: 1480) == nil, "a higher report does not raise it")
+        #expect(verdict(inner(length: 1400, dontFragment: true), &encapsulator, now: 11) == .tooBig(peer: 0, mtu: 1380))
+        let expired = 10 + PeerPathState.pathMTUExpirySeconds + 1
+        if case .send = verdict(inner(length: 1400, dontFragment: true), &encapsulator, now: expired) {} else {
+            Issue.record("the learned MTU did not expire")
+        }
+    }
+
+    @Test func errorWindowNotifiesOneSenderPerReportedErrorFor30Seconds() {
+        let path = PeerPathState()
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [path])
+        path.noteError(now: 100)
+        path.noteError(now: 100)
+        let packet = inner(length: 100, dontFragment: false)
+        func notified(at now: Double) -> Bool {
+            if case let .send(_, _, _, notify) = verdict(packet, &encapsulator, now: now) { return notify }
+            return false
+        }
+        #expect(notified(at: 101) && notified(at: 102))
+        #expect(!notified(at: 103), "two errors, two notices")
+        path.noteError(now: 200)
+        #expect(!notified(at: 231), "the window closed after 30 s")
+    }
+
+    @Test func ourOwnOuterPacketComingBackIsALoop() {
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480)
+        let ownOuter = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
+            .bytes(payload: inner(length: 60, dontFragment: false))
+        #expect(verdict(ownOuter, &encapsulator) == .drop(.loop, peer: 0))
+        let path = PeerPathState()
+        path.setLooping(true)
+        var guarded = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [path])
+        #expect(verdict(inner(length: 60, dontFragment: false), &guarded) == .drop(.loop, peer: 0))
+    }
+
+    @Test func icmpAboutOuterPacketsIsClassifiedLikeIpipErr() {
+        let peers = [peerB: 0]
+        func classify(_ name: String, inherit: Bool = true) -> OuterICMP {
+            Fixture.bytes(name).withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
+        }
+        // scapy's frag-needed from the router quotes an outer packet A → B, protocol 4, MTU 1380.
+        #expect(classify("icmp-frag-needed") == .fragmentationNeeded(peer: 0, outerMTU: 1380))
+        func build(type: UInt8, code: UInt8, quotedDestination: IPv4Address, quotedProtocol: UInt8 = 4) -> [UInt8] {
+            let quoted = IPv4HeaderFields(protocolNumber: quotedProtocol, source: local, destination: quotedDestination)
+                .bytes(payload: [UInt8](repeating: 0, count: 8))
+            let message = quoted.withUnsafeBytes {
+                type == ICMPType.timeExceeded ? ICMPBuilder.timeExceeded(original: $0)
+                    : ICMPBuilder.destinationUnreachable(code: code, original: $0)
+            }
+            return IPv4HeaderFields(protocolNumber: 1, source: IPv4Address("198.51.100.1")!, destination: local).bytes(payload: message)
+        }
+        func classify(_ packet: [UInt8], inherit: Bool = true) -> OuterICMP {
+            packet.withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
+        }
+        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0))
+        #expect(classify(build(type: 3, code: 5, quotedDestination: peerB)) == .ignore)
+        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB)) == .ignore, "TTL inherited: not ours to relay")
+        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB), inherit: false) == .peerError(peer: 0))
+        #expect(classify(build(type: 3, code: 1, quotedDestination: IPv4Address("192.0.2.1")!)) == .ignore, "not about a peer")
+        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB, quotedProtocol: 17)) == .ignore, "not a tunnel packet")
+    }
+
+    @Test func neverAnErrorAboutAnErrorABroadcastOrALaterFragment() {
+        func may(_ packet: [UInt8]) -> Bool { packet.withUnsafeBytes { ICMPErrorRules.mayReport(on: $0) } }
+        #expect(may(inner(length: 64, dontFragment: true)))
+        #expect(!may(Fixture.bytes("icmp-time-exceeded")), "ICMP error")
+        #expect(may(Fixture.bytes("icmp-echo-reply")), "an echo is not an error")
+        #expect(!may(Fixture.bytes("ipv4-fragment")), "non-first fragment")
+        let broadcast = IPv4HeaderFields(protocolNumber: 17, source: local, destination: .broadcast).bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(!may(broadcast))
+        let multicast = IPv4HeaderFields(protocolNumber: 17, source: local, destination: IPv4Address("224.0.0.1")!).bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(!may(multicast))
+        let fromNobody = IPv4HeaderFields(protocolNumber: 17, source: .any, destination: local).bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(!may(fromNobody))
+    }
+
+    @Test func errorPacketsGoToTheOriginalSourceQuotingIt() throws {
+        let original = inner(length: 1400, dontFragment: true)
+        let error = original.withUnsafeBytes {
+            ICMPErrorRules.packet(type: 3, code: 4, nextHopMTU: 1380, about: $0)
+        }
+        try error.withUnsafeBytes { bytes in
+            let ip = try IPv4PacketView(validating: bytes, exactLength: true)
+            #expect(ip.destination == IPv4Address("203.0.113.87") && ip.source == .any)
+            let icmp = try ICMPMessageView(validating: ip.payload)
+            #expect(icmp.type == 3 && icmp.code == 4 && icmp.nextHopMTU == 1380)
+            #expect(Array(icmp.body) == Array(original[0..<28]))
+        }
+    }
+
+    @Test func rateLimiterAllowsABurstPerDestinationThenTheRate() {
+        var limiter = ICMPRateLimiter()
+        let a = IPv4Address("192.0.2.10")!, b = IPv4Address("192.0.2.11")!
+        let allowed = (0..<20).filter { _ in limiter.allow(to: a, now: 5) }.count
+        #expect(allowed == 10)
+        let otherDestination = limiter.allow(to: b, now: 5)
+        let tooSoon = limiter.allow(to: a, now: 5.05)
+        let later = limiter.allow(to: a, now: 5.2)
+        #expect(otherDestination, "per destination")
+        #expect(!tooSoon)
+        #expect(later)
+    }
+}
+
+@Suite struct FragmentationTests {
+    let source = IPv4Address("203.0.113.86")!, destination = IPv4Address("198.51.100.37")!
+
+    func datagram(payloadLength: Int, id: UInt16 = 7) -> [UInt8] {
+        IPv4HeaderFields(identification: id, ttl: 60, protocolNumber: 4, source: source, destination: destination)
+            .bytes(payload: (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    }
+
+    func fragments(_ packet: [UInt8], mtu: Int) throws -> [[UInt8]] {
+        try packet.withUnsafeBytes { IPv4Fragmenter.fragments(of: try IPv4PacketView(validating: $0), mtu: mtu) }
+    }
+
+    func add(_ reassembler: inout Reassembler, _ fragment: [UInt8], now: Double = 0) throws -> Reassembler.Result {
+        try fragment.withUnsafeBytes { reassembler.add(try IPv4PacketView(validating: $0), now: now) }
+    }
+
+    @Test func fragmentsFitAndReassembleToTheOriginalInAnyOrder() throws {
+        let original = datagram(payloadLength: 3000)
+        let pieces = try fragments(original, mtu: 1000)
+        #expect(pieces.count == 4)
+        #expect(pieces.allSatisfy { $0.count <= 1000 })
+        for piece in pieces {
+            try piece.withUnsafeBytes { _ = try IPv4PacketView(validating: $0, exactLength: true) }
+        }
+        var reassembler = Reassembler()
+        var result = Reassembler.Result.incomplete
+        for piece in pieces.reversed() { result = try add(&reassembler, piece) }
+        #expect(result == .complete(original))
+        #expect(reassembler.pendingCount == 0 && reassembler.memoryInUse == 0)
+    }
+
+    @Test func scapyFragmentsReassemble() throws {
+        // Built by scapy: fragment(IP(id=0xBEEF, ...)/Raw(...)) is represented by our fixture's middle
+        // fragment; a whole set is checked against our own fragmenter above. Here: the fixture parses.
+        try Fixture.bytes("ipv4-fragment").withUnsafeBytes { bytes in
+            let view = try IPv4PacketView(validating: bytes)
+            var reassembler = Reassembler()
+            #expect(reassembler.add(view, now: 0) == .incomplete)
+        }
+    }
+
+    @Test func overlapsDropTheDatagramDuplicatesAreIgnored() throws {
+        let pieces = try fragments(datagram(payloadLength: 2000), mtu: 820)
+        var reassembler = Reassembler()
+        #expect(try add(&reassembler, pieces[0]) == .incomplete)
+        #expect(try add(&reassembler, pieces[0]) == .incomplete, "exact duplicate")
+        // A forged fragment overlapping the first one's tail.
+        var overlapping = pieces[1]
+        overlapping.withUnsafeMutableBytes { bytes in
+            bytes.setUInt16(IPv4PacketView.flagMoreFragments | UInt16(792 / 8 - 1), at: 6)
+            bytes.setUInt16(0, at: 10)
+            bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<20])), at: 10)
+        }
+        #expect(try add(&reassembler, overlapping) == .dropped(.fragmentOverlap))
+        #expect(reassembler.pendingCount == 0 && reassembler.memoryInUse == 0)
+    }
+
+    @Test func incompleteDatagramsExpireAndMemoryIsCapped() throws {
+        var reassembler = Reassembler()
+        reassembler.memoryLimit = 3000
+        let first = try fragments(datagram(payloadLength: 2000, id: 1), mtu: 1020)
+        #expect(try add(&reassembler, first[0], now: 0) == .incomplete)
+        let second = try fragments(datagram(payloadLength: 4000, id: 2), mtu: 1500)
+        #expect(try add(&reassembler, second[0], now: 0) == .incomplete)
+        #expect(try add(&reassembler, second[1], now: 0) == .dropped(.fragmentMemory))
+        #expect(reassembler.expire(now: 29) == 0)
+        #expect(reassembler.expire(now: 31) == 1)
+        #expect(reassembler.pendingCount == 0 && reassembler.memoryInUse == 0)
+    }
+
+    @Test func copiedOptionsRepeatOthersStayInTheFirstFragment() {
+        // Options: NOP, a copied option (type 0x94 router alert, length 4), end of list.
+        var header = IPv4HeaderFields(protocolNumber: 17, source: source, destination: destination).bytes(payload: [])
+        header += [0x01, 0x94, 0x04, 0x00, 0x00, 0x07, 0x04, 0x00]   // NOP, RA(4), record-route stub (not copied)
+        header[0] = 0x47
+        let later = IPv4Fragmenter.headerForLaterFragments(header)
+        #expect(later.count == 24 && Array(later[20..<24]) == [0x94, 0x04, 0x00, 0x00] && later[0] == 0x46)
+    }
+}
