@@ -52,10 +52,11 @@ enum StatusPrinter {
     static func table(_ status: GatewayStatus) -> String {
         var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds)), config \(status.configFile)\n"
         out += "tunnel \(status.tunnel) (mtu \(status.tunnelMTU)), local address \(status.localAddress)\n\n"
-        let header = ["peer", "endpoint", "routes", "sent pkts", "sent bytes", "recv pkts", "recv bytes", "drops"]
+        let header = ["peer", "endpoint", "routes", "path mtu", "sent pkts", "sent bytes", "recv pkts", "recv bytes", "drops"]
         var rows = [header]
         for peer in status.peers {
-            rows.append([peer.name, peer.endpoint, peer.routes.joined(separator: ","),
+            let flags = (peer.looping ? " LOOP" : "") + (peer.errorWindow ? " UNREACHABLE" : "")
+            rows.append([peer.name + flags, peer.endpoint, peer.routes.joined(separator: ","), "\(peer.pathMTU)",
                          "\(peer.encapsulated.packets)", "\(peer.encapsulated.bytes)",
                          "\(peer.decapsulated.packets)", "\(peer.decapsulated.bytes)",
                          peer.drops.values.reduce(0, +).description])
@@ -71,6 +72,9 @@ enum StatusPrinter {
                     + "\(ghost.probesIgnored) probes ignored, \(ghost.conflicts) conflicts, \(ghost.otherIgnored) other ignored\n"
             }
         }
+        let icmp = status.peers.map(\.icmpErrorsSent).reduce(0, +)
+        let fragmented = status.peers.map(\.fragmented).reduce(0, +)
+        out += "\ninner packets fragmented: \(fragmented); ICMP errors sent: \(icmp) (\(status.icmpRateLimited) suppressed by the rate limit)\n"
         out += "\ndrops by reason:"
         if status.drops.isEmpty {
             out += " none\n"
