@@ -10,6 +10,10 @@
 #include <linux/if_tun.h>
 #include <linux/filter.h>
 #include <pthread.h>
+#include <grp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut) {
     struct ifreq ifr;
@@ -94,4 +98,24 @@ int CIPIPShims_setThreadName(const char *name) {
     strncpy(shortName, name, sizeof shortName - 1);
     shortName[sizeof shortName - 1] = 0;
     return pthread_setname_np(pthread_self(), shortName);
+}
+
+int CIPIPShims_switchUserKeepingNetworkCapabilities(unsigned int uid, unsigned int gid) {
+    const unsigned long keep = (1UL << CAP_NET_ADMIN) | (1UL << CAP_NET_RAW);
+    for (unsigned long cap = 0; cap <= CAP_LAST_CAP; cap++) {
+        if (!(keep & (1UL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
+            return -1;
+        }
+    }
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) return -1;
+    if (setgroups(0, NULL) < 0) return -1;
+    if (setgid(gid) < 0) return -1;
+    if (setuid(uid) < 0) return -1;
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) return -1;
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = (unsigned int)keep;
+    data[0].permitted = (unsigned int)keep;
+    return (int)syscall(SYS_capset, &header, data);
 }

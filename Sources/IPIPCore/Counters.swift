@@ -123,13 +123,28 @@ public final class GhostCounters: Sendable {
 public final class TunnelCounters: Sendable {
     public let peers: [PeerCounters]
     public let ghosts: [GhostCounters]
-    public let drops = DropCounters()
+    public let drops: DropCounters
     /// ICMP errors not sent because of the rate limit.
-    public let icmpRateLimited = Counter()
+    public let icmpRateLimited: Counter
 
     public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
         ghosts = ghostHosts.map { GhostCounters(address: $0.address, interface: $0.interface) }
+        drops = DropCounters()
+        icmpRateLimited = Counter()
+    }
+
+    /// The counters for a reloaded config: peers and ghost hosts that stay keep their counts (matched by
+    /// name, and by address and interface); the global ones carry on.
+    public init(continuing previous: TunnelCounters, peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)]) {
+        let oldPeers = Dictionary(previous.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        peers = peerNames.map { oldPeers[$0] ?? PeerCounters(name: $0) }
+        ghosts = ghostHosts.map { ghost in
+            previous.ghosts.first { $0.address == ghost.address && $0.interface == ghost.interface }
+                ?? GhostCounters(address: ghost.address, interface: ghost.interface)
+        }
+        drops = previous.drops
+        icmpRateLimited = previous.icmpRateLimited
     }
 
     /// Counts a drop globally and, when known, against its peer.

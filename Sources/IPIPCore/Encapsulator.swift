@@ -17,11 +17,11 @@ public struct Encapsulator: Sendable {
     }
 
     public let local: IPv4Address
-    public let rules: EncapsulationRules
+    public private(set) var rules: EncapsulationRules
     public let tunnelMTU: Int
-    public var routes: RoutingTable<Int>
-    public var endpoints: [IPv4Address]
-    public var paths: [PeerPathState]
+    public private(set) var routes: RoutingTable<Int>
+    public private(set) var endpoints: [IPv4Address]
+    public private(set) var paths: [PeerPathState]
     /// Outer IP identification: a per-tunnel counter, so the ID changes per packet even with DF (as
     /// Linux does), which lets a fragmenting middlebox or a capture tell packets apart.
     private var nextIdentification: UInt16
@@ -34,6 +34,14 @@ public struct Encapsulator: Sendable {
         endpoints = config.peers.map(\.remote)
         self.paths = paths ?? config.peers.map { _ in PeerPathState() }
         nextIdentification = initialIdentification
+    }
+
+    /// Takes the peers, routes and options of a reloaded config; the IP ID sequence goes on.
+    public mutating func reconfigure(_ config: GatewayConfig, paths: [PeerPathState]) {
+        rules = EncapsulationRules(config.tunnel)
+        routes = config.routingTable
+        endpoints = config.peers.map(\.remote)
+        self.paths = paths
     }
 
     /// The largest inner packet that reaches `peer` without fragmentation.

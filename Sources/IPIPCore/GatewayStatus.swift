@@ -39,6 +39,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var version: String
     public var pid: Int32
     public var configFile: String
+    /// SHA-256 of the config file in effect (what `sha256sum FILE` prints for that version).
+    public var configSHA256: String
     public var startedAt: Double        // seconds since the Unix epoch
     public var uptimeSeconds: Double
     public var tunnel: String
@@ -51,11 +53,12 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
 
     public var icmpRateLimited: UInt64
 
-    public init(version: String, pid: Int32, configFile: String, startedAt: Double, uptimeSeconds: Double,
+    public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
+        self.configSHA256 = configSHA256
         self.startedAt = startedAt
         self.uptimeSeconds = uptimeSeconds
         tunnel = config.tunnel.name

@@ -207,6 +207,7 @@ public enum CaptureFilter {
     /// ARP packets that ask for a ghost address (target) or claim one (sender): the first are answered,
     /// the second reveal conflicts.
     public static func proxyARP(ghosts: [IPv4Address]) -> String {
+        guard !ghosts.isEmpty else { return "arp and less 1" }   // no ghost left: matches nothing
         let terms = ghosts.sorted().flatMap { ghost -> [String] in
             let hex = "0x" + String(ghost.value, radix: 16)
             return ["arp[24:4] = \(hex)", "arp[14:4] = \(hex)"]

@@ -53,12 +53,20 @@ public struct ProxyARPResponder: Sendable {
         self.options = options
     }
 
-    /// Starts answering for `address` and schedules its gratuitous announcements from `now`.
-    public mutating func add(_ address: IPv4Address, mac: MACAddress?, now: Double) {
+    /// Starts answering for `address` and, with `announce`, schedules its gratuitous announcements
+    /// from `now`.
+    public mutating func add(_ address: IPv4Address, mac: MACAddress?, now: Double, announce: Bool = true) {
+        pendingAnnouncements.removeAll { $0.ghost == address }
         ghosts[address] = Ghost(address: address, mac: mac ?? interfaceMAC)
+        guard announce else { return }
         for index in 0..<options.announcements {
             pendingAnnouncements.append((address, now + Double(index) * options.announcementInterval))
         }
+    }
+
+    /// Takes over a ghost host's state (conflict hold) from a previous responder.
+    public mutating func restore(_ ghost: Ghost) {
+        ghosts[ghost.address] = ghost
     }
 
     public mutating func remove(_ address: IPv4Address) {

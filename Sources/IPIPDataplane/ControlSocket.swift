@@ -37,13 +37,22 @@ public final class ControlSocket: @unchecked Sendable {
         return address
     }
 
-    /// Serves connections until `stop` is set; `document` is built fresh for each one.
-    public func serve(until stop: StopSignal, document: () -> [UInt8]) {
+    /// Serves connections until `stop` is set. A client sends one command line ("status" or "reload";
+    /// nothing within half a second means "status") and gets `answer(command)` back.
+    public func serve(until stop: StopSignal, answer: (String) -> [UInt8]) {
         while !stop.isStopped {
             guard waitReadable(fd, timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
             let client = accept(fd, nil, nil)
             guard client >= 0 else { continue }
-            let bytes = document()
+            var command = ""
+            if waitReadable(client, timeoutMilliseconds: 500) {
+                var buffer = [UInt8](repeating: 0, count: 64)
+                let count = recv(client, &buffer, buffer.count, 0)
+                if count > 0 {
+                    command = String(decoding: buffer[0..<count], as: UTF8.self).trimmingCharacters(in: "\n")
+                }
+            }
+            let bytes = answer(command)
             var offset = 0
             while offset < bytes.count {
                 let written = bytes[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -59,8 +68,8 @@ public final class ControlSocket: @unchecked Sendable {
         unlink(path)
     }
 
-    /// Client side: connects to the socket at `path` and reads the whole reply.
-    public static func request(path: String) throws(SystemError) -> [UInt8] {
+    /// Client side: connects to the socket at `path`, sends `command` and reads the whole reply.
+    public static func request(path: String, command: String = "status") throws(SystemError) -> [UInt8] {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError.fromErrno("open a socket") }
         defer { Glibc.close(fd) }
@@ -69,6 +78,8 @@ public final class ControlSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { throw SystemError.fromErrno("connect to \(path)") }
+        let line = Array((command + "\n").utf8)
+        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

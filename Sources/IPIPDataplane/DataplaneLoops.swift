@@ -7,9 +7,7 @@ import Logging
 /// The per-packet loops. Each runs on its own thread and owns its buffers, sender and state; what they
 /// share are the counters and the per-peer path state (atomics) and the stop signal.
 struct DataplaneLoops: Sendable {
-    let counters: TunnelCounters
-    let paths: [PeerPathState]
-    let peerNames: [String]
+    let box: SnapshotBox
     let stop: StopSignal
     let logger: Logger
 
@@ -18,7 +16,7 @@ struct DataplaneLoops: Sendable {
 
     /// Sends an ICMP error about `original` to its source, if RFC 1122 and the rate limit allow.
     func sendICMPError(type: UInt8, code: UInt8, nextHopMTU: Int = 0, about original: UnsafeRawBufferPointer,
-                       peer: Int, limiter: inout ICMPRateLimiter, sender: RawIPv4Sender, now: Double) {
+                       peer: Int, counters: TunnelCounters, limiter: inout ICMPRateLimiter, sender: RawIPv4Sender, now: Double) {
         guard ICMPErrorRules.mayReport(on: original) else { return }
         guard limiter.allow(to: original.ipv4Source, now: now) else {
             counters.icmpRateLimited.add()
@@ -29,8 +27,10 @@ struct DataplaneLoops: Sendable {
     }
 
     /// TUN → routing table → outer header → libnet.
-    func encapsulate(from tun: TUNDevice, with initial: Encapsulator, sender: RawIPv4Sender) {
-        var encapsulator = initial
+    func encapsulate(from tun: TUNDevice, tunnelMTU: Int, sender: RawIPv4Sender) {
+        var snapshot = box.current
+        var encapsulator = Encapsulator(config: snapshot.config, tunnelMTU: tunnelMTU, paths: snapshot.paths,
+                                        initialIdentification: UInt16.random(in: 1...UInt16.max))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         let fragmentBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer {
@@ -41,28 +41,36 @@ struct DataplaneLoops: Sendable {
         var sendErrors = ThrottledLog(logger: logger, message: "cannot send to peer")
         var loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
         var limiter = ICMPRateLimiter()
-        var routeWatcher = EndpointRouteWatcher(tunnel: tun.name, endpoints: initial.endpoints)
+        var routeWatcher = EndpointRouteWatcher(tunnel: tun.name, endpoints: encapsulator.endpoints)
         var lastRouteCheck = -Double.infinity
 
         func send(_ bytes: UnsafeRawBufferPointer, peer: Int, innerLength: Int) {
+            let counters = snapshot.counters
             if sender.send(bytes) {
                 counters.peers[peer].encapsulatedPackets.add()
                 counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
             } else {
                 let code = errno
                 counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                sendErrors.note(["peer": "\(peerNames[peer])", "error": "\(String(cString: strerror(code)))"])
+                sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
             }
         }
 
         while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                snapshot = box.current
+                encapsulator.reconfigure(snapshot.config, paths: snapshot.paths)
+                routeWatcher = EndpointRouteWatcher(tunnel: tun.name, endpoints: encapsulator.endpoints)
+                lastRouteCheck = -Double.infinity
+            }
+            let counters = snapshot.counters, paths = snapshot.paths
             let now = monotonicSeconds()
             if now - lastRouteCheck >= 1 {
                 // RFC 2003 §4 / the seed's "looping tunnel": never send outer packets into our own TUN.
                 lastRouteCheck = now
                 for (peer, looping) in routeWatcher.check().enumerated() {
                     paths[peer].setLooping(looping)
-                    if looping { loopLog.note(["peer": "\(peerNames[peer])", "endpoint": "\(initial.endpoints[peer])"]) }
+                    if looping { loopLog.note(["peer": "\(counters.peers[peer].name)", "endpoint": "\(encapsulator.endpoints[peer])"]) }
                 }
             }
             let length: Int
@@ -79,12 +87,12 @@ struct DataplaneLoops: Sendable {
                 send(UnsafeRawBufferPointer(rebasing: buffer[0..<outerLength]), peer: peer, innerLength: length)
                 if notifyUnreachable {
                     sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
-                                  peer: peer, limiter: &limiter, sender: sender, now: now)
+                                  peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
                 }
             case let .tooBig(peer, mtu):
                 counters.drop(.tooBig, peer: peer)
                 sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
-                              nextHopMTU: mtu, about: inner, peer: peer, limiter: &limiter, sender: sender, now: now)
+                              nextHopMTU: mtu, about: inner, peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
             case let .fragment(peer, mtu):
                 guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { continue }
                 let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
@@ -104,9 +112,9 @@ struct DataplaneLoops: Sendable {
 
     /// libpcap → Ethernet/802.1Q → decapsulator (and reassembler) → libnet; ICMP about outer packets
     /// → path state.
-    func decapsulate(from capture: PacketCapture, with initial: Decapsulator, ttlInherited: Bool, tunnelMTU: Int,
-                     sender: RawIPv4Sender) {
-        var decapsulator = initial
+    func decapsulate(from capture: PacketCapture, tunnelMTU: Int, sender: RawIPv4Sender) {
+        var snapshot = box.current
+        var decapsulator = Decapsulator(config: snapshot.config, localAddresses: Set(SystemProbe.localAddresses()))
         var reassembler = Reassembler()
         var limiter = ICMPRateLimiter()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
@@ -117,6 +125,7 @@ struct DataplaneLoops: Sendable {
 
         /// Handles one outer IPv4 packet held in `buffer[0..<length]`.
         func process(length: Int, now: Double) {
+            let counters = snapshot.counters
             let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
             if length >= 20 && packet[9] == IPProtocolNumber.icmp {
                 handleOuterICMP(UnsafeRawBufferPointer(packet), now: now)
@@ -130,7 +139,7 @@ struct DataplaneLoops: Sendable {
                 } else {
                     let code = errno
                     counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                    sendErrors.note(["peer": "\(peerNames[peer])", "error": "\(String(cString: strerror(code)))"])
+                    sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
                 }
             case .reassemble:
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
@@ -146,28 +155,34 @@ struct DataplaneLoops: Sendable {
             case let .timeExceeded(peer, inner):
                 counters.drop(.ttlExpired, peer: peer)
                 sendICMPError(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
-                              peer: peer, limiter: &limiter, sender: sender, now: now)
+                              peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
             case let .drop(reason, peer):
                 counters.drop(reason, peer: peer)
             }
         }
 
         func handleOuterICMP(_ packet: UnsafeRawBufferPointer, now: Double) {
+            let paths = snapshot.paths, names = snapshot.config.peers.map(\.name)
             switch OuterICMP.classify(packet, local: decapsulator.local, peerByEndpoint: decapsulator.peerByEndpoint,
-                                      ttlInherited: ttlInherited) {
+                                      ttlInherited: snapshot.config.tunnel.ttl == .inherit) {
             case let .fragmentationNeeded(peer, outerMTU):
                 if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU) {
-                    pathLog.note(["peer": "\(peerNames[peer])", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
+                    pathLog.note(["peer": "\(names[peer])", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
                 }
             case let .peerError(peer):
                 paths[peer].noteError(now: now)
-                pathLog.note(["peer": "\(peerNames[peer])", "report": "unreachable", "from": "\(packet.ipv4Source)"])
+                pathLog.note(["peer": "\(names[peer])", "report": "unreachable", "from": "\(packet.ipv4Source)"])
             case .ignore:
                 break
             }
         }
 
         while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                snapshot = box.current
+                decapsulator = Decapsulator(config: snapshot.config, localAddresses: decapsulator.localAddresses)
+            }
+            let counters = snapshot.counters
             let now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
@@ -269,19 +284,49 @@ func monotonicSeconds() -> Double {
 }
 
 extension DataplaneLoops {
+    /// The responder for one LAN interface, as a snapshot describes it.
+    static func responder(for interface: String, mac: MACAddress, in config: GatewayConfig, announce: Bool, now: Double) -> ProxyARPResponder {
+        var options = ProxyARPResponder.Options()
+        options.answerProbes = config.proxyARP.answerProbes
+        options.yieldOnConflict = config.proxyARP.onConflict == .yield
+        var responder = ProxyARPResponder(interfaceMAC: mac, options: options)
+        for ghost in config.ghostHosts where ghost.interface == interface {
+            responder.add(ghost.address, mac: ghost.mac, now: now, announce: announce)
+        }
+        return responder
+    }
+
     /// libpcap (ARP for ghost addresses) → responder → pcap_inject; plus the scheduled announcements.
-    func answerARP(on capture: PacketCapture, with initial: ProxyARPResponder) {
-        var responder = initial
-        let ghostCounters = Dictionary(uniqueKeysWithValues: counters.ghosts
-            .filter { $0.interface == capture.interface }.map { ($0.address, $0) })
+    func answerARP(on capture: PacketCapture, mac: MACAddress) {
+        let interface = capture.interface
+        var snapshot = box.current
+        var responder = Self.responder(for: interface, mac: mac, in: snapshot.config, announce: true, now: monotonicSeconds())
+        var ghostCounters: [IPv4Address: GhostCounters] = [:]
+        func takeCounters() {
+            ghostCounters = Dictionary(snapshot.counters.ghosts.filter { $0.interface == interface }.map { ($0.address, $0) },
+                                       uniquingKeysWith: { a, _ in a })
+        }
+        takeCounters()
         var conflictLogs: [IPv4Address: ThrottledLog] = [:]
         var injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP frame")
         func inject(_ frame: [UInt8]) -> Bool {
             let sent = frame.withUnsafeBytes { capture.inject($0) }
-            if !sent { injectErrors.note(["interface": "\(capture.interface)"]) }
+            if !sent { injectErrors.note(["interface": "\(interface)"]) }
             return sent
         }
         while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                let previous = snapshot.config
+                snapshot = box.current
+                takeCounters()
+                responder = responder.reconfigured(for: snapshot.config, interface: interface, previous: previous, now: monotonicSeconds())
+                let ghosts = snapshot.config.ghostHosts.filter { $0.interface == interface }.map(\.address)
+                do {
+                    try capture.setFilter(CaptureFilter.proxyARP(ghosts: ghosts))
+                } catch {
+                    logger.error("cannot update the ARP filter", metadata: ["interface": "\(interface)", "error": "\(error)"])
+                }
+            }
             for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
                 ghostCounters[ghost]?.announcements.add()
             }
@@ -295,7 +340,7 @@ extension DataplaneLoops {
                     ghostCounters[ghost]?.conflicts.add()
                     let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
                     conflictLogs[ghost, default: ThrottledLog(logger: logger, message: "another machine claims a ghost address")]
-                        .note(["ghost": "\(ghost)", "interface": "\(capture.interface)", "mac": "\(mac)", "sender": "\(sender)",
+                        .note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
                                "action": "\(action)"])
                 case .ignore(.probe, let ghost?):
                     ghostCounters[ghost]?.probesIgnored.add()
@@ -306,5 +351,21 @@ extension DataplaneLoops {
                 }
             }
         }
+    }
+}
+
+extension ProxyARPResponder {
+    /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
+    func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
+        let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
+        var next = DataplaneLoops.responder(for: interface, mac: interfaceMAC, in: config, announce: false, now: now)
+        for ghost in config.ghostHosts where ghost.interface == interface {
+            if kept.contains(ghost), let state = ghosts[ghost.address] {
+                next.restore(state)
+            } else {
+                next.add(ghost.address, mac: ghost.mac, now: now, announce: true)
+            }
+        }
+        return next
     }
 }

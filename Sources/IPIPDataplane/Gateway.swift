@@ -4,9 +4,11 @@ import Glibc
 import Foundation
 import IPIPCore
 import Logging
+import Synchronization
 
 /// A running tunnel gateway: the kernel setup, the encapsulator (TUN → peers), the capture engine and
-/// decapsulator (uplink → kernel), and the control socket, each loop on its own thread.
+/// decapsulator (uplink → kernel), a proxy-ARP responder per LAN interface, and the control socket,
+/// each loop on its own thread. A reload publishes a new snapshot to the running loops.
 public final class Gateway: @unchecked Sendable {
     public struct Options: Sendable {
         public var configFile: String
@@ -19,37 +21,54 @@ public final class Gateway: @unchecked Sendable {
         }
     }
 
-    public let config: GatewayConfig
-    public let plan: KernelPlan
-    public let counters: TunnelCounters
-    /// What is known of the path to each peer (learned MTU, error window, loop guard).
-    public let paths: [PeerPathState]
+    /// The outcome of a reload, as logged and as `ipipd reload` prints it.
+    public struct ReloadOutcome: Codable, Sendable {
+        public var applied: Bool
+        public var messages: [String]
+    }
+
     private let options: Options
     private let logger: Logger
     private let stop = StopSignal()
     private let startedAt = Date()
+    private let box: SnapshotBox
+    /// The plan of the running config (routes and pins in the kernel); changed only by `reload`.
+    private var plan: KernelPlan
+    private var tunnelMTU = 0
+    /// SHA-256 of the config file text in effect.
+    private var configSHA256: String
+    private let reloadLock = Mutex(())
+    /// Called around a reload (sd_notify RELOADING=1 / READY=1).
+    public var onReload: (@Sendable (_ starting: Bool) -> Void)?
 
     private var configurator: KernelConfigurator?
     private var protocolClaim: ProtocolClaim?
     private var controlSocket: ControlSocket?
     private var threads: [DedicatedThread] = []
+    private var arpInterfaces: Set<String> = []
 
-    public init(config: GatewayConfig, plan: KernelPlan, options: Options, logger: Logger) {
-        self.config = config
+    public init(config: GatewayConfig, configText: String, plan: KernelPlan, options: Options, logger: Logger) {
         self.plan = plan
+        configSHA256 = SHA256.hex(Array(configText.utf8))
         self.options = options
         self.logger = logger
-        paths = config.peers.map { _ in PeerPathState() }
-        counters = TunnelCounters(peerNames: config.peers.map(\.name),
-                                  ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) })
+        box = SnapshotBox(DataplaneSnapshot(
+            generation: 0, config: config,
+            counters: TunnelCounters(peerNames: config.peers.map(\.name), ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) }),
+            paths: config.peers.map { _ in PeerPathState() }))
     }
+
+    public var config: GatewayConfig { box.current.config }
 
     public static func controlSocketPath(runtimeDirectory: String, tunnel: String) -> String {
         "\(runtimeDirectory)/\(tunnel).sock"
     }
 
-    /// Sets everything up and starts the loops. On failure nothing stays applied.
-    public func start() throws {
+    /// Sets everything up and starts the loops; `beforeThreads` runs once every handle is open and
+    /// before any thread starts (dropping privileges there covers every thread). On failure nothing
+    /// stays applied.
+    public func start(beforeThreads: () throws -> Void = {}) throws {
+        let config = self.config
         try createRuntimeDirectory()
         let configurator = try KernelConfigurator(runtimeDirectory: options.runtimeDirectory,
                                                   tunnelName: config.tunnel.name, logger: logger)
@@ -71,35 +90,26 @@ public final class Gateway: @unchecked Sendable {
             let capture = try PacketCapture(interface: config.uplink.interface, filter: filter, settings: settings)
             logger.info("capturing", metadata: ["interface": "\(config.uplink.interface)", "filter": "\(filter)",
                                                 "snaplen": "\(settings.snapshotLength)"])
-            let responders = try openProxyARPResponders()
+            let responders = try openARPCaptures(for: Set(config.ghostHosts.map(\.interface)))
             let control = try ControlSocket(path: Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory,
                                                                           tunnel: config.tunnel.name))
             controlSocket = control
 
             // What fits the uplink, even when the config set a larger tunnel MTU: larger inner packets get
             // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
-            let pathCeiling = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
-            let encapsulator = Encapsulator(config: config, tunnelMTU: pathCeiling, paths: paths,
-                                            initialIdentification: UInt16.random(in: 1...UInt16.max))
-            let decapsulator = Decapsulator(config: config, localAddresses: Set(SystemProbe.localAddresses()))
-            let loops = DataplaneLoops(counters: counters, paths: paths, peerNames: config.peers.map(\.name),
-                                       stop: stop, logger: logger)
-            let ttlInherited = config.tunnel.ttl == .inherit
-            let tunnelMTU = pathCeiling
+            tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
+            try beforeThreads()
+            let loops = DataplaneLoops(box: box, stop: stop, logger: logger)
+            let tunnelMTU = self.tunnelMTU
             threads.append(try DedicatedThread(name: "ipipd-tun") {
-                loops.encapsulate(from: tun, with: encapsulator, sender: encapsulationSender)
+                loops.encapsulate(from: tun, tunnelMTU: tunnelMTU, sender: encapsulationSender)
             })
             threads.append(try DedicatedThread(name: "ipipd-capture") {
-                loops.decapsulate(from: capture, with: decapsulator, ttlInherited: ttlInherited, tunnelMTU: tunnelMTU,
-                                  sender: reinjectionSender)
+                loops.decapsulate(from: capture, tunnelMTU: tunnelMTU, sender: reinjectionSender)
             })
-            for (interface, capture, responder) in responders {
-                threads.append(try DedicatedThread(name: "ipipd-arp-\(interface)") {
-                    loops.answerARP(on: capture, with: responder)
-                })
-            }
+            try startARPThreads(responders)
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
-                control.serve(until: stop) { self.statusDocument() }
+                control.serve(until: stop) { command in self.handle(command) }
             })
         } catch {
             shutdownLoops()
@@ -111,32 +121,136 @@ public final class Gateway: @unchecked Sendable {
                                            "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
     }
 
-    /// One capture per LAN interface with ghost hosts, with a responder that knows them.
-    private func openProxyARPResponders() throws -> [(String, PacketCapture, ProxyARPResponder)] {
-        var options = ProxyARPResponder.Options()
-        options.answerProbes = config.proxyARP.answerProbes
-        options.yieldOnConflict = config.proxyARP.onConflict == .yield
-        let byInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
-        return try byInterface.keys.sorted().map { interface in
-            let ghosts = byInterface[interface]!
+    /// One capture per LAN interface with ghost hosts (not yet captured on).
+    private func openARPCaptures(for interfaces: Set<String>) throws -> [(PacketCapture, MACAddress)] {
+        let config = self.config
+        return try interfaces.subtracting(arpInterfaces).sorted().map { interface in
             guard let mac = SystemProbe.interfaceMAC(interface) else {
                 throw SystemError("find the MAC address of \(interface)", errno: ENODEV)
             }
             var settings = PacketCapture.Settings(snapshotLength: 128)
             settings.bufferBytes = 1 << 20
-            let filter = CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))
-            let capture = try PacketCapture(interface: interface, filter: filter, settings: settings)
-            var responder = ProxyARPResponder(interfaceMAC: mac, options: options)
-            let now = monotonicSeconds()
-            for ghost in ghosts {
-                responder.add(ghost.address, mac: ghost.mac, now: now)
-                logger.info("answering ARP for ghost host", metadata: [
-                    "ghost": "\(ghost.address)", "interface": "\(interface)", "mac": "\(ghost.mac ?? mac)",
-                    "answer-probes": "\(options.answerProbes)", "on-conflict": "\(config.proxyARP.onConflict.rawValue)"])
-            }
-            return (interface, capture, responder)
+            let ghosts = config.ghostHosts.filter { $0.interface == interface }.map(\.address)
+            let capture = try PacketCapture(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts), settings: settings)
+            return (capture, mac)
         }
     }
+
+    private func startARPThreads(_ captures: [(PacketCapture, MACAddress)]) throws {
+        let loops = DataplaneLoops(box: box, stop: stop, logger: logger)
+        for (capture, mac) in captures {
+            threads.append(try DedicatedThread(name: "ipipd-arp-\(capture.interface)") {
+                loops.answerARP(on: capture, mac: mac)
+            })
+            arpInterfaces.insert(capture.interface)
+        }
+        logGhostHosts(config.ghostHosts.filter { ghost in captures.contains { $0.0.interface == ghost.interface } })
+    }
+
+    private func logGhostHosts(_ ghosts: [GatewayConfig.GhostHost]) {
+        let config = self.config
+        for ghost in ghosts {
+            logger.info("answering ARP for ghost host", metadata: [
+                "ghost": "\(ghost.address)", "interface": "\(ghost.interface)",
+                "mac": "\(ghost.mac.map { "\($0)" } ?? "\(ghost.interface)'s own")",
+                "answer-probes": "\(config.proxyARP.answerProbes)", "on-conflict": "\(config.proxyARP.onConflict.rawValue)"])
+        }
+    }
+
+    // MARK: - Reload
+
+    /// Reads the config file again and applies it as a diff: peers, prefixes, routes and ghost hosts
+    /// added or removed, without recreating the TUN device or restarting a capture. An invalid file,
+    /// or a change that needs a restart, leaves the running config as it is.
+    public func reload() -> ReloadOutcome {
+        reloadLock.withLock { _ in
+            guard !stop.isStopped else { return ReloadOutcome(applied: false, messages: ["stopping"]) }
+            onReload?(true)
+            defer { onReload?(false) }
+            let outcome = reloadLocked()
+            if outcome.applied {
+                logger.notice("reloaded", metadata: ["file": "\(options.configFile)", "changes": "\(outcome.messages.joined(separator: "; "))"])
+            } else {
+                for message in outcome.messages { logger.error("reload refused; the running configuration stays", metadata: ["reason": "\(message)"]) }
+            }
+            return outcome
+        }
+    }
+
+    private func reloadLocked() -> ReloadOutcome {
+        let old = config
+        let text: String
+        do {
+            text = try String(contentsOfFile: options.configFile, encoding: .utf8)
+        } catch {
+            return ReloadOutcome(applied: false, messages: ["\(options.configFile): cannot read: \((error as NSError).localizedDescription)"])
+        }
+        let result = ConfigLoader.load(yaml: text, file: options.configFile)
+        guard let new = result.config else {
+            return ReloadOutcome(applied: false, messages: result.errors.map(\.description))
+        }
+        let diff = ConfigDiff(from: old, to: new)
+        guard diff.needsRestart.isEmpty else {
+            return ReloadOutcome(applied: false, messages: diff.needsRestart.map { "changing \($0) needs a restart" })
+        }
+        guard !diff.isEmpty else {
+            configSHA256 = SHA256.hex(Array(text.utf8))
+            return ReloadOutcome(applied: true, messages: ["no changes"])
+        }
+
+        let newPlan = KernelPlan(config: new, facts: SystemProbe.facts(for: new))
+        guard newPlan.problems.isEmpty else { return ReloadOutcome(applied: false, messages: newPlan.problems) }
+        guard let configurator else { return ReloadOutcome(applied: false, messages: ["not running"]) }
+        do {
+            try configurator.reconcile(from: plan, to: newPlan)
+        } catch {
+            return ReloadOutcome(applied: false, messages: ["\(error)"])
+        }
+        let newCaptures: [(PacketCapture, MACAddress)]
+        do {
+            newCaptures = try openARPCaptures(for: Set(new.ghostHosts.map(\.interface)))
+        } catch {
+            try? configurator.reconcile(from: newPlan, to: plan)
+            return ReloadOutcome(applied: false, messages: ["\(error)"])
+        }
+        box.publish(box.current.next(new))
+        plan = newPlan
+        configSHA256 = SHA256.hex(Array(text.utf8))
+        do {
+            try startARPThreads(newCaptures)
+        } catch {
+            logger.error("cannot start a proxy-ARP responder", metadata: ["error": "\(error)"])
+        }
+        logGhostHosts(new.ghostHosts.filter { diff.ghostsAdded.contains($0.address) && arpInterfaces.contains($0.interface) })
+        for warning in newPlan.warnings { logger.warning("\(warning)") }
+        return ReloadOutcome(applied: true, messages: diff.descriptions)
+    }
+
+    // MARK: - Control socket
+
+    private func handle(_ command: String) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        switch command {
+        case "reload":
+            return Array((try? encoder.encode(reload())) ?? Data("{}".utf8))
+        default:
+            return Array((try? encoder.encode(status)) ?? Data("{}".utf8))
+        }
+    }
+
+    public var status: GatewayStatus {
+        let snapshot = box.current
+        return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: configSHA256,
+                             startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
+                             config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
+                             paths: snapshot.paths, now: monotonicSeconds())
+    }
+
+    /// The current counters (for the metrics endpoint).
+    public var counters: TunnelCounters { box.current.counters }
+
+    // MARK: - Shutdown
 
     /// Stops the loops and undoes every kernel change.
     public func shutdown() {
@@ -147,24 +261,12 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func shutdownLoops() {
-        stop.stop()
+        reloadLock.withLock { _ in stop.stop() }   // waits for a reload in progress; none starts after
         for thread in threads { thread.join() }
         threads.removeAll()
         controlSocket?.close()
         controlSocket = nil
         protocolClaim = nil
-    }
-
-    public var status: GatewayStatus {
-        GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile,
-                      startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
-                      config: config, tunnelMTU: plan.tunnelMTU, counters: counters, paths: paths, now: monotonicSeconds())
-    }
-
-    private func statusDocument() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Array((try? encoder.encode(status)) ?? Data("{}".utf8))
     }
 
     private func createRuntimeDirectory() throws {

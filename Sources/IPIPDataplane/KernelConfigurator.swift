@@ -93,6 +93,64 @@ public final class KernelConfigurator: @unchecked Sendable {
         }
     }
 
+    /// Applies the difference between two plans' routes (a reload): new pinned endpoints and tunnel
+    /// routes are added, old ones removed. All or nothing: on a failure what this call did is undone.
+    public func reconcile(from old: KernelPlan, to new: KernelPlan) throws(SystemError) {
+        func pins(_ plan: KernelPlan) -> [IPv4Address: KernelChange] {
+            Dictionary(plan.changes.compactMap { change in
+                if case let .pinEndpoint(_, endpoint, _, _) = change { (endpoint, change) } else { nil }
+            }, uniquingKeysWith: { a, _ in a })
+        }
+        func routes(_ plan: KernelPlan) -> [IPv4Prefix: KernelChange] {
+            Dictionary(plan.changes.compactMap { change in
+                if case let .addTunnelRoute(prefix, _, _) = change { (prefix, change) } else { nil }
+            }, uniquingKeysWith: { a, _ in a })
+        }
+        let oldPins = pins(old), newPins = pins(new), oldRoutes = routes(old), newRoutes = routes(new)
+        var done: [() -> Void] = []
+        do {
+            for (endpoint, change) in newPins where oldPins[endpoint] != change {
+                if oldPins[endpoint] != nil { try removePin(endpoint) }
+                try apply(change)
+                done.append { [self] in try? removePin(endpoint) }
+            }
+            for (prefix, change) in newRoutes where oldRoutes[prefix] == nil {
+                try apply(change)
+                done.append { [self] in try? deleteTunnelRoute(prefix) }
+            }
+            for (prefix, change) in oldRoutes where newRoutes[prefix] == nil {
+                try deleteTunnelRoute(prefix)
+                done.append { [self] in try? apply(change) }
+            }
+            for (endpoint, change) in oldPins where newPins[endpoint] == nil {
+                try removePin(endpoint)
+                done.append { [self] in try? apply(change) }
+            }
+        } catch {
+            for undo in done.reversed() { undo() }
+            throw error
+        }
+    }
+
+    private func deleteTunnelRoute(_ prefix: IPv4Prefix) throws(SystemError) {
+        guard let tun else { return }
+        let route = Netlink.RouteMessage(prefix: prefix, outputInterface: try interfaceIndex(tun.name))
+        try netlink.change("delete route \(prefix) dev \(tun.name)") { Netlink.deleteRoute(route, sequence: $0) }
+        logger.info("removed prefix from the tunnel", metadata: ["prefix": "\(prefix)"])
+    }
+
+    /// Deletes a pinned endpoint route this instance added, and forgets it.
+    private func removePin(_ endpoint: IPv4Address) throws(SystemError) {
+        guard let index = undoLog.firstIndex(where: {
+            if case let .deleteRoute(route, _) = $0 { route.prefix == IPv4Prefix(endpoint, length: 32) } else { false }
+        }), case let .deleteRoute(route, description) = undoLog[index] else { return }
+        try netlink.change("delete \(description)") { Netlink.deleteRoute(route, sequence: $0) }
+        undoLog.remove(at: index)
+        state.record.pins.removeAll { $0.endpoint == endpoint }
+        try state.save()
+        logger.info("removed pinned route", metadata: ["endpoint": "\(endpoint)"])
+    }
+
     private func interfaceIndex(_ name: String) throws(SystemError) -> Int32 {
         guard let index = SystemProbe.interfaceIndex(name) else {
             throw SystemError("find interface \(name)", errno: ENODEV)

@@ -77,6 +77,18 @@ public final class PacketCapture: @unchecked Sendable {
 
     deinit { pcap_close(handle) }
 
+    /// Replaces the kernel filter of the open handle (on reload: other ghost addresses).
+    public func setFilter(_ filter: String) throws(SystemError) {
+        var program = bpf_program()
+        guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+            throw SystemError("compile filter `\(filter)`", detail: String(cString: pcap_geterr(handle)))
+        }
+        defer { pcap_freecode(&program) }
+        guard pcap_setfilter(handle, &program) == 0 else {
+            throw SystemError("install filter `\(filter)`", detail: String(cString: pcap_geterr(handle)))
+        }
+    }
+
     /// Waits up to `timeoutMilliseconds` for traffic.
     public func waitForTraffic(timeoutMilliseconds: Int32) -> Bool {
         waitReadable(selectableFD, timeoutMilliseconds: timeoutMilliseconds)

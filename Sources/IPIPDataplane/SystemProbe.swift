@@ -28,6 +28,14 @@ public enum SystemProbe {
         return MACAddress(bytes: bytes)
     }
 
+    /// Longest-prefix match over the main table's unicast routes, leaving out those through `interface`.
+    static func routeAvoiding(interface: Int32, to destination: IPv4Address, netlink: NetlinkSocket) throws(SystemError) -> Netlink.RouteInfo? {
+        try netlink.routes()
+            .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast && $0.outputInterface != interface
+                && $0.prefix.contains(destination) }
+            .max { $0.prefix.length < $1.prefix.length }
+    }
+
     /// Every interface with its MTU, MAC and IPv4 addresses (getifaddrs).
     public static func interfaces() -> [String: SystemFacts.Interface] {
         var result: [String: SystemFacts.Interface] = [:]
@@ -65,9 +73,16 @@ public enum SystemProbe {
                     if let name = interfaceName(index: index) { facts.kernelProxyEntries[name, default: []].insert(address) }
                 }
             }
+            let tunnelIndex = interfaceIndex(config.tunnel.name)
             for peer in config.peers {
-                if let route = try? netlink.route(to: peer.remote), let index = route.outputInterface,
-                   let name = interfaceName(index: index) {
+                guard var route = try? netlink.route(to: peer.remote) else { continue }
+                // While ipipd runs (a reload), an endpoint inside a tunneled prefix routes into the tunnel:
+                // what counts is the route it would take without ipipd's tunnel routes.
+                if let tunnelIndex, route.outputInterface == tunnelIndex {
+                    guard let outside = try? routeAvoiding(interface: tunnelIndex, to: peer.remote, netlink: netlink) else { continue }
+                    route = outside
+                }
+                if let index = route.outputInterface, let name = interfaceName(index: index) {
                     facts.routes[peer.remote] = SystemFacts.Route(interface: name, gateway: route.gateway)
                 }
             }

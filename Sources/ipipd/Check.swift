@@ -32,6 +32,11 @@ struct Check: ParsableCommand {
 /// Loads and validates a config file; prints warnings to standard error; on errors prints them all
 /// and exits 1.
 func loadConfigOrExit(_ path: String) throws -> GatewayConfig {
+    try loadConfigWithTextOrExit(path).config
+}
+
+/// The config and the text it was read from (whose hash `status` shows).
+func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, text: String) {
     let text: String
     do {
         text = try String(contentsOfFile: path, encoding: .utf8)
@@ -47,7 +52,7 @@ func loadConfigOrExit(_ path: String) throws -> GatewayConfig {
         printError("\(path): \(result.errors.count) error\(result.errors.count == 1 ? "" : "s"); nothing was applied")
         throw ExitCode.failure
     }
-    return config
+    return (config, text)
 }
 
 func printError(_ line: String) {

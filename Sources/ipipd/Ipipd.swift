@@ -22,7 +22,7 @@ struct Ipipd: ParsableCommand {
         Exit status: 0 on success, 1 when the config is invalid or the gateway cannot run, 64 on a usage error.
         """,
         version: version,
-        subcommands: [Check.self, Plan.self, Run.self, Status.self, Version.self]
+        subcommands: [Check.self, Plan.self, Run.self, Reload.self, Status.self, Version.self]
     )
 }
 

@@ -27,11 +27,17 @@ struct Run: ParsableCommand {
         kernel's routing (its OUTPUT path: firewall rules for tunneled traffic belong in the OUTPUT chain, \
         not FORWARD).
 
+        SIGHUP (or `ipipd reload`): read the file again and apply it as a diff — peers, prefixes, routes and \
+        ghost hosts added or removed — without recreating the TUN device or restarting a capture. An \
+        invalid file is logged with every error and the running configuration stays.
+
         SIGTERM or SIGINT: stop within a second and undo every change (TUN device, routes, pinned host \
         routes, sysctls). After a SIGKILL, the next start finds the leftovers through its state file and \
         cleans them up. The log goes to standard error, one line per event with key=value metadata.
 
-        Needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root). `ipipd status` reads its counters.
+        Start it as root: once the TUN device, captures and raw sockets are open it switches to --user, \
+        keeping CAP_NET_ADMIN and CAP_NET_RAW. Under systemd (Type=notify-reload) it reports READY, \
+        RELOADING and STOPPING on $NOTIFY_SOCKET. `ipipd status` reads its counters.
         """
     )
 
@@ -41,8 +47,18 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp("""
+        After setup, run as this user, keeping only CAP_NET_ADMIN and CAP_NET_RAW. `root` keeps full \
+        privileges. When the default user does not exist, ipipd warns and stays root.
+        """, valueName: "name"))
+    var user: String = PrivilegeDrop.defaultUser
+
+    @Option(name: .customLong("metrics"), help: ArgumentHelp(
+        "Serve Prometheus metrics on this address (e.g. 127.0.0.1:9473). Off by default.", valueName: "address:port"))
+    var metricsAddress: String?
+
     func run() throws {
-        let config = try loadConfigOrExit(options.path)
+        let (config, configText) = try loadConfigWithTextOrExit(options.path)
         let level = logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -69,25 +85,38 @@ struct Run: ParsableCommand {
         for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let gateway = Gateway(config: config, plan: plan,
+        let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+        let gateway = Gateway(config: config, configText: configText, plan: plan,
                               options: .init(configFile: options.path, runtimeDirectory: runtime.directory, version: Ipipd.version),
                               logger: logger)
+        gateway.onReload = { starting in starting ? notifier.reloading() : notifier.ready(status: "tunnel up") }
+        var metrics: MetricsEndpoint?
         do {
-            try gateway.start()
+            try gateway.start { [user, metricsAddress, runtime] in
+                metrics = try metricsAddress.map { try MetricsEndpoint(listen: $0, logger: logger) }
+                try PrivilegeDrop.apply(user: user, runtimeDirectory: runtime.directory, logger: logger)
+            }
+            try metrics?.start(serving: gateway)
         } catch {
             logger.error("cannot start; nothing stays applied", metadata: ["error": "\(error)"])
+            metrics?.stop()
+            gateway.shutdown()
             throw ExitCode.failure
         }
+        notifier.ready(status: "tunnel \(config.tunnel.name) up, \(config.peers.count) peer(s)")
         while true {
             var received: Int32 = 0
             sigwait(&signals, &received)
             if received == SIGHUP {
-                logger.notice("SIGHUP: reloading is not supported by this version; the running configuration stays")
+                logger.notice("SIGHUP: reloading", metadata: ["file": "\(options.path)"])
+                _ = gateway.reload()
                 continue
             }
             logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
             break
         }
+        notifier.stopping()
+        metrics?.stop()
         gateway.shutdown()
     }
 }

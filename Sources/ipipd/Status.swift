@@ -21,13 +21,12 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let config = try loadConfigQuietly(options.path)
-        let path = Gateway.controlSocketPath(runtimeDirectory: runtime.directory, tunnel: config.tunnel.name)
+        let (path, tunnel) = try controlSocketPath(configPath: options.path, runtimeDirectory: runtime.directory)
         let reply: [UInt8]
         do {
             reply = try ControlSocket.request(path: path)
         } catch {
-            printError("ipipd status: no daemon answers for tunnel \(config.tunnel.name): \(error)")
+            printError("ipipd status: no daemon answers for tunnel \(tunnel): \(error)")
             throw ExitCode.failure
         }
         if json {
@@ -39,18 +38,24 @@ struct Status: ParsableCommand {
     }
 }
 
-/// `loadConfigOrExit` without printing warnings: for commands that only need names from the file.
-func loadConfigQuietly(_ path: String) throws -> GatewayConfig {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-          let config = ConfigLoader.load(yaml: text, file: path).config else {
-        return try loadConfigOrExit(path)
+/// The control socket of the daemon that runs the tunnel named in `configPath`. The file is read
+/// leniently: `reload` must reach the daemon even when the edited file has errors (it reports them).
+func controlSocketPath(configPath: String, runtimeDirectory: String) throws -> (path: String, tunnel: String) {
+    let text: String
+    do {
+        text = try String(contentsOfFile: configPath, encoding: .utf8)
+    } catch {
+        printError("\(configPath): error: cannot read the config file: \((error as NSError).localizedDescription)")
+        throw ExitCode.failure
     }
-    return config
+    let tunnel = ConfigLoader.tunnelName(yaml: text)
+    return (Gateway.controlSocketPath(runtimeDirectory: runtimeDirectory, tunnel: tunnel), tunnel)
 }
 
 enum StatusPrinter {
     static func table(_ status: GatewayStatus) -> String {
-        var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds)), config \(status.configFile)\n"
+        var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds))\n"
+        out += "config \(status.configFile) (sha256 \(status.configSHA256))\n"
         out += "tunnel \(status.tunnel) (mtu \(status.tunnelMTU)), local address \(status.localAddress)\n\n"
         let header = ["peer", "endpoint", "routes", "path mtu", "sent pkts", "sent bytes", "recv pkts", "recv bytes", "drops"]
         var rows = [header]

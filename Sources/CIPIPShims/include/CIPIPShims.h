@@ -34,4 +34,10 @@ int CIPIPShims_attachDropAllFilter(int fd);
 // top -H and in /proc/PID/task/*/comm); longer names are cut to 15 bytes.
 int CIPIPShims_setThreadName(const char *name);
 
+// capset(2) and PR_CAPBSET_DROP have no glibc wrapper (libcap provides them; we need two calls).
+// Switches the process to `uid`/`gid` (no supplementary groups) keeping only CAP_NET_ADMIN and
+// CAP_NET_RAW, permitted and effective, and drops every other capability from the bounding set.
+// Threads created afterwards inherit this; call it before starting any.
+int CIPIPShims_switchUserKeepingNetworkCapabilities(unsigned int uid, unsigned int gid);
+
 #endif

@@ -33,6 +33,17 @@ public enum ConfigLoader {
     }
 }
 
+extension ConfigLoader {
+    /// The TUN device name a file asks for, read leniently (the rest of the file may be invalid): what
+    /// `status` and `reload` need to find the daemon's control socket.
+    public static func tunnelName(yaml text: String) -> String {
+        guard let root = try? Yams.compose(yaml: text), let name = root.mapping?["tunnel"]?.mapping?["name"]?.string else {
+            return GatewayConfig.Tunnel.defaultName
+        }
+        return name
+    }
+}
+
 /// Where each key of the file was, so that semantic checks made after parsing can name the line.
 public struct SourceLocations: Sendable {
     var lines: [String: (line: Int, column: Int)] = [:]

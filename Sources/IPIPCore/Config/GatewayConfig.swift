@@ -53,7 +53,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var routes: [IPv4Prefix]
     }
 
-    public struct GhostHost: Sendable, Equatable {
+    public struct GhostHost: Sendable, Hashable {
         public var address: IPv4Address
         /// The LAN interface on which ipipd answers ARP for `address`.
         public var interface: String

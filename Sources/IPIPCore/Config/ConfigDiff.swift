@@ -1,0 +1,63 @@
+/// What changes between the running config and a new one, for a reload. Settings that are baked into
+/// open handles (the uplink, the TUN device's name, address and MTU) need a restart; the rest is
+/// applied as a diff while traffic flows.
+public struct ConfigDiff: Sendable, Equatable {
+    /// Why the new config cannot be applied by a reload; empty when it can.
+    public var needsRestart: [String] = []
+    public var peersAdded: [String] = []
+    public var peersRemoved: [String] = []
+    /// Peers whose endpoint changed (their learned path state is reset).
+    public var endpointsChanged: [String] = []
+    public var routesAdded: [IPv4Prefix] = []
+    public var routesRemoved: [IPv4Prefix] = []
+    /// Prefixes that now lead to a different peer (the kernel route stays; ipipd's table changes).
+    public var routesMoved: [IPv4Prefix] = []
+    public var ghostsAdded: [IPv4Address] = []
+    public var ghostsRemoved: [IPv4Address] = []
+    public var tunnelOptionsChanged = false
+    public var proxyARPOptionsChanged = false
+
+    public init(from old: GatewayConfig, to new: GatewayConfig) {
+        if old.uplink != new.uplink { needsRestart.append("uplink (the capture and the outer source address)") }
+        if old.tunnel.name != new.tunnel.name { needsRestart.append("tunnel.name (the TUN device)") }
+        if old.tunnel.address != new.tunnel.address { needsRestart.append("tunnel.address") }
+        if old.tunnel.mtu != new.tunnel.mtu { needsRestart.append("tunnel.mtu") }
+        tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)
+        proxyARPOptionsChanged = old.proxyARP != new.proxyARP
+
+        let oldPeers = Dictionary(old.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let newPeers = Dictionary(new.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        peersAdded = new.peers.map(\.name).filter { oldPeers[$0] == nil }
+        peersRemoved = old.peers.map(\.name).filter { newPeers[$0] == nil }
+        endpointsChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.remote != peer.remote } ?? false }.map(\.name)
+
+        let oldRoutes = Dictionary(old.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
+        let newRoutes = Dictionary(new.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
+        routesAdded = newRoutes.keys.filter { oldRoutes[$0] == nil }.sorted()
+        routesRemoved = oldRoutes.keys.filter { newRoutes[$0] == nil }.sorted()
+        routesMoved = newRoutes.keys.filter { oldRoutes[$0] != nil && oldRoutes[$0] != newRoutes[$0] }.sorted()
+
+        let oldGhosts = Dictionary(old.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        let newGhosts = Dictionary(new.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        // A ghost that moved interface or MAC is removed and added again (and announced again).
+        ghostsAdded = new.ghostHosts.filter { oldGhosts[$0.address] != $0 }.map(\.address)
+        ghostsRemoved = old.ghostHosts.filter { newGhosts[$0.address] != $0 }.map(\.address)
+    }
+
+    public var isEmpty: Bool {
+        needsRestart.isEmpty && peersAdded.isEmpty && peersRemoved.isEmpty && endpointsChanged.isEmpty
+            && routesAdded.isEmpty && routesRemoved.isEmpty && routesMoved.isEmpty && ghostsAdded.isEmpty
+            && ghostsRemoved.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged
+    }
+
+    /// One line per change, for the log and `ipipd reload`.
+    public var descriptions: [String] {
+        peersAdded.map { "peer \($0) added" } + peersRemoved.map { "peer \($0) removed" }
+            + endpointsChanged.map { "peer \($0): endpoint changed" }
+            + routesAdded.map { "route \($0) added" } + routesRemoved.map { "route \($0) removed" }
+            + routesMoved.map { "route \($0) now leads to another peer" }
+            + ghostsAdded.map { "ghost host \($0) added" } + ghostsRemoved.map { "ghost host \($0) removed" }
+            + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc changed"] : [])
+            + (proxyARPOptionsChanged ? ["proxy-arp options changed"] : [])
+    }
+}

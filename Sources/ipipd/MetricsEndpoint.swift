@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IPIPCore
+import IPIPDataplane
+import Logging
+import Prometheus
+
+/// `GET /metrics` in the Prometheus text format (swift-prometheus), on the address given with
+/// --metrics. The dataplane's own counters are the source of truth; each scrape brings the registry's
+/// counters up to them.
+final class MetricsEndpoint: @unchecked Sendable {
+    private let fd: Int32
+    private let logger: Logger
+    private let registry = PrometheusCollectorRegistry()
+    private var exported: [String: UInt64] = [:]
+    private var thread: DedicatedThread?
+    private let stopSignal = StopSignal()
+    let address: String
+
+    init(listen address: String, logger: Logger) throws {
+        self.address = address
+        self.logger = logger
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let ip = IPv4Address(parts[0]), let port = UInt16(parts[1]) else {
+            throw SystemError("listen for metrics on \(address)", detail: "expected IPv4-address:port, e.g. 127.0.0.1:9473")
+        }
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError.fromErrno("open the metrics socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = port.bigEndian
+        socketAddress.sin_addr.s_addr = ip.value.bigEndian
+        let bound = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = SystemError.fromErrno("listen for metrics on \(address)")
+            close(fd)
+            throw error
+        }
+    }
+
+    func start(serving gateway: Gateway) throws {
+        thread = try DedicatedThread(name: "ipipd-metrics") { [self] in serve(gateway) }
+        logger.info("serving Prometheus metrics", metadata: ["address": "\(address)", "path": "/metrics"])
+    }
+
+    func stop() {
+        stopSignal.stop()
+        thread?.join()
+        close(fd)
+    }
+
+    private func serve(_ gateway: Gateway) {
+        while !stopSignal.isStopped {
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, StopSignal.pollIntervalMilliseconds) > 0 else { continue }
+            let client = accept(fd, nil, nil)
+            guard client >= 0 else { continue }
+            var request = [UInt8](repeating: 0, count: 4096)
+            var clientPoll = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            let count = poll(&clientPoll, 1, 1000) > 0 ? recv(client, &request, request.count, 0) : 0
+            let line = String(decoding: request[0..<max(0, count)], as: UTF8.self).prefix { $0 != "\r" && $0 != "\n" }
+            let response: [UInt8]
+            if line.hasPrefix("GET /metrics ") || line == "GET /metrics" {
+                let body = metrics(gateway.status)
+                response = Array("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+            } else {
+                let body = Array("ipipd serves /metrics only\n".utf8)
+                response = Array("HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+            }
+            _ = response.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(client)
+        }
+    }
+
+    /// Brings the registry up to the gateway's counters and renders it.
+    private func metrics(_ status: GatewayStatus) -> [UInt8] {
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
+            let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+            let delta = value &- (exported[key] ?? 0)
+            exported[key] = value
+            if delta > 0 { registry.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(delta)) }
+            else { _ = registry.makeCounter(name: name, labels: labels, help: help) }
+        }
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
+            registry.makeGauge(name: name, labels: labels, help: help).set(value)
+        }
+        gauge("ipipd_start_time_seconds", "When the daemon started, seconds since the Unix epoch.", [], status.startedAt)
+        for peer in status.peers {
+            let labels = [("peer", peer.name)]
+            counter("ipipd_peer_packets_total", "Inner packets carried, by peer and direction.", labels + [("direction", "sent")], peer.encapsulated.packets)
+            counter("ipipd_peer_packets_total", "Inner packets carried, by peer and direction.", labels + [("direction", "received")], peer.decapsulated.packets)
+            counter("ipipd_peer_bytes_total", "Inner bytes carried, by peer and direction.", labels + [("direction", "sent")], peer.encapsulated.bytes)
+            counter("ipipd_peer_bytes_total", "Inner bytes carried, by peer and direction.", labels + [("direction", "received")], peer.decapsulated.bytes)
+            counter("ipipd_peer_fragmented_total", "Inner packets fragmented to fit the path to the peer.", labels, peer.fragmented)
+            counter("ipipd_peer_icmp_errors_sent_total", "ICMP errors sent to senders of the peer's traffic.", labels, peer.icmpErrorsSent)
+            for (reason, count) in peer.drops {
+                counter("ipipd_peer_drops_total", "Packets dropped, by peer and reason.", labels + [("reason", reason)], count)
+            }
+            gauge("ipipd_peer_path_mtu_bytes", "Largest inner packet that reaches the peer unfragmented.", labels, Double(peer.pathMTU))
+            gauge("ipipd_peer_unreachable", "1 while a router reports the peer unreachable (30 s window).", labels, peer.errorWindow ? 1 : 0)
+        }
+        for (reason, count) in status.drops {
+            counter("ipipd_drops_total", "Packets dropped, by reason (all peers and none).", [("reason", reason)], count)
+        }
+        counter("ipipd_icmp_rate_limited_total", "ICMP errors not sent because of the rate limit.", [], status.icmpRateLimited)
+        for ghost in status.ghostHosts {
+            let labels = [("ghost", ghost.address), ("interface", ghost.interface)]
+            counter("ipipd_ghost_arp_replies_total", "ARP replies sent for the ghost host.", labels, ghost.replies)
+            counter("ipipd_ghost_arp_announcements_total", "Gratuitous ARP announcements sent.", labels, ghost.announcements)
+            counter("ipipd_ghost_arp_probes_ignored_total", "RFC 5227 probes for the ghost host not answered.", labels, ghost.probesIgnored)
+            counter("ipipd_ghost_arp_conflicts_total", "ARP packets from other machines claiming the ghost address.", labels, ghost.conflicts)
+        }
+        return registry.emitToBuffer()
+    }
+}

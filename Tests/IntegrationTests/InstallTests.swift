@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+
+/// scripts/install.sh and scripts/uninstall.sh, staged into a scratch root (--destdir): systemd is not
+/// running here, and the test must not touch the machine's /etc.
+@Suite(.serialized) struct InstallTests {
+    @Test func installsWithoutOverwritingTheConfigAndUninstallsKeepingIt() throws {
+        let lab = Lab("inst")
+        defer { lab.teardown() }
+        let root = lab.scratch.appendingPathComponent("root").path
+        let install = "\(Lab.repository.path)/scripts/install.sh --destdir \(root) --binary \(Lab.ipipd)"
+        try lab.sh(install)
+        #expect(FileManager.default.isExecutableFile(atPath: "\(root)/usr/local/sbin/ipipd"))
+        let unit = try String(contentsOfFile: "\(root)/etc/systemd/system/ipipd.service", encoding: .utf8)
+        #expect(unit.contains("Type=notify-reload"))
+        #expect(unit.contains("ExecStartPre=/usr/local/sbin/ipipd check --quiet -c /etc/ipipd/ipipd.yaml"))
+        #expect(unit.contains("ExecStart=/usr/local/sbin/ipipd run -c /etc/ipipd/ipipd.yaml --user ipipd"))
+        #expect(!unit.contains("@"), "a placeholder was left in the unit")
+        let config = "\(root)/etc/ipipd/ipipd.yaml"
+        #expect(try lab.sh("stat -c %a \(config)") == "640\n")
+        // The example config is valid as installed.
+        try lab.sh("\(root)/usr/local/sbin/ipipd check -q -c \(config)")
+
+        try "# edited by the admin\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let again = try lab.sh(install)
+        #expect(again.contains("kept the existing"))
+        #expect(try String(contentsOfFile: config, encoding: .utf8) == "# edited by the admin\n")
+
+        try lab.sh("\(Lab.repository.path)/scripts/uninstall.sh --destdir \(root)")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/usr/local/sbin/ipipd"))
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/systemd/system/ipipd.service"))
+        #expect(FileManager.default.fileExists(atPath: config))
+        try lab.sh("\(Lab.repository.path)/scripts/uninstall.sh --destdir \(root) --purge")
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/ipipd"))
+    }
+}

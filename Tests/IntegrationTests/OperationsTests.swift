@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+
+/// Running ipipd on a gateway box: reload, status and metrics, systemd's notify protocol, least privilege.
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct OperationsTests {
+    let siteB = Lab.config("lab-site-b.yaml")
+
+    /// Site A's config with an extra peer (and its prefix) or not: what the reload test toggles.
+    func writeSiteA(_ lab: Lab, withExtraPeer: Bool, file: String) throws {
+        var text = try String(contentsOfFile: Lab.config("lab-site-a.yaml"), encoding: .utf8)
+        if withExtraPeer {
+            text += "  - name: site-c\n    remote: 203.0.113.99\n    routes: [198.18.0.0/24]\n"
+        }
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+    }
+
+    @Test func twentyReloadsLoseNoPacketOfAnUnchangedPeer() throws {
+        let lab = Lab("rld")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try writeSiteA(lab, withExtraPeer: false, file: file)
+        let a = try lab.startIpipd(in: "a", config: file)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ping -c 1 -W 2 192.0.2.130")
+        let ping = try lab.spawn(in: lab.ns("h1"), ["ping", "-i", "0.05", "-c", "200", "-W", "1", "192.0.2.130"], logName: "ping")
+        for round in 0..<20 {
+            try writeSiteA(lab, withExtraPeer: round % 2 == 0, file: file)
+            if round % 2 == 0 {
+                let reload = try lab.sh("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))")
+                #expect(reload.contains("peer site-c added") && reload.contains("route 198.18.0.0/24 added"), "\(reload)")
+                #expect(try lab.sh(in: lab.ns("a"), "ip route show 198.18.0.0/24").contains("dev tunl"))
+            } else {
+                kill(a.pid, SIGHUP)
+                #expect(a.waitForLog("peer site-c removed", timeout: 5))
+                usleep(100_000)
+            }
+            usleep(300_000)
+        }
+        ping.process.waitUntilExit()
+        #expect(ping.output.contains("200 received") && ping.output.contains(" 0% packet loss"), "\(ping.output)")
+        #expect(try lab.sh(in: lab.ns("a"), "ip route show 198.18.0.0/24").isEmpty)
+        #expect(a.output.components(separatedBy: "created TUN device").count == 2, "the TUN device was recreated")
+        let status = try lab.status("a", config: file)
+        #expect(status["configSHA256"] as? String == String(try lab.sh("sha256sum \(file)").prefix(64)))
+        #expect(Lab.peerCounter(status, peer: "site-b", "encapsulated") >= 200, "counters survived the reloads")
+    }
+
+    @Test func anInvalidFileIsRefusedAndTheRunningConfigStays() throws {
+        let lab = Lab("rlbad")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try writeSiteA(lab, withExtraPeer: false, file: file)
+        let a = try lab.startIpipd(in: "a", config: file)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try (try String(contentsOfFile: file, encoding: .utf8) + "  - name: broken\n    remote: 300.1.1.1\n    rutes: []\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let reload = lab.run("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))")
+        #expect(reload.status == 1)
+        #expect(reload.output.contains("300.1.1.1") && reload.output.contains("rutes"), "\(reload.output)")
+        #expect(reload.output.contains("the running configuration stays"))
+        #expect(a.waitForLog("reload refused"))
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+        // Changing the uplink needs a restart: refused the same way.
+        try (try String(contentsOfFile: Lab.config("lab-site-a.yaml"), encoding: .utf8).replacingOccurrences(of: "interface: eth0", with: "interface: lan0"))
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let restart = lab.run("\(Lab.ipipd) reload -c \(Lab.config("lab-site-a.yaml")) --runtime-dir \(lab.runtimeDirectory("a"))")
+        #expect(restart.status == 1 && restart.output.contains("needs a restart"), "\(restart.output)")
+    }
+
+    @Test func aGhostHostAddedByReloadIsAnnouncedAndAnswered() throws {
+        let lab = Lab("rlgh")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        let file = lab.scratch.appendingPathComponent("machine-b.yaml").path
+        let original = try String(contentsOfFile: Lab.config("machine-b.yaml"), encoding: .utf8)
+        try original.write(toFile: file, atomically: true, encoding: .utf8)
+        let b = try lab.startIpipd(in: "b", config: file)
+        let announcements = try lab.spawn(in: lab.ns("c"), ["tcpdump", "-lni", "eth0", "arp and arp[14:4] = 0xcb007158"], logName: "garp")
+        #expect(announcements.waitForLog("listening on"))
+        try original.replacingOccurrences(of: "203.0.113.87/32", with: "203.0.113.87/32\n      - 203.0.113.88/32")
+            .appending("  - address: 203.0.113.88\n    interface: eth0\n").write(toFile: file, atomically: true, encoding: .utf8)
+        kill(b.pid, SIGHUP)
+        #expect(b.waitForLog("ghost host 203.0.113.88 added"), "\(b.output)")
+        #expect(announcements.waitForLog("Request who-has 203.0.113.88 tell 203.0.113.88", timeout: 5), "\(announcements.output)")
+        let arping = try lab.sh(in: lab.ns("c"), "arping -c 2 -I eth0 203.0.113.88")
+        #expect(arping.contains("Received 2 response(s)"), "\(arping)")
+        // And removed again: no more answers.
+        try original.write(toFile: file, atomically: true, encoding: .utf8)
+        kill(b.pid, SIGHUP)
+        #expect(b.waitForLog("ghost host 203.0.113.88 removed"))
+        usleep(200_000)
+        #expect(lab.run(in: lab.ns("c"), "arping -c 2 -w 3 -I eth0 203.0.113.88").output.contains("Received 0 response(s)"))
+    }
+
+    @Test func runsAsAnUnprivilegedUserWithOnlyTheNetworkCapabilities() throws {
+        let lab = Lab("priv")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let originalForwarding = try lab.sh(in: lab.ns("a"), "sysctl -n net.ipv4.ip_forward")
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try writeSiteA(lab, withExtraPeer: false, file: file)
+        let a = try lab.startIpipd(in: "a", config: file, extraArguments: ["--user", "nobody"])
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        #expect(a.output.contains("dropped privileges"))
+        let procStatus = try String(contentsOfFile: "/proc/\(a.pid)/status", encoding: .utf8)
+        let fields = Dictionary(procStatus.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces)) : nil
+        }, uniquingKeysWith: { a, _ in a })
+        #expect(fields["Uid"]?.split(separator: "\t").allSatisfy { $0 == "65534" } == true, "\(fields["Uid"] ?? "")")
+        // CAP_NET_ADMIN (12) and CAP_NET_RAW (13) only: 0x3000.
+        #expect(fields["CapEff"] == "0000000000003000" && fields["CapPrm"] == "0000000000003000", "\(procStatus)")
+        #expect(fields["CapBnd"] == "0000000000003000")
+        // Every thread runs the same way.
+        for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(a.pid)/task") {
+            let taskStatus = try String(contentsOfFile: "/proc/\(a.pid)/task/\(task)/status", encoding: .utf8)
+            #expect(taskStatus.contains("CapEff:\t0000000000003000"), "thread \(task)")
+        }
+        // The control socket is for root (and the daemon's user) only.
+        let socketMode = try lab.sh("stat -c %a \(lab.runtimeDirectory("a"))/tunl.sock")
+        #expect(socketMode == "600\n")
+        #expect(lab.run("setpriv --reuid=1000 --regid=1000 --clear-groups \(Lab.ipipd) status -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))").status == 1)
+        // It still does its job: traffic, a reload that changes routes, and a clean exit.
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+        try writeSiteA(lab, withExtraPeer: true, file: file)
+        try lab.sh("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))")
+        #expect(try lab.sh(in: lab.ns("a"), "ip route show 198.18.0.0/24").contains("dev tunl"))
+        _ = a.stop(signal: SIGTERM)
+        #expect(a.output.contains("every change to the kernel was undone"), "\(a.output)")
+        #expect(try lab.sh(in: lab.ns("a"), "ip route show proto 73").isEmpty)
+        #expect(try lab.sh(in: lab.ns("a"), "sysctl -n net.ipv4.ip_forward") == originalForwarding)
+    }
+
+    @Test func notifiesSystemdAndServesPrometheusMetrics() throws {
+        let lab = Lab("ntfy")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let notifySocket = lab.scratch.appendingPathComponent("notify.sock").path
+        let received = lab.scratch.appendingPathComponent("notify.txt").path
+        let listener = try lab.spawn(in: lab.ns("a"), ["python3", Lab.repository.appendingPathComponent("Tests/IntegrationTests/notify_listener.py").path,
+                                                       notifySocket, received], logName: "notify")
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: notifySocket) { usleep(50_000) }
+        let runtime = lab.runtimeDirectory("a")
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        let a = try lab.spawn(in: lab.ns("a"), ["env", "NOTIFY_SOCKET=\(notifySocket)", Lab.ipipd, "run", "-c", Lab.config("lab-site-a.yaml"),
+                                                "--runtime-dir", runtime, "--metrics", "127.0.0.1:9473"], logName: "ipipd-a")
+        #expect(a.waitForLog("serving Prometheus metrics"), "\(a.output)")
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ping -c 3 -i 0.2 -W 2 192.0.2.130")
+
+        let metrics = try lab.sh(in: lab.ns("a"), "curl -sf http://127.0.0.1:9473/metrics")
+        #expect(metrics.contains(#"ipipd_peer_packets_total{peer="site-b",direction="sent"} 3"#)
+                || metrics.contains(#"ipipd_peer_packets_total{direction="sent",peer="site-b"} 3"#), "\(metrics)")
+        #expect(metrics.contains("# TYPE ipipd_peer_packets_total counter"))
+        #expect(metrics.contains("ipipd_peer_path_mtu_bytes"))
+        #expect(lab.run(in: lab.ns("a"), "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9473/other").output == "404")
+
+        kill(a.pid, SIGHUP)
+        #expect(a.waitForLog("no changes") || a.waitForLog("reloaded"))
+        _ = a.stop(signal: SIGTERM)
+        usleep(300_000)
+        _ = listener.stop(signal: SIGTERM)
+        let messages = try String(contentsOfFile: received, encoding: .utf8).split(separator: "\n").map(String.init)
+        let kinds = messages.compactMap { line -> String? in
+            if line.hasPrefix("READY=1") { return "READY" }
+            if line.hasPrefix("RELOADING=1|MONOTONIC_USEC=") { return "RELOADING" }
+            if line.hasPrefix("STOPPING=1") { return "STOPPING" }
+            return nil
+        }
+        #expect(kinds == ["READY", "RELOADING", "READY", "STOPPING"], "\(messages)")
+    }
+}
