@@ -21,16 +21,24 @@ while (($#)); do
 done
 [[ -n $destdir || $(id -u) -eq 0 ]] || { echo "install.sh needs root (or --destdir)" >&2; exit 1; }
 
+manual=""
 if [[ -z $binary ]]; then
     scripts/install-deps.sh
     swift build -c release --product ipipd
     binary=$(swift build -c release --show-bin-path)/ipipd
+    # ipipd(8), generated from the same text as `ipipd --help` (swift-argument-parser's plugin).
+    swift package plugin generate-manual --section 8 --authors "the ipipd developers" >/dev/null
+    manual=.build/plugins/GenerateManual/outputs/ipipd/ipipd.8
 fi
 
 sbindir=$prefix/sbin sysconfdir=/etc
 install -d "$destdir$sbindir" "$destdir$sysconfdir/ipipd" "$destdir$sysconfdir/systemd/system"
 install -m 0755 "$binary" "$destdir$sbindir/ipipd"
 echo "installed $destdir$sbindir/ipipd"
+if [[ -n $manual ]]; then
+    install -D -m 0644 "$manual" "$destdir$prefix/share/man/man8/ipipd.8"
+    echo "installed $destdir$prefix/share/man/man8/ipipd.8"
+fi
 sed -e "s|@SBINDIR@|$sbindir|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" packaging/ipipd.service \
     > "$destdir$sysconfdir/systemd/system/ipipd.service"
 chmod 0644 "$destdir$sysconfdir/systemd/system/ipipd.service"

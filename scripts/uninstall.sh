@@ -21,7 +21,7 @@ unit=$destdir/etc/systemd/system/ipipd.service
 if [[ -z $destdir && -d /run/systemd/system ]]; then
     systemctl disable --now ipipd 2>/dev/null || true
 fi
-rm -f "$destdir$prefix/sbin/ipipd" "$unit" "$destdir/etc/ipipd/example-machine-b.yaml"
+rm -f "$destdir$prefix/sbin/ipipd" "$destdir$prefix/share/man/man8/ipipd.8" "$unit" "$destdir/etc/ipipd/example-machine-b.yaml"
 echo "removed $destdir$prefix/sbin/ipipd and $unit"
 if [[ $purge == yes ]]; then
     rm -rf "$destdir/etc/ipipd"

@@ -33,6 +33,9 @@ enum ConfigPrinter {
             out += "  answer-probes: \(config.proxyARP.answerProbes ? "yes" : "no")\n"
             out += "  on-conflict: \(config.proxyARP.onConflict.rawValue)\n"
         }
+        if let metrics = config.metricsListen {
+            out += "metrics:\n  listen: \(metrics.address):\(metrics.port)\n"
+        }
         return out
     }
 }

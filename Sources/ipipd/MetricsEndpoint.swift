@@ -18,13 +18,9 @@ final class MetricsEndpoint: @unchecked Sendable {
     private let stopSignal = StopSignal()
     let address: String
 
-    init(listen address: String, logger: Logger) throws {
-        self.address = address
+    init(listen ip: IPv4Address, port: UInt16, logger: Logger) throws {
+        address = "\(ip):\(port)"
         self.logger = logger
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let ip = IPv4Address(parts[0]), let port = UInt16(parts[1]) else {
-            throw SystemError("listen for metrics on \(address)", detail: "expected IPv4-address:port, e.g. 127.0.0.1:9473")
-        }
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError.fromErrno("open the metrics socket") }
         var one: Int32 = 1

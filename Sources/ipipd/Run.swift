@@ -53,10 +53,6 @@ struct Run: ParsableCommand {
         """, valueName: "name"))
     var user: String = PrivilegeDrop.defaultUser
 
-    @Option(name: .customLong("metrics"), help: ArgumentHelp(
-        "Serve Prometheus metrics on this address (e.g. 127.0.0.1:9473). Off by default.", valueName: "address:port"))
-    var metricsAddress: String?
-
     func run() throws {
         let (config, configText) = try loadConfigWithTextOrExit(options.path)
         let level = logLevel
@@ -92,8 +88,8 @@ struct Run: ParsableCommand {
         gateway.onReload = { starting in starting ? notifier.reloading() : notifier.ready(status: "tunnel up") }
         var metrics: MetricsEndpoint?
         do {
-            try gateway.start { [user, metricsAddress, runtime] in
-                metrics = try metricsAddress.map { try MetricsEndpoint(listen: $0, logger: logger) }
+            try gateway.start { [user, runtime] in
+                metrics = try config.metricsListen.map { try MetricsEndpoint(listen: $0.address, port: $0.port, logger: logger) }
                 try PrivilegeDrop.apply(user: user, runtimeDirectory: runtime.directory, logger: logger)
             }
             try metrics?.start(serving: gateway)

@@ -12,10 +12,20 @@ import Testing
         try lab.sh(install)
         #expect(FileManager.default.isExecutableFile(atPath: "\(root)/usr/local/sbin/ipipd"))
         let unit = try String(contentsOfFile: "\(root)/etc/systemd/system/ipipd.service", encoding: .utf8)
-        #expect(unit.contains("Type=notify-reload"))
+        #expect(unit.contains("Type=notify"))
+        #expect(unit.contains("ExecReload=/usr/local/sbin/ipipd reload -c /etc/ipipd/ipipd.yaml"))
         #expect(unit.contains("ExecStartPre=/usr/local/sbin/ipipd check --quiet -c /etc/ipipd/ipipd.yaml"))
         #expect(unit.contains("ExecStart=/usr/local/sbin/ipipd run -c /etc/ipipd/ipipd.yaml --user ipipd"))
         #expect(!unit.contains("@"), "a placeholder was left in the unit")
+        // systemd's own check of the unit (where its tools exist), with the paths pointing at this build.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {
+            let binDirectory = URL(fileURLWithPath: Lab.ipipd).deletingLastPathComponent().path
+            let staged = lab.scratch.appendingPathComponent("ipipd.service").path
+            try lab.sh("sed -e 's|@SBINDIR@|\(binDirectory)|g' -e 's|@SYSCONFDIR@|/etc|g' \(Lab.repository.path)/packaging/ipipd.service > \(staged)")
+            let verify = lab.run("systemd-analyze verify \(staged) 2>&1")
+            let complaints = verify.output.split(separator: "\n").filter { !$0.contains("man ipipd") }
+            #expect(complaints.isEmpty, "\(verify.output)")
+        }
         let config = "\(root)/etc/ipipd/ipipd.yaml"
         #expect(try lab.sh("stat -c %a \(config)") == "640\n")
         // The example config is valid as installed.

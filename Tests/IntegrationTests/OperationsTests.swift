@@ -145,8 +145,11 @@ struct OperationsTests {
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: notifySocket) { usleep(50_000) }
         let runtime = lab.runtimeDirectory("a")
         try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
-        let a = try lab.spawn(in: lab.ns("a"), ["env", "NOTIFY_SOCKET=\(notifySocket)", Lab.ipipd, "run", "-c", Lab.config("lab-site-a.yaml"),
-                                                "--runtime-dir", runtime, "--metrics", "127.0.0.1:9473"], logName: "ipipd-a")
+        let config = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try (try String(contentsOfFile: Lab.config("lab-site-a.yaml"), encoding: .utf8) + "metrics:\n  listen: 127.0.0.1:9473\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let a = try lab.spawn(in: lab.ns("a"), ["env", "NOTIFY_SOCKET=\(notifySocket)", Lab.ipipd, "run", "-c", config,
+                                                "--runtime-dir", runtime], logName: "ipipd-a")
         #expect(a.waitForLog("serving Prometheus metrics"), "\(a.output)")
         _ = try lab.startIpipd(in: "b", config: siteB)
         try lab.sh(in: lab.ns("h1"), "ping -c 3 -i 0.2 -W 2 192.0.2.130")

@@ -22,6 +22,9 @@ public struct ConfigDiff: Sendable, Equatable {
         if old.tunnel.name != new.tunnel.name { needsRestart.append("tunnel.name (the TUN device)") }
         if old.tunnel.address != new.tunnel.address { needsRestart.append("tunnel.address") }
         if old.tunnel.mtu != new.tunnel.mtu { needsRestart.append("tunnel.mtu") }
+        if old.metricsListen?.address != new.metricsListen?.address || old.metricsListen?.port != new.metricsListen?.port {
+            needsRestart.append("metrics.listen")
+        }
         tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)
         proxyARPOptionsChanged = old.proxyARP != new.proxyARP
 

@@ -219,16 +219,17 @@ struct NodeReader {
     /// uplink becomes a placeholder that matches no real address), so that the caller can still run
     /// the semantic checks; `incomplete` then keeps the result from being used.
     mutating func readGateway(_ root: Node) -> GatewayConfig? {
-        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp"],
+        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp", "metrics"],
                                required: ["uplink", "peers"]) else { return nil }
         let uplink = top["uplink"].flatMap { readUplink($0) }
         let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
         let peers = top["peers"].map { readPeers($0) } ?? []
         let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
         let proxyARP = top["proxy-arp"].map { readProxyARP($0) } ?? GatewayConfig.ProxyARP()
+        let metrics = top["metrics"].flatMap { readMetrics($0) }
         if uplink == nil { incomplete = true }
         return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
-                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP)
+                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP, metricsListen: metrics)
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
@@ -326,6 +327,18 @@ struct NodeReader {
             }
         }
         return settings
+    }
+
+    mutating func readMetrics(_ node: Node) -> (address: IPv4Address, port: UInt16)? {
+        guard let f = fields(of: node, key: "metrics", allowed: ["listen"], required: ["listen"]),
+              let listenNode = f["listen"], let text = scalar(listenNode, key: "metrics.listen") else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let address = IPv4Address(parts[0]), let port = UInt16(parts[1]), port > 0 else {
+            error(listenNode, key: "metrics.listen", "`\(text)` is not an IPv4 address and port, e.g. 127.0.0.1:9473")
+            incomplete = true
+            return nil
+        }
+        return (address, port)
     }
 
     mutating func readGhostHosts(_ node: Node) -> [GatewayConfig.GhostHost] {

@@ -80,13 +80,23 @@ public struct GatewayConfig: Sendable, Equatable {
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
     public var proxyARP = ProxyARP()
+    /// Where to serve Prometheus metrics (`metrics.listen: 127.0.0.1:9473`); nil: not served.
+    public var metricsListen: (address: IPv4Address, port: UInt16)?
 
-    public init(uplink: Uplink, tunnel: Tunnel = Tunnel(), peers: [Peer], ghostHosts: [GhostHost] = [], proxyARP: ProxyARP = ProxyARP()) {
+    public init(uplink: Uplink, tunnel: Tunnel = Tunnel(), peers: [Peer], ghostHosts: [GhostHost] = [], proxyARP: ProxyARP = ProxyARP(),
+                metricsListen: (address: IPv4Address, port: UInt16)? = nil) {
         self.uplink = uplink
         self.tunnel = tunnel
         self.peers = peers
         self.ghostHosts = ghostHosts
         self.proxyARP = proxyARP
+        self.metricsListen = metricsListen
+    }
+
+    public static func == (lhs: GatewayConfig, rhs: GatewayConfig) -> Bool {
+        lhs.uplink == rhs.uplink && lhs.tunnel == rhs.tunnel && lhs.peers == rhs.peers && lhs.ghostHosts == rhs.ghostHosts
+            && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen?.address == rhs.metricsListen?.address
+            && lhs.metricsListen?.port == rhs.metricsListen?.port
     }
 
     /// The tunnel-routing table this config describes.
