@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include "CIPIPShims.h"
 
+#include <sys/types.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,7 +66,7 @@ int CIPIPShims_interfaceHardwareAddress(const char *name, uint8_t out[6]) {
     return 0;
 }
 
-int CIPIPShims_sendBatch(int fd, const void *const *buffers, const size_t *lengths,
+int CIPIPShims_sendBatch(int fd, const void *const *buffers, const long *lengths,
                          const uint32_t *destinations, unsigned int count) {
     enum { maxBatch = 64 };
     struct mmsghdr messages[maxBatch];
@@ -75,7 +78,7 @@ int CIPIPShims_sendBatch(int fd, const void *const *buffers, const size_t *lengt
     memset(messages, 0, sizeof(struct mmsghdr) * count);
     for (unsigned int i = 0; i < count; i++) {
         vectors[i].iov_base = (void *)buffers[i];
-        vectors[i].iov_len = lengths[i];
+        vectors[i].iov_len = (size_t)lengths[i];
         messages[i].msg_hdr.msg_iov = &vectors[i];
         messages[i].msg_hdr.msg_iovlen = 1;
         memset(&addresses[i], 0, sizeof addresses[i]);

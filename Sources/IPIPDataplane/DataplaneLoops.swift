@@ -26,34 +26,29 @@ struct DataplaneLoops: Sendable {
         if packet.withUnsafeBytes({ sender.send($0) }) { counters.peers[peer].icmpErrorsSent.add() }
     }
 
-    /// TUN → routing table → outer header → libnet.
+    /// TUN → routing table → outer header → libnet's raw socket, a burst per sendmmsg(2).
     func encapsulate(from tun: TUNDevice, tunnelMTU: Int, sender: RawIPv4Sender) {
         var snapshot = box.current
         var encapsulator = Encapsulator(config: snapshot.config, tunnelMTU: tunnelMTU, paths: snapshot.paths,
                                         initialIdentification: UInt16.random(in: 1...UInt16.max))
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
+        let batch = SendBatch()
         let fragmentBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
-        defer {
-            buffer.deallocate()
-            fragmentBuffer.deallocate()
-        }
-        let innerArea = UnsafeMutableRawBufferPointer(rebasing: buffer[Encapsulator.headroom...])
+        defer { fragmentBuffer.deallocate() }
         var sendErrors = ThrottledLog(logger: logger, message: "cannot send to peer")
         var loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
         var limiter = ICMPRateLimiter()
         var routeWatcher = EndpointRouteWatcher(tunnel: tun.name, endpoints: encapsulator.endpoints)
         var lastRouteCheck = -Double.infinity
 
-        func send(_ bytes: UnsafeRawBufferPointer, peer: Int, innerLength: Int) {
+        func flush() {
             let counters = snapshot.counters
-            if sender.send(bytes) {
+            batch.flush(on: sender.fileDescriptor, sent: { peer, innerLength in
                 counters.peers[peer].encapsulatedPackets.add()
                 counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
-            } else {
-                let code = errno
+            }, failed: { peer, code in
                 counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
                 sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
-            }
+            })
         }
 
         while !stop.isStopped {
@@ -73,74 +68,94 @@ struct DataplaneLoops: Sendable {
                     if looping { loopLog.note(["peer": "\(counters.peers[peer].name)", "endpoint": "\(encapsulator.endpoints[peer])"]) }
                 }
             }
-            let length: Int
-            do {
-                guard let count = try tun.read(into: innerArea, timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
-                length = count
-            } catch {
-                logger.error("TUN read failed; the encapsulator stops", metadata: ["error": "\(error)"])
-                return
-            }
-            let inner = UnsafeRawBufferPointer(rebasing: buffer[Encapsulator.headroom..<(Encapsulator.headroom + length)])
-            switch encapsulator.encapsulate(buffer, innerLength: length, now: now) {
-            case let .send(outerLength, peer, _, notifyUnreachable):
-                send(UnsafeRawBufferPointer(rebasing: buffer[0..<outerLength]), peer: peer, innerLength: length)
-                if notifyUnreachable {
-                    sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
-                                  peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
+            // Drain what the TUN has queued into the batch's slots, then send the burst at once.
+            while !batch.isFull {
+                let slot = batch.nextSlot
+                let length: Int
+                do {
+                    guard let count = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: slot[Encapsulator.headroom...])) else { break }
+                    length = count
+                } catch {
+                    logger.error("TUN read failed; the encapsulator stops", metadata: ["error": "\(error)"])
+                    return
                 }
-            case let .tooBig(peer, mtu):
-                counters.drop(.tooBig, peer: peer)
-                sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
-                              nextHopMTU: mtu, about: inner, peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
-            case let .fragment(peer, mtu):
-                guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { continue }
-                let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
-                if pieces.isEmpty { counters.drop(.tooBig, peer: peer) }
-                for piece in pieces {
-                    piece.withUnsafeBytes { fragmentBuffer.baseAddress!.advanced(by: Encapsulator.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                    if case let .send(outerLength, peer, _, _) = encapsulator.encapsulate(fragmentBuffer, innerLength: piece.count, now: now) {
-                        send(UnsafeRawBufferPointer(rebasing: fragmentBuffer[0..<outerLength]), peer: peer, innerLength: piece.count)
+                let inner = UnsafeRawBufferPointer(rebasing: slot[Encapsulator.headroom..<(Encapsulator.headroom + length)])
+                switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
+                case let .send(outerLength, peer, destination, notifyUnreachable):
+                    if notifyUnreachable {
+                        sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
+                                      peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
                     }
+                    batch.commit(0..<outerLength, destination: destination, peer: peer, innerLength: length)
+                case let .tooBig(peer, mtu):
+                    counters.drop(.tooBig, peer: peer)
+                    sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
+                                  nextHopMTU: mtu, about: inner, peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
+                case let .fragment(peer, mtu):
+                    // Rare (a path MTU below the tunnel's): each piece goes out on its own.
+                    guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { continue }
+                    let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
+                    if pieces.isEmpty { counters.drop(.tooBig, peer: peer) }
+                    for piece in pieces {
+                        piece.withUnsafeBytes { fragmentBuffer.baseAddress!.advanced(by: Encapsulator.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        guard case let .send(outerLength, peer, _, _) = encapsulator.encapsulate(fragmentBuffer, innerLength: piece.count, now: now) else { continue }
+                        if sender.send(UnsafeRawBufferPointer(rebasing: fragmentBuffer[0..<outerLength])) {
+                            counters.peers[peer].encapsulatedPackets.add()
+                            counters.peers[peer].encapsulatedBytes.add(UInt64(piece.count))
+                        } else {
+                            counters.drop(errno == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+                        }
+                    }
+                    counters.peers[peer].fragmented.add()
+                case let .drop(reason, peer):
+                    counters.drop(reason, peer: peer)
                 }
-                counters.peers[peer].fragmented.add()
-            case let .drop(reason, peer):
-                counters.drop(reason, peer: peer)
+            }
+            if batch.isEmpty {
+                _ = tun.waitForPackets(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds)
+            } else {
+                flush()
             }
         }
     }
 
-    /// libpcap → Ethernet/802.1Q → decapsulator (and reassembler) → libnet; ICMP about outer packets
-    /// → path state.
+    /// libpcap → Ethernet/802.1Q → decapsulator (and reassembler) → libnet's raw socket, a burst per
+    /// sendmmsg(2); ICMP about outer packets → path state.
     func decapsulate(from capture: PacketCapture, tunnelMTU: Int, sender: RawIPv4Sender) {
         var snapshot = box.current
         var decapsulator = Decapsulator(config: snapshot.config, localAddresses: Set(SystemProbe.localAddresses()))
         var reassembler = Reassembler()
         var limiter = ICMPRateLimiter()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
-        defer { buffer.deallocate() }
+        let batch = SendBatch()
         var lastHousekeeping = monotonicSeconds()
         var sendErrors = ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet")
         var pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)
 
-        /// Handles one outer IPv4 packet held in `buffer[0..<length]`.
+        func flush() {
+            let counters = snapshot.counters
+            batch.flush(on: sender.fileDescriptor, sent: { peer, innerLength in
+                counters.peers[peer].decapsulatedPackets.add()
+                counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
+            }, failed: { peer, code in
+                counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+                sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
+            })
+        }
+
+        /// Handles the outer IPv4 packet in `batch.nextSlot[0..<length]`; a delivered inner packet is
+        /// queued in place.
         func process(length: Int, now: Double) {
             let counters = snapshot.counters
-            let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
             if length >= 20 && packet[9] == IPProtocolNumber.icmp {
                 handleOuterICMP(UnsafeRawBufferPointer(packet), now: now)
                 return
             }
             switch decapsulator.decapsulate(packet) {
             case let .deliver(peer, inner, _):
-                if sender.send(UnsafeRawBufferPointer(rebasing: packet[inner])) {
-                    counters.peers[peer].decapsulatedPackets.add()
-                    counters.peers[peer].decapsulatedBytes.add(UInt64(inner.count))
-                } else {
-                    let code = errno
-                    counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                    sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
-                }
+                let destination = UnsafeRawBufferPointer(rebasing: packet[inner]).ipv4Destination
+                batch.commit(inner, destination: destination, peer: peer, innerLength: inner.count)
+                if batch.isFull { flush() }
             case .reassemble:
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
                 switch reassembler.add(fragment, now: now) {
@@ -149,7 +164,7 @@ struct DataplaneLoops: Sendable {
                 case .dropped(let reason):
                     counters.drop(reason)
                 case .complete(let datagram):
-                    datagram.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    datagram.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
                     process(length: datagram.count, now: now)
                 }
             case let .timeExceeded(peer, inner):
@@ -183,7 +198,7 @@ struct DataplaneLoops: Sendable {
                 decapsulator = Decapsulator(config: snapshot.config, localAddresses: decapsulator.localAddresses)
             }
             let counters = snapshot.counters
-            let now = monotonicSeconds()
+            var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
                 counters.drops.set(.captureDrop, to: capture.kernelDrops)
@@ -192,6 +207,7 @@ struct DataplaneLoops: Sendable {
                 decapsulator.localAddresses = Set(SystemProbe.localAddresses())
             }
             guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+            now = monotonicSeconds()
             // Drain what is queued, but come back to check the stop signal now and then.
             for _ in 0..<256 {
                 let frame: PacketCapture.Frame
@@ -210,12 +226,14 @@ struct DataplaneLoops: Sendable {
                     counters.drop(.malformedOuter)
                     continue
                 }
-                // Copy the IP packet out of libpcap's ring: the decapsulator edits the inner header.
+                // Copy the IP packet out of libpcap's ring into the next send slot: the decapsulator
+                // edits the inner header, which is then sent from where it lies.
                 let ip = ethernet.payload
-                let length = min(ip.count, buffer.count)
-                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
-                process(length: length, now: monotonicSeconds())
+                let length = min(ip.count, SendBatch.slotSize)
+                batch.nextSlot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
+                process(length: length, now: now)
             }
+            if !batch.isEmpty { flush() }
         }
     }
 }
@@ -246,6 +264,11 @@ extension UnsafeRawBufferPointer {
     /// The source address of the IPv4 header at the start (0.0.0.0 when too short).
     var ipv4Source: IPv4Address {
         count >= 16 ? IPv4Address(UInt32(bigEndian: loadUnaligned(fromByteOffset: 12, as: UInt32.self))) : .any
+    }
+
+    /// The destination address of the IPv4 header at the start (0.0.0.0 when too short).
+    var ipv4Destination: IPv4Address {
+        count >= 20 ? IPv4Address(UInt32(bigEndian: loadUnaligned(fromByteOffset: 16, as: UInt32.self))) : .any
     }
 }
 

@@ -20,7 +20,7 @@ public final class RawIPv4Sender: @unchecked Sendable {
 
     deinit { libnet_destroy(context) }
 
-    /// The libnet socket, for options libnet does not set itself.
+    /// libnet's raw socket (IPPROTO_RAW, IP_HDRINCL), for batched sends with sendmmsg.
     public var fileDescriptor: Int32 { libnet_getfd(context) }
 
     /// Sends `packet`; returns false (errno set) when the kernel refused it, e.g. EMSGSIZE when it is

@@ -1,4 +1,6 @@
+#if canImport(Glibc)
 import Glibc
+#endif
 
 /// The sd_notify protocol without libsystemd: datagrams of `KEY=value` lines to the Unix socket named
 /// by $NOTIFY_SOCKET (a path, or an abstract name starting with '@'). Does nothing when it is unset,

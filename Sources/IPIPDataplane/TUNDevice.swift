@@ -26,20 +26,26 @@ public final class TUNDevice: @unchecked Sendable {
             }
             throw error
         }
+        // Non-blocking: the reader drains what is queued, and polls only when nothing is.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         self.fd = fd
         self.name = String(decoding: chosen.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Reads one packet into `buffer`; nil when nothing arrived within the poll interval.
+    /// Reads one queued packet into `buffer`; nil when none is queued.
     @inline(__always)
-    public func read(into buffer: UnsafeMutableRawBufferPointer, timeoutMilliseconds: Int32) throws(SystemError) -> Int? {
-        guard waitReadable(fd, timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
         let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
         if count < 0 {
             if errno == EINTR || errno == EAGAIN { return nil }
             throw SystemError.fromErrno("read from \(name)")
         }
         return count
+    }
+
+    /// Waits up to `timeoutMilliseconds` for a packet to be queued.
+    public func waitForPackets(timeoutMilliseconds: Int32) -> Bool {
+        waitReadable(fd, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     public func close() {

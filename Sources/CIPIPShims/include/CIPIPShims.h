@@ -5,8 +5,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
-#include <sys/socket.h>
 
 // TUNSETIFF is an _IOW() macro, which Swift's importer cannot evaluate ("structure not supported").
 // Attaches `fd` (an open /dev/net/tun) to a TUN device named `name` (a template such as "tun%d" works)
@@ -22,7 +20,7 @@ int CIPIPShims_interfaceHardwareAddress(const char *name, uint8_t out[6]);
 // mmsghdr/sendmmsg/recvmmsg are hidden behind _GNU_SOURCE in glibc's headers, so Swift never sees them.
 // Sends `count` (at most 64) datagrams (buffers[i], lengths[i]) to IPv4 destinations[i] (network byte
 // order) on `fd` with one system call; returns how many were sent.
-int CIPIPShims_sendBatch(int fd, const void *const *buffers, const size_t *lengths,
+int CIPIPShims_sendBatch(int fd, const void *const *buffers, const long *lengths,
                          const uint32_t *destinations, unsigned int count);
 
 // Classic BPF program structures are macros in <linux/filter.h>; Swift cannot build them.

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""ipipd side by side with direct routing, OpenVPN and tinc, on one machine, in one run.
+
+Each configuration gets a fresh topology of network namespaces (documentation addresses only):
+
+    c1 192.0.2.10 -- A (198.51.100.37) -- R -- B (203.0.113.86) -- c2 192.0.2.130
+
+R routes only between the gateways' uplinks, so c1 <-> c2 traffic can only cross through the tunnel
+under test (or, for "direct", through routes R is given). Every load is bounded in time. Results: a
+table with ratios to direct routing and to OpenVPN from the same run, and a JSON file.
+Run through scripts/bench.sh (root).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PREFIX = "ipbench"
+ROLES = ["c1", "a", "r", "b", "c2"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ns(role):
+    return f"{PREFIX}-{role}"
+
+
+def sh(command, check=True, timeout=120):
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"`{command}` failed ({result.returncode}): {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def inside(role, command, **kwargs):
+    return sh(f"ip netns exec {ns(role)} sh -c {shell_quote(command)}", **kwargs)
+
+
+def shell_quote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+class Lab:
+    """The five namespaces, and every process started in them (ended by PID)."""
+
+    def __init__(self, scratch):
+        self.scratch = scratch
+        self.processes = []
+
+    def up(self, offloads=True):
+        self.down()
+        for role in ROLES:
+            sh(f"ip netns add {ns(role)} && ip -n {ns(role)} link set lo up")
+        links = [("c1", "eth0", "a", "lan0"), ("a", "eth0", "r", "eth0"), ("r", "eth1", "b", "eth0"), ("b", "lan0", "c2", "eth0")]
+        for index, (left, lname, right, rname) in enumerate(links):
+            sh(f"ip link add ipb{index}a mtu 1500 netns {ns(left)} type veth peer name ipb{index}b mtu 1500 netns {ns(right)}")
+            sh(f"ip -n {ns(left)} link set ipb{index}a name {lname} && ip -n {ns(left)} link set {lname} up")
+            sh(f"ip -n {ns(right)} link set ipb{index}b name {rname} && ip -n {ns(right)} link set {rname} up")
+            if not offloads:
+                for role, name in ((left, lname), (right, rname)):
+                    inside(role, f"ethtool -K {name} gso off gro off tso off >/dev/null 2>&1")
+        inside("c1", "ip addr add 192.0.2.10/25 dev eth0 && ip route add default via 192.0.2.1")
+        inside("a", "ip addr add 192.0.2.1/25 dev lan0 && ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1 && sysctl -qw net.ipv4.ip_forward=1")
+        inside("r", "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
+        inside("b", "ip addr add 203.0.113.86/24 dev eth0 && ip route add default via 203.0.113.1 && ip addr add 192.0.2.129/25 dev lan0 && sysctl -qw net.ipv4.ip_forward=1")
+        inside("c2", "ip addr add 192.0.2.130/25 dev eth0 && ip route add default via 192.0.2.129")
+
+    def spawn(self, role, argv, log):
+        handle = open(os.path.join(self.scratch, log), "w")
+        process = subprocess.Popen(["ip", "netns", "exec", ns(role)] + argv, stdout=handle, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def down(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.time() + 3
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+        existing = sh("ip netns list", check=False)
+        for role in ROLES:
+            if re.search(rf"^{ns(role)}\b", existing, re.M):
+                for pid in sh(f"ip netns pids {ns(role)}", check=False).split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                sh(f"ip netns delete {ns(role)}", check=False)
+
+
+def wait_for(predicate, timeout=15, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def reachable():
+    return subprocess.run(["ip", "netns", "exec", ns("c1"), "ping", "-c", "1", "-W", "1", "192.0.2.130"],
+                          capture_output=True).returncode == 0
+
+
+# --- the configurations -------------------------------------------------------------------------
+
+def setup_direct(lab, args):
+    inside("r", "ip route add 192.0.2.0/25 via 198.51.100.37 && ip route add 192.0.2.128/25 via 203.0.113.86")
+    return []
+
+
+def setup_ipipd(lab, args):
+    pids = []
+    for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
+        runtime = os.path.join(lab.scratch, f"run-{role}")
+        os.makedirs(runtime, exist_ok=True)
+        process = lab.spawn(role, [args.ipipd, "run", "-c", os.path.join(REPO, "config", config), "--runtime-dir", runtime,
+                                   "--user", "root", "--log-level", "warning"], f"ipipd-{role}.log")
+        pids.append(process.pid)
+    return pids
+
+
+def setup_openvpn(lab, args):
+    pids = []
+    for role, local, remote, mine, theirs, route in (
+            ("a", "198.51.100.37", "203.0.113.86", "198.18.0.1", "198.18.0.2", "192.0.2.128 255.255.255.128"),
+            ("b", "203.0.113.86", "198.51.100.37", "198.18.0.2", "198.18.0.1", "192.0.2.0 255.255.255.128")):
+        argv = ["openvpn", "--dev", "tun0", "--dev-type", "tun", "--proto", "udp", "--local", local, "--remote", remote,
+                "--port", "1194", "--ifconfig", mine, theirs, "--route", *route.split(), "--cipher", "none", "--auth", "none",
+                "--disable-dco", "--verb", "1", "--allow-compression", "no"]
+        pids.append(lab.spawn(role, argv, f"openvpn-{role}.log").pid)
+    return pids
+
+
+def setup_tinc(lab, args):
+    pids = []
+    nodes = {"a": ("198.51.100.37", "192.0.2.0/25", "192.0.2.128/25", "b"),
+             "b": ("203.0.113.86", "192.0.2.128/25", "192.0.2.0/25", "a")}
+    directories = {}
+    for role, (address, subnet, other, peer) in nodes.items():
+        directory = os.path.join(lab.scratch, f"tinc-{role}")
+        os.makedirs(os.path.join(directory, "hosts"), exist_ok=True)
+        with open(os.path.join(directory, "tinc.conf"), "w") as f:
+            f.write(f"Name = {role}\nMode = router\nInterface = tinc0\nDeviceType = tun\nAddressFamily = ipv4\n"
+                    f"BindToAddress = {address}\nConnectTo = {peer}\n")
+        with open(os.path.join(directory, "hosts", role), "w") as f:
+            f.write(f"Address = {address}\nSubnet = {subnet}\nCipher = none\nDigest = none\n")
+        with open(os.path.join(directory, "tinc-up"), "w") as f:
+            f.write(f"#!/bin/sh\nip link set $INTERFACE up\nip route add {other} dev $INTERFACE\n")
+        os.chmod(os.path.join(directory, "tinc-up"), 0o755)
+        sh(f"tincd -c {directory} -K 2048 </dev/null >/dev/null 2>&1")
+        directories[role] = directory
+    for role, (_, _, _, peer) in nodes.items():
+        shutil.copy(os.path.join(directories[peer], "hosts", peer), os.path.join(directories[role], "hosts", peer))
+    for role in nodes:
+        pids.append(lab.spawn(role, ["tincd", "-c", directories[role], "-D", "--pidfile", os.path.join(directories[role], "pid")],
+                              f"tinc-{role}.log").pid)
+    return pids
+
+
+CONFIGURATIONS = {
+    "direct": (setup_direct, True),
+    "direct-no-offload": (setup_direct, False),
+    "ipipd": (setup_ipipd, True),
+    "openvpn": (setup_openvpn, True),
+    "tinc": (setup_tinc, True),
+}
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+def cpu_seconds(pids):
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def memory_kib(pid, field):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def iperf(lab, arguments, duration):
+    server = lab.spawn("c2", ["iperf3", "-s", "-1", "-B", "192.0.2.130"], "iperf-server.log")
+    time.sleep(0.5)
+    output = inside("c1", f"iperf3 -c 192.0.2.130 -J -t {duration} {arguments}", timeout=duration + 60)
+    server.wait(timeout=15)
+    return json.loads(output)
+
+
+def measure(lab, pids, args):
+    result = {}
+    cpu_before = cpu_seconds(pids)
+    tcp = iperf(lab, "", args.duration)
+    cpu_after = cpu_seconds(pids)
+    received_bytes = tcp["end"]["sum_received"]["bytes"]
+    result["tcp1_mbps"] = tcp["end"]["sum_received"]["bits_per_second"] / 1e6
+    result["tcp1_retransmits"] = tcp["end"]["sum_sent"].get("retransmits", 0)
+    result["cpu_seconds_per_gb"] = (cpu_after - cpu_before) / (received_bytes / 1e9) if pids and received_bytes else None
+    tcp4 = iperf(lab, "-P 4", args.duration)
+    result["tcp4_mbps"] = tcp4["end"]["sum_received"]["bits_per_second"] / 1e6
+    result["tcp4_retransmits"] = tcp4["end"]["sum_sent"].get("retransmits", 0)
+    udp = iperf(lab, "-u -b 0 -l 64", args.duration)
+    summary = udp["end"]["sum"]
+    received = summary["packets"] - summary["lost_packets"]
+    result["udp64_received_pps"] = received / summary["seconds"]
+    result["udp64_loss_percent"] = summary["lost_percent"]
+    udp1400 = iperf(lab, "-u -b 0 -l 1400", args.duration)
+    summary = udp1400["end"]["sum"]
+    result["udp1400_received_mbps"] = (summary["packets"] - summary["lost_packets"]) * 1400 * 8 / summary["seconds"] / 1e6
+    ping = inside("c1", "ping -c 200 -i 0.01 -W 1 192.0.2.130", check=False, timeout=60)
+    rtts = sorted(float(value) for value in re.findall(r"time=([0-9.]+)", ping))
+    if rtts:
+        result["ping_p50_ms"] = statistics.median(rtts)
+        result["ping_p99_ms"] = rtts[min(len(rtts) - 1, int(round(0.99 * (len(rtts) - 1))))]
+        result["ping_replies"] = len(rtts)
+    return result
+
+
+def soak(lab, pids, seconds):
+    """RSS of the first tunnel process at the first and last second of a full-speed UDP run."""
+    server = lab.spawn("c2", ["iperf3", "-s", "-1", "-B", "192.0.2.130"], "iperf-soak.log")
+    time.sleep(0.5)
+    client = lab.spawn("c1", ["iperf3", "-c", "192.0.2.130", "-u", "-b", "0", "-l", "64", "-t", str(seconds)], "iperf-soak-client.log")
+    time.sleep(1)
+    first = memory_kib(pids[0], "VmRSS")
+    time.sleep(seconds - 2)
+    last = memory_kib(pids[0], "VmRSS")
+    client.wait(timeout=30)
+    server.wait(timeout=15)
+    return {"rss_first_kib": first, "rss_last_kib": last, "rss_growth_percent": (last - first) * 100.0 / first if first else None}
+
+
+# --- report -------------------------------------------------------------------------------------
+
+FIGURES = [("tcp1_mbps", "TCP 1 stream, Mbit/s", True), ("tcp1_retransmits", "  retransmits", False),
+           ("tcp4_mbps", "TCP 4 streams, Mbit/s", True), ("tcp4_retransmits", "  retransmits", False),
+           ("udp64_received_pps", "UDP 64 B, received pkt/s", True), ("udp64_loss_percent", "  loss %", False),
+           ("udp1400_received_mbps", "UDP 1400 B, received Mbit/s", True), ("ping_p50_ms", "ping p50, ms", False),
+           ("ping_p99_ms", "ping p99, ms", False), ("cpu_seconds_per_gb", "tunnel CPU-s per GB", False),
+           ("peak_rss_kib", "ipipd peak RSS, KiB", False)]
+
+
+def report(results):
+    names = list(results)
+    lines = ["figure".ljust(30) + "".join(name.rjust(20) for name in names)]
+    for key, label, _ in FIGURES:
+        row = label.ljust(30)
+        for name in names:
+            value = results[name].get(key)
+            if value is None:
+                row += "-".rjust(20)
+                continue
+            cell = f"{value:.3g}" if isinstance(value, float) else str(value)
+            ratios = []
+            for base, tag in (("direct", "d"), ("openvpn", "o")):
+                base_value = results.get(base, {}).get(key)
+                if base_value and name != base and isinstance(value, (int, float)) and base_value != 0:
+                    ratios.append(f"{tag}{value / base_value:.2f}")
+            row += (cell + (" (" + " ".join(ratios) + ")" if ratios else "")).rjust(20)
+        lines.append(row)
+    lines.append("ratios: d = to direct routing, o = to OpenVPN, same run")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ipipd", required=True, help="the ipipd binary (release build)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per iperf3 test (default 10)")
+    parser.add_argument("--soak", type=int, default=60, help="seconds of the RSS soak for ipipd (default 60; 0: skip)")
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
+    parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    args = parser.parse_args()
+
+    scratch = tempfile.mkdtemp(prefix="ipipd-bench.")
+    lab = Lab(scratch)
+    results = {}
+    try:
+        for name in args.only or list(CONFIGURATIONS):
+            setup, offloads = CONFIGURATIONS[name]
+            print(f"== {name}", flush=True)
+            lab.up(offloads=offloads)
+            pids = setup(lab, args)
+            wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
+            results[name] = measure(lab, pids, args)
+            if name == "ipipd":
+                if args.soak:
+                    results[name].update(soak(lab, pids, args.soak))
+                results[name]["peak_rss_kib"] = max(filter(None, (memory_kib(pid, "VmHWM") for pid in pids)), default=None)
+            print(json.dumps(results[name], indent=1), flush=True)
+            lab.down()
+    finally:
+        lab.down()
+        shutil.rmtree(scratch, ignore_errors=True)
+    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release,
+               "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "duration_s": args.duration}
+    with open(args.json, "w") as f:
+        json.dump({"machine": machine, "results": results}, f, indent=1)
+    print()
+    print(report(results))
+    print(f"\nmachine: {machine}\nJSON: {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

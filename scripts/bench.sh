@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmark of issue 6: ipipd (release build) next to direct routing, OpenVPN 2.6 (no cipher, no
+# auth, user space) and tinc 1.0 (Cipher/Digest none), each on a fresh namespace topology, with ratios
+# within the run. Root; installs what it needs; not part of CI.
+#
+# Usage: scripts/bench.sh [--duration S] [--soak S] [--only NAME ...] [--json FILE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) -eq 0 ]] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
+scripts/install-deps.sh
+missing=()
+for package in iperf3 openvpn tinc ethtool; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+swift build -c release --product ipipd
+exec python3 scripts/bench.py --ipipd "$(swift build -c release --show-bin-path)/ipipd" "$@"
