@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ipipd", targets: ["ipipd"]),
+        // For the micro-benchmarks in Benchmarks/ (a package of their own, so CI does not build them).
+        .library(name: "IPIPCore", targets: ["IPIPCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

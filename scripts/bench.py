@@ -232,6 +232,7 @@ def measure(lab, pids, args):
     udp1400 = iperf(lab, "-u -b 0 -l 1400", args.duration)
     summary = udp1400["end"]["sum"]
     result["udp1400_received_mbps"] = (summary["packets"] - summary["lost_packets"]) * 1400 * 8 / summary["seconds"] / 1e6
+    time.sleep(2)   # let the queues of the floods above drain before measuring latency
     ping = inside("c1", "ping -c 200 -i 0.01 -W 1 192.0.2.130", check=False, timeout=60)
     rtts = sorted(float(value) for value in re.findall(r"time=([0-9.]+)", ping))
     if rtts:
@@ -267,13 +268,13 @@ FIGURES = [("tcp1_mbps", "TCP 1 stream, Mbit/s", True), ("tcp1_retransmits", "  
 
 def report(results):
     names = list(results)
-    lines = ["figure".ljust(30) + "".join(name.rjust(20) for name in names)]
+    lines = ["figure".ljust(30) + "".join(name.rjust(24) for name in names)]
     for key, label, _ in FIGURES:
         row = label.ljust(30)
         for name in names:
             value = results[name].get(key)
             if value is None:
-                row += "-".rjust(20)
+                row += "-".rjust(24)
                 continue
             cell = f"{value:.3g}" if isinstance(value, float) else str(value)
             ratios = []
@@ -281,7 +282,7 @@ def report(results):
                 base_value = results.get(base, {}).get(key)
                 if base_value and name != base and isinstance(value, (int, float)) and base_value != 0:
                     ratios.append(f"{tag}{value / base_value:.2f}")
-            row += (cell + (" (" + " ".join(ratios) + ")" if ratios else "")).rjust(20)
+            row += (cell + (" (" + " ".join(ratios) + ")" if ratios else "")).rjust(24)
         lines.append(row)
     lines.append("ratios: d = to direct routing, o = to OpenVPN, same run")
     return "\n".join(lines)

@@ -69,11 +69,15 @@ struct DataplaneLoops: Sendable {
                 }
             }
             // Drain what the TUN has queued into the batch's slots, then send the burst at once.
+            var drained = false
             while !batch.isFull {
                 let slot = batch.nextSlot
                 let length: Int
                 do {
-                    guard let count = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: slot[Encapsulator.headroom...])) else { break }
+                    guard let count = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: slot[Encapsulator.headroom...])) else {
+                        drained = true
+                        break
+                    }
                     length = count
                 } catch {
                     logger.error("TUN read failed; the encapsulator stops", metadata: ["error": "\(error)"])
@@ -111,11 +115,9 @@ struct DataplaneLoops: Sendable {
                     counters.drop(reason, peer: peer)
                 }
             }
-            if batch.isEmpty {
-                _ = tun.waitForPackets(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds)
-            } else {
-                flush()
-            }
+            if !batch.isEmpty { flush() }
+            // The queue was empty: sleep until it is not (rather than one more read to find out).
+            if drained { _ = tun.waitForPackets(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) }
         }
     }
 

@@ -7,6 +7,10 @@ public struct GatewayConfig: Sendable, Equatable {
         public var interface: String
         /// The local address: outer source of what we send, outer destination of what we accept.
         public var address: IPv4Address
+        public init(interface: String, address: IPv4Address) {
+            self.interface = interface
+            self.address = address
+        }
     }
 
     public enum TTLSetting: Sendable, Equatable, CustomStringConvertible {
@@ -51,6 +55,11 @@ public struct GatewayConfig: Sendable, Equatable {
         public var remote: IPv4Address
         /// Inner prefixes routed into the tunnel towards this peer.
         public var routes: [IPv4Prefix]
+        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix]) {
+            self.name = name
+            self.remote = remote
+            self.routes = routes
+        }
     }
 
     public struct GhostHost: Sendable, Hashable {
@@ -59,6 +68,11 @@ public struct GatewayConfig: Sendable, Equatable {
         public var interface: String
         /// The MAC given in replies; nil: the interface's own.
         public var mac: MACAddress?
+        public init(address: IPv4Address, interface: String, mac: MACAddress?) {
+            self.address = address
+            self.interface = interface
+            self.mac = mac
+        }
     }
 
     /// How the proxy-ARP responder behaves on every LAN interface with ghost hosts.
