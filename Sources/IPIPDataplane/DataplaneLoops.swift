@@ -26,6 +26,20 @@ struct DataplaneLoops: Sendable {
         if packet.withUnsafeBytes({ sender.send($0) }) { counters.peers[peer].icmpErrorsSent.add() }
     }
 
+    /// Sends a batch, counting each packet against its peer: `carried` picks the packet and byte
+    /// counters (encapsulated or decapsulated); refusals are counted as drops and logged (throttled).
+    func send(_ batch: SendBatch, sender: RawIPv4Sender, counters: TunnelCounters, errors: inout ThrottledLog,
+              carried: (PeerCounters) -> (packets: Counter, bytes: Counter)) {
+        batch.flush(on: sender.fileDescriptor, sent: { peer, innerLength in
+            let (packets, bytes) = carried(counters.peers[peer])
+            packets.add()
+            bytes.add(UInt64(innerLength))
+        }, failed: { peer, code in
+            counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+            errors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
+        })
+    }
+
     /// TUN → routing table → outer header → libnet's raw socket, a burst per sendmmsg(2).
     func encapsulate(from tun: TUNDevice, tunnelMTU: Int, sender: RawIPv4Sender) {
         var snapshot = box.current
@@ -41,14 +55,9 @@ struct DataplaneLoops: Sendable {
         var lastRouteCheck = -Double.infinity
 
         func flush() {
-            let counters = snapshot.counters
-            batch.flush(on: sender.fileDescriptor, sent: { peer, innerLength in
-                counters.peers[peer].encapsulatedPackets.add()
-                counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
-            }, failed: { peer, code in
-                counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
-            })
+            send(batch, sender: sender, counters: snapshot.counters, errors: &sendErrors) {
+                ($0.encapsulatedPackets, $0.encapsulatedBytes)
+            }
         }
 
         while !stop.isStopped {
@@ -134,14 +143,9 @@ struct DataplaneLoops: Sendable {
         var pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)
 
         func flush() {
-            let counters = snapshot.counters
-            batch.flush(on: sender.fileDescriptor, sent: { peer, innerLength in
-                counters.peers[peer].decapsulatedPackets.add()
-                counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
-            }, failed: { peer, code in
-                counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                sendErrors.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])
-            })
+            send(batch, sender: sender, counters: snapshot.counters, errors: &sendErrors) {
+                ($0.decapsulatedPackets, $0.decapsulatedBytes)
+            }
         }
 
         /// Handles the outer IPv4 packet in `batch.nextSlot[0..<length]`; a delivered inner packet is

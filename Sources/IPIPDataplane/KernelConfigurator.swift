@@ -159,13 +159,13 @@ public final class KernelConfigurator: @unchecked Sendable {
     }
 
     private func setSysctl(_ key: String, _ value: String) throws(SystemError) {
-        let path = "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/")
+        let path = sysctlPath(key)
         let perDevice = tun.map { key.contains(".\($0.name).") } ?? false
         if perDevice && key.hasPrefix("net.ipv6.") && access(path, F_OK) != 0 {
             // The kernel keeps no IPv6 state on a device whose MTU is below 1280: nothing to disable.
             return
         }
-        let current = try readSysctl(path)
+        let current = try readSmallFile(path)
         if !perDevice {
             // The value before the first ipipd touched it: from the state file after a crash.
             let original = state.record.sysctls[key] ?? current
@@ -206,7 +206,7 @@ public final class KernelConfigurator: @unchecked Sendable {
     }
 
     static func isIpipd(_ pid: Int32) -> Bool {
-        guard let comm = try? readSysctl("/proc/\(pid)/comm") else { return false }
+        guard let comm = try? readSmallFile("/proc/\(pid)/comm") else { return false }
         return comm.hasPrefix("ipipd")
     }
 
@@ -221,8 +221,8 @@ public final class KernelConfigurator: @unchecked Sendable {
                 }
                 tun = nil
             case let .restoreSysctl(key, value):
-                let path = "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/")
-                if (try? readSysctl(path)) != value {
+                let path = sysctlPath(key)
+                if (try? readSmallFile(path)) != value {
                     do {
                         try writeSysctl(path, value)
                         logger.info("restored sysctl", metadata: ["key": "\(key)", "value": "\(value)"])
@@ -246,14 +246,35 @@ public final class KernelConfigurator: @unchecked Sendable {
     }
 }
 
-func readSysctl(_ path: String) throws(SystemError) -> String {
+/// /proc/sys path of a sysctl key. The device part of `net.ipv4.conf.DEV.KEY` keeps its dots (a TUN
+/// may be named `tun.0`), as sysctl(8) does when given slashes.
+func sysctlPath(_ key: String) -> String {
+    for prefix in ["net.ipv4.conf.", "net.ipv6.conf."] where key.hasPrefix(prefix) {
+        let rest = key.dropFirst(prefix.count)
+        if let lastDot = rest.lastIndex(of: ".") {
+            return "/proc/sys/" + prefix.replacingOccurrences(of: ".", with: "/") + rest[..<lastDot] + "/" + rest[rest.index(after: lastDot)...]
+        }
+    }
+    return "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/")
+}
+
+/// A small text file (a sysctl, /proc/PID/comm, the state file), without its final newline.
+func readSmallFile(_ path: String) throws(SystemError) -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemError.fromErrno("read \(path)") }
     defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 256)
-    let count = read(fd, &buffer, buffer.count)
-    guard count >= 0 else { throw SystemError.fromErrno("read \(path)") }
-    return String(decoding: buffer[0..<count], as: UTF8.self).trimmingCharacters(in: "\n")
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        guard count >= 0 else {
+            if errno == EINTR { continue }
+            throw SystemError.fromErrno("read \(path)")
+        }
+        if count == 0 { break }
+        bytes += buffer[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\n")
 }
 
 func writeSysctl(_ path: String, _ value: String) throws(SystemError) {

@@ -29,7 +29,7 @@ final class StateFile {
 
     func load() throws(SystemError) {
         guard access(path, F_OK) == 0 else { record = Record(); return }
-        record = Self.parse(try readSysctl(path))
+        record = Self.parse(try readSmallFile(path))
     }
 
     static func parse(_ text: String) -> Record {

@@ -62,9 +62,9 @@ public enum SystemProbe {
         var facts = SystemFacts(interfaces: interfaces(),
                                 ipv6Available: access("/proc/sys/net/ipv6", F_OK) == 0)
         let lanInterfaces = Set(config.ghostHosts.map(\.interface))
-        let proxyEverywhere = (try? readSysctl("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
+        let proxyEverywhere = (try? readSmallFile("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
         for interface in lanInterfaces
-        where proxyEverywhere || (try? readSysctl("/proc/sys/net/ipv4/conf/\(interface)/proxy_arp")) == "1" {
+        where proxyEverywhere || (try? readSmallFile("/proc/sys/net/ipv4/conf/\(interface)/proxy_arp")) == "1" {
             facts.kernelProxyARPInterfaces.insert(interface)
         }
         if let netlink = try? NetlinkSocket() {

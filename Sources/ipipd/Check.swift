@@ -37,13 +37,7 @@ func loadConfigOrExit(_ path: String) throws -> GatewayConfig {
 
 /// The config and the text it was read from (whose hash `status` shows).
 func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, text: String) {
-    let text: String
-    do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-        printError("\(path): error: cannot read the config file: \((error as NSError).localizedDescription)")
-        throw ExitCode.failure
-    }
+    let text = try readConfigTextOrExit(path)
     let result = ConfigLoader.load(yaml: text, file: path)
     for diagnostic in result.diagnostics {
         printError(diagnostic.description)
@@ -53,6 +47,16 @@ func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, 
         throw ExitCode.failure
     }
     return (config, text)
+}
+
+/// The config file's text; when it cannot be read, says why (naming the file) and exits 1.
+func readConfigTextOrExit(_ path: String) throws -> String {
+    do {
+        return try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        printError("\(path): error: cannot read the config file: \((error as NSError).localizedDescription)")
+        throw ExitCode.failure
+    }
 }
 
 func printError(_ line: String) {

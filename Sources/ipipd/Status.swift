@@ -41,13 +41,7 @@ struct Status: ParsableCommand {
 /// The control socket of the daemon that runs the tunnel named in `configPath`. The file is read
 /// leniently: `reload` must reach the daemon even when the edited file has errors (it reports them).
 func controlSocketPath(configPath: String, runtimeDirectory: String) throws -> (path: String, tunnel: String) {
-    let text: String
-    do {
-        text = try String(contentsOfFile: configPath, encoding: .utf8)
-    } catch {
-        printError("\(configPath): error: cannot read the config file: \((error as NSError).localizedDescription)")
-        throw ExitCode.failure
-    }
+    let text = try readConfigTextOrExit(configPath)
     let tunnel = ConfigLoader.tunnelName(yaml: text)
     return (Gateway.controlSocketPath(runtimeDirectory: runtimeDirectory, tunnel: tunnel), tunnel)
 }
