@@ -24,6 +24,7 @@ current_step="setup"
 step() { current_step=$1; bold "$1"; }
 finish() {
     local status=$?
+    trap '' INT TERM   # a second Ctrl-C must not cut the cleanup short
     if [[ $status -ne 0 ]]; then
         printf '\n\033[31mFAILED at step: %s\033[0m\n' "$current_step" >&2
     fi
@@ -35,12 +36,17 @@ The lab is still running. Enter a machine with:
   ip netns exec $(ns b) bash      # machine B (ipipd log: $LOGDIR/b.log)
   ip netns exec $(ns c) bash      # host C on B's LAN
   ip netns exec $(ns r) bash      # the router between them
-Remove it with:
-  LAB_PREFIX=$LAB_PREFIX bash -c 'source scripts/lib/lab.sh; lab_down'
+Remove it (the daemons get SIGTERM and clean up after themselves) with:
+  LAB_PREFIX=$LAB_PREFIX bash -c 'source scripts/lib/lab.sh; lab_down'; rm -rf $LOGDIR
 MSG
     else
         lab_down
-        if [[ $status -eq 0 ]]; then rm -rf "$LOGDIR"; else echo "logs kept in $LOGDIR" >&2; fi
+        if [[ $status -ne 0 ]]; then
+            for log in "$LOGDIR"/*.log; do
+                [[ -s $log ]] && { echo "--- last lines of $(basename "$log")" >&2; tail -n 15 "$log" >&2; }
+            done
+        fi
+        rm -rf "$LOGDIR"
     fi
     exit $status
 }

@@ -58,10 +58,18 @@ lab_down() {
         kill -KILL "$pid" 2>/dev/null || true
     done
     LAB_PIDS=()
+    # Whatever else runs inside (e.g. the daemons of a lab kept with --keep): TERM, then KILL, by PID.
+    local inside=()
     for n in a r lan b c; do
-        if ip netns list | grep -qw "$(ns $n)"; then
-            for pid in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-            ip netns delete "$(ns $n)" 2>/dev/null || true
-        fi
+        if ip netns list | grep -qw "$(ns $n)"; then inside+=($(ip netns pids "$(ns $n)" 2>/dev/null)); fi
     done
+    for pid in "${inside[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${inside[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for n in a r lan b c; do
+        if ip netns list | grep -qw "$(ns $n)"; then ip netns delete "$(ns $n)" 2>/dev/null || true; fi
+    done
+    return 0
 }
