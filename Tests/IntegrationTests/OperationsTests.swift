@@ -15,14 +15,21 @@ struct OperationsTests {
         try text.write(toFile: file, atomically: true, encoding: .utf8)
     }
 
-    @Test func twentyReloadsLoseNoPacketOfAnUnchangedPeer() throws {
-        let lab = Lab("rld")
-        defer { lab.teardown() }
+    /// The two-site lab with site A's config in a scratch file (for editing) and both daemons up;
+    /// returns the file and site A's daemon.
+    func startTwoSites(_ lab: Lab, siteAArguments: [String] = []) throws -> (file: String, a: Daemon) {
         try lab.buildTwoSites()
         let file = lab.scratch.appendingPathComponent("site-a.yaml").path
         try writeSiteA(lab, withExtraPeer: false, file: file)
-        let a = try lab.startIpipd(in: "a", config: file)
+        let a = try lab.startIpipd(in: "a", config: file, extraArguments: siteAArguments)
         _ = try lab.startIpipd(in: "b", config: siteB)
+        return (file, a)
+    }
+
+    @Test func twentyReloadsLoseNoPacketOfAnUnchangedPeer() throws {
+        let lab = Lab("rld")
+        defer { lab.teardown() }
+        let (file, a) = try startTwoSites(lab)
         try lab.sh(in: lab.ns("h1"), "ping -c 1 -W 2 192.0.2.130")
         let ping = try lab.spawn(in: lab.ns("h1"), ["ping", "-i", "0.05", "-c", "200", "-W", "1", "192.0.2.130"], logName: "ping")
         for round in 0..<20 {
@@ -50,11 +57,7 @@ struct OperationsTests {
     @Test func anInvalidFileIsRefusedAndTheRunningConfigStays() throws {
         let lab = Lab("rlbad")
         defer { lab.teardown() }
-        try lab.buildTwoSites()
-        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
-        try writeSiteA(lab, withExtraPeer: false, file: file)
-        let a = try lab.startIpipd(in: "a", config: file)
-        _ = try lab.startIpipd(in: "b", config: siteB)
+        let (file, a) = try startTwoSites(lab)
         try (try String(contentsOfFile: file, encoding: .utf8) + "  - name: broken\n    remote: 300.1.1.1\n    rutes: []\n")
             .write(toFile: file, atomically: true, encoding: .utf8)
         let reload = lab.run("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))")
@@ -98,12 +101,8 @@ struct OperationsTests {
     @Test func runsAsAnUnprivilegedUserWithOnlyTheNetworkCapabilities() throws {
         let lab = Lab("priv")
         defer { lab.teardown() }
-        try lab.buildTwoSites()
-        let originalForwarding = try lab.sh(in: lab.ns("a"), "sysctl -n net.ipv4.ip_forward")
-        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
-        try writeSiteA(lab, withExtraPeer: false, file: file)
-        let a = try lab.startIpipd(in: "a", config: file, extraArguments: ["--user", "nobody"])
-        _ = try lab.startIpipd(in: "b", config: siteB)
+        let (file, a) = try startTwoSites(lab, siteAArguments: ["--user", "nobody"])
+        let originalForwarding = "0\n"   // a new namespace's default, which the daemon must restore
         #expect(a.output.contains("dropped privileges"))
         let procStatus = try String(contentsOfFile: "/proc/\(a.pid)/status", encoding: .utf8)
         let fields = Dictionary(procStatus.split(separator: "\n").compactMap { line -> (String, String)? in
