@@ -10,16 +10,19 @@ public final class DataplaneSnapshot: Sendable {
     public let counters: TunnelCounters
     /// What is known of the path to each peer (learned MTU, error window, loop guard), by peer index.
     public let paths: [PeerPathState]
+    /// SHA-256 of the config file text this snapshot came from.
+    public let configSHA256: String
 
-    init(generation: Int, config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
+    init(generation: Int, config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState], configSHA256: String) {
         self.generation = generation
         self.config = config
         self.counters = counters
         self.paths = paths
+        self.configSHA256 = configSHA256
     }
 
     /// The snapshot for a reloaded config; counters and path state of peers that stay carry on.
-    func next(_ config: GatewayConfig) -> DataplaneSnapshot {
+    func next(_ config: GatewayConfig, configSHA256: String) -> DataplaneSnapshot {
         let oldByName = Dictionary(zip(self.config.peers, paths).map { ($0.0.name, ($0.0.remote, $0.1)) },
                                    uniquingKeysWith: { a, _ in a })
         let paths = config.peers.map { peer in
@@ -27,7 +30,8 @@ public final class DataplaneSnapshot: Sendable {
         }
         let counters = TunnelCounters(continuing: counters, peerNames: config.peers.map(\.name),
                                       ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) })
-        return DataplaneSnapshot(generation: generation + 1, config: config, counters: counters, paths: paths)
+        return DataplaneSnapshot(generation: generation + 1, config: config, counters: counters, paths: paths,
+                                 configSHA256: configSHA256)
     }
 }
 

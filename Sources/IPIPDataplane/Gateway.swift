@@ -35,8 +35,6 @@ public final class Gateway: @unchecked Sendable {
     /// The plan of the running config (routes and pins in the kernel); changed only by `reload`.
     private var plan: KernelPlan
     private var tunnelMTU = 0
-    /// SHA-256 of the config file text in effect.
-    private var configSHA256: String
     private let reloadLock = Mutex(())
     /// Called around a reload (sd_notify RELOADING=1 / READY=1).
     public var onReload: (@Sendable (_ starting: Bool) -> Void)?
@@ -49,13 +47,12 @@ public final class Gateway: @unchecked Sendable {
 
     public init(config: GatewayConfig, configText: String, plan: KernelPlan, options: Options, logger: Logger) {
         self.plan = plan
-        configSHA256 = SHA256.hex(Array(configText.utf8))
         self.options = options
         self.logger = logger
         box = SnapshotBox(DataplaneSnapshot(
             generation: 0, config: config,
             counters: TunnelCounters(peerNames: config.peers.map(\.name), ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) }),
-            paths: config.peers.map { _ in PeerPathState() }))
+            paths: config.peers.map { _ in PeerPathState() }, configSHA256: SHA256.hex(Array(configText.utf8))))
     }
 
     public var config: GatewayConfig { box.current.config }
@@ -193,8 +190,9 @@ public final class Gateway: @unchecked Sendable {
         guard diff.needsRestart.isEmpty else {
             return ReloadOutcome(applied: false, messages: diff.needsRestart.map { "changing \($0) needs a restart" })
         }
+        let hash = SHA256.hex(Array(text.utf8))
         guard !diff.isEmpty else {
-            configSHA256 = SHA256.hex(Array(text.utf8))
+            box.publish(box.current.next(new, configSHA256: hash))   // same config; the file's hash may differ
             return ReloadOutcome(applied: true, messages: ["no changes"])
         }
 
@@ -213,9 +211,8 @@ public final class Gateway: @unchecked Sendable {
             try? configurator.reconcile(from: newPlan, to: plan)
             return ReloadOutcome(applied: false, messages: ["\(error)"])
         }
-        box.publish(box.current.next(new))
+        box.publish(box.current.next(new, configSHA256: hash))
         plan = newPlan
-        configSHA256 = SHA256.hex(Array(text.utf8))
         do {
             try startARPThreads(newCaptures)
         } catch {
@@ -241,7 +238,7 @@ public final class Gateway: @unchecked Sendable {
 
     public var status: GatewayStatus {
         let snapshot = box.current
-        return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: configSHA256,
+        return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: snapshot.configSHA256,
                              startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
                              config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
                              paths: snapshot.paths, now: monotonicSeconds())
