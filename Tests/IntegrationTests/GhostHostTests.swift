@@ -67,6 +67,23 @@ struct GhostHostTests {
         #expect((ghost["conflicts"] as? Int ?? 0) >= 4)
     }
 
+    /// With `on-conflict: yield`, B stops answering for the ghost while another machine claims it.
+    @Test func yieldingLeavesTheAddressToTheClaimant() throws {
+        let lab = Lab("yld")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(withSecondHost: true)
+        let file = lab.scratch.appendingPathComponent("machine-b.yaml").path
+        try (try String(contentsOfFile: machineB, encoding: .utf8) + "proxy-arp:\n  on-conflict: yield\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let b = try lab.startIpipd(in: "b", config: file)
+        let macB = try lab.mac("b", "eth0").uppercased(), macD = try lab.mac("d", "eth0").uppercased()
+        #expect(try lab.sh(in: lab.ns("c"), "arping -c 1 -I eth0 203.0.113.87").contains("[\(macB)]"))
+        try lab.sh(in: lab.ns("d"), "ip addr add 203.0.113.87/32 dev eth0 && arping -U -c 1 -I eth0 -s 203.0.113.87 203.0.113.87")
+        #expect(b.waitForLog("not answering for it while the conflict lasts"), "\(b.output)")
+        let during = try lab.sh(in: lab.ns("c"), "arping -c 2 -I eth0 203.0.113.87")
+        #expect(during.contains("[\(macD)]") && !during.contains("[\(macB)]"), "\(during)")
+    }
+
     @Test func startingNextToTheKernelsOwnProxyARPWarns() throws {
         let lab = Lab("kprx")
         defer { lab.teardown() }
