@@ -11,8 +11,8 @@ struct DataplaneLoops: Sendable {
     let stop: StopSignal
     let logger: Logger
 
-    /// Largest IPv4 packet plus room for the outer header (and link headers on the capture side).
-    static let bufferSize = 20 + 65535 + 64
+    /// The fragmentation path's buffer: the largest IPv4 packet plus room for the outer header.
+    static let bufferSize = SendBatch.slotSize
 
     /// Sends an ICMP error about `original` to its source, if RFC 1122 and the rate limit allow.
     func sendICMPError(type: UInt8, code: UInt8, nextHopMTU: Int = 0, about original: UnsafeRawBufferPointer,
