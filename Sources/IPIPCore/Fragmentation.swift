@@ -99,9 +99,7 @@ public struct Reassembler: Sendable {
         datagram.withUnsafeMutableBytes { bytes in
             bytes.setUInt16(UInt16(bytes.count), at: 2)
             bytes.setUInt16(0, at: 6)
-            bytes.setUInt16(0, at: 10)
-            let headerLength = Int(bytes[0] & 0x0F) * 4
-            bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<headerLength])), at: 10)
+            IPv4HeaderEditor.recomputeChecksum(bytes)
         }
         return .complete(datagram)
     }
@@ -143,8 +141,7 @@ public enum IPv4Fragmenter {
                 var flags = UInt16((originalOffset + position) / 8) & 0x1FFF
                 if !last || packet.moreFragments { flags |= IPv4PacketView.flagMoreFragments }
                 bytes.setUInt16(flags, at: 6)
-                bytes.setUInt16(0, at: 10)
-                bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<headerBytes.count])), at: 10)
+                IPv4HeaderEditor.recomputeChecksum(bytes)
             }
             result.append(fragment)
             position += chunk

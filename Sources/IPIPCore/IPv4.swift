@@ -107,6 +107,14 @@ public enum IPv4HeaderEditor {
         updateChecksum(header, oldWord: oldWord, newWord: newWord)
     }
 
+    /// Recomputes the checksum of the header at the start of `packet` (length from its IHL), after
+    /// edits to fields the incremental updates above do not cover.
+    public static func recomputeChecksum(_ packet: UnsafeMutableRawBufferPointer) {
+        let headerLength = min(Int(packet[0] & 0x0F) * 4, packet.count)
+        packet.setUInt16(0, at: 10)
+        packet.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: packet[0..<headerLength])), at: 10)
+    }
+
     @inline(__always)
     static func updateChecksum(_ header: UnsafeMutableRawBufferPointer, oldWord: UInt16, newWord: UInt16) {
         let checksum = UnsafeRawBufferPointer(header).uint16(at: 10)

@@ -183,16 +183,16 @@ struct DataplaneLoops: Sendable {
         }
 
         func handleOuterICMP(_ packet: UnsafeRawBufferPointer, now: Double) {
-            let paths = snapshot.paths, names = snapshot.config.peers.map(\.name)
+            let paths = snapshot.paths, peers = snapshot.counters.peers
             switch OuterICMP.classify(packet, local: decapsulator.local, peerByEndpoint: decapsulator.peerByEndpoint,
                                       ttlInherited: snapshot.config.tunnel.ttl == .inherit) {
             case let .fragmentationNeeded(peer, outerMTU):
                 if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU) {
-                    pathLog.note(["peer": "\(names[peer])", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
+                    pathLog.note(["peer": "\(peers[peer].name)", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
                 }
             case let .peerError(peer):
                 paths[peer].noteError(now: now)
-                pathLog.note(["peer": "\(names[peer])", "report": "unreachable", "from": "\(packet.ipv4Source)"])
+                pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(packet.ipv4Source)"])
             case .ignore:
                 break
             }

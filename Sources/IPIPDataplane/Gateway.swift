@@ -273,10 +273,3 @@ public final class Gateway: @unchecked Sendable {
         }
     }
 }
-
-extension SystemProbe {
-    /// Every IPv4 address configured on this machine (in this network namespace).
-    public static func localAddresses() -> [IPv4Address] {
-        interfaces().values.flatMap(\.addresses)
-    }
-}

@@ -36,9 +36,16 @@ public enum SystemProbe {
             .max { $0.prefix.length < $1.prefix.length }
     }
 
-    /// Every interface with its MTU, MAC and IPv4 addresses (getifaddrs).
+    /// Every interface with its MTU, MAC and IPv4 addresses.
     public static func interfaces() -> [String: SystemFacts.Interface] {
-        var result: [String: SystemFacts.Interface] = [:]
+        Dictionary(uniqueKeysWithValues: interfaceAddresses().map { name, addresses in
+            (name, SystemFacts.Interface(mtu: interfaceMTU(name) ?? 0, mac: interfaceMAC(name), addresses: addresses))
+        })
+    }
+
+    /// Every interface's IPv4 addresses (getifaddrs; interfaces without one map to none).
+    static func interfaceAddresses() -> [String: [IPv4Address]] {
+        var result: [String: [IPv4Address]] = [:]
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { return result }
         defer { freeifaddrs(list) }
@@ -46,15 +53,19 @@ public enum SystemProbe {
         while let entry = cursor {
             defer { cursor = entry.pointee.ifa_next }
             let name = String(cString: entry.pointee.ifa_name)
-            if result[name] == nil {
-                result[name] = SystemFacts.Interface(mtu: interfaceMTU(name) ?? 0, mac: interfaceMAC(name))
-            }
+            if result[name] == nil { result[name] = [] }
             if let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) {
                 let value = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
-                result[name]!.addresses.append(IPv4Address(value))
+                result[name, default: []].append(IPv4Address(value))
             }
         }
         return result
+    }
+
+    /// Every IPv4 address configured on this machine (in this network namespace). Cheap enough for the
+    /// capture thread's once-a-second refresh: no per-interface ioctls.
+    public static func localAddresses() -> [IPv4Address] {
+        interfaceAddresses().values.flatMap { $0 }
     }
 
     /// The facts `KernelPlan` needs for `config`.

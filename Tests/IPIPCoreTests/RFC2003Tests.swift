@@ -183,8 +183,7 @@ import Testing
         var overlapping = pieces[1]
         overlapping.withUnsafeMutableBytes { bytes in
             bytes.setUInt16(IPv4PacketView.flagMoreFragments | UInt16(792 / 8 - 1), at: 6)
-            bytes.setUInt16(0, at: 10)
-            bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[0..<20])), at: 10)
+            IPv4HeaderEditor.recomputeChecksum(bytes)
         }
         #expect(try add(&reassembler, overlapping) == .dropped(.fragmentOverlap))
         #expect(reassembler.pendingCount == 0 && reassembler.memoryInUse == 0)

@@ -157,9 +157,7 @@ import Testing
         var shortInner = scapyPacket
         shortInner[20 + 3] -= 1
         shortInner.withUnsafeMutableBytes { buffer in
-            let inner = UnsafeMutableRawBufferPointer(rebasing: buffer[20..<40])
-            inner.setUInt16(0, at: 10)
-            inner.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(inner)), at: 10)
+            IPv4HeaderEditor.recomputeChecksum(UnsafeMutableRawBufferPointer(rebasing: buffer[20...]))
         }
         #expect(decapsulate(&shortInner) == .drop(.malformedInner, peer: 0))
     }
@@ -167,10 +165,8 @@ import Testing
     @Test func expiringTTLIsDroppedWhenForwardingOnly() {
         var packet = scapyPacket
         packet.withUnsafeMutableBytes { buffer in
-            let inner = UnsafeMutableRawBufferPointer(rebasing: buffer[20..<40])
-            inner[8] = 1
-            inner.setUInt16(0, at: 10)
-            inner.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(inner)), at: 10)
+            buffer[20 + 8] = 1
+            IPv4HeaderEditor.recomputeChecksum(UnsafeMutableRawBufferPointer(rebasing: buffer[20...]))
         }
         var copy = packet
         #expect(decapsulate(&packet) == .timeExceeded(peer: 0, inner: 20..<packet.count))
@@ -205,10 +201,6 @@ import Testing
     }
 
     func fixOuterChecksum(_ packet: inout [UInt8]) {
-        packet.withUnsafeMutableBytes { buffer in
-            let header = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<20])
-            header.setUInt16(0, at: 10)
-            header.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(header)), at: 10)
-        }
+        packet.withUnsafeMutableBytes { IPv4HeaderEditor.recomputeChecksum($0) }
     }
 }
