@@ -17,6 +17,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include <linux/if_packet.h>
+#include <linux/bpf.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut) {
     struct ifreq ifr;
@@ -94,6 +96,76 @@ int CIPIPShims_attachDropAllFilter(int fd) {
     struct sock_filter dropAll[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
     struct sock_fprog program = { .len = 1, .filter = dropAll };
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
+}
+
+int CIPIPShims_ignoreOutgoingPackets(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof on);
+}
+
+int CIPIPShims_ignoresOutgoingPackets(int fd) {
+    int on = 0;
+    socklen_t length = sizeof on;
+    if (getsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, &length) < 0) return -1;
+    return on != 0;
+}
+
+// Values from Linux 6.6's UAPI, which the build machine's headers may predate.
+enum { attachTypeTCXIngress = 46, tcxNext = -1, tcxDrop = 2 };
+
+static struct bpf_insn instruction(uint8_t code, uint8_t dst, uint8_t src, int16_t offset, int32_t immediate) {
+    struct bpf_insn insn;
+    memset(&insn, 0, sizeof insn);
+    insn.code = code;
+    insn.dst_reg = dst;
+    insn.src_reg = src;
+    insn.off = offset;
+    insn.imm = immediate;
+    return insn;
+}
+
+int CIPIPShims_attachIngressConsumer(unsigned int ifindex, uint32_t localAddress) {
+    // r1 = struct __sk_buff *; data and data_end are its 32-bit fields at offsets 76 and 80. At the
+    // ingress hook, data points at the Ethernet header. Loads are little-endian, hence 0x0008 for the
+    // EtherType 0x0800 and the address compared as the 32-bit value of its network-order bytes.
+    const struct bpf_insn program[] = {
+        instruction(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 76, 0),                // r2 = data
+        instruction(BPF_LDX | BPF_MEM | BPF_W, 3, 1, 80, 0),                // r3 = data_end
+        instruction(BPF_ALU64 | BPF_MOV | BPF_X, 4, 2, 0, 0),               // r4 = data + 34
+        instruction(BPF_ALU64 | BPF_ADD | BPF_K, 4, 0, 0, 34),              //   (Ethernet + IPv4 header)
+        instruction(BPF_JMP | BPF_JGT | BPF_X, 4, 3, 8, 0),                 // shorter: next
+        instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 12, 0),                // EtherType
+        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 6, 0x0008),          //   not IPv4: next
+        instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 23, 0),                // IP protocol
+        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 4, 4),               //   not 4: next
+        instruction(BPF_LDX | BPF_MEM | BPF_W, 5, 2, 30, 0),                // IP destination
+        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 2, (int32_t)localAddress), // not ours: next
+        instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxDrop),
+        instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+        instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxNext),         // next: leave it to the kernel
+        instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+    };
+    union bpf_attr load;
+    memset(&load, 0, sizeof load);
+    load.prog_type = BPF_PROG_TYPE_SCHED_CLS;
+    load.expected_attach_type = attachTypeTCXIngress;
+    load.insns = (uint64_t)(uintptr_t)program;
+    load.insn_cnt = sizeof program / sizeof program[0];
+    load.license = (uint64_t)(uintptr_t)"GPL";
+    strncpy(load.prog_name, "ipipd_consume", sizeof load.prog_name - 1);
+    int programFD = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
+    if (programFD < 0) return -1;
+
+    union bpf_attr link;
+    memset(&link, 0, sizeof link);
+    link.link_create.prog_fd = (uint32_t)programFD;
+    link.link_create.target_ifindex = ifindex;
+    link.link_create.attach_type = attachTypeTCXIngress;
+    int linkFD = (int)syscall(SYS_bpf, BPF_LINK_CREATE, &link, sizeof link);
+    int savedErrno = errno;
+    close(programFD);   // the link holds the program
+    errno = savedErrno;
+    return linkFD;   // BPF descriptors are close-on-exec from the start
 }
 
 int CIPIPShims_setThreadName(const char *name) {

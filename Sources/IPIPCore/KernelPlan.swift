@@ -56,6 +56,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// ICMP "protocol unreachable".
     case claimProtocol4
     case capture(interface: String, filter: String)
+    /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
+    /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
+    case consumeAfterCapture(interface: String, local: IPv4Address)
     case answerARP(address: IPv4Address, interface: String, mac: MACAddress?, filter: String)
 
     public var description: String {
@@ -79,6 +82,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "open a raw IPPROTO_IPIP socket that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
         case let .capture(interface, filter):
             "capture on \(interface), inbound only, filter: \(filter)"
+        case let .consumeAfterCapture(interface, local):
+            "attach an eBPF program at \(interface)'s TCX ingress: drop IPv4 protocol 4 to \(local) after the capture "
+                + "(no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
         case let .answerARP(address, interface, mac, filter):
             "answer ARP for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
                 + ", filter: \(filter)"
@@ -166,6 +172,7 @@ public struct KernelPlan: Sendable, Equatable {
 
         changes.append(.claimProtocol4)
         changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address)))
+        changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
 
         let ghostsByInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
         for interface in ghostsByInterface.keys.sorted() {

@@ -214,30 +214,28 @@ struct DataplaneLoops: Sendable {
             }
             guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
             now = monotonicSeconds()
-            // Drain what is queued, but come back to check the stop signal now and then.
-            for _ in 0..<256 {
-                let frame: PacketCapture.Frame
-                do {
-                    guard let next = try capture.next() else { break }
-                    frame = next
-                } catch {
-                    logger.error("capture failed; the decapsulator stops", metadata: ["error": "\(error)"])
-                    return
+            // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
+            // come back to check the stop signal now and then.
+            do {
+                try capture.dispatch(limit: 256) { frame in
+                    guard frame.bytes.count >= frame.wireLength else {
+                        counters.drop(.truncatedCapture)
+                        return
+                    }
+                    guard let ethernet = try? EthernetFrameView(parsing: frame.bytes), ethernet.etherType == EtherType.ipv4 else {
+                        counters.drop(.malformedOuter)
+                        return
+                    }
+                    // Copy the IP packet out of libpcap's ring into the next send slot: the decapsulator
+                    // edits the inner header, which is then sent from where it lies.
+                    let ip = ethernet.payload
+                    let length = min(ip.count, SendBatch.slotSize)
+                    batch.nextSlot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
+                    process(length: length, now: now)
                 }
-                guard frame.bytes.count >= frame.wireLength else {
-                    counters.drop(.truncatedCapture)
-                    continue
-                }
-                guard let ethernet = try? EthernetFrameView(parsing: frame.bytes), ethernet.etherType == EtherType.ipv4 else {
-                    counters.drop(.malformedOuter)
-                    continue
-                }
-                // Copy the IP packet out of libpcap's ring into the next send slot: the decapsulator
-                // edits the inner header, which is then sent from where it lies.
-                let ip = ethernet.payload
-                let length = min(ip.count, SendBatch.slotSize)
-                batch.nextSlot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
-                process(length: length, now: now)
+            } catch {
+                logger.error("capture failed; the decapsulator stops", metadata: ["error": "\(error)"])
+                return
             }
             if !batch.isEmpty { flush() }
         }
@@ -360,8 +358,7 @@ extension DataplaneLoops {
                 ghostCounters[ghost]?.announcements.add()
             }
             guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
-            for _ in 0..<256 {
-                guard let frame = try? capture.next() else { break }
+            _ = try? capture.dispatch(limit: 256) { frame in
                 switch responder.handle(frame.bytes, now: monotonicSeconds()) {
                 case let .reply(ghost, reply):
                     if inject(reply) { ghostCounters[ghost]?.replies.add() }

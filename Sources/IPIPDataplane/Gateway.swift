@@ -41,6 +41,7 @@ public final class Gateway: @unchecked Sendable {
 
     private var configurator: KernelConfigurator?
     private var protocolClaim: ProtocolClaim?
+    private var ingressConsumer: IngressConsumer?
     private var controlSocket: ControlSocket?
     private var threads: [DedicatedThread] = []
     private var arpInterfaces: Set<String> = []
@@ -87,6 +88,14 @@ public final class Gateway: @unchecked Sendable {
             let capture = try PacketCapture(interface: config.uplink.interface, filter: filter, settings: settings)
             logger.info("capturing", metadata: ["interface": "\(config.uplink.interface)", "filter": "\(filter)",
                                                 "snaplen": "\(settings.snapshotLength)"])
+            do {
+                ingressConsumer = try IngressConsumer(interface: config.uplink.interface, local: config.uplink.address)
+                logger.info("the kernel drops captured tunnel packets at ingress instead of delivering them locally",
+                            metadata: ["interface": "\(config.uplink.interface)"])
+            } catch {
+                logger.notice("tunnel packets also go through the kernel's local delivery (the protocol claim drops them)",
+                              metadata: ["reason": "\(error)"])
+            }
             let responders = try openARPCaptures(for: Set(config.ghostHosts.map(\.interface)))
             let control = try ControlSocket(path: Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory,
                                                                           tunnel: config.tunnel.name))
@@ -263,6 +272,7 @@ public final class Gateway: @unchecked Sendable {
         threads.removeAll()
         controlSocket?.close()
         controlSocket = nil
+        ingressConsumer = nil
         protocolClaim = nil
     }
 

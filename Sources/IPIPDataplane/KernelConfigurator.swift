@@ -88,7 +88,7 @@ public final class KernelConfigurator: @unchecked Sendable {
             }
             // Routes through the TUN disappear with the device; nothing to undo separately.
             logger.info("routed prefix into the tunnel", metadata: ["peer": "\(peer)", "prefix": "\(prefix)"])
-        case .claimProtocol4, .capture, .answerARP:
+        case .claimProtocol4, .capture, .consumeAfterCapture, .answerARP:
             break   // handles, opened by the gateway itself
         }
     }

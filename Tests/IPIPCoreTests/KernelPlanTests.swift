@@ -22,6 +22,10 @@ import Testing
         #expect(plan.changes.first == .createTUN(name: "tunl"))
         #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPv4Address("203.0.113.87")!)))
         #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!))))
+        // The kernel is spared its own pass over the captured packets only after the capture is open.
+        let capture = plan.changes.firstIndex { if case .capture = $0 { true } else { false } }
+        let consume = plan.changes.firstIndex(of: .consumeAfterCapture(interface: "eth0", local: IPv4Address("198.51.100.37")!))
+        #expect(capture != nil && consume != nil && capture! < consume!)
         #expect(pin.description == "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0    # pin peer machine-b's endpoint outside the tunnel")
     }
 

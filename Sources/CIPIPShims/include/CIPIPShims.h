@@ -28,6 +28,22 @@ int CIPIPShims_sendBatch(int fd, const void *const *buffers, const long *lengths
 // from the kernel's point of view) without ever queueing a packet.
 int CIPIPShims_attachDropAllFilter(int fd);
 
+// PACKET_IGNORE_OUTGOING is in <linux/if_packet.h>, which Swift does not import. Tells a packet socket
+// (libpcap's) to skip the packets this machine sends, so the kernel no longer clones every outgoing
+// packet for it just to have the direction check discard it (libpcap 1.10 checks in user space).
+int CIPIPShims_ignoreOutgoingPackets(int fd);
+// Whether the option above is on for `fd` (1 or 0).
+int CIPIPShims_ignoresOutgoingPackets(int fd);
+
+// bpf(2) has no glibc wrapper, and union bpf_attr and struct bpf_insn are built field by field.
+// Loads a 15-instruction eBPF program and attaches it at the TCX ingress hook (Linux 6.6+) of
+// interface `ifindex`: untagged IPv4 frames with protocol 4 addressed to `localAddress` (network byte
+// order) are dropped, everything else goes on. The hook runs after packet sockets have had their copy,
+// so libpcap still captures these packets; the kernel just skips its own local delivery of them (route
+// lookup, raw-socket clone, the unknown-protocol path). Returns the link's descriptor: the program stays
+// attached while it is open and is detached by the kernel when it is closed, also when the process dies.
+int CIPIPShims_attachIngressConsumer(unsigned int ifindex, uint32_t localAddress);
+
 // pthread_setname_np is a GNU extension hidden behind _GNU_SOURCE. Names the calling thread (shown by
 // top -H and in /proc/PID/task/*/comm); longer names are cut to 15 bytes.
 int CIPIPShims_setThreadName(const char *name);
