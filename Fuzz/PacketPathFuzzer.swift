@@ -56,9 +56,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// The same bytes as a packet read from the TUN.
+/// The same bytes as a packet read from the TUN: as a TSO packet cut into segments (segment size and
+/// checksum position from the first bytes), then whole.
 func fuzzInner(_ bytes: UnsafeRawBufferPointer) {
     let length = min(bytes.count, 65535)
+    if length >= 4 {
+        let segmentSize = Int(bytes[0]) << 4 | Int(bytes[1] & 0x0F)
+        if let segmenter = TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: bytes[0..<length]), segmentSize: segmentSize) {
+            for index in 0..<min(segmenter.segmentCount, 64) {
+                let segmentLength = segmenter.write(segment: index, to: scratch.baseAddress!)
+                precondition(segmentLength <= length && InternetChecksum.verify(UnsafeRawBufferPointer(rebasing: scratch[0..<(Int(scratch[0] & 0x0F) * 4)])))
+            }
+        }
+        let copy = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length])
+        copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
+        _ = ChecksumOffload.complete(copy, start: Int(bytes[2]), offset: Int(bytes[3]))
+    }
     UnsafeMutableRawBufferPointer(rebasing: scratch[20..<(20 + length)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
     switch encapsulator.encapsulate(scratch, innerLength: length, now: clock) {
     case let .send(outerLength, _, _, _):

@@ -20,10 +20,10 @@
 #include <linux/if_packet.h>
 #include <linux/bpf.h>
 
-int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut) {
+int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (virtioHeader ? IFF_VNET_HDR : 0);
     if (name != NULL) {
         strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
     }
@@ -35,6 +35,10 @@ int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut
         nameOut[IFNAMSIZ - 1] = 0;
     }
     return 0;
+}
+
+int CIPIPShims_tunEnableTCPSegmentationOffload(int fd) {
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4));
 }
 
 static int interfaceIoctl(const char *name, unsigned long request, struct ifreq *ifr) {

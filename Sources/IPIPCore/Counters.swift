@@ -126,12 +126,15 @@ public final class TunnelCounters: Sendable {
     public let drops: DropCounters
     /// ICMP errors not sent because of the rate limit.
     public let icmpRateLimited: Counter
+    /// TCP packets of up to 64 KiB that the kernel handed over whole (TSO) and ipipd cut into segments.
+    public let tcpPacketsSegmented: Counter
 
     public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
         ghosts = ghostHosts.map { GhostCounters(address: $0.address, interface: $0.interface) }
         drops = DropCounters()
         icmpRateLimited = Counter()
+        tcpPacketsSegmented = Counter()
     }
 
     /// The counters for a reloaded config: peers and ghost hosts that stay keep their counts (matched by
@@ -145,6 +148,7 @@ public final class TunnelCounters: Sendable {
         }
         drops = previous.drops
         icmpRateLimited = previous.icmpRateLimited
+        tcpPacketsSegmented = previous.tcpPacketsSegmented
     }
 
     /// Counts a drop globally and, when known, against its peer.

@@ -52,6 +52,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var drops: [String: UInt64]
 
     public var icmpRateLimited: UInt64
+    /// Large TCP packets from the TUN device (TSO) that ipipd segmented.
+    public var tcpPacketsSegmented: UInt64
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], now: Double) {
@@ -75,6 +77,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                         drops: counter.drops.snapshot)
         }
         icmpRateLimited = counters.icmpRateLimited.value
+        tcpPacketsSegmented = counters.tcpPacketsSegmented.value
         ghostHosts = counters.ghosts.map {
             GhostHost(address: "\($0.address)", interface: $0.interface, replies: $0.replies.value,
                       announcements: $0.announcements.value, probesIgnored: $0.probesIgnored.value,

@@ -64,7 +64,7 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .createTUN(let name):
-            "create TUN device \(name) (IFF_TUN, IFF_NO_PI)"
+            "create TUN device \(name) (IFF_TUN, IFF_NO_PI, IFF_VNET_HDR; checksum and TCP segmentation offload, done by ipipd)"
         case let .setMTU(interface, mtu):
             "ip link set dev \(interface) mtu \(mtu)"
         case let .addAddress(interface, address):

@@ -48,6 +48,9 @@ struct DataplaneLoops: Sendable {
         let batch = SendBatch()
         let fragmentBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
         defer { fragmentBuffer.deallocate() }
+        let superPacket = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 16)
+        defer { superPacket.deallocate() }
+        let headerPosition = Encapsulator.headroom - VirtioNetHeader.size
         var sendErrors = ThrottledLog(logger: logger, message: "cannot send to peer")
         var loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
         var limiter = ICMPRateLimiter()
@@ -57,6 +60,43 @@ struct DataplaneLoops: Sendable {
         func flush() {
             send(batch, sender: sender, counters: snapshot.counters, errors: &sendErrors) {
                 ($0.encapsulatedPackets, $0.encapsulatedBytes)
+            }
+        }
+
+        /// Encapsulates the inner packet in `batch.nextSlot[headroom ..< headroom + length]`: queued for
+        /// sending, or answered with an ICMP error, fragmented or dropped.
+        func encapsulateInSlot(length: Int, now: Double) {
+            let slot = batch.nextSlot, counters = snapshot.counters
+            let inner = UnsafeRawBufferPointer(rebasing: slot[Encapsulator.headroom..<(Encapsulator.headroom + length)])
+            switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
+            case let .send(outerLength, peer, destination, notifyUnreachable):
+                if notifyUnreachable {
+                    sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
+                                  peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
+                }
+                batch.commit(0..<outerLength, destination: destination, peer: peer, innerLength: length)
+            case let .tooBig(peer, mtu):
+                counters.drop(.tooBig, peer: peer)
+                sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
+                              nextHopMTU: mtu, about: inner, peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
+            case let .fragment(peer, mtu):
+                // Rare (a path MTU below the tunnel's): each piece goes out on its own.
+                guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { return }
+                let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
+                if pieces.isEmpty { counters.drop(.tooBig, peer: peer) }
+                for piece in pieces {
+                    piece.withUnsafeBytes { fragmentBuffer.baseAddress!.advanced(by: Encapsulator.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    guard case let .send(outerLength, peer, _, _) = encapsulator.encapsulate(fragmentBuffer, innerLength: piece.count, now: now) else { continue }
+                    if sender.send(UnsafeRawBufferPointer(rebasing: fragmentBuffer[0..<outerLength])) {
+                        counters.peers[peer].encapsulatedPackets.add()
+                        counters.peers[peer].encapsulatedBytes.add(UInt64(piece.count))
+                    } else {
+                        counters.drop(errno == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+                    }
+                }
+                counters.peers[peer].fragmented.add()
+            case let .drop(reason, peer):
+                counters.drop(reason, peer: peer)
             }
         }
 
@@ -77,51 +117,52 @@ struct DataplaneLoops: Sendable {
                     if looping { loopLog.note(["peer": "\(counters.peers[peer].name)", "endpoint": "\(encapsulator.endpoints[peer])"]) }
                 }
             }
-            // Drain what the TUN has queued into the batch's slots, then send the burst at once.
+            // Drain what the TUN has queued into the batch's slots, then send the burst at once. Each
+            // read starts with the virtio header, placed just before the slot's inner-packet position.
             var drained = false
             while !batch.isFull {
                 let slot = batch.nextSlot
-                let length: Int
+                let count: Int
                 do {
-                    guard let count = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: slot[Encapsulator.headroom...])) else {
+                    guard let read = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: slot[headerPosition...])) else {
                         drained = true
                         break
                     }
-                    length = count
+                    count = read
                 } catch {
                     logger.error("TUN read failed; the encapsulator stops", metadata: ["error": "\(error)"])
                     return
                 }
-                let inner = UnsafeRawBufferPointer(rebasing: slot[Encapsulator.headroom..<(Encapsulator.headroom + length)])
-                switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
-                case let .send(outerLength, peer, destination, notifyUnreachable):
-                    if notifyUnreachable {
-                        sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner,
-                                      peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
+                guard count > VirtioNetHeader.size else {
+                    counters.drop(.malformedInner)
+                    continue
+                }
+                let header = VirtioNetHeader(UnsafeRawBufferPointer(rebasing: slot[headerPosition..<Encapsulator.headroom]))
+                let length = count - VirtioNetHeader.size
+                let packet = UnsafeMutableRawBufferPointer(rebasing: slot[Encapsulator.headroom..<(Encapsulator.headroom + length)])
+                switch header.segmentation {
+                case .none:
+                    if let (start, offset) = header.checksum, !ChecksumOffload.complete(packet, start: start, offset: offset) {
+                        counters.drop(.malformedInner)
+                        continue
                     }
-                    batch.commit(0..<outerLength, destination: destination, peer: peer, innerLength: length)
-                case let .tooBig(peer, mtu):
-                    counters.drop(.tooBig, peer: peer)
-                    sendICMPError(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded,
-                                  nextHopMTU: mtu, about: inner, peer: peer, counters: counters, limiter: &limiter, sender: sender, now: now)
-                case let .fragment(peer, mtu):
-                    // Rare (a path MTU below the tunnel's): each piece goes out on its own.
-                    guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { continue }
-                    let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)
-                    if pieces.isEmpty { counters.drop(.tooBig, peer: peer) }
-                    for piece in pieces {
-                        piece.withUnsafeBytes { fragmentBuffer.baseAddress!.advanced(by: Encapsulator.headroom).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                        guard case let .send(outerLength, peer, _, _) = encapsulator.encapsulate(fragmentBuffer, innerLength: piece.count, now: now) else { continue }
-                        if sender.send(UnsafeRawBufferPointer(rebasing: fragmentBuffer[0..<outerLength])) {
-                            counters.peers[peer].encapsulatedPackets.add()
-                            counters.peers[peer].encapsulatedBytes.add(UInt64(piece.count))
-                        } else {
-                            counters.drop(errno == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-                        }
+                    encapsulateInSlot(length: length, now: now)
+                case .tcpIPv4(let segmentSize):
+                    // The segments are built in the slots, starting with this one: move the original aside.
+                    superPacket.copyMemory(from: UnsafeRawBufferPointer(packet))
+                    guard let segmenter = TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
+                                                       segmentSize: segmentSize) else {
+                        counters.drop(.malformedInner)
+                        continue
                     }
-                    counters.peers[peer].fragmented.add()
-                case let .drop(reason, peer):
-                    counters.drop(reason, peer: peer)
+                    counters.tcpPacketsSegmented.add()
+                    for index in 0..<segmenter.segmentCount {
+                        if batch.isFull { flush() }
+                        let segmentLength = segmenter.write(segment: index, to: batch.nextSlot.baseAddress!.advanced(by: Encapsulator.headroom))
+                        encapsulateInSlot(length: segmentLength, now: now)
+                    }
+                case .unsupported:
+                    counters.drop(.malformedInner)
                 }
             }
             if !batch.isEmpty { flush() }

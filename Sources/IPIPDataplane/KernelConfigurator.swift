@@ -50,7 +50,8 @@ public final class KernelConfigurator: @unchecked Sendable {
             let device = try TUNDevice(name: name)
             tun = device
             undoLog.append(.closeTUN)
-            logger.info("created TUN device", metadata: ["device": "\(device.name)"])
+            logger.info("created TUN device", metadata: ["device": "\(device.name)",
+                                                         "segmentation-offload": "\(device.segmentationOffload ? "on" : "off (refused by the kernel)")"])
         case let .setMTU(interface, mtu):
             let index = try interfaceIndex(interface)
             try netlink.change("set the MTU of \(interface) to \(mtu)") { Netlink.setLink(interface: index, mtu: mtu, up: nil, sequence: $0) }

@@ -74,6 +74,7 @@ enum StatusPrinter {
         let icmp = status.peers.map(\.icmpErrorsSent).reduce(0, +)
         let fragmented = status.peers.map(\.fragmented).reduce(0, +)
         out += "\ninner packets fragmented: \(fragmented); ICMP errors sent: \(icmp) (\(status.icmpRateLimited) suppressed by the rate limit)\n"
+        out += "large TCP packets from the kernel (TSO) segmented: \(status.tcpPacketsSegmented)\n"
         out += "\ndrops by reason:"
         if status.drops.isEmpty {
             out += " none\n"

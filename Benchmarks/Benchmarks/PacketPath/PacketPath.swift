@@ -1,4 +1,5 @@
-// The per-packet work of ipipd's core, without I/O: encapsulation, decapsulation and the route lookup.
+// The per-packet work of ipipd's core, without I/O: encapsulation, decapsulation, TSO segmentation and
+// the route lookup.
 // Each benchmark checks that it allocates nothing (mallocCountTotal), which is what the dataplane
 // claims for its per-packet path.
 import Benchmark
@@ -61,6 +62,23 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             outer.withUnsafeBytes { buffer.copyMemory(from: $0) }
             blackHole(decapsulator.decapsulate(buffer))
+        }
+    }
+
+    Benchmark("cut a 64 KiB TSO packet into 1428-byte segments (per segment)") { benchmark in
+        // A TCP/IPv4 packet as the kernel hands it to the TUN device with TSO: 20 + 32 header bytes.
+        var superPacket = IPv4HeaderFields(ttl: 64, protocolNumber: IPProtocolNumber.tcp, source: IPv4Address(203, 0, 113, 87),
+                                           destination: IPv4Address(203, 0, 113, 20)).bytes(payload: [UInt8](repeating: 0x5A, count: 65_000))
+        superPacket[32] = 8 << 4   // TCP data offset: 32 bytes
+        let segmentSize = 1428 - 52
+        let destination = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 16)
+        defer { destination.deallocate() }
+        benchmark.startMeasurement()
+        superPacket.withUnsafeBytes { bytes in
+            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: segmentSize)!
+            for iteration in benchmark.scaledIterations {
+                blackHole(segmenter.write(segment: iteration % segmenter.segmentCount, to: destination))
+            }
         }
     }
 

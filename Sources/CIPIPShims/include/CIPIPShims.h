@@ -6,11 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// TUNSETIFF is an _IOW() macro, which Swift's importer cannot evaluate ("structure not supported").
+// TUNSETIFF and TUNSETOFFLOAD are _IOW() macros, which Swift's importer cannot evaluate ("structure not
+// supported").
 // Attaches `fd` (an open /dev/net/tun) to a TUN device named `name` (a template such as "tun%d" works)
-// with IFF_TUN|IFF_NO_PI (plus IFF_MULTI_QUEUE when `multiQueue`), and writes the kernel's chosen name
-// into `nameOut` (at least IFNAMSIZ bytes).
-int CIPIPShims_tunAttach(int fd, const char *name, int multiQueue, char *nameOut);
+// with IFF_TUN|IFF_NO_PI (plus IFF_VNET_HDR when `virtioHeader`: each packet read is preceded by a
+// struct virtio_net_hdr), and writes the kernel's chosen name into `nameOut` (at least IFNAMSIZ bytes).
+int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut);
+// Lets the kernel hand over packets with their TCP/UDP checksum left partial and TCP/IPv4 packets of up
+// to 64 KiB to be segmented by the reader (TUN_F_CSUM | TUN_F_TSO4). Needs IFF_VNET_HDR.
+int CIPIPShims_tunEnableTCPSegmentationOffload(int fd);
 
 // The ifreq accessor macros (ifr_mtu, ifr_hwaddr, ifr_flags) do not import; these wrap the SIOC*IF*
 // ioctls on a throw-away AF_INET datagram socket.

@@ -32,6 +32,30 @@ fixtures = {
     "arp-bad-hwtype": Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwtype=6, hwsrc=MAC_C, psrc=C, pdst=GHOST),
 }
 
+# TCP segmentation offload: a 3000-byte TCP/IPv4 "super-packet" (timestamps option, FIN+PSH+ACK) as the
+# kernel hands it to a TUN device with TSO, and the three segments (MSS 1200) a NIC would cut from it:
+# IP identification counting up, sequence advancing, FIN and PSH on the last segment only.
+payload = bytes(range(256)) * 11 + bytes(184)
+def tcp_packet(ip_id, seq, flags, data):
+    return IP(src=C, dst=GHOST, ttl=63, id=ip_id, flags="DF") / TCP(sport=40000, dport=5201, seq=seq, ack=77, flags=flags, window=500, options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]) / Raw(data)
+fixtures["tcp-super-packet"] = tcp_packet(0x2000, 1000, "FPA", payload)
+for index in range(3):
+    fixtures[f"tcp-segment-{index}"] = tcp_packet(0x2000 + index, 1000 + 1200 * index, "FPA" if index == 2 else "A", payload[1200 * index:1200 * (index + 1)])
+
+# Checksum offload: a UDP packet whose checksum field holds only the pseudo-header sum (how the kernel
+# leaves it for the device to complete), and the same packet with the checksum scapy computes.
+udp_complete = IP(raw(IP(src=C, dst=GHOST, ttl=63) / UDP(sport=4000, dport=5000) / Raw(b"offload" * 9)))
+def words(address):
+    octets = [int(octet) for octet in address.split(".")]
+    return [octets[0] << 8 | octets[1], octets[2] << 8 | octets[3]]
+pseudo = sum(words(udp_complete.src) + words(udp_complete.dst)) + 17 + udp_complete[UDP].len
+while pseudo >> 16:
+    pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+udp_partial = udp_complete.copy()
+udp_partial[UDP].chksum = pseudo
+fixtures["udp-checksum-partial"] = udp_partial
+fixtures["udp-checksum-complete"] = udp_complete
+
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:
         f.write(raw(packet).hex() + "\n")

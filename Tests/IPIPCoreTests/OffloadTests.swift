@@ -1,0 +1,69 @@
+import Testing
+@testable import IPIPCore
+
+/// Checksum completion and TCP segmentation for packets the kernel hands to a TUN device with
+/// offloads on, against packets and segments made by scapy.
+@Suite struct OffloadTests {
+    @Test func virtioHeaderFieldsAreLittleEndian() {
+        // flags NEEDS_CSUM, gso TCPV4, hdr_len 66, gso_size 1448, csum_start 20, csum_offset 16
+        let bytes: [UInt8] = [1, 1, 66, 0, 0xA8, 0x05, 20, 0, 16, 0]
+        let header = bytes.withUnsafeBytes { VirtioNetHeader($0) }
+        #expect(header == VirtioNetHeader(checksum: (20, 16), segmentation: .tcpIPv4(segmentSize: 1448)))
+        let plain = [UInt8](repeating: 0, count: 10).withUnsafeBytes { VirtioNetHeader($0) }
+        #expect(plain == VirtioNetHeader(checksum: nil, segmentation: .none))
+        let udp: [UInt8] = [0, 3, 0, 0, 0, 0, 0, 0, 0, 0]
+        #expect(udp.withUnsafeBytes { VirtioNetHeader($0) }.segmentation == .unsupported(3))
+    }
+
+    @Test func aPartialUDPChecksumIsCompleted() {
+        var packet = Fixture.bytes("udp-checksum-partial")
+        #expect(packet != Fixture.bytes("udp-checksum-complete"))
+        #expect(packet.withUnsafeMutableBytes { ChecksumOffload.complete($0, start: 20, offset: 6) })
+        #expect(packet == Fixture.bytes("udp-checksum-complete"))
+    }
+
+    @Test func checksumPositionsOutsideThePacketAreRefused() {
+        var packet = Fixture.bytes("udp-checksum-partial")
+        let original = packet, count = packet.count
+        #expect(!packet.withUnsafeMutableBytes { ChecksumOffload.complete($0, start: 20, offset: count - 21) })
+        #expect(!packet.withUnsafeMutableBytes { ChecksumOffload.complete($0, start: count, offset: 0) })
+        #expect(packet == original)
+    }
+
+    @Test func aTSOPacketIsCutLikeTheKernelWould() {
+        let superPacket = Fixture.bytes("tcp-super-packet")
+        var segments: [[UInt8]] = []
+        superPacket.withUnsafeBytes { bytes in
+            guard let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1200) else { return }
+            #expect(segmenter.segmentCount == 3)
+            var buffer = [UInt8](repeating: 0xEE, count: 2000)
+            for index in 0..<segmenter.segmentCount {
+                let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
+                segments.append(Array(buffer[0..<length]))
+            }
+        }
+        #expect(segments == (0..<3).map { Fixture.bytes("tcp-segment-\($0)") })
+    }
+
+    @Test func aPacketWithinOneSegmentComesOutWithItsChecksumsRight() {
+        let segment = Fixture.bytes("tcp-segment-2")
+        var damaged = segment
+        damaged[10] ^= 0xFF   // IP header checksum
+        damaged[36] ^= 0xFF   // TCP checksum
+        var out = [UInt8](repeating: 0, count: segment.count)
+        damaged.withUnsafeBytes { bytes in
+            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1448)!
+            #expect(segmenter.segmentCount == 1)
+            #expect(out.withUnsafeMutableBytes { segmenter.write(segment: 0, to: $0.baseAddress!) } == segment.count)
+        }
+        #expect(out == segment)
+    }
+
+    @Test func notTCPOrTooShortIsRefused() {
+        Fixture.bytes("udp-checksum-complete").withUnsafeBytes { #expect(TCPSegmenter(superPacket: $0, segmentSize: 1200) == nil) }
+        Fixture.bytes("tcp-super-packet").withUnsafeBytes { bytes in
+            #expect(TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: bytes[0..<30]), segmentSize: 1200) == nil)
+            #expect(TCPSegmenter(superPacket: bytes, segmentSize: 0) == nil)
+        }
+    }
+}
