@@ -103,6 +103,23 @@ struct TunnelTests {
         #expect(try ipInputPackets() - during >= 20, "the program stayed attached after ipipd stopped")
     }
 
+    /// Protocol-4 packets that reach the kernel's IP input anyway (here: arriving on the LAN side, where
+    /// no eBPF program drops them) meet the protocol claim, not "protocol unreachable".
+    @Test func protocol4OffTheUplinkIsNotAnsweredWithProtocolUnreachable() throws {
+        let lab = Lab("clm4")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        let capture = try lab.spawn(in: lab.ns("h2"), ["tcpdump", "-lni", "eth0", "icmp"], logName: "tcpdump-h2")
+        #expect(capture.waitForLog("listening on"))
+        try lab.sh(in: lab.ns("h2"), """
+            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='192.0.2.130', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=5, verbose=0)"
+            """)
+        usleep(500_000)
+        _ = capture.stop(signal: SIGINT)
+        #expect(!capture.output.contains("unreachable"), "B answered:\n\(capture.output)")
+    }
+
     /// This kernel has no VLAN devices, so scapy puts an 802.1Q-tagged IP-in-IP frame on the wire itself;
     /// the capture filter and the decapsulator must see through the tag.
     @Test func taggedFramesAreDecapsulated() throws {
