@@ -79,11 +79,12 @@ final class MetricsEndpoint: @unchecked Sendable {
             let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
             let delta = value &- (exported[key] ?? 0)
             exported[key] = value
-            if delta > 0 { registry.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(delta)) }
-            else { _ = registry.makeCounter(name: name, labels: labels, help: help) }
+            // The whole name (unit suffix included) is the metric name: an empty unit adds nothing.
+            let counter = registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
+            if delta > 0 { counter.increment(by: Int64(delta)) }
         }
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-            registry.makeGauge(name: name, labels: labels, help: help).set(value)
+            registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels).set(value)
         }
         gauge("ipipd_start_time_seconds", "When the daemon started, seconds since the Unix epoch.", [], status.startedAt)
         for peer in status.peers {
