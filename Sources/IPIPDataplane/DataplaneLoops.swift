@@ -165,7 +165,10 @@ struct DataplaneLoops: Sendable {
                     counters.drop(.malformedInner)
                 }
             }
-            if !batch.isEmpty { flush() }
+            if !batch.isEmpty {
+                flush()
+                yieldToWhatTheBurstWoke()
+            }
             // The queue was empty: sleep until it is not (rather than one more read to find out).
             if drained { _ = tun.waitForPackets(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) }
         }
@@ -278,7 +281,10 @@ struct DataplaneLoops: Sendable {
                 logger.error("capture failed; the decapsulator stops", metadata: ["error": "\(error)"])
                 return
             }
-            if !batch.isEmpty { flush() }
+            if !batch.isEmpty {
+                flush()
+                yieldToWhatTheBurstWoke()
+            }
         }
     }
 }
@@ -343,6 +349,18 @@ struct ThrottledLog {
         lastLogged = now
         suppressed = 0
     }
+}
+
+/// Called after each burst sent (up to 64 packets from the TUN, 256 from the capture): lets the tasks
+/// that the burst woke run before this thread takes the next one — the server reading what was
+/// reinjected, the other direction's thread that a reply woke, the next hop's handler — much as the
+/// kernel's NAPI polls a bounded budget per turn. On a CPU where nothing else waits it returns at once;
+/// where the endpoints share the CPUs, it turns long runs of this thread into interleaved ones, so a
+/// receiver's socket is read between bursts instead of overflowing (docs/BENCHMARKS.md: 64-byte
+/// packets +25 %, ping lower, TCP −4 %).
+@inline(__always)
+func yieldToWhatTheBurstWoke() {
+    sched_yield()
 }
 
 func monotonicSeconds() -> Double {
