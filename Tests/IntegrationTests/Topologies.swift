@@ -90,6 +90,14 @@ extension Lab {
         return daemon
     }
 
+    /// Sends `count` IP-in-IP packets from `role` to B's uplink address, outer source `outerSource`,
+    /// inner an ICMP echo from h1 to h2. scapy builds them, not our codecs.
+    func sendIPIPEchoesToB(from role: String, outerSource: String, count: Int) throws {
+        try sh(in: ns(role), """
+            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='\(outerSource)', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=\(count), verbose=0)"
+            """)
+    }
+
     func runtimeDirectory(_ role: String) -> String { scratch.appendingPathComponent("run-\(role)").path }
 
     /// `ipipd status --json` of the daemon in `role`, decoded loosely.

@@ -57,10 +57,8 @@ struct TunnelTests {
         _ = try lab.startIpipd(in: "b", config: siteB)
         let capture = try lab.spawn(in: lab.ns("r"), ["tcpdump", "-lni", "eth1", "icmp"], logName: "tcpdump-icmp")
         #expect(capture.waitForLog("listening on"))
-        // R (198.51.100.1 / 203.0.113.1) is no peer of B. scapy builds the packets, not our codecs.
-        try lab.sh(in: lab.ns("r"), """
-            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='203.0.113.1', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=5, verbose=0)"
-            """)
+        // R (198.51.100.1 / 203.0.113.1) is no peer of B.
+        try lab.sendIPIPEchoesToB(from: "r", outerSource: "203.0.113.1", count: 5)
         usleep(500_000)
         let status = try lab.status("b", config: siteB)
         #expect(Lab.drops(status, "unknown-peer") == 5)
@@ -97,9 +95,7 @@ struct TunnelTests {
         #expect(during - before < 10, "B's kernel took \(during - before) packets into IP input while ipipd ran")
 
         _ = b.stop(signal: SIGTERM)
-        try lab.sh(in: lab.ns("r"), """
-            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='198.51.100.37', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=20, verbose=0)"
-            """)
+        try lab.sendIPIPEchoesToB(from: "r", outerSource: "198.51.100.37", count: 20)
         #expect(try ipInputPackets() - during >= 20, "the program stayed attached after ipipd stopped")
     }
 
@@ -112,9 +108,7 @@ struct TunnelTests {
         _ = try lab.startIpipd(in: "b", config: siteB)
         let capture = try lab.spawn(in: lab.ns("h2"), ["tcpdump", "-lni", "eth0", "icmp"], logName: "tcpdump-h2")
         #expect(capture.waitForLog("listening on"))
-        try lab.sh(in: lab.ns("h2"), """
-            python3 -c "from scapy.all import IP, ICMP, send; send(IP(src='192.0.2.130', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(), count=5, verbose=0)"
-            """)
+        try lab.sendIPIPEchoesToB(from: "h2", outerSource: "192.0.2.130", count: 5)
         usleep(500_000)
         _ = capture.stop(signal: SIGINT)
         #expect(!capture.output.contains("unreachable"), "B answered:\n\(capture.output)")
