@@ -276,7 +276,7 @@ FIGURES = [("tcp1_mbps", "TCP 1 stream, Mbit/s", True), ("tcp1_retransmits", "  
            ("peak_rss_kib", "ipipd peak RSS, KiB", False)]
 
 
-def report(results):
+def report(results, ratios_from="same run"):
     names = list(results)
     lines = ["figure".ljust(30) + "".join(name.rjust(24) for name in names)]
     for key, label, _ in FIGURES:
@@ -294,8 +294,82 @@ def report(results):
                     ratios.append(f"{tag}{value / base_value:.2f}")
             row += (cell + (" (" + " ".join(ratios) + ")" if ratios else "")).rjust(24)
         lines.append(row)
-    lines.append("ratios: d = to direct routing, o = to OpenVPN, same run")
+    lines.append(f"ratios: d = to direct routing, o = to OpenVPN, {ratios_from}")
     return "\n".join(lines)
+
+
+# The targets of issue 6, each a ratio within one run: (label, figure, baselines, comparison, bound).
+# The baseline is the best of the named configurations (highest for rates, lowest for costs).
+TARGETS = [("TCP 1 stream >= 1.5 x the best of OpenVPN and tinc", "tcp1_mbps", ("openvpn", "tinc"), ">=", 1.5),
+           ("UDP 64 B received >= 2 x OpenVPN", "udp64_received_pps", ("openvpn",), ">=", 2.0),
+           ("ping p50 no worse than OpenVPN", "ping_p50_ms", ("openvpn",), "<=", 1.0),
+           ("ping p99 no worse than OpenVPN", "ping_p99_ms", ("openvpn",), "<=", 1.0),
+           ("CPU-s per GB lower than OpenVPN", "cpu_seconds_per_gb", ("openvpn",), "<", 1.0)]
+RSS_TARGET = ("RSS flat (within 10 %) over the soak", 10.0)
+
+
+def judge(results):
+    """[(label, value, met)] for one run's results; value and met are None where a figure is missing."""
+    verdicts = []
+    for label, key, baselines, comparison, bound in TARGETS:
+        ours = results.get("ipipd", {}).get(key)
+        theirs = [results[name][key] for name in baselines if results.get(name, {}).get(key)]
+        if ours is None or not theirs:
+            verdicts.append((label, None, None))
+            continue
+        value = ours / (max(theirs) if comparison == ">=" else min(theirs))
+        met = {">=": value >= bound, "<=": value <= bound, "<": value < bound}[comparison]
+        verdicts.append((label, value, met))
+    growth = results.get("ipipd", {}).get("rss_growth_percent")
+    label, bound = RSS_TARGET
+    verdicts.append((label, growth, None if growth is None else abs(growth) <= bound))
+    return verdicts
+
+
+def report_targets(verdicts_by_run):
+    """One line per target: its value in each run, the median over the runs, and how many runs met it."""
+    lines = []
+    for index, (label, _, _) in enumerate(verdicts_by_run[0]):
+        values = [run[index][1] for run in verdicts_by_run if run[index][1] is not None]
+        met = [run[index][2] for run in verdicts_by_run if run[index][2] is not None]
+        if not values:
+            lines.append(f"{label}: not measured")
+            continue
+        unit = " %" if label == RSS_TARGET[0] else " x"
+        shown = ", ".join(f"{value:.2f}" for value in values)
+        line = f"{label}: {shown}{unit} -> met in {sum(met)} of {len(met)} run(s)"
+        if len(values) > 1:
+            line += f" (median {statistics.median(values):.2f}{unit})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def median_results(runs):
+    names = [name for name in runs[0] if all(name in run for run in runs)]
+    medians = {}
+    for name in names:
+        keys = {key for run in runs for key, value in run[name].items() if isinstance(value, (int, float))}
+        medians[name] = {key: statistics.median(run[name][key] for run in runs if run[name].get(key) is not None)
+                         for key in sorted(keys) if any(run[name].get(key) is not None for run in runs)}
+    return medians
+
+
+def run_once(lab, args):
+    results = {}
+    for name in args.only or list(CONFIGURATIONS):
+        setup, offloads = CONFIGURATIONS[name]
+        print(f"== {name}", flush=True)
+        lab.up(offloads=offloads)
+        pids = setup(lab, args)
+        wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
+        results[name] = measure(lab, pids, args)
+        if name == "ipipd":
+            if args.soak:
+                results[name].update(soak(lab, pids, args.soak))
+            results[name]["peak_rss_kib"] = max(filter(None, (memory_kib(pid, "VmHWM") for pid in pids)), default=None)
+        print(json.dumps(results[name], indent=1), flush=True)
+        lab.down()
+    return results
 
 
 def main():
@@ -303,38 +377,43 @@ def main():
     parser.add_argument("--ipipd", required=True, help="the ipipd binary (release build)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per iperf3 test (default 10)")
     parser.add_argument("--soak", type=int, default=60, help="seconds of the RSS soak for ipipd (default 60; 0: skip)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat every configuration this many times, one after the other (default 1); the "
+                             "report then adds each target's median over the runs and how many runs met it")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
 
     scratch = tempfile.mkdtemp(prefix="ipipd-bench.")
     lab = Lab(scratch)
-    results = {}
+    runs = []
     try:
-        for name in args.only or list(CONFIGURATIONS):
-            setup, offloads = CONFIGURATIONS[name]
-            print(f"== {name}", flush=True)
-            lab.up(offloads=offloads)
-            pids = setup(lab, args)
-            wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
-            results[name] = measure(lab, pids, args)
-            if name == "ipipd":
-                if args.soak:
-                    results[name].update(soak(lab, pids, args.soak))
-                results[name]["peak_rss_kib"] = max(filter(None, (memory_kib(pid, "VmHWM") for pid in pids)), default=None)
-            print(json.dumps(results[name], indent=1), flush=True)
-            lab.down()
+        for index in range(args.runs):
+            if args.runs > 1:
+                print(f"=== run {index + 1} of {args.runs}", flush=True)
+            runs.append(run_once(lab, args))
     finally:
         lab.down()
         shutil.rmtree(scratch, ignore_errors=True)
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release,
                "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "duration_s": args.duration}
+    verdicts = [judge(results) for results in runs]
+    document = {"machine": machine, "results": runs[0] if len(runs) == 1 else median_results(runs), "runs": runs,
+                "targets": [[{"target": label, "value": value, "met": met} for label, value, met in run] for run in verdicts]}
     with open(args.json, "w") as f:
-        json.dump({"machine": machine, "results": results}, f, indent=1)
-    print()
-    print(report(results))
-    print(f"\nmachine: {machine}\nJSON: {args.json}")
+        json.dump(document, f, indent=1)
+    for index, results in enumerate(runs):
+        print(f"\n-- run {index + 1} of {len(runs)}" if len(runs) > 1 else "")
+        print(report(results))
+    if len(runs) > 1:
+        print(f"\n-- median of the {len(runs)} runs (each figure on its own)")
+        print(report(document["results"], ratios_from="of the medians"))
+    print("\ntargets (ratios within each run):")
+    print(report_targets(verdicts))
+    print(f"\nmachine: {machine}\nJSON: {args.json} (\"results\": " + ("the run" if len(runs) == 1 else "the medians") + ", \"runs\": each run)")
 
 
 if __name__ == "__main__":
