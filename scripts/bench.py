@@ -55,6 +55,9 @@ class Lab:
 
     def up(self, offloads=True):
         self.down()
+        # The previous configuration's processes end, and the kernel dismantles deleted namespaces in
+        # the background: let that finish before the next configuration is measured.
+        wait_until_quiet()
         for role in ROLES:
             sh(f"ip netns add {ns(role)} && ip -n {ns(role)} link set lo up")
         links = [("c1", "eth0", "a", "lan0"), ("a", "eth0", "r", "eth0"), ("r", "eth1", "b", "eth0"), ("b", "lan0", "c2", "eth0")]
@@ -99,6 +102,28 @@ class Lab:
                     except ProcessLookupError:
                         pass
                 sh(f"ip netns delete {ns(role)}", check=False)
+
+
+def cpu_busy_fraction(seconds):
+    """The share of all CPUs' time not spent idle during the next `seconds` (from /proc/stat)."""
+    def sample():
+        fields = [int(value) for value in open("/proc/stat").readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]   # total, idle + iowait
+    total_before, idle_before = sample()
+    time.sleep(seconds)
+    total_after, idle_after = sample()
+    return 1 - (idle_after - idle_before) / max(1, total_after - total_before)
+
+
+def wait_until_quiet(busy_below=0.10, timeout=60):
+    """Waits until the machine has been at least 90 % idle for half a second, at most `timeout` s."""
+    deadline = time.time() + timeout
+    busy = 1.0
+    while time.time() < deadline:
+        busy = cpu_busy_fraction(0.5)
+        if busy < busy_below:
+            return
+    print(f"note: the machine is still {busy:.0%} busy after {timeout} s; measuring anyway", flush=True)
 
 
 def wait_for(predicate, timeout=15, what="condition"):
