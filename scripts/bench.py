@@ -7,7 +7,8 @@ Each configuration gets a fresh topology of network namespaces (documentation ad
 
 R routes only between the gateways' uplinks, so c1 <-> c2 traffic can only cross through the tunnel
 under test (or, for "direct", through routes R is given). Every load is bounded in time. Results: a
-table with ratios to direct routing and to OpenVPN from the same run, and a JSON file.
+table with ratios to direct routing and to OpenVPN from the same run, each target of issue 6 judged on
+its ratio in every run (with the median when --runs repeats the comparison), and a JSON file.
 Run through scripts/bench.sh (root).
 """
 import argparse
@@ -403,8 +404,8 @@ def main():
     parser.add_argument("--duration", type=int, default=10, help="seconds per iperf3 test (default 10)")
     parser.add_argument("--soak", type=int, default=60, help="seconds of the RSS soak for ipipd (default 60; 0: skip)")
     parser.add_argument("--runs", type=int, default=1,
-                        help="repeat every configuration this many times, one after the other (default 1); the "
-                             "report then adds each target's median over the runs and how many runs met it")
+                        help="run the whole comparison this many times, one run after the other (default 1); "
+                             "the report then gives each target's median over the runs and how many runs met it")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     args = parser.parse_args()
