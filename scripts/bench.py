@@ -371,6 +371,7 @@ def report_targets(verdicts_by_run):
 
 
 def median_results(runs):
+    """Each configuration's figures, each the median over the runs that measured it."""
     names = [name for name in runs[0] if all(name in run for run in runs)]
     medians = {}
     for name in names:
