@@ -61,6 +61,14 @@ extension Lab {
         #expect(sums.count == 2 && sums[0] == sums[1], "SHA-256 differs after \(sender) → \(receiver)")
     }
 
+    /// tcpdump printing what `filter` matches on `interface` in `role`'s namespace, line by line, once
+    /// it is listening (the caller stops it and reads `output`).
+    func watch(in role: String, _ interface: String, _ filter: String, logName: String) throws -> Daemon {
+        let capture = try spawn(in: ns(role), ["tcpdump", "-lni", interface, filter], logName: logName)
+        #expect(capture.waitForLog("listening on"), "tcpdump did not start on \(role)'s \(interface)")
+        return capture
+    }
+
     /// The MAC address of an interface inside a namespace.
     func mac(_ role: String, _ interface: String) throws -> String {
         let line = try sh("ip -n \(ns(role)) -o link show \(interface)")

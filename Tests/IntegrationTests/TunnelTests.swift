@@ -55,8 +55,7 @@ struct TunnelTests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let capture = try lab.spawn(in: lab.ns("r"), ["tcpdump", "-lni", "eth1", "icmp"], logName: "tcpdump-icmp")
-        #expect(capture.waitForLog("listening on"))
+        let capture = try lab.watch(in: "r", "eth1", "icmp", logName: "tcpdump-icmp")
         // R (198.51.100.1 / 203.0.113.1) is no peer of B.
         try lab.sendIPIPEchoesToB(from: "r", outerSource: "203.0.113.1", count: 5)
         usleep(500_000)
@@ -106,8 +105,7 @@ struct TunnelTests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let capture = try lab.spawn(in: lab.ns("h2"), ["tcpdump", "-lni", "eth0", "icmp"], logName: "tcpdump-h2")
-        #expect(capture.waitForLog("listening on"))
+        let capture = try lab.watch(in: "h2", "eth0", "icmp", logName: "tcpdump-h2")
         try lab.sendIPIPEchoesToB(from: "h2", outerSource: "192.0.2.130", count: 5)
         usleep(500_000)
         _ = capture.stop(signal: SIGINT)
@@ -122,8 +120,7 @@ struct TunnelTests {
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "b", config: siteB)
         let macB = try lab.mac("b", "eth0")
-        let echo = try lab.spawn(in: lab.ns("h2"), ["tcpdump", "-lni", "eth0", "icmp"], logName: "tcpdump-h2")
-        #expect(echo.waitForLog("listening on"))
+        let echo = try lab.watch(in: "h2", "eth0", "icmp", logName: "tcpdump-h2")
         try lab.sh(in: lab.ns("r"), """
             python3 -c "from scapy.all import Ether, Dot1Q, IP, ICMP, sendp; sendp(Ether(dst='\(macB)')/Dot1Q(vlan=42)/IP(src='198.51.100.37', dst='203.0.113.86')/IP(src='192.0.2.10', dst='192.0.2.130')/ICMP(id=4242), iface='eth1', count=3, verbose=0)"
             """)
