@@ -9,16 +9,21 @@ public struct Decapsulator: Sendable {
         /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1: dropped, and its sender
         /// should get ICMP time exceeded.
         case timeExceeded(peer: Int, inner: Range<Int>)
+        /// An ICMP error from a router, about one of our outer packets or not.
+        case aboutOuter(OuterICMP)
         case drop(DropReason, peer: Int?)
     }
 
     public let local: IPv4Address
+    /// With `ttl: inherit`, "time exceeded" about an outer packet is the inner sender's own business.
+    public let ttlInherited: Bool
     public var peerByEndpoint: [IPv4Address: Int]
     /// Addresses of this machine: inner packets to them are delivered, not forwarded (no TTL change).
     public var localAddresses: Set<IPv4Address>
 
     public init(config: GatewayConfig, localAddresses: Set<IPv4Address>) {
         local = config.uplink.address
+        ttlInherited = config.tunnel.ttl == .inherit
         peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
                                     uniquingKeysWith: { first, _ in first })
         self.localAddresses = localAddresses
@@ -33,8 +38,11 @@ public struct Decapsulator: Sendable {
         } catch {
             return .drop(.malformedOuter, peer: nil)
         }
-        guard outer.protocolNumber == IPProtocolNumber.ipip else { return .drop(.malformedOuter, peer: nil) }
         guard outer.destination == local else { return .drop(.notForUs, peer: nil) }
+        if outer.protocolNumber == IPProtocolNumber.icmp {
+            return .aboutOuter(OuterICMP.classify(outer.bytes, local: local, peerByEndpoint: peerByEndpoint, ttlInherited: ttlInherited))
+        }
+        guard outer.protocolNumber == IPProtocolNumber.ipip else { return .drop(.malformedOuter, peer: nil) }
         guard let peer = peerByEndpoint[outer.source] else { return .drop(.unknownPeer, peer: nil) }
         guard !outer.isFragment else { return .reassemble(peer: peer) }
 

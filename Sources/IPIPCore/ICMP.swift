@@ -70,9 +70,15 @@ public enum ICMPBuilder {
 
     /// The original datagram's IP header and the first 8 bytes of its data.
     static func quote(_ original: UnsafeRawBufferPointer) -> [UInt8] {
-        guard original.count >= 20 else { return Array(original) }
+        Array(original[0..<quoteLength(of: original)])
+    }
+
+    /// How much of `original` an error message quotes: its IP header and the first 8 bytes of its data
+    /// (RFC 792), or all of it when shorter.
+    public static func quoteLength(of original: UnsafeRawBufferPointer) -> Int {
+        guard original.count >= 20 else { return original.count }
         let headerLength = min(Int(original[0] & 0x0F) * 4, original.count)
-        return Array(original[0..<min(original.count, headerLength + 8)])
+        return min(original.count, headerLength + 8)
     }
 
     static func message(type: UInt8, code: UInt8, restOfHeader: UInt32, body: [UInt8]) -> [UInt8] {

@@ -16,44 +16,53 @@ public enum ICMPErrorRules {
         return true
     }
 
-    /// An IPv4 packet carrying an ICMP error about `original`, addressed to its source. The source
-    /// address is left 0: the raw socket (IP_HDRINCL) then fills in the address the kernel would use
-    /// to reach that host, as the kernel does for the errors it sends itself.
+    /// The IP header and ICMP header of an error message ipipd sends.
+    public static let headersLength = 20 + 8
+
+    /// An IPv4 packet carrying an ICMP error about `original`, addressed to its source (for tests and
+    /// control use; the packet paths write it in place with `write`).
     public static func packet(type: UInt8, code: UInt8, nextHopMTU: Int = 0, about original: UnsafeRawBufferPointer) -> [UInt8] {
-        let message = type == ICMPType.timeExceeded
-            ? ICMPBuilder.timeExceeded(original: original)
-            : ICMPBuilder.destinationUnreachable(code: code, nextHopMTU: nextHopMTU, original: original)
+        var packet = [UInt8](repeating: 0, count: headersLength + ICMPBuilder.quoteLength(of: original))
+        let length = packet.withUnsafeMutableBytes { write(type: type, code: code, nextHopMTU: nextHopMTU, quote: original, into: $0) }
+        return Array(packet[0..<length])
+    }
+
+    /// Writes an IPv4 packet carrying an ICMP error that quotes `quote` (the original datagram's start,
+    /// `ICMPBuilder.quoteLength` of it) into `buffer`, addressed to the original's source; returns its
+    /// length. The source address is left 0: the raw socket (IP_HDRINCL) then fills in the address the
+    /// kernel would use to reach that host, as the kernel does for the errors it sends itself.
+    /// Allocation-free: `quote` must not overlap `buffer`.
+    @discardableResult
+    public static func write(type: UInt8, code: UInt8, nextHopMTU: Int = 0, quote original: UnsafeRawBufferPointer,
+                             into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let quoted = ICMPBuilder.quoteLength(of: original)
+        let length = headersLength + quoted
+        precondition(buffer.count >= length)
+        let icmp = UnsafeMutableRawBufferPointer(rebasing: buffer[20..<length])
+        icmp[0] = type
+        icmp[1] = code
+        icmp.setUInt16(0, at: 2)
+        icmp.setUInt32(type == ICMPType.destinationUnreachable ? UInt32(UInt16(clamping: nextHopMTU)) : 0, at: 4)
+        if quoted > 0 {
+            UnsafeMutableRawBufferPointer(rebasing: icmp[8...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: original[0..<quoted]))
+        }
+        icmp.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(icmp)), at: 2)
         let destination = IPv4Address(original.count >= 16 ? original.uint32(at: 12) : 0)
-        return IPv4HeaderFields(ttl: 64, protocolNumber: IPProtocolNumber.icmp, source: .any, destination: destination)
-            .bytes(payload: message)
+        IPv4HeaderFields(totalLength: length, ttl: 64, protocolNumber: IPProtocolNumber.icmp, source: .any, destination: destination)
+            .write(into: buffer)
+        return length
     }
 }
 
 /// Token buckets per destination plus a global cap: ipipd must not become an ICMP amplifier.
 public struct ICMPRateLimiter: Sendable {
-    public var perDestinationPerSecond = 10.0
-    public var perDestinationBurst = 10.0
-    public var globalPerSecond = 1000.0
-    private var buckets: [IPv4Address: (tokens: Double, updated: Double)] = [:]
-    private var global: (tokens: Double, updated: Double) = (1000, 0)
-    static let maximumTracked = 4096
+    private var perDestination = TokenBucketTable<IPv4Address>(rate: 10, burst: 10, capacity: 4096)
+    private var global = TokenBucket(rate: 1000, burst: 1000)
 
     public init() {}
 
     public mutating func allow(to destination: IPv4Address, now: Double) -> Bool {
-        global.tokens = min(globalPerSecond, global.tokens + (now - global.updated) * globalPerSecond)
-        global.updated = now
-        var bucket = buckets[destination] ?? (perDestinationBurst, now)
-        bucket.tokens = min(perDestinationBurst, bucket.tokens + (now - bucket.updated) * perDestinationPerSecond)
-        bucket.updated = now
-        let allowed = bucket.tokens >= 1 && global.tokens >= 1
-        if allowed {
-            bucket.tokens -= 1
-            global.tokens -= 1
-        }
-        if buckets[destination] == nil && buckets.count >= Self.maximumTracked { buckets.removeAll(keepingCapacity: true) }
-        buckets[destination] = bucket
-        return allowed
+        perDestination.take(destination, now: now) && global.take(now: now)
     }
 }
 

@@ -43,7 +43,8 @@ public struct ProxyARPResponder: Sendable {
     public let interfaceMAC: MACAddress
     public let options: Options
     public private(set) var ghosts: [IPv4Address: Ghost] = [:]
-    private var buckets: [MACAddress: (tokens: Double, updated: Double)] = [:]
+    /// Replies per requesting MAC.
+    private var requesters: TokenBucketTable<MACAddress>
     /// Announcements still to send: (ghost, when).
     public private(set) var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] = []
     static let maximumTrackedRequesters = 4096
@@ -51,6 +52,7 @@ public struct ProxyARPResponder: Sendable {
     public init(interfaceMAC: MACAddress, options: Options = Options()) {
         self.interfaceMAC = interfaceMAC
         self.options = options
+        requesters = TokenBucketTable(rate: options.repliesPerSecond, burst: options.replyBurst, capacity: Self.maximumTrackedRequesters)
     }
 
     /// Starts answering for `address` and, with `announce`, schedules its gratuitous announcements
@@ -118,7 +120,7 @@ public struct ProxyARPResponder: Sendable {
         default: break
         }
         if isYielding(ghost.address, now: now) { return .ignore(.yielding, ghost: ghost.address) }
-        guard takeToken(for: arp.senderHardware, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
+        guard requesters.take(arp.senderHardware, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
 
         // A probe's sender has no address yet: answer it as RFC 5227 defends, by broadcast.
         let isProbe = arp.senderProtocol.isUnspecified
@@ -130,19 +132,31 @@ public struct ProxyARPResponder: Sendable {
                                        targetProtocol: arp.senderProtocol))
         return .reply(ghost: ghost.address, frame: reply)
     }
+}
 
-    /// Token bucket per requesting MAC.
-    private mutating func takeToken(for requester: MACAddress, now: Double) -> Bool {
-        var bucket = buckets[requester] ?? (options.replyBurst, now)
-        bucket.tokens = min(options.replyBurst, bucket.tokens + (now - bucket.updated) * options.repliesPerSecond)
-        bucket.updated = now
-        let allowed = bucket.tokens >= 1
-        if allowed { bucket.tokens -= 1 }
-        if buckets[requester] == nil && buckets.count >= Self.maximumTrackedRequesters {
-            // Forget requesters whose buckets are full again; they would start full anyway.
-            buckets = buckets.filter { $0.value.tokens + (now - $0.value.updated) * options.repliesPerSecond < options.replyBurst }
+extension ProxyARPResponder {
+    /// The responder for one LAN interface as `config` describes it, announcing every ghost host from `now`.
+    public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
+        var options = Options()
+        options.answerProbes = config.proxyARP.answerProbes
+        options.yieldOnConflict = config.proxyARP.onConflict == .yield
+        self.init(interfaceMAC: mac, options: options)
+        for ghost in config.ghostHosts where ghost.interface == interface {
+            add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }
-        buckets[requester] = bucket
-        return allowed
+    }
+
+    /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
+    public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
+        let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
+        var next = ProxyARPResponder(interface: interface, mac: interfaceMAC, config: config, now: now, announce: false)
+        for ghost in config.ghostHosts where ghost.interface == interface {
+            if kept.contains(ghost), let state = ghosts[ghost.address] {
+                next.restore(state)
+            } else {
+                next.add(ghost.address, mac: ghost.mac, now: now, announce: true)
+            }
+        }
+        return next
     }
 }

@@ -32,15 +32,6 @@ public final class DedicatedThread: @unchecked Sendable {
     }
 }
 
-/// Set once to ask every loop to finish; loops check it at least every `pollInterval`.
-public final class StopSignal: Sendable {
-    private let stopped = Atomic<Bool>(false)
-    public static let pollIntervalMilliseconds: Int32 = 100
-    public init() {}
-    public func stop() { stopped.store(true, ordering: .releasing) }
-    public var isStopped: Bool { stopped.load(ordering: .acquiring) }
-}
-
 /// Waits until `fd` is readable or `timeout` ms pass; true when readable.
 func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32) -> Bool {
     var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

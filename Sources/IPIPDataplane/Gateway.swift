@@ -105,14 +105,12 @@ public final class Gateway: @unchecked Sendable {
             // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
             tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
             try beforeThreads()
-            let loops = DataplaneLoops(box: box, stop: stop, logger: logger)
-            let tunnelMTU = self.tunnelMTU
-            threads.append(try DedicatedThread(name: "ipipd-tun") {
-                loops.encapsulate(from: tun, tunnelMTU: tunnelMTU, sender: encapsulationSender)
-            })
-            threads.append(try DedicatedThread(name: "ipipd-capture") {
-                loops.decapsulate(from: capture, tunnelMTU: tunnelMTU, sender: reinjectionSender)
-            })
+            let encapsulation = EncapsulationLoop(box: box, stop: stop, logger: logger, tun: tun, sender: encapsulationSender,
+                                                  tunnelMTU: tunnelMTU)
+            let decapsulation = DecapsulationLoop(box: box, stop: stop, logger: logger, capture: capture, sender: reinjectionSender,
+                                                  tunnelMTU: tunnelMTU)
+            threads.append(try DedicatedThread(name: "ipipd-tun") { encapsulation.run() })
+            threads.append(try DedicatedThread(name: "ipipd-capture") { decapsulation.run() })
             try startARPThreads(responders)
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { command in self.handle(command) }
@@ -143,11 +141,9 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func startARPThreads(_ captures: [(PacketCapture, MACAddress)]) throws {
-        let loops = DataplaneLoops(box: box, stop: stop, logger: logger)
         for (capture, mac) in captures {
-            threads.append(try DedicatedThread(name: "ipipd-arp-\(capture.interface)") {
-                loops.answerARP(on: capture, mac: mac)
-            })
+            let loop = ProxyARPLoop(box: box, stop: stop, logger: logger, capture: capture, mac: mac)
+            threads.append(try DedicatedThread(name: "ipipd-arp-\(capture.interface)") { loop.run() })
             arpInterfaces.insert(capture.interface)
         }
         logGhostHosts(config.ghostHosts.filter { ghost in captures.contains { $0.0.interface == ghost.interface } })

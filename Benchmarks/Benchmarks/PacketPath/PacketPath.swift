@@ -1,5 +1,5 @@
-// The per-packet work of ipipd's core, without I/O: encapsulation, decapsulation, TSO segmentation and
-// the route lookup.
+// The per-packet work of ipipd's core, without I/O: the production packet paths (what the dataplane's
+// loops call for each TUN read and each captured frame), TSO segmentation and the route lookup.
 // Each benchmark checks that it allocates nothing (mallocCountTotal), which is what the dataplane
 // claims for its per-packet path.
 import Benchmark
@@ -17,6 +17,14 @@ func innerPacket(length: Int) -> [UInt8] {
         .bytes(payload: [UInt8](repeating: 0x5A, count: length - 20))
 }
 
+/// Machine B's outer packet carrying `innerPacket(length:)`, as libpcap captures it on A's uplink.
+func capturedFrame(innerLength: Int) -> [UInt8] {
+    let outer = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
+                                 destination: IPv4Address(198, 51, 100, 37)).bytes(payload: innerPacket(length: innerLength))
+    return EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),
+                                 etherType: EtherType.ipv4, payload: outer)
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .instructions],
@@ -26,43 +34,49 @@ let benchmarks: @Sendable () -> Void = {
     )
 
     for length in [64, 1400] {
-        Benchmark("encapsulate \(length)-byte packet") { benchmark in
-            var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480)
-            let inner = innerPacket(length: length)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 20 + length, alignment: 16)
-            defer { buffer.deallocate() }
-            inner.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[20...]).copyMemory(from: $0) }
+        Benchmark("encapsulation path: TUN read of a \(length)-byte packet → queued to its peer") { benchmark in
+            let counters = TunnelCounters(peerNames: ["b"])
+            let path = EncapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()])
+            let batch = PacketBatch()   // emptied without sending when full: the work up to the send
+            let read = [UInt8](repeating: 0, count: VirtioNetHeader.size) + innerPacket(length: length)
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                blackHole(encapsulator.encapsulate(buffer, innerLength: length, now: 0))
+                read.withUnsafeBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[PacketSlot.virtioHeaderOffset...]).copyMemory(from: $0)
+                }
+                path.process(readLength: read.count, in: batch, now: 0)
             }
+            blackHole(batch.count)
         }
 
-        Benchmark("decapsulate \(length)-byte packet, delivered locally") { benchmark in
-            let decapsulator = Decapsulator(config: machineA, localAddresses: [IPv4Address(203, 0, 113, 20)])
-            let outer = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
-                                         destination: IPv4Address(198, 51, 100, 37)).bytes(payload: innerPacket(length: length))
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: outer.count, alignment: 16)
-            defer { buffer.deallocate() }
-            outer.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        Benchmark("decapsulation path: captured \(length)-byte frame → inner packet delivered locally") { benchmark in
+            let counters = TunnelCounters(peerNames: ["b"])
+            let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
+                                         localAddresses: [IPv4Address(203, 0, 113, 20)])
+            let batch = PacketBatch()
+            let frame = capturedFrame(innerLength: length)
             benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                blackHole(decapsulator.decapsulate(buffer))
+            frame.withUnsafeBytes { frame in
+                for _ in benchmark.scaledIterations {
+                    path.process(frame: frame, wireLength: frame.count, in: batch, now: 0)
+                }
             }
+            blackHole(batch.count)
         }
     }
 
-    Benchmark("decapsulate 64-byte packet, forwarded (TTL decremented; packet restored each time)") { benchmark in
-        let decapsulator = Decapsulator(config: machineA, localAddresses: [])
-        let outer = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
-                                     destination: IPv4Address(198, 51, 100, 37)).bytes(payload: innerPacket(length: 64))
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: outer.count, alignment: 16)
-        defer { buffer.deallocate() }
+    Benchmark("decapsulation path: captured 64-byte frame → inner packet forwarded (TTL decremented)") { benchmark in
+        let counters = TunnelCounters(peerNames: ["b"])
+        let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()], localAddresses: [])
+        let batch = PacketBatch()
+        let frame = capturedFrame(innerLength: 64)
         benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            outer.withUnsafeBytes { buffer.copyMemory(from: $0) }
-            blackHole(decapsulator.decapsulate(buffer))
+        frame.withUnsafeBytes { frame in
+            for _ in benchmark.scaledIterations {
+                path.process(frame: frame, wireLength: frame.count, in: batch, now: 0)
+            }
         }
+        blackHole(batch.count)
     }
 
     Benchmark("cut a 64 KiB TSO packet into 1428-byte segments (per segment)") { benchmark in

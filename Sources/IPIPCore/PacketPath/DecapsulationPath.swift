@@ -1,0 +1,114 @@
+/// Everything ipipd does with a frame captured on the uplink (wireguard-go's receive.go, for
+/// IP-in-IP): Ethernet/802.1Q framing, outer and inner checks, outer reassembly, RFC 6040 ECN, the
+/// inner TTL, the ICMP errors a router sends (time exceeded), and ICMP from routers about our own
+/// outer packets (path MTU, unreachable peers). Pure: bytes in, inner packets queued in a
+/// `PacketBatch` for delivery, drops counted, events reported; the dataplane's loop only takes frames
+/// from libpcap and sends the batch. Used by one thread.
+public final class DecapsulationPath {
+    public private(set) var decapsulator: Decapsulator
+    private var counters: TunnelCounters
+    private var paths: [PeerPathState]
+    private var reassembler = Reassembler()
+    private let icmp = ICMPErrorReporter()
+    private let tunnelMTU: Int
+    /// What the loop logs (path MTU lowered, peer unreachable); set by the dataplane.
+    public var report: (PacketPathEvent) -> Void = { _ in }
+
+    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
+                localAddresses: Set<IPv4Address>) {
+        decapsulator = Decapsulator(config: config, localAddresses: localAddresses)
+        self.tunnelMTU = tunnelMTU
+        self.counters = counters
+        self.paths = paths
+    }
+
+    /// Takes a reloaded config; reassembly state and rate limits go on.
+    public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
+        decapsulator = Decapsulator(config: config, localAddresses: decapsulator.localAddresses)
+        self.counters = counters
+        self.paths = paths
+    }
+
+    /// This machine's addresses: inner packets to them are delivered, not forwarded.
+    public var localAddresses: Set<IPv4Address> {
+        get { decapsulator.localAddresses }
+        set { decapsulator.localAddresses = newValue }
+    }
+
+    /// Once a second or so: drops reassembly state that timed out.
+    public func expire(now: Double) {
+        for _ in 0..<reassembler.expire(now: now) { counters.drop(.fragmentTimeout) }
+    }
+
+    public var pendingReassemblies: Int { reassembler.pendingCount }
+
+    /// A frame as captured on the uplink: `frame` holds what was captured of its `wireLength` bytes.
+    @inline(__always)
+    public func process(frame: UnsafeRawBufferPointer, wireLength: Int, in batch: PacketBatch, now: Double) {
+        guard frame.count >= wireLength else {
+            counters.drop(.truncatedCapture)
+            return
+        }
+        guard let ethernet = try? EthernetFrameView(parsing: frame), ethernet.etherType == EtherType.ipv4 else {
+            counters.drop(.malformedOuter)
+            return
+        }
+        // Copied out of libpcap's ring into the next slot: the decapsulator edits the inner header, which
+        // is then delivered from where it lies.
+        let ip = ethernet.payload
+        let length = min(ip.count, PacketSlot.size)
+        batch.nextSlot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
+        process(outerLength: length, in: batch, now: now)
+    }
+
+    /// An outer IPv4 packet at `batch.nextSlot[0..<outerLength]`.
+    public func process(outerLength: Int, in batch: PacketBatch, now: Double) {
+        var length = outerLength
+        while true {
+            let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
+            switch decapsulator.decapsulate(packet) {
+            case let .deliver(peer, inner, _):
+                let destination = UnsafeRawBufferPointer(rebasing: packet[inner]).ipv4Destination
+                batch.append(inner, destination: destination, kind: .decapsulated(peer: peer, innerLength: inner.count))
+            case .reassemble:
+                guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
+                switch reassembler.add(fragment, now: now) {
+                case .incomplete:
+                    return
+                case .dropped(let reason):
+                    counters.drop(reason)
+                    return
+                case .complete(let datagram):
+                    // Whole again (and no longer a fragment): decapsulated on the next turn.
+                    datagram.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
+                    length = datagram.count
+                    continue
+                }
+            case let .timeExceeded(peer, inner):
+                counters.drop(.ttlExpired, peer: peer)
+                icmp.report(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
+                            peer: peer, counters: counters, into: batch, now: now)
+            case .aboutOuter(let report):
+                learn(from: report, reporter: UnsafeRawBufferPointer(packet).ipv4Source, now: now)
+            case let .drop(reason, peer):
+                counters.drop(reason, peer: peer)
+            }
+            return
+        }
+    }
+
+    /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err).
+    private func learn(from report: OuterICMP, reporter: IPv4Address, now: Double) {
+        switch report {
+        case let .fragmentationNeeded(peer, outerMTU):
+            if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU) {
+                self.report(.pathMTULowered(peer: peer, mtu: mtu))
+            }
+        case let .peerError(peer):
+            paths[peer].noteError(now: now)
+            self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
+        case .ignore:
+            break
+        }
+    }
+}

@@ -1,0 +1,105 @@
+/// Everything ipipd does with a packet the kernel routed into the tunnel, from the TUN read to the
+/// outer packets to send (wireguard-go's send.go, for IP-in-IP): checksum offload and TSO segmentation,
+/// the peer by longest-prefix match, the outer header (RFC 2003, RFC 6040), fragmentation when the path
+/// to the peer is too small, and the ICMP errors a router sends (fragmentation needed, host
+/// unreachable). Pure: bytes in, packets queued in a `PacketBatch`, drops counted; the dataplane's loop
+/// only reads the TUN device and sends the batch. Used by one thread.
+public final class EncapsulationPath {
+    public private(set) var encapsulator: Encapsulator
+    private var counters: TunnelCounters
+    private let icmp = ICMPErrorReporter()
+    /// A TSO super-packet moved out of the slot its segments are built in.
+    private let superPacket = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
+
+    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
+                initialIdentification: UInt16 = 1) {
+        encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths, initialIdentification: initialIdentification)
+        self.counters = counters
+    }
+
+    deinit { superPacket.deallocate() }
+
+    /// Takes a reloaded config; the IP ID sequence and the ICMP rate limits go on.
+    public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
+        encapsulator.reconfigure(config, paths: paths)
+        self.counters = counters
+    }
+
+    /// One read from the TUN device, `readLength` bytes at `batch.nextSlot[PacketSlot.virtioHeaderOffset...]`:
+    /// a virtio-net header and an inner packet (or a TCP super-packet to cut into segments).
+    public func process(readLength: Int, in batch: PacketBatch, now: Double) {
+        guard readLength > VirtioNetHeader.size else {
+            counters.drop(.malformedInner)
+            return
+        }
+        let slot = batch.nextSlot
+        let header = VirtioNetHeader(UnsafeRawBufferPointer(rebasing: slot[PacketSlot.virtioHeaderOffset..<PacketSlot.innerOffset]))
+        let length = readLength - VirtioNetHeader.size
+        let packet = UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)])
+        switch header.segmentation {
+        case .none:
+            if let (start, offset) = header.checksum, !ChecksumOffload.complete(packet, start: start, offset: offset) {
+                counters.drop(.malformedInner)
+                return
+            }
+            encapsulateNextSlot(innerLength: length, in: batch, now: now)
+        case .tcpIPv4(let segmentSize):
+            // The segments are built in the batch's slots, starting with this one: move the original aside.
+            superPacket.copyMemory(from: UnsafeRawBufferPointer(packet))
+            guard let segmenter = TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
+                                               segmentSize: segmentSize) else {
+                counters.drop(.malformedInner)
+                return
+            }
+            counters.tcpPacketsSegmented.add()
+            for index in 0..<segmenter.segmentCount {
+                let segmentLength = segmenter.write(segment: index, to: batch.nextSlot.baseAddress!.advanced(by: PacketSlot.innerOffset))
+                encapsulateNextSlot(innerLength: segmentLength, in: batch, now: now)
+            }
+        case .unsupported:
+            counters.drop(.malformedInner)
+        }
+    }
+
+    /// Encapsulates the inner packet at `batch.nextSlot[innerOffset ..< innerOffset + innerLength]`:
+    /// queued to its peer, answered with an ICMP error, fragmented, or dropped.
+    @inline(__always)
+    func encapsulateNextSlot(innerLength length: Int, in batch: PacketBatch, now: Double) {
+        let slot = batch.nextSlot
+        let inner = UnsafeRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)])
+        switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
+        case let .send(outerLength, peer, destination, notifyUnreachable):
+            batch.append(0..<outerLength, destination: destination, kind: .encapsulated(peer: peer, innerLength: length))
+            if notifyUnreachable {
+                // The packet still goes; its sender is told as ip_tunnel_xmit tells it (RFC 2003 §4). The
+                // error quotes the slot just queued, which stays intact until the batch reuses it.
+                icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner, peer: peer,
+                            counters: counters, into: batch, now: now)
+            }
+        case let .tooBig(peer, mtu):
+            counters.drop(.tooBig, peer: peer)
+            icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
+                        about: inner, peer: peer, counters: counters, into: batch, now: now)
+        case let .fragment(peer, mtu):
+            fragment(inner, peer: peer, mtu: mtu, in: batch, now: now)
+        case let .drop(reason, peer):
+            counters.drop(reason, peer: peer)
+        }
+    }
+
+    /// An inner packet without DF that does not fit the path to its peer: cut as Linux cuts it before
+    /// it enters the tunnel (rare: a learned path MTU below the tunnel's), each piece encapsulated.
+    private func fragment(_ inner: UnsafeRawBufferPointer, peer: Int, mtu: Int, in batch: PacketBatch, now: Double) {
+        guard let packet = try? IPv4PacketView(validating: inner, exactLength: true) else { return }
+        let pieces = IPv4Fragmenter.fragments(of: packet, mtu: mtu)   // copies: the slot is reused below
+        guard !pieces.isEmpty else {
+            counters.drop(.tooBig, peer: peer)
+            return
+        }
+        for piece in pieces {
+            piece.withUnsafeBytes { batch.nextSlot.baseAddress!.advanced(by: PacketSlot.innerOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            encapsulateNextSlot(innerLength: piece.count, in: batch, now: now)
+        }
+        counters.peers[peer].fragmented.add()
+    }
+}

@@ -1,0 +1,36 @@
+/// Sends the ICMP errors a packet path answers with as a router (fragmentation needed, time exceeded,
+/// host unreachable): only where RFC 1122 allows one, within the rate limit, built in the batch's next
+/// slot. One per path, used by its thread only.
+final class ICMPErrorReporter {
+    private var limiter = ICMPRateLimiter()
+    /// The quoted part of the original, copied out first: the original may lie in the slot the error
+    /// is built in.
+    private let quote = UnsafeMutableRawBufferPointer.allocate(byteCount: 576, alignment: 8)
+
+    deinit { quote.deallocate() }
+
+    func report(type: UInt8, code: UInt8, nextHopMTU: Int = 0, about original: UnsafeRawBufferPointer, peer: Int,
+                counters: TunnelCounters, into batch: PacketBatch, now: Double) {
+        guard ICMPErrorRules.mayReport(on: original) else { return }
+        let destination = original.ipv4Source
+        guard limiter.allow(to: destination, now: now) else {
+            counters.icmpRateLimited.add()
+            return
+        }
+        let quoted = min(ICMPBuilder.quoteLength(of: original), quote.count)
+        quote.copyMemory(from: UnsafeRawBufferPointer(rebasing: original[0..<quoted]))
+        let length = ICMPErrorRules.write(type: type, code: code, nextHopMTU: nextHopMTU,
+                                          quote: UnsafeRawBufferPointer(rebasing: quote[0..<quoted]), into: batch.nextSlot)
+        batch.append(0..<length, destination: destination, kind: .icmpError(peer: peer))
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The source address of the IPv4 header at the start (0.0.0.0 when too short).
+    @inline(__always)
+    public var ipv4Source: IPv4Address { count >= 16 ? ipv4Address(at: 12) : .any }
+
+    /// The destination address of the IPv4 header at the start (0.0.0.0 when too short).
+    @inline(__always)
+    public var ipv4Destination: IPv4Address { count >= 20 ? ipv4Address(at: 16) : .any }
+}

@@ -1,0 +1,101 @@
+/// What a packet path produced and the thin loop around it must send: IPv4 packets built in place in
+/// preallocated slots (`PacketSlot` layout), each with its destination and what it counts as. Pure
+/// memory; the dataplane sends a batch with one sendmmsg(2) (or writes it to the TUN device) in
+/// `whenFull` and after each burst, so a path never waits for I/O and never allocates.
+public final class PacketBatch {
+    public static let capacity = 64
+
+    /// What a queued packet is, for the counters once it was sent.
+    public enum Kind: Equatable, Sendable {
+        /// An outer packet carrying `innerLength` bytes to `peer`.
+        case encapsulated(peer: Int, innerLength: Int)
+        /// An inner packet unwrapped from `peer`'s outer packet, to be delivered.
+        case decapsulated(peer: Int, innerLength: Int)
+        /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
+        case icmpError(peer: Int)
+    }
+
+    private let storage: UnsafeMutableRawBufferPointer
+    /// Start and length of each queued packet, and its destination in network byte order: the arrays
+    /// sendmmsg(2) is built from.
+    public let starts: UnsafeMutablePointer<UnsafeRawPointer?>
+    public let lengths: UnsafeMutablePointer<Int>
+    public let destinations: UnsafeMutablePointer<UInt32>
+    private let kinds: UnsafeMutablePointer<Kind>
+    public private(set) var count = 0
+
+    /// Called by `append` when the last slot was taken: must send (or drop) what is queued and call
+    /// `removeAll()`. Until it is set, a full batch is emptied without sending.
+    public var whenFull: (PacketBatch) -> Void = { $0.removeAll() }
+
+    public init() {
+        storage = .allocate(byteCount: Self.capacity * PacketSlot.size, alignment: 16)
+        starts = .allocate(capacity: Self.capacity)
+        lengths = .allocate(capacity: Self.capacity)
+        destinations = .allocate(capacity: Self.capacity)
+        kinds = .allocate(capacity: Self.capacity)
+    }
+
+    deinit {
+        storage.deallocate()
+        starts.deallocate()
+        lengths.deallocate()
+        destinations.deallocate()
+        kinds.deinitialize(count: count)
+        kinds.deallocate()
+    }
+
+    public var isEmpty: Bool { count == 0 }
+    public var isFull: Bool { count == Self.capacity }
+
+    /// The slot the next packet is built in (`PacketSlot.size` bytes).
+    @inline(__always)
+    public var nextSlot: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: storage[(count * PacketSlot.size)..<((count + 1) * PacketSlot.size)])
+    }
+
+    /// Queues `nextSlot[range]`, an IPv4 packet to `destination`; sends the batch when it is full.
+    @inline(__always)
+    public func append(_ range: Range<Int>, destination: IPv4Address, kind: Kind) {
+        precondition(count < Self.capacity && range.upperBound <= PacketSlot.size)
+        starts[count] = UnsafeRawPointer(storage.baseAddress!.advanced(by: count * PacketSlot.size + range.lowerBound))
+        lengths[count] = range.count
+        destinations[count] = destination.value.bigEndian
+        (kinds + count).initialize(to: kind)
+        count += 1
+        if isFull { whenFull(self) }
+    }
+
+    public func packet(at index: Int) -> UnsafeRawBufferPointer {
+        precondition(index < count)
+        return UnsafeRawBufferPointer(start: starts[index], count: lengths[index])
+    }
+
+    /// The packet's start as a mutable pointer: the slot is the batch's own memory.
+    public func mutablePacket(at index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(mutating: packet(at: index))
+    }
+
+    public func destination(at index: Int) -> IPv4Address {
+        precondition(index < count)
+        return IPv4Address(UInt32(bigEndian: destinations[index]))
+    }
+
+    public func kind(at index: Int) -> Kind {
+        precondition(index < count)
+        return kinds[index]
+    }
+
+    public func removeAll() {
+        kinds.deinitialize(count: count)
+        count = 0
+    }
+}
+
+/// What a packet path tells the loop around it besides packets: things worth a log line.
+public enum PacketPathEvent: Equatable, Sendable {
+    /// A router's "fragmentation needed" lowered the inner path MTU towards `peer`.
+    case pathMTULowered(peer: Int, mtu: Int)
+    /// A router reported `peer` unreachable (RFC 2003 §4): its senders hear "host unreachable" for 30 s.
+    case peerReportedUnreachable(peer: Int, reporter: IPv4Address)
+}

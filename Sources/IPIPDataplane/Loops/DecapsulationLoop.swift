@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IPIPCore
+import Logging
+
+/// The capture engine's thread: takes the frames libpcap has ready, hands each to the
+/// `DecapsulationPath`, and reinjects what it queued with one sendmmsg(2) per 64 packets.
+struct DecapsulationLoop {
+    let box: SnapshotBox
+    let stop: StopSignal
+    let logger: Logger
+    let capture: PacketCapture
+    let sender: RawIPv4Sender
+    let tunnelMTU: Int
+
+    func run() {
+        var snapshot = box.current
+        let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
+                                     paths: snapshot.paths, localAddresses: Set(SystemProbe.localAddresses()))
+        let batch = PacketBatch()
+        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, counters: snapshot.counters,
+                                   failures: ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet"))
+        batch.whenFull = flusher.flush
+        let pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)
+        path.report = { event in
+            let peers = snapshot.counters.peers
+            switch event {
+            case let .pathMTULowered(peer, mtu):
+                pathLog.note(["peer": "\(peers[peer].name)", "report": "fragmentation needed", "path-mtu": "\(mtu)"])
+            case let .peerReportedUnreachable(peer, reporter):
+                pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
+            }
+        }
+        var lastHousekeeping = monotonicSeconds()
+
+        while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                snapshot = box.current
+                path.reconfigure(snapshot.config, counters: snapshot.counters, paths: snapshot.paths)
+                flusher.counters = snapshot.counters
+            }
+            var now = monotonicSeconds()
+            if now - lastHousekeeping >= 1 {
+                lastHousekeeping = now
+                snapshot.counters.drops.set(.captureDrop, to: capture.kernelDrops)
+                path.expire(now: now)
+                // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
+                path.localAddresses = Set(SystemProbe.localAddresses())
+            }
+            guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+            now = monotonicSeconds()
+            // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
+            // come back to check the stop signal now and then.
+            do {
+                try capture.dispatch(limit: 256) { frame in
+                    path.process(frame: frame.bytes, wireLength: frame.wireLength, in: batch, now: now)
+                }
+            } catch {
+                logger.error("capture failed; the decapsulator stops", metadata: ["error": "\(error)"])
+                return
+            }
+            if !batch.isEmpty {
+                flusher.flush(batch)
+                yieldToWhatTheBurstWoke()
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import IPIPCore
+import Logging
+
+/// The proxy-ARP responder's thread for one LAN interface: ARP frames for ghost addresses from libpcap
+/// → `ProxyARPResponder` → replies with pcap_inject; plus the scheduled announcements.
+struct ProxyARPLoop {
+    let box: SnapshotBox
+    let stop: StopSignal
+    let logger: Logger
+    let capture: PacketCapture
+    let mac: MACAddress
+
+    func run() {
+        let interface = capture.interface
+        var snapshot = box.current
+        var responder = ProxyARPResponder(interface: interface, mac: mac, config: snapshot.config, now: monotonicSeconds())
+        var ghostCounters: [IPv4Address: GhostCounters] = [:]
+        func takeCounters() {
+            ghostCounters = Dictionary(snapshot.counters.ghosts.filter { $0.interface == interface }.map { ($0.address, $0) },
+                                       uniquingKeysWith: { a, _ in a })
+        }
+        takeCounters()
+        var conflictLogs: [IPv4Address: ThrottledLog] = [:]
+        let injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP frame")
+        func inject(_ frame: [UInt8]) -> Bool {
+            let sent = frame.withUnsafeBytes { capture.inject($0) }
+            if !sent { injectErrors.note(["interface": "\(interface)"]) }
+            return sent
+        }
+        while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                let previous = snapshot.config
+                snapshot = box.current
+                takeCounters()
+                responder = responder.reconfigured(for: snapshot.config, interface: interface, previous: previous, now: monotonicSeconds())
+                let ghosts = snapshot.config.ghostHosts.filter { $0.interface == interface }.map(\.address)
+                conflictLogs = conflictLogs.filter { ghosts.contains($0.key) }
+                do {
+                    try capture.setFilter(CaptureFilter.proxyARP(ghosts: ghosts))
+                } catch {
+                    logger.error("cannot update the ARP filter", metadata: ["interface": "\(interface)", "error": "\(error)"])
+                }
+            }
+            for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
+                ghostCounters[ghost]?.announcements.add()
+            }
+            guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+            _ = try? capture.dispatch(limit: 256) { frame in
+                switch responder.handle(frame.bytes, now: monotonicSeconds()) {
+                case let .reply(ghost, reply):
+                    if inject(reply) { ghostCounters[ghost]?.replies.add() }
+                case let .conflict(ghost, mac, sender):
+                    ghostCounters[ghost]?.conflicts.add()
+                    let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
+                    let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
+                    conflictLogs[ghost] = log
+                    log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
+                              "action": "\(action)"])
+                case .ignore(.probe, let ghost?):
+                    ghostCounters[ghost]?.probesIgnored.add()
+                case .ignore(_, let ghost?):
+                    ghostCounters[ghost]?.otherIgnored.add()
+                case .ignore(_, nil):
+                    break
+                }
+            }
+        }
+    }
+}
