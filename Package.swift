@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // Debian's libpcap (libpcap-dev ships libpcap.pc).
@@ -30,17 +31,20 @@ let package = Package(
         ),
         // What Swift cannot see or call: ioctl request macros, mmsg, socket filters.
         .target(name: "CIPIPShims"),
-        // Pure core: codecs, checksums, routing table, config model, RFC 2003 rules. No C, no I/O.
+        // Pure core: the packet paths and their codecs, checksums, routing table, config model, RFC 2003
+        // rules, the kernel plan. No C, no I/O.
         .target(
             name: "IPIPCore",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        // Dataplane I/O: TUN, libpcap capture, libnet injection, rtnetlink.
+        // Dataplane I/O: the loops around the packet paths, TUN, libpcap capture, libnet injection,
+        // rtnetlink, the kernel setup, the control socket.
         .target(
             name: "IPIPDataplane",
             dependencies: [
                 "IPIPCore", "CPcap", "CLibnet", "CIPIPShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
@@ -59,6 +63,11 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]
+        ),
+        // Root-free tests of the dataplane's pure helpers (netlink messages, the state file, sysctl paths).
+        .testTarget(
+            name: "IPIPDataplaneTests",
+            dependencies: ["IPIPCore", "IPIPDataplane"]
         ),
         .testTarget(
             name: "IntegrationTests",

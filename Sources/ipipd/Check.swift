@@ -28,37 +28,3 @@ struct Check: ParsableCommand {
         }
     }
 }
-
-/// Loads and validates a config file; prints warnings to standard error; on errors prints them all
-/// and exits 1.
-func loadConfigOrExit(_ path: String) throws -> GatewayConfig {
-    try loadConfigWithTextOrExit(path).config
-}
-
-/// The config and the text it was read from (whose hash `status` shows).
-func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, text: String) {
-    let text = try readConfigTextOrExit(path)
-    let result = ConfigLoader.load(yaml: text, file: path)
-    for diagnostic in result.diagnostics {
-        printError(diagnostic.description)
-    }
-    guard let config = result.config else {
-        printError("\(path): \(result.errors.count) error\(result.errors.count == 1 ? "" : "s"); nothing was applied")
-        throw ExitCode.failure
-    }
-    return (config, text)
-}
-
-/// The config file's text; when it cannot be read, says why (naming the file) and exits 1.
-func readConfigTextOrExit(_ path: String) throws -> String {
-    do {
-        return try String(contentsOfFile: path, encoding: .utf8)
-    } catch {
-        printError("\(path): error: cannot read the config file: \((error as NSError).localizedDescription)")
-        throw ExitCode.failure
-    }
-}
-
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
-}

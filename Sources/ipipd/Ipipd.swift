@@ -26,15 +26,6 @@ struct Ipipd: ParsableCommand {
     )
 }
 
-/// The `-c/--config` option every subcommand shares.
-struct ConfigOptions: ParsableArguments {
-    static let defaultPath = "/etc/ipipd/ipipd.yaml"
-
-    @Option(name: [.customShort("c"), .customLong("config")],
-            help: ArgumentHelp("The gateway's config file.", valueName: "file"))
-    var path: String = ConfigOptions.defaultPath
-}
-
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print ipipd's version.")
 

@@ -1,76 +1,50 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import IPIPCore
 import IPIPDataplane
 import Logging
 import Prometheus
 
-/// `GET /metrics` in the Prometheus text format (swift-prometheus), on the address given with
-/// --metrics. The dataplane's own counters are the source of truth; each scrape brings the registry's
-/// counters up to them.
+/// `GET /metrics` in the Prometheus text format (swift-prometheus), on the listener the gateway opened
+/// for `metrics.listen`, served by its own thread. The dataplane's own counters are the source of truth;
+/// each scrape brings the registry's counters up to them.
 final class MetricsEndpoint: @unchecked Sendable {
-    private let fd: Int32
     private let logger: Logger
     private let registry = PrometheusCollectorRegistry()
     private var exported: [String: UInt64] = [:]
     private var thread: DedicatedThread?
     private let stopSignal = StopSignal()
-    let address: String
 
-    init(listen ip: IPv4Address, port: UInt16, logger: Logger) throws {
-        address = "\(ip):\(port)"
+    init(logger: Logger) {
         self.logger = logger
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemError.fromErrno("open the metrics socket") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var socketAddress = sockaddr_in()
-        socketAddress.sin_family = sa_family_t(AF_INET)
-        socketAddress.sin_port = port.bigEndian
-        socketAddress.sin_addr.s_addr = ip.value.bigEndian
-        let bound = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            let error = SystemError.fromErrno("listen for metrics on \(address)")
-            close(fd)
-            throw error
-        }
     }
 
-    func start(serving gateway: Gateway) throws {
-        thread = try DedicatedThread(name: "ipipd-metrics") { [self] in serve(gateway) }
-        logger.info("serving Prometheus metrics", metadata: ["address": "\(address)", "path": "/metrics"])
+    func start(serving gateway: Gateway, on server: StreamServer) throws {
+        thread = try DedicatedThread(name: "ipipd-metrics") { [self] in
+            server.serve(until: stopSignal, isComplete: Self.isCompleteRequest) { request in
+                self.answer(request, gateway: gateway)
+            }
+        }
     }
 
     func stop() {
         stopSignal.stop()
         thread?.join()
-        close(fd)
     }
 
-    private func serve(_ gateway: Gateway) {
-        while !stopSignal.isStopped {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, StopSignal.pollIntervalMilliseconds) > 0 else { continue }
-            let client = accept(fd, nil, nil)
-            guard client >= 0 else { continue }
-            var request = [UInt8](repeating: 0, count: 4096)
-            var clientPoll = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            let count = poll(&clientPoll, 1, 1000) > 0 ? recv(client, &request, request.count, 0) : 0
-            let line = String(decoding: request[0..<max(0, count)], as: UTF8.self).prefix { $0 != "\r" && $0 != "\n" }
-            let response: [UInt8]
-            if line.hasPrefix("GET /metrics ") || line == "GET /metrics" {
-                let body = metrics(gateway.status)
-                response = Array("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
-            } else {
-                let body = Array("ipipd serves /metrics only\n".utf8)
-                response = Array("HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
-            }
-            _ = response.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            close(client)
+    /// The request's headers have ended.
+    static func isCompleteRequest(_ bytes: [UInt8]) -> Bool {
+        let end: [UInt8] = Array("\r\n\r\n".utf8), bareEnd: [UInt8] = Array("\n\n".utf8)
+        return bytes.count >= 2 && (bytes.suffix(4).elementsEqual(end) || bytes.suffix(2).elementsEqual(bareEnd))
+    }
+
+    private func answer(_ request: [UInt8], gateway: Gateway) -> [UInt8]? {
+        let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        guard !line.isEmpty else { return nil }
+        if line.hasPrefix("GET /metrics ") || line == "GET /metrics" {
+            let body = metrics(gateway.status)
+            return Array("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
         }
+        let body = Array("ipipd serves /metrics only\n".utf8)
+        return Array("HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
     }
 
     /// Brings the registry up to the gateway's counters and renders it.

@@ -4,16 +4,6 @@ import IPIPCore
 import IPIPDataplane
 import Logging
 
-/// Options of the commands that talk to a running daemon or are one.
-struct RuntimeOptions: ParsableArguments {
-    static let defaultDirectory = "/run/ipipd"
-
-    @Option(name: .customLong("runtime-dir"),
-            help: ArgumentHelp("Where the daemon keeps its control socket (<tunnel>.sock) and state file (<tunnel>.state).",
-                               valueName: "dir"))
-    var directory: String = RuntimeOptions.defaultDirectory
-}
-
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 struct Run: ParsableCommand {
@@ -66,7 +56,8 @@ struct Run: ParsableCommand {
             printError("ipipd run: needs root (CAP_NET_ADMIN for the TUN device and routes, CAP_NET_RAW for capture and raw sockets)")
             throw ExitCode.failure
         }
-        let plan = KernelPlan(config: config, facts: SystemProbe.facts(for: config))
+        let plan = KernelPlan(config: config, facts: SystemProbe.facts(for: config),
+                              controlSocket: Gateway.controlSocketPath(runtimeDirectory: runtime.directory, tunnel: config.tunnel.name))
         for note in plan.notes { logger.info("\(note)") }
         for warning in plan.warnings { logger.warning("\(warning)") }
         guard plan.problems.isEmpty else {
@@ -86,16 +77,15 @@ struct Run: ParsableCommand {
                               options: .init(configFile: options.path, runtimeDirectory: runtime.directory, version: Ipipd.version),
                               logger: logger)
         gateway.onReload = { starting in starting ? notifier.reloading() : notifier.ready(status: "tunnel up") }
-        var metrics: MetricsEndpoint?
+        let metrics = MetricsEndpoint(logger: logger)
         do {
             try gateway.start { [user, runtime] in
-                metrics = try config.metricsListen.map { try MetricsEndpoint(listen: $0.address, port: $0.port, logger: logger) }
                 try PrivilegeDrop.apply(user: user, runtimeDirectory: runtime.directory, logger: logger)
             }
-            try metrics?.start(serving: gateway)
+            if let server = gateway.metricsServer { try metrics.start(serving: gateway, on: server) }
         } catch {
             logger.error("cannot start; nothing stays applied", metadata: ["error": "\(error)"])
-            metrics?.stop()
+            metrics.stop()
             gateway.shutdown()
             throw ExitCode.failure
         }
@@ -112,7 +102,7 @@ struct Run: ParsableCommand {
             break
         }
         notifier.stopping()
-        metrics?.stop()
+        metrics.stop()
         gateway.shutdown()
     }
 }

@@ -38,14 +38,6 @@ struct Status: ParsableCommand {
     }
 }
 
-/// The control socket of the daemon that runs the tunnel named in `configPath`. The file is read
-/// leniently: `reload` must reach the daemon even when the edited file has errors (it reports them).
-func controlSocketPath(configPath: String, runtimeDirectory: String) throws -> (path: String, tunnel: String) {
-    let text = try readConfigTextOrExit(configPath)
-    let tunnel = ConfigLoader.tunnelName(yaml: text)
-    return (Gateway.controlSocketPath(runtimeDirectory: runtimeDirectory, tunnel: tunnel), tunnel)
-}
-
 enum StatusPrinter {
     static func table(_ status: GatewayStatus) -> String {
         var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds))\n"

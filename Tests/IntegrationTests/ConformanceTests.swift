@@ -1,4 +1,5 @@
 import Foundation
+import IPIPCore
 import Testing
 
 /// RFC 2003 / RFC 6040 behaviour row by row (docs/CONFORMANCE.md), on the two-site lab
@@ -22,7 +23,7 @@ struct ConformanceTests {
         let daemon = try lab.spawn(in: lab.ns(role), ["tcpdump", "-ni", interface, "-U", "-w", file, filter], logName: "tcpdump-\(name)")
         #expect(daemon.waitForLog("listening on"))
         return {
-            usleep(300_000)
+            Lab.settle(file: file)
             _ = daemon.stop(signal: SIGINT)
             return file
         }
@@ -96,7 +97,7 @@ struct ConformanceTests {
         let delivered = try dissect(lab, atH2(), ["icmp.ident"], filter: "icmp.type == 8")
         #expect(delivered.contains(["2845"]), "the fragmented packet (id 0xb1d) did not arrive: \(delivered)")
         let status = try lab.status("a", config: siteA)
-        #expect(Lab.peerValue(status, peer: "site-b", "fragmented", as: Int.self) == 1)
+        #expect((try status.peer("site-b").fragmented) == 1)
     }
 
     /// E6: the route to the peer's endpoint turns into the tunnel at run time: no loop, drops counted.
@@ -111,8 +112,8 @@ struct ConformanceTests {
         _ = lab.run(in: lab.ns("a"), "ping -c 3 -i 0.3 -W 1 203.0.113.20")
         #expect(a.waitForLog("leads into the tunnel"), "\(a.output)")
         let status = try lab.status("a", config: machineA)
-        #expect(Lab.drops(status, "loop") >= 1)
-        #expect(Lab.peerCounter(status, peer: "machine-b", "encapsulated") <= 6, "packets went round in the loop")
+        #expect(status.dropped("loop") >= 1)
+        #expect((try status.peer("machine-b").encapsulated.packets) <= 6, "packets went round in the loop")
         #expect(a.process.isRunning)
     }
 
@@ -129,9 +130,9 @@ struct ConformanceTests {
         let status = try lab.status("b", config: siteB)
         // The outer packet whose total length is shorter than the data is itself valid (the rest is
         // read as padding); what it carries is a truncated inner header.
-        #expect(Lab.drops(status, "malformed-outer") == 4, "\(status)")
-        #expect(Lab.drops(status, "malformed-inner") == 7, "\(status)")
-        #expect(Lab.peerCounter(status, peer: "site-a", "decapsulated") == 0)
+        #expect(status.dropped("malformed-outer") == 4, "\(status)")
+        #expect(status.dropped("malformed-inner") == 7, "\(status)")
+        #expect((try status.peer("site-a").decapsulated.packets) == 0)
         #expect(b.process.isRunning)
         #expect(try dissect(lab, replies(), ["ip.src"]).isEmpty, "B answered a malformed packet")
     }
@@ -155,7 +156,7 @@ struct ConformanceTests {
         let seen = try dissect(lab, atH2(), ["icmp.ident"], filter: "icmp.type == 8")
         #expect(seen.contains(["62630"]), "scapy's fragmented packet (id 0xf4a6) did not arrive: \(seen)")
         #expect(!seen.contains(["2989"]), "an overlapping set (id 0x0bad) was reassembled")
-        #expect(Lab.drops(try lab.status("b", config: siteB), "fragment-overlap") == 1)
+        #expect(try lab.status("b", config: siteB).dropped("fragment-overlap") == 1)
     }
 
     /// D4: RFC 6040 §4.2 at the decapsulator.
@@ -171,7 +172,7 @@ struct ConformanceTests {
         #expect(!rows.contains { $0[0] == "60416" }, "Not-ECT under CE was delivered")
         #expect(rows.contains(["60418", "3"]), "ECT(0) under CE did not become CE: \(rows)")
         #expect(rows.contains(["60417", "1"]), "\(rows)")
-        #expect(Lab.drops(try lab.status("b", config: siteB), "ecn-ce-on-not-ect") == 1)
+        #expect(try lab.status("b", config: siteB).dropped("ecn-ce-on-not-ect") == 1)
     }
 
     /// D5: forwarded inner packets lose one TTL; at TTL 1 the inner source gets "time exceeded",
@@ -190,7 +191,7 @@ struct ConformanceTests {
         // All occurrences: the time-exceeded message, then the echo request it quotes (id 0x7701).
         let exceeded = try dissect(lab, atH1(), ["icmp.type", "icmp.code", "icmp.ident"], occurrence: "a", filter: "icmp.type == 11")
         #expect(exceeded == [["11,8", "0,0", "30465"]], "\(exceeded)")
-        #expect(Lab.drops(try lab.status("b", config: siteB), "ttl-expired") == 1)
+        #expect(try lab.status("b", config: siteB).dropped("ttl-expired") == 1)
     }
 
     // MARK: - ICMP about outer packets
@@ -208,7 +209,7 @@ struct ConformanceTests {
         #expect(a.waitForLog("path-mtu=1380"), "\(a.output)")
         let second = lab.run(in: lab.ns("h1"), "ping -M do -s 1422 -c 1 -W 1 192.0.2.130")
         #expect(second.output.contains("mtu = 1380") || second.output.contains("mtu=1380"), "\(second.output)")
-        #expect(Lab.peerValue(try lab.status("a", config: siteA), peer: "site-b", "pathMTU", as: Int.self) == 1380)
+        #expect((try lab.status("a", config: siteA).peer("site-b").pathMTU) == 1380)
         try lab.sh(in: lab.ns("h1"), "ping -M do -s 1352 -c 2 -W 2 192.0.2.130")
     }
 
@@ -221,7 +222,7 @@ struct ConformanceTests {
         try lab.sh(in: lab.ns("r"), "ip route add unreachable 203.0.113.86/32")
         let result = lab.run(in: lab.ns("h1"), "ping -c 4 -i 0.3 -W 1 192.0.2.130")
         #expect(result.output.contains("Destination Host Unreachable"), "\(result.output)")
-        #expect(Lab.peerValue(try lab.status("a", config: siteA), peer: "site-b", "errorWindow", as: Bool.self) == true)
+        #expect((try lab.status("a", config: siteA).peer("site-b").errorWindow) == true)
     }
 
     /// I3: no ICMP error about an ICMP error, a broadcast or a non-first fragment; and ipipd's ICMP is
@@ -234,9 +235,8 @@ struct ConformanceTests {
         _ = try lab.startIpipd(in: "b", config: siteB)
         let atH1 = try capture(lab, "h1", "eth0", "icmp[0] = 11", name: "h1")
         try craft(lab, "no-icmp-about", from: "r", "eth1", to: "b", "eth0")
-        usleep(300_000)
-        let status = try lab.status("b", config: siteB)
-        #expect(Lab.drops(status, "ttl-expired") == 3)
+        let status = try lab.waitForStatus("b", config: siteB) { $0.dropped("ttl-expired") >= 3 }
+        #expect(status.dropped("ttl-expired") == 3)
         let started = Date()
         try craft(lab, "ttl-flood", from: "r", "eth1", to: "b", "eth0")
         let allowed = 10 + Int((Date().timeIntervalSince(started) * 10).rounded(.up))
@@ -244,6 +244,6 @@ struct ConformanceTests {
         #expect(!exceeded.isEmpty && exceeded.count <= allowed,
                 "\(exceeded.count) time-exceeded for 30 expiring packets (and none for the 3 exempt); at most \(allowed) allowed")
         #expect(exceeded.allSatisfy { $0 == ["30464"] }, "all quote the flood's id 0x7700: \(exceeded)")
-        #expect(try lab.status("b", config: siteB)["icmpRateLimited"] as? Int == 30 - exceeded.count)
+        #expect(try lab.status("b", config: siteB).icmpRateLimited == 30 - exceeded.count)
     }
 }

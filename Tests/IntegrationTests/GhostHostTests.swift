@@ -1,4 +1,5 @@
 import Foundation
+import IPIPCore
 import Testing
 
 /// The seed's scenario with real ARP clients: A — R — LAN(B, C[, D]); B answers ARP for A's tunnel
@@ -45,10 +46,10 @@ struct GhostHostTests {
         let other = lab.run(in: c, "arping -c 2 -w 3 -I eth0 203.0.113.99")
         #expect(other.output.contains("Received 0 response(s)"), "\(other.output)")
 
-        let ghost = try #require(Lab.ghosts(try lab.status("b", config: machineB)).first)
-        #expect(ghost["replies"] as? Int == 3)
-        #expect((ghost["probesIgnored"] as? Int ?? 0) >= 2)
-        #expect(ghost["announcements"] as? Int == 2)
+        let ghost = try #require(try lab.status("b", config: machineB).ghostHosts.first)
+        #expect(ghost.replies == 3)
+        #expect(ghost.probesIgnored >= 2)
+        #expect(ghost.announcements == 2)
     }
 
     @Test func aSecondHostClaimingTheGhostIsReportedAsAConflict() throws {
@@ -63,8 +64,8 @@ struct GhostHostTests {
         // Two claims a second apart make one log line: the second is throttled (and counted).
         try lab.sh(in: lab.ns("d"), "arping -U -c 2 -I eth0 -s 203.0.113.87 203.0.113.87")
         #expect(b.output.components(separatedBy: "another machine claims a ghost address").count == 2, "\(b.output)")
-        let ghost = try #require(Lab.ghosts(try lab.status("b", config: machineB)).first)
-        #expect((ghost["conflicts"] as? Int ?? 0) >= 4)
+        let ghost = try #require(try lab.status("b", config: machineB).ghostHosts.first)
+        #expect(ghost.conflicts >= 4)
     }
 
     /// With `on-conflict: yield`, B stops answering for the ghost while another machine claims it.

@@ -134,6 +134,19 @@ final class Lab: @unchecked Sendable {
         try? FileManager.default.removeItem(at: scratch)
     }
 
+    /// Waits until `file` has not grown for `quiet` seconds (at most `timeout`): a capture writing it
+    /// (tcpdump -U) has written what it was about to.
+    static func settle(file: String, quiet: TimeInterval = 0.3, timeout: TimeInterval = 3) {
+        func size() -> Int { ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int) ?? 0 }
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = size(), since = Date()
+        while Date() < deadline && Date().timeIntervalSince(since) < quiet {
+            usleep(50_000)
+            let now = size()
+            if now != last { last = now; since = Date() }
+        }
+    }
+
     static func quote(_ text: String) -> String {
         "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
@@ -147,16 +160,30 @@ struct Daemon: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-    /// Waits until the log contains `text`, the process exits, or `timeout` passes.
+    /// Waits until the log contains `text` (at least `occurrences` times), the process exits, or
+    /// `timeout` passes.
     @discardableResult
-    func waitForLog(_ text: String, timeout: TimeInterval = 15) -> Bool {
+    func waitForLog(_ text: String, occurrences: Int = 1, timeout: TimeInterval = 15) -> Bool {
+        func found() -> Bool { output.components(separatedBy: text).count - 1 >= occurrences }
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if output.contains(text) { return true }
-            if !process.isRunning { return output.contains(text) }
+            if found() { return true }
+            if !process.isRunning { return found() }
             usleep(50_000)
         }
         return false
+    }
+
+    /// Waits until the output has not grown for `quiet` seconds (at most `timeout`): what a capture was
+    /// about to print has been printed.
+    func settle(quiet: TimeInterval = 0.3, timeout: TimeInterval = 3) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = output.count, since = Date()
+        while Date() < deadline && Date().timeIntervalSince(since) < quiet {
+            usleep(50_000)
+            let now = output.count
+            if now != last { last = now; since = Date() }
+        }
     }
 
     /// Sends `signal` and waits up to `timeout` for the exit; returns the elapsed seconds or nil.

@@ -1,4 +1,5 @@
 import Foundation
+import IPIPCore
 import Testing
 
 /// The labs the integration tests build, on documentation addresses only.
@@ -69,21 +70,23 @@ extension Lab {
         return capture
     }
 
+    /// Packets the kernel of `role` took into IP input (/proc/net/snmp: the second "Ip:" line holds the
+    /// values; InReceives is its third field).
+    func ipInputPackets(in role: String) throws -> Int {
+        let values = try sh(in: ns(role), "grep '^Ip:' /proc/net/snmp | tail -1").split(separator: " ")
+        guard values.count > 3, let count = Int(values[3]) else {
+            throw LabError.commandFailed("read IP InReceives in \(role)", 0, values.joined(separator: " "))
+        }
+        return count
+    }
+
     /// The MAC address of an interface inside a namespace.
     func mac(_ role: String, _ interface: String) throws -> String {
         let line = try sh("ip -n \(ns(role)) -o link show \(interface)")
-        guard let range = line.range(of: #"link/ether ([0-9a-f:]{17})"#, options: .regularExpression) else { return "" }
+        guard let range = line.range(of: #"link/ether ([0-9a-f:]{17})"#, options: .regularExpression) else {
+            throw LabError.commandFailed("find the MAC address of \(interface) in \(role)", 0, line)
+        }
         return String(line[range].dropFirst("link/ether ".count))
-    }
-
-    /// A plain per-peer value from a status document (e.g. fragmented, pathMTU, errorWindow).
-    static func peerValue<T>(_ status: [String: Any], peer: String, _ key: String, as: T.Type) -> T? {
-        let peers = status["peers"] as? [[String: Any]] ?? []
-        return peers.first { $0["name"] as? String == peer }?[key] as? T
-    }
-
-    static func ghosts(_ status: [String: Any]) -> [[String: Any]] {
-        status["ghostHosts"] as? [[String: Any]] ?? []
     }
 
     /// Starts `ipipd run` in a namespace with its own runtime directory and waits until the tunnel is up.
@@ -108,20 +111,46 @@ extension Lab {
 
     func runtimeDirectory(_ role: String) -> String { scratch.appendingPathComponent("run-\(role)").path }
 
-    /// `ipipd status --json` of the daemon in `role`, decoded loosely.
-    func status(_ role: String, config: String) throws -> [String: Any] {
+    /// `ipipd status --json` of the daemon in `role`, decoded as the daemon encodes it (a missing field
+    /// fails the decoding).
+    func status(_ role: String, config: String) throws -> GatewayStatus {
         let output = try sh("\(Lab.ipipd) status --json -c \(config) --runtime-dir \(runtimeDirectory(role))")
-        return try JSONSerialization.jsonObject(with: Data(output.utf8)) as! [String: Any]
+        return try JSONDecoder().decode(GatewayStatus.self, from: Data(output.utf8))
     }
 
-    /// A counter from a status document: drops by reason, or a peer's traffic.
-    static func drops(_ status: [String: Any], _ reason: String) -> Int {
-        ((status["drops"] as? [String: Any])?[reason] as? Int) ?? 0
+    /// Polls the daemon's status until `condition` holds (or `timeout` passes); returns the last one.
+    @discardableResult
+    func waitForStatus(_ role: String, config: String, timeout: TimeInterval = 5,
+                       until condition: (GatewayStatus) throws -> Bool) throws -> GatewayStatus {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let status = try status(role, config: config)
+            if try condition(status) || Date() >= deadline { return status }
+            usleep(50_000)
+        }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+@discardableResult
+func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
+}
+
+extension GatewayStatus {
+    /// The peer called `name`; throws when the status has none.
+    func peer(_ name: String) throws -> Peer {
+        guard let peer = peers.first(where: { $0.name == name }) else {
+            throw LabError.commandFailed("find peer \(name) in the status", 0, "\(peers.map(\.name))")
+        }
+        return peer
     }
 
-    static func peerCounter(_ status: [String: Any], peer: String, _ direction: String, _ field: String = "packets") -> Int {
-        let peers = status["peers"] as? [[String: Any]] ?? []
-        let entry = peers.first { $0["name"] as? String == peer }
-        return ((entry?[direction] as? [String: Any])?[field] as? Int) ?? 0
-    }
+    /// Drops counted for `reason` (the status lists only reasons that happened).
+    func dropped(_ reason: String) -> UInt64 { drops[reason] ?? 0 }
 }

@@ -2,7 +2,7 @@
 """Writes the byte fixtures the codec tests read, built by scapy (an implementation independent of
 ipipd's codecs). Run from this folder: `python3 make_fixtures.py` (scapy pinned: pip install scapy==2.6.1).
 Each fixture is one packet as lowercase hex on one line; FIXTURES.md lists what each one is."""
-from scapy.all import Ether, Dot1Q, ARP, IP, ICMP, UDP, TCP, Raw, raw
+from scapy.all import Ether, Dot1Q, ARP, IP, ICMP, UDP, TCP, Raw, raw, fragment
 
 A, B, C, GHOST = "198.51.100.37", "203.0.113.86", "203.0.113.20", "203.0.113.87"
 MAC_B, MAC_C = "02:00:00:00:00:86", "02:00:00:00:00:20"
@@ -55,6 +55,13 @@ udp_partial = udp_complete.copy()
 udp_partial[UDP].chksum = pseudo
 fixtures["udp-checksum-partial"] = udp_partial
 fixtures["udp-checksum-complete"] = udp_complete
+
+# An outer packet B → A and the four fragments scapy cuts it into (fragsize 304): reassembly must give
+# back exactly the whole packet (with flags and offset cleared), whatever the order of the pieces.
+fragmented_whole = IP(src=B, dst=A, id=0xF4A6, ttl=64, proto=4) / IP(src=C, dst=GHOST, ttl=63) / ICMP(id=0xF4A6) / Raw(b"f" * 1000)
+fixtures["ipip-fragmented-whole"] = fragmented_whole
+for index, piece in enumerate(fragment(fragmented_whole, fragsize=304)):
+    fixtures[f"ipip-fragment-{index}"] = piece
 
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:

@@ -40,9 +40,6 @@ public final class Gateway: @unchecked Sendable {
     public var onReload: (@Sendable (_ starting: Bool) -> Void)?
 
     private var configurator: KernelConfigurator?
-    private var protocolClaim: ProtocolClaim?
-    private var ingressConsumer: IngressConsumer?
-    private var controlSocket: ControlSocket?
     private var threads: [DedicatedThread] = []
     private var arpInterfaces: Set<String> = []
 
@@ -62,7 +59,11 @@ public final class Gateway: @unchecked Sendable {
         "\(runtimeDirectory)/\(tunnel).sock"
     }
 
-    /// Sets everything up and starts the loops; `beforeThreads` runs once every handle is open and
+    private var controlSocketPath: String {
+        Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory, tunnel: config.tunnel.name)
+    }
+
+    /// Takes the plan's steps and starts the loops; `beforeThreads` runs once every handle is open and
     /// before any thread starts (dropping privileges there covers every thread). On failure nothing
     /// stays applied.
     public func start(beforeThreads: () throws -> Void = {}) throws {
@@ -72,37 +73,14 @@ public final class Gateway: @unchecked Sendable {
                                                   tunnelName: config.tunnel.name, logger: logger)
         self.configurator = configurator
         do {
-            try configurator.apply(plan, uplink: config.uplink.interface)
-            guard let tun = configurator.tun else { throw SystemError("create the TUN device") }
-
-            protocolClaim = try ProtocolClaim()
-            logger.info("claimed IP protocol 4: the kernel will not answer tunnel packets with ICMP protocol-unreachable")
-
-            // Everything that can fail is opened here, before any thread starts.
-            let encapsulationSender = try RawIPv4Sender()
-            let reinjectionSender = try RawIPv4Sender()
-            let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
-            var settings = PacketCapture.Settings(snapshotLength: Int32(uplinkMTU + 14 + 8))
-            settings.immediate = true
-            let filter = CaptureFilter.tunnel(local: config.uplink.address)
-            let capture = try PacketCapture(interface: config.uplink.interface, filter: filter, settings: settings)
-            logger.info("capturing", metadata: ["interface": "\(config.uplink.interface)", "filter": "\(filter)",
-                                                "snaplen": "\(settings.snapshotLength)"])
-            do {
-                ingressConsumer = try IngressConsumer(interface: config.uplink.interface, local: config.uplink.address)
-                logger.info("the kernel drops captured tunnel packets at ingress instead of delivering them locally",
-                            metadata: ["interface": "\(config.uplink.interface)"])
-            } catch {
-                logger.notice("tunnel packets also go through the kernel's local delivery (the protocol claim drops them)",
-                              metadata: ["reason": "\(error)"])
-            }
-            let responders = try openARPCaptures(for: Set(config.ghostHosts.map(\.interface)))
-            let control = try ControlSocket(path: Self.controlSocketPath(runtimeDirectory: options.runtimeDirectory,
-                                                                          tunnel: config.tunnel.name))
-            controlSocket = control
+            try configurator.apply(plan)
+            guard let tun = configurator.tun, let capture = configurator.capture, let control = configurator.controlSocket,
+                  let encapsulationSender = configurator.encapsulationSender, let reinjectionSender = configurator.reinjectionSender
+            else { throw SystemError("start", detail: "the plan lacks a step the gateway needs") }
 
             // What fits the uplink, even when the config set a larger tunnel MTU: larger inner packets get
             // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
+            let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
             tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
             try beforeThreads()
             let encapsulation = EncapsulationLoop(box: box, stop: stop, logger: logger, tun: tun, sender: encapsulationSender,
@@ -111,7 +89,7 @@ public final class Gateway: @unchecked Sendable {
                                                   tunnelMTU: tunnelMTU)
             threads.append(try DedicatedThread(name: "ipipd-tun") { encapsulation.run() })
             threads.append(try DedicatedThread(name: "ipipd-capture") { decapsulation.run() })
-            try startARPThreads(responders)
+            try startARPThreads()
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { command in self.handle(command) }
             })
@@ -125,37 +103,16 @@ public final class Gateway: @unchecked Sendable {
                                            "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
     }
 
-    /// One capture per LAN interface with ghost hosts (not yet captured on).
-    private func openARPCaptures(for interfaces: Set<String>) throws -> [(PacketCapture, MACAddress)] {
-        let config = self.config
-        return try interfaces.subtracting(arpInterfaces).sorted().map { interface in
-            guard let mac = SystemProbe.interfaceMAC(interface) else {
-                throw SystemError("find the MAC address of \(interface)", errno: ENODEV)
-            }
-            var settings = PacketCapture.Settings(snapshotLength: 128)
-            settings.bufferBytes = 1 << 20
-            let ghosts = config.ghostHosts.filter { $0.interface == interface }.map(\.address)
-            let capture = try PacketCapture(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts), settings: settings)
-            return (capture, mac)
-        }
-    }
+    /// Where `serveMetrics` listens, once started (the executable serves it).
+    public var metricsServer: StreamServer? { configurator?.metricsServer }
 
-    private func startARPThreads(_ captures: [(PacketCapture, MACAddress)]) throws {
-        for (capture, mac) in captures {
-            let loop = ProxyARPLoop(box: box, stop: stop, logger: logger, capture: capture, mac: mac)
-            threads.append(try DedicatedThread(name: "ipipd-arp-\(capture.interface)") { loop.run() })
-            arpInterfaces.insert(capture.interface)
-        }
-        logGhostHosts(config.ghostHosts.filter { ghost in captures.contains { $0.0.interface == ghost.interface } })
-    }
-
-    private func logGhostHosts(_ ghosts: [GatewayConfig.GhostHost]) {
-        let config = self.config
-        for ghost in ghosts {
-            logger.info("answering ARP for ghost host", metadata: [
-                "ghost": "\(ghost.address)", "interface": "\(ghost.interface)",
-                "mac": "\(ghost.mac.map { "\($0)" } ?? "\(ghost.interface)'s own")",
-                "answer-probes": "\(config.proxyARP.answerProbes)", "on-conflict": "\(config.proxyARP.onConflict.rawValue)"])
+    /// A responder thread for each ARP capture the steps opened that has none yet.
+    private func startARPThreads() throws {
+        guard let configurator else { return }
+        for (interface, opened) in configurator.arpCaptures.sorted(by: { $0.key < $1.key }) where !arpInterfaces.contains(interface) {
+            let loop = ProxyARPLoop(box: box, stop: stop, logger: logger, capture: opened.capture, mac: opened.mac)
+            threads.append(try DedicatedThread(name: "ipipd-arp-\(interface)") { loop.run() })
+            arpInterfaces.insert(interface)
         }
     }
 
@@ -201,7 +158,7 @@ public final class Gateway: @unchecked Sendable {
             return ReloadOutcome(applied: true, messages: ["no changes"])
         }
 
-        let newPlan = KernelPlan(config: new, facts: SystemProbe.facts(for: new))
+        let newPlan = KernelPlan(config: new, facts: SystemProbe.facts(for: new), controlSocket: controlSocketPath)
         guard newPlan.problems.isEmpty else { return ReloadOutcome(applied: false, messages: newPlan.problems) }
         guard let configurator else { return ReloadOutcome(applied: false, messages: ["not running"]) }
         do {
@@ -209,21 +166,13 @@ public final class Gateway: @unchecked Sendable {
         } catch {
             return ReloadOutcome(applied: false, messages: ["\(error)"])
         }
-        let newCaptures: [(PacketCapture, MACAddress)]
-        do {
-            newCaptures = try openARPCaptures(for: Set(new.ghostHosts.map(\.interface)))
-        } catch {
-            try? configurator.reconcile(from: newPlan, to: plan)
-            return ReloadOutcome(applied: false, messages: ["\(error)"])
-        }
         box.publish(box.current.next(new, configSHA256: hash))
         plan = newPlan
         do {
-            try startARPThreads(newCaptures)
+            try startARPThreads()
         } catch {
             logger.error("cannot start a proxy-ARP responder", metadata: ["error": "\(error)"])
         }
-        logGhostHosts(new.ghostHosts.filter { diff.ghostsAdded.contains($0.address) && arpInterfaces.contains($0.interface) })
         for warning in newPlan.warnings { logger.warning("\(warning)") }
         return ReloadOutcome(applied: true, messages: diff.descriptions)
     }
@@ -266,10 +215,6 @@ public final class Gateway: @unchecked Sendable {
         reloadLock.withLock { _ in stop.stop() }   // waits for a reload in progress; none starts after
         for thread in threads { thread.join() }
         threads.removeAll()
-        controlSocket?.close()
-        controlSocket = nil
-        ingressConsumer = nil
-        protocolClaim = nil
     }
 
     private func createRuntimeDirectory() throws {

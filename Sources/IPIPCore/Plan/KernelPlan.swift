@@ -1,48 +1,7 @@
-/// What the running system looks like, as far as the plan needs it. Gathered by the dataplane (netlink,
-/// ioctls, /proc) — or written by hand in tests — so that planning itself stays pure.
-public struct SystemFacts: Sendable, Equatable {
-    public struct Interface: Sendable, Equatable {
-        public var mtu: Int
-        public var mac: MACAddress?
-        public var addresses: [IPv4Address]
-        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = []) {
-            self.mtu = mtu
-            self.mac = mac
-            self.addresses = addresses
-        }
-    }
-
-    /// The kernel's current answer to "how do I reach this address" (`ip route get`).
-    public struct Route: Sendable, Equatable {
-        public var interface: String
-        public var gateway: IPv4Address?
-        public init(interface: String, gateway: IPv4Address? = nil) {
-            self.interface = interface
-            self.gateway = gateway
-        }
-    }
-
-    public var interfaces: [String: Interface] = [:]
-    /// Route to each peer endpoint; missing: no route at all.
-    public var routes: [IPv4Address: Route] = [:]
-    public var ipv6Available = true
-    /// Interfaces where the kernel's own proxy ARP is on (`net.ipv4.conf.{all,IF}.proxy_arp`).
-    public var kernelProxyARPInterfaces: Set<String> = []
-    /// Kernel proxy-neighbour entries (`ip neigh add proxy ADDRESS dev IF`), as (interface, address).
-    public var kernelProxyEntries: [String: Set<IPv4Address>] = [:]
-
-    public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true,
-                kernelProxyARPInterfaces: Set<String> = [], kernelProxyEntries: [String: Set<IPv4Address>] = [:]) {
-        self.interfaces = interfaces
-        self.routes = routes
-        self.ipv6Available = ipv6Available
-        self.kernelProxyARPInterfaces = kernelProxyARPInterfaces
-        self.kernelProxyEntries = kernelProxyEntries
-    }
-}
-
-/// One change `ipipd run` makes to the kernel, in the order it makes them. Described in the terms of
-/// ip(8) and sysctl(8), so that an admin can compare them with what they would have typed.
+/// One step `ipipd run` takes to set the gateway up, in the order it takes them: changes to the kernel
+/// (described in the terms of ip(8) and sysctl(8), so that an admin can compare them with what they
+/// would have typed) and the sockets and captures it opens. `ipipd plan` prints exactly this list, and
+/// `run` logs each step as it takes it.
 public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     case createTUN(name: String)
     case setMTU(interface: String, mtu: Int)
@@ -55,11 +14,17 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// A raw IPPROTO_IPIP socket that receives nothing, so the kernel stops answering protocol 4 with
     /// ICMP "protocol unreachable".
     case claimProtocol4
+    /// The raw IPv4 sockets (libnet) that send outer packets to the peers and reinject decapsulated ones.
+    case openRawSockets
     case capture(interface: String, filter: String)
     /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
     /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
     case consumeAfterCapture(interface: String, local: IPv4Address)
-    case answerARP(address: IPv4Address, interface: String, mac: MACAddress?, filter: String)
+    /// The capture the proxy-ARP responder of one LAN interface reads requests from and answers on.
+    case captureARP(interface: String, filter: String)
+    case answerARP(address: IPv4Address, interface: String, mac: MACAddress?)
+    case listenControlSocket(path: String)
+    case serveMetrics(address: IPv4Address, port: UInt16)
 
     public var description: String {
         switch self {
@@ -80,19 +45,26 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "ip route add \(prefix) dev \(interface)    # to peer \(peer)"
         case .claimProtocol4:
             "open a raw IPPROTO_IPIP socket that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case .openRawSockets:
+            "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets and reinject decapsulated ones"
         case let .capture(interface, filter):
             "capture on \(interface), inbound only, filter: \(filter)"
         case let .consumeAfterCapture(interface, local):
             "attach an eBPF program at \(interface)'s TCX ingress: drop IPv4 protocol 4 to \(local) after the capture "
                 + "(no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
-        case let .answerARP(address, interface, mac, filter):
+        case let .captureARP(interface, filter):
+            "capture ARP on \(interface), inbound only, filter: \(filter)"
+        case let .answerARP(address, interface, mac):
             "answer ARP for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
-                + ", filter: \(filter)"
+        case .listenControlSocket(let path):
+            "listen on the control socket \(path) (mode 0600: status and reload)"
+        case let .serveMetrics(address, port):
+            "serve Prometheus metrics at http://\(address):\(port)/metrics"
         }
     }
 }
 
-/// Every kernel change `run` would make for a config on a given system, or why it cannot run there.
+/// Every step `run` would take for a config on a given system, or why it cannot run there.
 public struct KernelPlan: Sendable, Equatable {
     public var changes: [KernelChange] = []
     /// Reasons `run` would refuse to start on this system.
@@ -108,7 +80,8 @@ public struct KernelPlan: Sendable, Equatable {
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
 
-    public init(config: GatewayConfig, facts: SystemFacts) {
+    /// `controlSocket`: where `run` listens for `status` and `reload` (in its runtime directory).
+    public init(config: GatewayConfig, facts: SystemFacts, controlSocket: String? = nil) {
         let tunnel = config.tunnel
         let uplink = config.uplink
 
@@ -171,6 +144,7 @@ public struct KernelPlan: Sendable, Equatable {
         }
 
         changes.append(.claimProtocol4)
+        changes.append(.openRawSockets)
         changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address)))
         changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
 
@@ -181,7 +155,7 @@ public struct KernelPlan: Sendable, Equatable {
             if interfaceFacts == nil {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
-            let filter = CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))
+            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))))
             if facts.kernelProxyARPInterfaces.contains(interface) {
                 warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
                                 + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "
@@ -196,29 +170,10 @@ public struct KernelPlan: Sendable, Equatable {
                     warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
                                     + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
                 }
-                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac, filter: filter))
+                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac))
             }
         }
-    }
-}
-
-/// libpcap filter expressions (compiled to kernel BPF) for the two capture handles.
-public enum CaptureFilter {
-    /// Packets addressed to the local address, untagged or inside one 802.1Q tag: protocol 4, and the
-    /// ICMP errors (destination unreachable, time exceeded) routers send about our outer packets.
-    public static func tunnel(local: IPv4Address) -> String {
-        let match = "dst host \(local) and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
-        return "(\(match)) or (vlan and \(match))"
-    }
-
-    /// ARP packets that ask for a ghost address (target) or claim one (sender): the first are answered,
-    /// the second reveal conflicts.
-    public static func proxyARP(ghosts: [IPv4Address]) -> String {
-        guard !ghosts.isEmpty else { return "arp and less 1" }   // no ghost left: matches nothing
-        let terms = ghosts.sorted().flatMap { ghost -> [String] in
-            let hex = "0x" + String(ghost.value, radix: 16)
-            return ["arp[24:4] = \(hex)", "arp[14:4] = \(hex)"]
-        }
-        return "arp and (\(terms.joined(separator: " or ")))"
+        if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
+        if let metrics = config.metricsListen { changes.append(.serveMetrics(address: metrics.address, port: metrics.port)) }
     }
 }

@@ -4,8 +4,10 @@ import Glibc
 import IPIPCore
 import Logging
 
-/// Applies the kernel side of a `KernelPlan` (TUN device, MTU, addresses, sysctls, routes) all or
-/// nothing, and takes it all back on teardown.
+/// Takes the steps of a `KernelPlan` in its order — the TUN device, MTU, addresses, sysctls and routes,
+/// then the protocol claim, sockets, captures, ingress program, ARP responders and listeners — all or
+/// nothing, logging each as `step N/M: <what plan prints>`, and takes it all back on teardown. What
+/// the steps open, the gateway's threads use.
 ///
 /// Every change is recorded, before it is made, in a state file in the runtime directory, so that
 /// after a SIGKILL the next start knows what its predecessor changed: it deletes the routes it left
@@ -22,6 +24,16 @@ public final class KernelConfigurator: @unchecked Sendable {
     private let state: StateFile
     private var undoLog: [Undo] = []
     public private(set) var tun: TUNDevice?
+    private var protocolClaim: ProtocolClaim?
+    private var ingressConsumer: IngressConsumer?
+    /// Outer packets to the peers, and decapsulated packets (and ICMP errors) back into the kernel.
+    public private(set) var encapsulationSender: RawIPv4Sender?
+    public private(set) var reinjectionSender: RawIPv4Sender?
+    public private(set) var capture: PacketCapture?
+    /// The proxy-ARP captures opened by the steps taken so far, by interface (with its MAC).
+    public private(set) var arpCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
+    public private(set) var controlSocket: ControlSocket?
+    public private(set) var metricsServer: StreamServer?
 
     public init(runtimeDirectory: String, tunnelName: String, logger: Logger) throws(SystemError) {
         netlink = try NetlinkSocket()
@@ -29,13 +41,13 @@ public final class KernelConfigurator: @unchecked Sendable {
         state = StateFile(path: "\(runtimeDirectory)/\(tunnelName).state")
     }
 
-    /// Makes every kernel change of `plan`; on any failure undoes what was done and rethrows.
-    public func apply(_ plan: KernelPlan, uplink: String) throws(SystemError) {
+    /// Takes every step of `plan`; on any failure undoes what was done and rethrows.
+    public func apply(_ plan: KernelPlan) throws(SystemError) {
         try takeOverLeftovers(plan)
         state.record.pid = getpid()
         do {
-            for change in plan.changes {
-                try apply(change)
+            for (index, change) in plan.changes.enumerated() {
+                try apply(change, step: "\(index + 1)/\(plan.changes.count)")
             }
         } catch {
             logger.error("setup failed, undoing what was done", metadata: ["error": "\(error)"])
@@ -44,27 +56,26 @@ public final class KernelConfigurator: @unchecked Sendable {
         }
     }
 
-    private func apply(_ change: KernelChange) throws(SystemError) {
+    /// Takes one step, then logs it as `step <step>: <description>` (the line `plan` prints for it).
+    private func apply(_ change: KernelChange, step: String) throws(SystemError) {
+        var outcome = ""
         switch change {
         case .createTUN(let name):
             let device = try TUNDevice(name: name)
             tun = device
             undoLog.append(.closeTUN)
-            logger.info("created TUN device", metadata: ["device": "\(device.name)",
-                                                         "segmentation-offload": "\(device.segmentationOffload ? "on" : "off (refused by the kernel)")"])
+            outcome = device.segmentationOffload ? "" : " (the kernel refused segmentation offload: packets come whole)"
         case let .setMTU(interface, mtu):
             let index = try interfaceIndex(interface)
             try netlink.change("set the MTU of \(interface) to \(mtu)") { Netlink.setLink(interface: index, mtu: mtu, up: nil, sequence: $0) }
-            logger.info("set MTU", metadata: ["device": "\(interface)", "mtu": "\(mtu)"])
         case let .addAddress(interface, address):
             let index = try interfaceIndex(interface)
             try netlink.change("add address \(address)/32 to \(interface)") { Netlink.addAddress(address, interface: index, sequence: $0) }
-            logger.info("added address", metadata: ["device": "\(interface)", "address": "\(address)/32"])
         case .linkUp(let interface):
             let index = try interfaceIndex(interface)
             try netlink.change("bring \(interface) up") { Netlink.setLink(interface: index, mtu: nil, up: true, sequence: $0) }
         case let .setSysctl(key, value):
-            try setSysctl(key, value)
+            outcome = try setSysctl(key, value)
         case let .pinEndpoint(peer, endpoint, interface, gateway):
             let route = Netlink.RouteMessage(prefix: IPv4Prefix(endpoint, length: 32), outputInterface: try interfaceIndex(interface), gateway: gateway)
             do {
@@ -72,12 +83,10 @@ public final class KernelConfigurator: @unchecked Sendable {
                 try state.save()
                 try netlink.change("pin a host route to \(endpoint)") { Netlink.addRoute(route, sequence: $0) }
                 undoLog.append(.deleteRoute(route, description: "pinned route to \(endpoint)"))
-                logger.info("pinned peer endpoint outside the tunnel", metadata: [
-                    "peer": "\(peer)", "route": "\(endpoint)/32\(gateway.map { " via \($0)" } ?? "") dev \(interface)"])
             } catch where error.errno == EEXIST {
                 state.record.pins.removeLast()
                 try state.save()
-                logger.notice("an existing route already pins the peer endpoint; keeping it as it is", metadata: ["peer": "\(peer)", "endpoint": "\(endpoint)"])
+                outcome = " (a route to \(endpoint) exists already: kept as it is, for peer \(peer))"
             }
         case let .addTunnelRoute(prefix, interface, peer):
             let route = Netlink.RouteMessage(prefix: prefix, outputInterface: try interfaceIndex(interface))
@@ -88,14 +97,48 @@ public final class KernelConfigurator: @unchecked Sendable {
                                   detail: "a route to \(prefix) already exists (see `ip route show \(prefix)`); remove it or take the prefix out of the config")
             }
             // Routes through the TUN disappear with the device; nothing to undo separately.
-            logger.info("routed prefix into the tunnel", metadata: ["peer": "\(peer)", "prefix": "\(prefix)"])
-        case .claimProtocol4, .capture, .consumeAfterCapture, .answerARP:
-            break   // handles, opened by the gateway itself
+        case .claimProtocol4:
+            protocolClaim = try ProtocolClaim()
+        case .openRawSockets:
+            encapsulationSender = try RawIPv4Sender()
+            reinjectionSender = try RawIPv4Sender()
+        case let .capture(interface, filter):
+            // The snapshot length covers the largest frame: the uplink MTU, Ethernet and two VLAN tags.
+            let mtu = SystemProbe.interfaceMTU(interface) ?? KernelPlan.fallbackUplinkMTU
+            var settings = PacketCapture.Settings(snapshotLength: Int32(mtu + 14 + 8))
+            settings.immediate = true
+            capture = try PacketCapture(interface: interface, filter: filter, settings: settings)
+        case let .consumeAfterCapture(interface, local):
+            do {
+                ingressConsumer = try IngressConsumer(interface: interface, local: local)
+            } catch {
+                // Best effort: without it the kernel also delivers the packets locally (the claim drops them).
+                outcome = " (skipped: \(error))"
+            }
+        case let .captureARP(interface, filter):
+            guard let mac = SystemProbe.interfaceMAC(interface) else {
+                throw SystemError("find the MAC address of \(interface)", errno: ENODEV)
+            }
+            var settings = PacketCapture.Settings(snapshotLength: 128)
+            settings.bufferBytes = 1 << 20
+            if let (open, _) = arpCaptures[interface] {
+                try open.setFilter(filter)
+            } else {
+                arpCaptures[interface] = (try PacketCapture(interface: interface, filter: filter, settings: settings), mac)
+            }
+        case .answerARP:
+            break   // the responder of the interface's capture answers for it
+        case .listenControlSocket(let path):
+            controlSocket = try ControlSocket(path: path)
+        case let .serveMetrics(address, port):
+            metricsServer = try StreamServer.listenTCP(address: address, port: port, limits: StreamServer.Limits())
         }
+        logger.info("step \(step): \(change)\(outcome)")
     }
 
-    /// Applies the difference between two plans' routes (a reload): new pinned endpoints and tunnel
-    /// routes are added, old ones removed. All or nothing: on a failure what this call did is undone.
+    /// Applies the difference between two plans (a reload): new pinned endpoints and tunnel routes are
+    /// added, old ones removed, captures opened for LAN interfaces that get ghost hosts. All or nothing:
+    /// on a failure what this call did is undone.
     public func reconcile(from old: KernelPlan, to new: KernelPlan) throws(SystemError) {
         func pins(_ plan: KernelPlan) -> [IPv4Address: KernelChange] {
             Dictionary(plan.changes.compactMap { change in
@@ -112,20 +155,27 @@ public final class KernelConfigurator: @unchecked Sendable {
         do {
             for (endpoint, change) in newPins where oldPins[endpoint] != change {
                 if oldPins[endpoint] != nil { try removePin(endpoint) }
-                try apply(change)
+                try apply(change, step: "reload")
                 done.append { [self] in try? removePin(endpoint) }
             }
             for (prefix, change) in newRoutes where oldRoutes[prefix] == nil {
-                try apply(change)
+                try apply(change, step: "reload")
                 done.append { [self] in try? deleteTunnelRoute(prefix) }
             }
             for (prefix, change) in oldRoutes where newRoutes[prefix] == nil {
                 try deleteTunnelRoute(prefix)
-                done.append { [self] in try? apply(change) }
+                done.append { [self] in try? apply(change, step: "reload (undone)") }
             }
             for (endpoint, change) in oldPins where newPins[endpoint] == nil {
                 try removePin(endpoint)
-                done.append { [self] in try? apply(change) }
+                done.append { [self] in try? apply(change, step: "reload (undone)") }
+            }
+            // A LAN interface that gets its first ghost host: its capture. (The responders of interfaces
+            // already captured on update their own filters.)
+            for change in new.changes {
+                guard case let .captureARP(interface, _) = change, arpCaptures[interface] == nil else { continue }
+                try apply(change, step: "reload")
+                done.append { [self] in arpCaptures[interface] = nil }
             }
         } catch {
             for undo in done.reversed() { undo() }
@@ -159,12 +209,13 @@ public final class KernelConfigurator: @unchecked Sendable {
         return index
     }
 
-    private func setSysctl(_ key: String, _ value: String) throws(SystemError) {
+    /// Sets a sysctl; returns what it was, for the step's log line.
+    private func setSysctl(_ key: String, _ value: String) throws(SystemError) -> String {
         let path = sysctlPath(key)
         let perDevice = tun.map { key.contains(".\($0.name).") } ?? false
         if perDevice && key.hasPrefix("net.ipv6.") && access(path, F_OK) != 0 {
             // The kernel keeps no IPv6 state on a device whose MTU is below 1280: nothing to disable.
-            return
+            return " (nothing to do: no IPv6 on a device with an MTU below 1280)"
         }
         let current = try readSmallFile(path)
         if !perDevice {
@@ -174,10 +225,9 @@ public final class KernelConfigurator: @unchecked Sendable {
             try state.save()
             undoLog.append(.restoreSysctl(key: key, value: original))
         }
-        if current != value {
-            try writeSysctl(path, value)
-            logger.info("set sysctl", metadata: ["key": "\(key)", "value": "\(value)", "was": "\(current)"])
-        }
+        guard current != value else { return " (already \(value))" }
+        try writeSysctl(path, value)
+        return " (was \(current))"
     }
 
     /// Removes what a predecessor that was killed left behind: its pinned routes (recorded in the
@@ -211,8 +261,18 @@ public final class KernelConfigurator: @unchecked Sendable {
         return comm.hasPrefix("ipipd")
     }
 
-    /// Undoes every recorded change, newest first. Safe to call more than once.
+    /// Closes what the steps opened and undoes every recorded change, newest first. Safe to call more
+    /// than once. The gateway's threads must have ended.
     public func teardown() {
+        metricsServer = nil
+        controlSocket?.remove()
+        controlSocket = nil
+        arpCaptures = [:]
+        ingressConsumer = nil
+        capture = nil
+        encapsulationSender = nil
+        reinjectionSender = nil
+        protocolClaim = nil
         for undo in undoLog.reversed() {
             switch undo {
             case .closeTUN:
@@ -257,31 +317,4 @@ func sysctlPath(_ key: String) -> String {
         }
     }
     return "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/")
-}
-
-/// A small text file (a sysctl, /proc/PID/comm, the state file), without its final newline.
-func readSmallFile(_ path: String) throws(SystemError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError.fromErrno("read \(path)") }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = read(fd, &buffer, buffer.count)
-        guard count >= 0 else {
-            if errno == EINTR { continue }
-            throw SystemError.fromErrno("read \(path)")
-        }
-        if count == 0 { break }
-        bytes += buffer[0..<count]
-    }
-    return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\n")
-}
-
-func writeSysctl(_ path: String, _ value: String) throws(SystemError) {
-    let fd = open(path, O_WRONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError.fromErrno("write \(path)") }
-    defer { close(fd) }
-    let bytes = Array((value + "\n").utf8)
-    guard write(fd, bytes, bytes.count) == bytes.count else { throw SystemError.fromErrno("write \(value) to \(path)") }
 }

@@ -1,5 +1,7 @@
+import IPIPCore
+
 /// A small rtnetlink codec (RFC 3549, linux/rtnetlink.h): just the messages ipipd sends to configure
-/// routes, addresses and links, and the replies it reads. Pure: the socket lives in the dataplane.
+/// routes, addresses and links, and the replies it reads, as bytes; `NetlinkSocket` sends and receives them.
 /// Netlink uses host byte order (little-endian on every platform ipipd targets); IPv4 addresses in
 /// attributes are in network order.
 public enum Netlink {

@@ -1,7 +1,8 @@
 import Testing
-@testable import IPIPCore
+import IPIPCore
+@testable import IPIPDataplane
 
-@Suite struct NetlinkTests {
+@Suite struct NetlinkMessagesTests {
     @Test func routeRequestLayout() {
         let route = Netlink.RouteMessage(prefix: IPv4Prefix("203.0.113.86/32")!, outputInterface: 2,
                                          gateway: IPv4Address("198.51.100.1"))

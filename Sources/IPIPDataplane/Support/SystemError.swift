@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// A failed system or library call: what was attempted, and the errno or library message.
 public struct SystemError: Error, CustomStringConvertible, Sendable {
@@ -12,6 +13,15 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
         self.operation = operation
         self.errno = errno
         self.detail = detail
+    }
+
+    /// From what a swift-system call threw (an `Errno`, or anything else as its description).
+    public init(_ operation: String, _ error: any Error) {
+        if let errno = error as? Errno {
+            self.init(operation, errno: errno.rawValue)
+        } else {
+            self.init(operation, detail: "\(error)")
+        }
     }
 
     /// Captures the current errno.

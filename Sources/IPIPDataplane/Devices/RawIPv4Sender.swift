@@ -31,19 +31,11 @@ public final class RawIPv4Sender: @unchecked Sendable {
     }
 
     public var lastError: String {
-        String(cString: libnet_geterror(context)).trimmingCharacters(in: "\n")
+        String(cString: libnet_geterror(context)).droppingTrailingNewlines
     }
 
     static func message(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .trimmingCharacters(in: "\n")
-    }
-}
-
-extension String {
-    func trimmingCharacters(in character: Character) -> String {
-        var text = Substring(self)
-        while text.last == character { text = text.dropLast() }
-        return String(text)
+            .droppingTrailingNewlines
     }
 }

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's control socket: a Unix stream socket, mode 0600 (root and the daemon's user), in the
+/// runtime directory. A client sends one command line ("status" or "reload"; nothing within half a
+/// second means "status") and gets one JSON document back.
+public final class ControlSocket: @unchecked Sendable {
+    public let path: String
+    private let server: StreamServer
+
+    public static let limits: StreamServer.Limits = {
+        var limits = StreamServer.Limits()
+        limits.maximumRequest = 256
+        limits.answerWhenIdle = 0.5
+        return limits
+    }()
+
+    public init(path: String) throws(SystemError) {
+        self.path = path
+        server = try StreamServer.listenUnix(path: path, limits: Self.limits)
+    }
+
+    /// Serves clients until `stop` is set; `answer` gets the command and returns the reply.
+    public func serve(until stop: StopSignal, answer: (String) -> [UInt8]) {
+        server.serve(until: stop, isComplete: { $0.contains(UInt8(ascii: "\n")) }) { request in
+            let line = request.prefix { $0 != UInt8(ascii: "\n") }
+            return answer(String(decoding: line, as: UTF8.self))
+        }
+    }
+
+    /// Removes the socket file (the descriptor closes with this object).
+    public func remove() {
+        unlink(path)
+    }
+
+    /// Client side: connects to the socket at `path`, sends `command` and reads the whole reply.
+    public static func request(path: String, command: String = "status") throws(SystemError) -> [UInt8] {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError.fromErrno("open a socket") }
+        defer { Glibc.close(fd) }
+        var address = try StreamServer.unixAddress(path)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw SystemError.fromErrno("connect to \(path)") }
+        let line = Array((command + "\n").utf8)
+        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            reply += buffer[0..<count]
+        }
+        return reply
+    }
+}

@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IPIPCore
+
+/// A listening stream socket served by one thread, for the control socket and the metrics endpoint:
+/// each client sends one request and gets one answer. Bounded as a daemon facing clients it does not
+/// trust must be: at most `maximumClients` at once (others wait in the kernel's backlog), requests cut
+/// at `maximumRequest` bytes, `clientTimeout` seconds for a whole exchange, and writes that never block,
+/// so no client can stall the thread, and a stop is noticed within 100 ms whatever the clients do.
+public final class StreamServer: @unchecked Sendable {
+    public struct Limits: Sendable {
+        public var maximumClients = 8
+        public var maximumRequest = 4096
+        public var clientTimeout = 5.0
+        /// Answer what arrived once the client sent nothing new for this long (nil: wait for a complete
+        /// request until `clientTimeout`, then close without an answer).
+        public var answerWhenIdle: Double?
+        public init() {}
+    }
+
+    private let fd: Int32
+    public let limits: Limits
+
+    /// Takes over a listening socket.
+    init(listening fd: Int32, limits: Limits) {
+        self.fd = fd
+        self.limits = limits
+    }
+
+    deinit { close(fd) }
+
+    private final class Client {
+        private(set) var fd: Int32
+        /// Until the request is complete, then until the answer is written.
+        var deadline: Double
+        var lastInput: Double
+        /// The client shut its side down (or it failed): its request is what arrived.
+        var doneSending = false
+        var request: [UInt8] = []
+        var answer: [UInt8]?
+        var written = 0
+
+        init(fd: Int32, now: Double, timeout: Double) {
+            self.fd = fd
+            deadline = now + timeout
+            lastInput = now
+        }
+
+        var isOpen: Bool { fd >= 0 }
+
+        func close() {
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+
+    /// Serves clients until `stop` is set. `isComplete` says when the bytes received so far make a whole
+    /// request; `answer` gets the request (complete, cut at the size limit, or what arrived before the
+    /// client went idle or shut its side down) and returns the bytes to send back, or nil to close
+    /// without an answer.
+    public func serve(until stop: StopSignal, isComplete: ([UInt8]) -> Bool, answer: ([UInt8]) -> [UInt8]?) {
+        var clients: [Client] = []
+        defer { for client in clients { client.close() } }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !stop.isStopped {
+            var descriptors = [pollfd(fd: fd, events: clients.count < limits.maximumClients ? Int16(POLLIN) : 0, revents: 0)]
+            for client in clients {
+                descriptors.append(pollfd(fd: client.fd, events: Int16(client.answer == nil ? POLLIN : POLLOUT), revents: 0))
+            }
+            _ = poll(&descriptors, nfds_t(descriptors.count), StopSignal.pollIntervalMilliseconds)
+            let now = monotonicSeconds()
+            for (client, descriptor) in zip(clients, descriptors.dropFirst()) {
+                if client.answer == nil {
+                    if descriptor.revents != 0 { receive(client, into: &buffer, now: now) }
+                    guard client.isOpen else { continue }
+                    let idle = limits.answerWhenIdle.map { now - client.lastInput >= $0 } ?? false
+                    if client.request.count >= limits.maximumRequest || client.doneSending || idle || isComplete(client.request) {
+                        client.answer = answer(client.request)
+                        if client.answer == nil { client.close() }
+                        client.deadline = monotonicSeconds() + limits.clientTimeout
+                    }
+                }
+                if client.answer != nil { send(client) }
+                if client.isOpen && monotonicSeconds() >= client.deadline { client.close() }
+            }
+            clients.removeAll { !$0.isOpen }
+            if descriptors[0].revents & Int16(POLLIN) != 0, let client = acceptClient(now: now) {
+                clients.append(client)
+            }
+        }
+    }
+
+    private func acceptClient(now: Double) -> Client? {
+        let client = accept(fd, nil, nil)
+        guard client >= 0 else { return nil }
+        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+        return Client(fd: client, now: now, timeout: limits.clientTimeout)
+    }
+
+    /// Reads what is there, up to the request limit.
+    private func receive(_ client: Client, into buffer: inout [UInt8], now: Double) {
+        let room = min(buffer.count, limits.maximumRequest - client.request.count)
+        guard room > 0 else { return }
+        let count = buffer.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, room, Int32(MSG_DONTWAIT)) }
+        if count > 0 {
+            client.request += buffer[0..<count]
+            client.lastInput = now
+        } else if count == 0 {
+            client.doneSending = true
+        } else if errno != EAGAIN && errno != EINTR {
+            client.close()
+        }
+    }
+
+    /// Writes as much of the answer as the socket takes without blocking; closes when all of it went.
+    private func send(_ client: Client) {
+        guard let answer = client.answer else { return }
+        while client.written < answer.count {
+            let count = answer[client.written...].withUnsafeBytes {
+                Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if count > 0 {
+                client.written += count
+            } else if count < 0 && (errno == EAGAIN || errno == EINTR) {
+                return   // the socket buffer is full: poll says when to go on
+            } else {
+                break
+            }
+        }
+        client.close()
+    }
+}
+
+extension StreamServer {
+    /// A TCP listener on `address:port` (the metrics endpoint).
+    public static func listenTCP(address: IPv4Address, port: UInt16, limits: Limits) throws(SystemError) -> StreamServer {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError.fromErrno("open a TCP socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = port.bigEndian
+        socketAddress.sin_addr.s_addr = address.value.bigEndian
+        let bound = withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = SystemError.fromErrno("listen on \(address):\(port)")
+            close(fd)
+            throw error
+        }
+        return StreamServer(listening: fd, limits: limits)
+    }
+
+    /// A Unix stream socket at `path`, mode 0600 from the moment it exists (the control socket). A stale
+    /// socket (or anything else) at `path` is removed first; unlink(2) never follows a symbolic link.
+    public static func listenUnix(path: String, limits: Limits) throws(SystemError) -> StreamServer {
+        var address = try unixAddress(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError.fromErrno("open a Unix socket") }
+        unlink(path)
+        // bind(2) creates the file with the umask's mode; set it so that there is no moment at which
+        // anyone but the owner could connect.
+        let previousMask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(previousMask)
+        guard bound == 0, listen(fd, 8) == 0 else {
+            let error = SystemError.fromErrno("listen on \(path)")
+            close(fd)
+            throw error
+        }
+        return StreamServer(listening: fd, limits: limits)
+    }
+
+    static func unixAddress(_ path: String) throws(SystemError) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw SystemError("use \(path) as a socket path", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return address
+    }
+}

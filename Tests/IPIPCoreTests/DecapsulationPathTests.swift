@@ -1,0 +1,69 @@
+import Testing
+@testable import IPIPCore
+
+@Suite struct DecapsulationPathTests {
+    let counters = TunnelCounters(peerNames: ["machine-b"])
+    let state = PeerPathState()
+
+    func path(local: Set<IPv4Address> = []) -> DecapsulationPath {
+        DecapsulationPath(config: MachineA.config, tunnelMTU: 1480, counters: counters, paths: [state], localAddresses: local)
+    }
+
+    func capture(_ path: DecapsulationPath, _ packet: [UInt8], _ sent: SentPackets, now: Double = 0) {
+        ethernetFrame(packet).withUnsafeBytes { path.process(frame: $0, wireLength: $0.count, in: sent.batch, now: now) }
+    }
+
+    @Test func aForwardedInnerPacketIsQueuedWithOneTTLLess() throws {
+        let sent = SentPackets(), inner = MachineA.inner(length: 200, ttl: 9)
+        capture(path(), MachineA.outerFromB(inner), sent)
+        let packets = sent.flush()
+        try #require(packets.count == 1)
+        #expect(packets[0].kind == .decapsulated(peer: 0, innerLength: 200) && packets[0].destination == MachineA.hostC)
+        try packets[0].bytes.withUnsafeBytes { bytes in
+            let view = try IPv4PacketView(validating: bytes, exactLength: true)
+            #expect(view.ttl == 8 && Array(view.payload) == Array(inner[20...]))
+        }
+    }
+
+    @Test(arguments: [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]])
+    func outerFragmentsInAnyOrderAreDeliveredOnce(order: [Int]) throws {
+        let sent = SentPackets(), path = path(), inner = MachineA.inner(length: 1800)
+        let pieces = try MachineA.outerFromB(inner).withUnsafeBytes { IPv4Fragmenter.fragments(of: try IPv4PacketView(validating: $0), mtu: 500) }
+        try #require(pieces.count == 4)
+        for index in order { capture(path, pieces[index], sent) }
+        let packets = sent.flush()
+        try #require(packets.count == 1)
+        #expect(Array(packets[0].bytes[20...]) == Array(inner[20...]))
+        #expect(path.pendingReassemblies == 0)
+    }
+
+    @Test func anExpiringInnerPacketIsAnsweredWithTimeExceeded() throws {
+        let sent = SentPackets(), inner = MachineA.inner(length: 64, ttl: 1)
+        capture(path(), MachineA.outerFromB(inner), sent)
+        let packets = sent.flush()
+        try #require(packets.count == 1)
+        #expect(packets[0].kind == .icmpError(peer: 0) && packets[0].destination == MachineA.ghost)
+        #expect(packets[0].bytes[20] == ICMPType.timeExceeded && Array(packets[0].bytes[28..<56]) == Array(inner[0..<28]))
+        #expect(counters.peers[0].drops.value(.ttlExpired) == 1)
+    }
+
+    @Test func aRoutersFragmentationNeededLowersThePeersPathMTU() {
+        let sent = SentPackets(), path = path()
+        var events: [PacketPathEvent] = []
+        path.report = { events.append($0) }
+        capture(path, Fixture.bytes("icmp-frag-needed"), sent, now: 3)
+        #expect(sent.flush().isEmpty)
+        #expect(events == [.pathMTULowered(peer: 0, mtu: 1360)])
+        #expect(state.currentMTU(now: 4) == 1360)
+    }
+
+    @Test func truncatedAndForeignFramesAreCounted() {
+        let sent = SentPackets(), path = path()
+        let frame = ethernetFrame(MachineA.outerFromB(MachineA.inner(length: 64)))
+        frame.withUnsafeBytes { path.process(frame: UnsafeRawBufferPointer(rebasing: $0[0..<60]), wireLength: $0.count, in: sent.batch, now: 0) }
+        let notIPv4 = EthernetBuilder.frame(destination: .broadcast, source: MachineA.peerB.asMACForTests, etherType: EtherType.arp, payload: [0, 1])
+        notIPv4.withUnsafeBytes { path.process(frame: $0, wireLength: $0.count, in: sent.batch, now: 0) }
+        #expect(sent.flush().isEmpty)
+        #expect(counters.drops.value(.truncatedCapture) == 1 && counters.drops.value(.malformedOuter) == 1)
+    }
+}
