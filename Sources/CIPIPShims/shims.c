@@ -19,6 +19,7 @@
 #include <linux/capability.h>
 #include <linux/if_packet.h>
 #include <linux/bpf.h>
+#include <linux/netlink.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut) {
     struct ifreq ifr;
@@ -197,4 +198,27 @@ int CIPIPShims_switchUserKeepingNetworkCapabilities(unsigned int uid, unsigned i
     data[0].effective = (unsigned int)keep;
     data[0].permitted = (unsigned int)keep;
     return (int)syscall(SYS_capset, &header, data);
+}
+
+int CIPIPShims_dropThreadCapabilities(void) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+unsigned long long CIPIPShims_threadEffectiveCapabilities(void) {
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &header, data) < 0) return 0;
+    return (unsigned long long)data[0].effective | ((unsigned long long)data[1].effective << 32);
+}
+
+int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups) {
+    struct sockaddr_nl address;
+    memset(&address, 0, sizeof address);
+    address.nl_family = AF_NETLINK;
+    address.nl_groups = groups;
+    return bind(fd, (struct sockaddr *)&address, sizeof address);
 }

@@ -13,6 +13,7 @@ enum ConfigPrinter {
         out += "  ttl: \(config.tunnel.ttl)\n"
         out += "  tos: \(config.tunnel.tos)\n"
         out += "  pmtudisc: \(config.tunnel.pmtudisc ? "yes" : "no")\n"
+        out += "  min-pmtu: \(config.tunnel.minimumPathMTU)\n"
         out += "peers:\n"
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"

@@ -4,12 +4,12 @@ import Logging
 import Prometheus
 
 /// `GET /metrics` in the Prometheus text format (swift-prometheus), on the listener the gateway opened
-/// for `metrics.listen`, served by its own thread. The dataplane's own counters are the source of truth;
-/// each scrape brings the registry's counters up to them.
+/// for `metrics.listen`, served by its own thread. The dataplane's own counters are the source of truth:
+/// each scrape renders them into a registry of its own, so what is exported is exactly what the
+/// counters hold — a peer removed by a reload disappears, one added back starts again from zero (a
+/// counter reset, which Prometheus's rate() expects) — and there is no state to get out of step.
 final class MetricsEndpoint: @unchecked Sendable {
     private let logger: Logger
-    private let registry = PrometheusCollectorRegistry()
-    private var exported: [String: UInt64] = [:]
     private var thread: DedicatedThread?
     private let stopSignal = StopSignal()
 
@@ -19,6 +19,7 @@ final class MetricsEndpoint: @unchecked Sendable {
 
     func start(serving gateway: Gateway, on server: StreamServer) throws {
         thread = try DedicatedThread(name: "ipipd-metrics") { [self] in
+            PrivilegeDrop.dropCapabilitiesOfThisThread(logger, thread: "ipipd-metrics")
             server.serve(until: stopSignal, isComplete: Self.isCompleteRequest) { request in
                 self.answer(request, gateway: gateway)
             }
@@ -40,22 +41,20 @@ final class MetricsEndpoint: @unchecked Sendable {
         let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
         guard !line.isEmpty else { return nil }
         if line.hasPrefix("GET /metrics ") || line == "GET /metrics" {
-            let body = metrics(gateway.status)
+            let body = Self.metrics(gateway.status)
             return Array("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
         }
         let body = Array("ipipd serves /metrics only\n".utf8)
         return Array("HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
     }
 
-    /// Brings the registry up to the gateway's counters and renders it.
-    private func metrics(_ status: GatewayStatus) -> [UInt8] {
+    /// The gateway's counters in the Prometheus text format.
+    static func metrics(_ status: GatewayStatus) -> [UInt8] {
+        let registry = PrometheusCollectorRegistry()
         func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
-            let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
-            let delta = value &- (exported[key] ?? 0)
-            exported[key] = value
             // The whole name (unit suffix included) is the metric name: an empty unit adds nothing.
             let counter = registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels)
-            if delta > 0 { counter.increment(by: Int64(delta)) }
+            if value > 0 { counter.increment(by: Int64(clamping: value)) }
         }
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
             registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels).set(value)

@@ -43,6 +43,13 @@ struct Run: ParsableCommand {
         """, valueName: "name"))
     var user: String = PrivilegeDrop.defaultUser
 
+    @Option(name: .customLong("loop-failure-timeout"), help: ArgumentHelp("""
+        How long a dataplane loop may keep failing to read its device (the uplink's capture, the TUN \
+        device, a LAN interface's ARP capture) before ipipd exits with status 1, so that systemd starts it \
+        afresh. A link that is down is waited for however long it takes.
+        """, valueName: "seconds"))
+    var loopFailureTimeout: Double = 30
+
     func run() throws {
         let (config, configText) = try loadConfigWithTextOrExit(options.path)
         let level = logLevel
@@ -66,21 +73,26 @@ struct Run: ParsableCommand {
         }
 
         // Signals are taken synchronously by this thread (sigwait), so they are blocked everywhere,
-        // and the dataplane threads inherit the mask.
+        // and the dataplane threads inherit the mask. SIGUSR1 is ipipd's own: a loop that gave up.
         var signals = sigset_t()
         sigemptyset(&signals)
-        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         let gateway = Gateway(config: config, configText: configText, plan: plan,
-                              options: .init(configFile: options.path, runtimeDirectory: runtime.directory, version: Ipipd.version),
+                              options: .init(configFile: options.path, runtimeDirectory: runtime.directory, version: Ipipd.version,
+                                             loopFailureTimeout: loopFailureTimeout),
                               logger: logger)
         gateway.onReload = { starting in starting ? notifier.reloading() : notifier.ready(status: "tunnel up") }
+        gateway.onFatal = { reason in
+            notifier.status("failed: \(reason)")
+            kill(getpid(), SIGUSR1)
+        }
         let metrics = MetricsEndpoint(logger: logger)
         do {
-            try gateway.start { [user, runtime] in
-                try PrivilegeDrop.apply(user: user, runtimeDirectory: runtime.directory, logger: logger)
+            try gateway.start { [user] in
+                try PrivilegeDrop.apply(user: user, runtimeDirectory: gateway.runtimeDirectory, logger: logger)
             }
             if let server = gateway.metricsServer { try metrics.start(serving: gateway, on: server) }
         } catch {
@@ -90,6 +102,7 @@ struct Run: ParsableCommand {
             throw ExitCode.failure
         }
         notifier.ready(status: "tunnel \(config.tunnel.name) up, \(config.peers.count) peer(s)")
+        var failed = false
         while true {
             var received: Int32 = 0
             sigwait(&signals, &received)
@@ -98,11 +111,15 @@ struct Run: ParsableCommand {
                 _ = gateway.reload()
                 continue
             }
-            logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            failed = received == SIGUSR1
+            let cause = failed ? "a dataplane loop failed" : received == SIGTERM ? "SIGTERM" : "SIGINT"
+            logger.info("stopping", metadata: ["cause": "\(cause)"])
             break
         }
         notifier.stopping()
         metrics.stop()
         gateway.shutdown()
+        // Non-zero after a failure, so that systemd (Restart=on-failure) starts a fresh daemon.
+        if failed { throw ExitCode.failure }
     }
 }

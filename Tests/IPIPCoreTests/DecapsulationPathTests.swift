@@ -51,10 +51,37 @@ import Testing
         let sent = SentPackets(), path = path()
         var events: [PacketPathEvent] = []
         path.report = { events.append($0) }
+        state.noteSent(identification: 1, now: 2)   // the outer packet the fixture quotes (ID 1) went to B
         capture(path, Fixture.bytes("icmp-frag-needed"), sent, now: 3)
         #expect(sent.flush().isEmpty)
         #expect(events == [.pathMTULowered(peer: 0, mtu: 1360)])
         #expect(state.currentMTU(now: 4) == 1360)
+    }
+
+    /// A report about an outer packet we never sent (or not lately) is anyone's forgery: ignored, counted.
+    @Test(arguments: [nil, 0.0] as [Double?])
+    func aFragmentationNeededQuotingAPacketWeDidNotSendLatelyIsNotBelieved(sentAt: Double?) {
+        let sent = SentPackets(), path = path()
+        var events: [PacketPathEvent] = []
+        path.report = { events.append($0) }
+        if let sentAt { state.noteSent(identification: 1, now: sentAt) }
+        capture(path, Fixture.bytes("icmp-frag-needed"), sent, now: 30)
+        #expect(events.isEmpty && state.currentMTU(now: 31) == nil)
+        #expect(counters.peers[0].drops.value(.icmpUnverified) == 1)
+    }
+
+    /// Linux floors learned path MTUs at min_pmtu (552): a report of 68 cannot shrink the tunnel to nothing.
+    @Test func aReportedPathMTUIsFlooredAtMinPMTU() throws {
+        let sent = SentPackets(), path = path()
+        var report = Fixture.bytes("icmp-frag-needed")
+        report.withUnsafeMutableBytes { bytes in
+            bytes.setUInt16(68, at: 20 + 6)                            // next-hop MTU
+            bytes.setUInt16(0, at: 20 + 2)
+            bytes.setUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[20...])), at: 20 + 2)
+        }
+        state.noteSent(identification: 1, now: 2)
+        capture(path, report, sent, now: 3)
+        #expect(state.currentMTU(now: 4) == 552 - 20)
     }
 
     @Test func truncatedAndForeignFramesAreCounted() {

@@ -70,7 +70,7 @@ import Testing
             Fixture.bytes(name).withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
         }
         // scapy's frag-needed from the router quotes an outer packet A → B, protocol 4, MTU 1380.
-        #expect(classify("icmp-frag-needed") == .fragmentationNeeded(peer: 0, outerMTU: 1380))
+        #expect(classify("icmp-frag-needed") == .fragmentationNeeded(peer: 0, outerMTU: 1380, identification: 1))
         func build(type: UInt8, code: UInt8, quotedDestination: IPv4Address, quotedProtocol: UInt8 = 4) -> [UInt8] {
             let quoted = IPv4HeaderFields(protocolNumber: quotedProtocol, source: local, destination: quotedDestination)
                 .bytes(payload: [UInt8](repeating: 0, count: 8))
@@ -83,10 +83,10 @@ import Testing
         func classify(_ packet: [UInt8], inherit: Bool = true) -> OuterICMP {
             packet.withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
         }
-        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0))
+        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0, identification: 0))
         #expect(classify(build(type: 3, code: 5, quotedDestination: peerB)) == .ignore)
         #expect(classify(build(type: 11, code: 0, quotedDestination: peerB)) == .ignore, "TTL inherited: not ours to relay")
-        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB), inherit: false) == .peerError(peer: 0))
+        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB), inherit: false) == .peerError(peer: 0, identification: 0))
         #expect(classify(build(type: 3, code: 1, quotedDestination: IPv4Address("192.0.2.1")!)) == .ignore, "not about a peer")
         #expect(classify(build(type: 3, code: 1, quotedDestination: peerB, quotedProtocol: 17)) == .ignore, "not a tunnel packet")
     }
@@ -130,5 +130,20 @@ import Testing
         #expect(otherDestination, "per destination")
         #expect(!tooSoon)
         #expect(later)
+    }
+
+    /// One sender spoofing thousands of sources exhausts the global budget of time-exceeded and
+    /// host-unreachable errors; "fragmentation needed" has budgets of its own (Linux never limits it
+    /// globally), so path-MTU discovery keeps working for everyone.
+    @Test func aFloodOfOtherErrorsDoesNotStarveFragmentationNeeded() {
+        var limiter = ICMPRateLimiter()
+        var allowed = 0
+        for index in 0..<5000 where limiter.allow(to: IPv4Address(UInt32(0xC612_0000) + UInt32(index)), kind: .other, now: 9) {
+            allowed += 1
+        }
+        #expect(allowed == 1000, "the global cap on other errors")
+        let victim = IPv4Address("192.0.2.10")!
+        let fragmentationNeeded = (0..<20).filter { _ in limiter.allow(to: victim, kind: .fragmentationNeeded, now: 9) }.count
+        #expect(fragmentationNeeded == 10, "its own per-destination burst, untouched by the flood")
     }
 }

@@ -101,6 +101,20 @@ import Testing
         }
     }
 
+    /// Requests from 10,000 forged MACs at once: the table of requesters stays bounded, and the replies
+    /// stop at the interface's total burst however many MACs there are.
+    @Test func aFloodFromForgedMACsIsCappedInAllAndTheTableStaysBounded() {
+        var r = responder { _ in }
+        var answered = 0
+        for index in 0..<10_000 {
+            let mac = MACAddress(value: 0x0200_0000_0000 | UInt64(index + 1))
+            let request = ARPBuilder.request(from: mac, senderAddress: IPv4Address(UInt32(0xCB00_7100) + UInt32(index % 200 + 1)), asking: ghost)
+            if case .reply = handle(&r, request, at: 7) { answered += 1 }
+        }
+        #expect(answered == Int(ProxyARPResponder.Options().totalReplyBurst))
+        #expect(r.trackedRequesters <= 2 * ProxyARPResponder.maximumTrackedRequesters)
+    }
+
     @Test func announcesTwiceTwoSecondsApart() {
         var r = ProxyARPResponder(interfaceMAC: macB)
         r.add(ghost, mac: nil, now: 100)

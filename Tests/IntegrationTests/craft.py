@@ -4,13 +4,14 @@
 Usage: craft.py SCENARIO IFACE DST_MAC
 Most scenarios are sent from router R's interface facing gateway B, with the outer source forged to be
 gateway A's endpoint (a configured peer), so that only what the scenario changes is wrong; the
-"inner-marks", "big-no-df" and "big-df-burst" scenarios are sent from host h1 to gateway A.
+"inner-marks", "big-no-df" and "big-df-burst" scenarios are sent from host h1 to gateway A, and
+"forged-frag-needed" from router R to gateway A.
 Addresses: gateway A 198.51.100.37, gateway B 203.0.113.86, h1 192.0.2.10, h2 192.0.2.130.
 """
 import sys
 import time
 
-from scapy.all import ICMP, IP, UDP, Ether, Raw, fragment, sendp
+from scapy.all import ICMP, IP, UDP, Ether, IPOption_NOP, Raw, fragment, sendp
 
 A, B, H1, H2 = "198.51.100.37", "203.0.113.86", "192.0.2.10", "192.0.2.130"
 scenario, iface, dst_mac = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -90,5 +91,20 @@ elif scenario == "big-df-burst":
     send([IP(src=H1, dst=H2, flags="DF") / ICMP(id=0xB16, seq=n) / Raw(b"b" * 1422) for n in range(30)], gap=0.002)
 elif scenario == "ttl-flood":
     send([outer_to_b(IP(src=H1, dst=H2, ttl=1) / ICMP(id=0x7700, seq=n)) for n in range(30)], gap=0.002)
+elif scenario == "oversized-reassembly":
+    # Issue 14's remote crash: a first fragment with 40 bytes of options, and 46 more ending at 65,515 —
+    # fine by each fragment's own 20-byte header, 65,575 bytes with the first one's.
+    def piece(offset, length, more, options=()):
+        return IP(src=A, dst=B, proto=4, id=0x2E2E, flags="MF" if more else 0, frag=offset // 8,
+                  options=list(options)) / Raw(b"o" * length)
+    pieces = [piece(0, 1400, True, [IPOption_NOP()] * 40)]
+    pieces += [piece(index * 1400, 1400, True) for index in range(1, 46)]
+    pieces.append(piece(46 * 1400, 1115, False))
+    send(pieces, gap=0.002)
+elif scenario == "forged-frag-needed":
+    # Sent to A from R's side by a stranger: "fragmentation needed, MTU 68" quoting an outer packet
+    # A → B with an identification A did not use lately.
+    quoted = IP(src=A, dst=B, proto=4, id=0x5A5A, flags="DF", len=1500) / Raw(b"\x45\x00\x05\xc8" + b"\x00" * 4)
+    send([IP(src="198.51.100.99", dst=A) / ICMP(type=3, code=4, nexthopmtu=68) / quoted])
 else:
     sys.exit(f"unknown scenario {scenario}")

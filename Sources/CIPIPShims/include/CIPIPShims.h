@@ -58,4 +58,15 @@ int CIPIPShims_setThreadName(const char *name);
 // Threads created afterwards inherit this; call it before starting any.
 int CIPIPShims_switchUserKeepingNetworkCapabilities(unsigned int uid, unsigned int gid);
 
+// struct sockaddr_nl is in <linux/netlink.h>, which Swift does not import. Binds a NETLINK_ROUTE socket
+// to the multicast `groups` (RTMGRP_* bits), so that it receives the kernel's change notifications.
+int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups);
+
+// capset(2) again, for the calling thread only: Linux keeps capabilities per thread. Clears the
+// effective, permitted and inheritable sets of the thread that calls it (the process's other threads
+// keep theirs), for threads that parse packets and need no privilege for the handles they were given.
+int CIPIPShims_dropThreadCapabilities(void);
+// The calling thread's effective capability set (low 64 bits), to log and test what a thread holds.
+unsigned long long CIPIPShims_threadEffectiveCapabilities(void);
+
 #endif

@@ -26,6 +26,7 @@ public struct ConfigDiff: Sendable, Equatable {
             needsRestart.append("metrics.listen")
         }
         tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)
+            || old.tunnel.minimumPathMTU != new.tunnel.minimumPathMTU
         proxyARPOptionsChanged = old.proxyARP != new.proxyARP
 
         let oldPeers = Dictionary(old.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -60,7 +61,7 @@ public struct ConfigDiff: Sendable, Equatable {
             + routesAdded.map { "route \($0) added" } + routesRemoved.map { "route \($0) removed" }
             + routesMoved.map { "route \($0) now leads to another peer" }
             + ghostsAdded.map { "ghost host \($0) added" } + ghostsRemoved.map { "ghost host \($0) removed" }
-            + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc changed"] : [])
+            + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc/min-pmtu changed"] : [])
             + (proxyARPOptionsChanged ? ["proxy-arp options changed"] : [])
     }
 }

@@ -4,6 +4,8 @@ import Yams
 /// it completely: every error is reported, with its line, before anything could be applied.
 public enum ConfigLoader {
     public static func load(yaml text: String, file: String) -> ConfigLoadResult {
+        let beyondLimits = YAMLLimits.check(text, file: file)
+        guard beyondLimits.isEmpty else { return ConfigLoadResult(config: nil, diagnostics: beyondLimits) }
         var reader = NodeReader(file: file)
         let root: Node?
         do {
@@ -37,7 +39,7 @@ extension ConfigLoader {
     /// The TUN device name a file asks for, read leniently (the rest of the file may be invalid): what
     /// `status` and `reload` need to find the daemon's control socket.
     public static func tunnelName(yaml text: String) -> String {
-        guard let root = try? Yams.compose(yaml: text), let name = root.mapping?["tunnel"]?.mapping?["name"]?.string else {
+        guard YAMLLimits.check(text, file: "").isEmpty, let root = try? Yams.compose(yaml: text), let name = root.mapping?["tunnel"]?.mapping?["name"]?.string else {
             return GatewayConfig.Tunnel.defaultName
         }
         return name
@@ -243,7 +245,7 @@ struct NodeReader {
 
     mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {
         var tunnel = GatewayConfig.Tunnel()
-        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc"],
+        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu"],
                              required: []) else { return tunnel }
         if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
         if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
@@ -274,6 +276,9 @@ struct NodeReader {
             }
         }
         if let node = f["pmtudisc"], let value = boolean(node, key: "tunnel.pmtudisc") { tunnel.pmtudisc = value }
+        if let node = f["min-pmtu"], let value = integer(node, key: "tunnel.min-pmtu", in: 68...65535, what: "path MTU floor") {
+            tunnel.minimumPathMTU = value
+        }
         return tunnel
     }
 

@@ -46,6 +46,8 @@ public struct GatewayConfig: Sendable, Equatable {
         public var tos = TOSSetting.fixed(0)
         /// Path-MTU discovery: set DF on every outer packet (iproute2's `pmtudisc`, the default).
         public var pmtudisc = true
+        /// The lowest outer path MTU a router's report may set (Linux's net.ipv4.route.min_pmtu).
+        public var minimumPathMTU = PeerPathState.defaultMinimumPathMTU
         public init() {}
     }
 

@@ -11,12 +11,15 @@ public final class DecapsulationPath {
     private var reassembler = Reassembler()
     private let icmp = ICMPErrorReporter()
     private let tunnelMTU: Int
+    /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
+    private var minimumPathMTU: Int
     /// What the loop logs (path MTU lowered, peer unreachable); set by the dataplane.
     public var report: (PacketPathEvent) -> Void = { _ in }
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
                 localAddresses: Set<IPv4Address>) {
         decapsulator = Decapsulator(config: config, localAddresses: localAddresses)
+        minimumPathMTU = config.tunnel.minimumPathMTU
         self.tunnelMTU = tunnelMTU
         self.counters = counters
         self.paths = paths
@@ -25,6 +28,7 @@ public final class DecapsulationPath {
     /// Takes a reloaded config; reassembly state and rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
         decapsulator = Decapsulator(config: config, localAddresses: decapsulator.localAddresses)
+        minimumPathMTU = config.tunnel.minimumPathMTU
         self.counters = counters
         self.paths = paths
     }
@@ -37,7 +41,7 @@ public final class DecapsulationPath {
 
     /// Once a second or so: drops reassembly state that timed out.
     public func expire(now: Double) {
-        for _ in 0..<reassembler.expire(now: now) { counters.drop(.fragmentTimeout) }
+        counters.drop(.fragmentTimeout, count: reassembler.expire(now: now))
     }
 
     public var pendingReassemblies: Int { reassembler.pendingCount }
@@ -70,15 +74,19 @@ public final class DecapsulationPath {
             case let .deliver(peer, inner, _):
                 let destination = UnsafeRawBufferPointer(rebasing: packet[inner]).ipv4Destination
                 batch.append(inner, destination: destination, kind: .decapsulated(peer: peer, innerLength: inner.count))
-            case .reassemble:
+            case .reassemble(let peer):
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
                 switch reassembler.add(fragment, now: now) {
                 case .incomplete:
                     return
-                case .dropped(let reason):
-                    counters.drop(reason)
+                case .duplicate:
+                    counters.drop(.fragmentDuplicate, peer: peer)
                     return
-                case .complete(let datagram):
+                case let .dropped(reason, fragments):
+                    counters.drop(reason, peer: peer, count: fragments)
+                    return
+                case let .complete(datagram, fragments):
+                    counters.peers[peer].fragmentsReassembled.add(UInt64(fragments))
                     // Whole again (and no longer a fragment): decapsulated on the next turn.
                     datagram.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
                     length = datagram.count
@@ -97,18 +105,27 @@ public final class DecapsulationPath {
         }
     }
 
-    /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err).
+    /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err), believed only when it quotes
+    /// an outer packet we sent to that peer lately: anyone can forge a router's ICMP error.
     private func learn(from report: OuterICMP, reporter: IPv4Address, now: Double) {
         switch report {
-        case let .fragmentationNeeded(peer, outerMTU):
-            if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU) {
+        case let .fragmentationNeeded(peer, outerMTU, identification):
+            guard paths[peer].sentRecently(identification: identification, now: now) else {
+                counters.drop(.icmpUnverified, peer: peer)
+                return
+            }
+            if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU, floor: minimumPathMTU) {
                 self.report(.pathMTULowered(peer: peer, mtu: mtu))
             }
-        case let .peerError(peer):
+        case let .peerError(peer, identification):
+            guard paths[peer].sentRecently(identification: identification, now: now) else {
+                counters.drop(.icmpUnverified, peer: peer)
+                return
+            }
             paths[peer].noteError(now: now)
             self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
         case .ignore:
-            break
+            counters.drop(.icmpIgnored)
         }
     }
 }

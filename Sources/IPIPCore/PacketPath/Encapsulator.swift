@@ -82,6 +82,7 @@ public struct Encapsulator: Sendable {
                          source: local,
                          destination: destination)
             .write(into: buffer)
+        path.noteSent(identification: nextIdentification, now: now)
         nextIdentification &+= 1
         if nextIdentification == 0 { nextIdentification = 1 }   // 0 would let the kernel pick one
         return .send(length: Self.headroom + innerLength, peer: peer, destination: destination,

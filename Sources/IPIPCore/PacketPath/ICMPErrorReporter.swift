@@ -13,7 +13,9 @@ final class ICMPErrorReporter {
                 counters: TunnelCounters, into batch: PacketBatch, now: Double) {
         guard ICMPErrorRules.mayReport(on: original) else { return }
         let destination = original.ipv4Source
-        guard limiter.allow(to: destination, now: now) else {
+        let kind: ICMPRateLimiter.Kind = type == ICMPType.destinationUnreachable && code == ICMPUnreachableCode.fragmentationNeeded
+            ? .fragmentationNeeded : .other
+        guard limiter.allow(to: destination, kind: kind, now: now) else {
             counters.icmpRateLimited.add()
             return
         }

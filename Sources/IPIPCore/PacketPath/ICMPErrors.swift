@@ -54,24 +54,35 @@ public enum ICMPErrorRules {
     }
 }
 
-/// Token buckets per destination plus a global cap: ipipd must not become an ICMP amplifier.
+/// How often ipipd sends ICMP errors: token buckets per destination (in a bounded table), and a global
+/// cap for the errors that are not "fragmentation needed". Linux does not limit fragmentation needed
+/// (path-MTU discovery must not be starved, icmp_ratemask), and it is never larger than the packet that
+/// caused it, so no amplifier: it has its own per-destination buckets and no global cap, and no
+/// flood of other errors can take its turn.
 public struct ICMPRateLimiter: Sendable {
+    public enum Kind: Sendable { case fragmentationNeeded, other }
+
+    private var fragmentationNeeded = TokenBucketTable<IPv4Address>(rate: 10, burst: 10, capacity: 4096)
     private var perDestination = TokenBucketTable<IPv4Address>(rate: 10, burst: 10, capacity: 4096)
     private var global = TokenBucket(rate: 1000, burst: 1000)
 
     public init() {}
 
-    public mutating func allow(to destination: IPv4Address, now: Double) -> Bool {
-        perDestination.take(destination, now: now) && global.take(now: now)
+    public mutating func allow(to destination: IPv4Address, kind: Kind = .other, now: Double) -> Bool {
+        switch kind {
+        case .fragmentationNeeded: fragmentationNeeded.take(destination, now: now)
+        case .other: perDestination.take(destination, now: now) && global.take(now: now)
+        }
     }
 }
 
 /// ICMP errors from routers about outer packets we sent (RFC 2003 §4, Linux's ipip_err).
 public enum OuterICMP: Equatable, Sendable {
-    /// "Fragmentation needed" for packets to `peer`: the outer path MTU.
-    case fragmentationNeeded(peer: Int, outerMTU: Int)
+    /// "Fragmentation needed" for packets to `peer`: the outer path MTU. `identification` is the quoted
+    /// outer packet's, which must be one we sent lately for the report to be believed.
+    case fragmentationNeeded(peer: Int, outerMTU: Int, identification: UInt16)
     /// Another error that senders to `peer` should hear about, as host unreachable, for 30 s.
-    case peerError(peer: Int)
+    case peerError(peer: Int, identification: UInt16)
     case ignore
 
     /// `packet` is the whole IPv4 packet carrying the ICMP message, addressed to us.
@@ -83,17 +94,18 @@ public enum OuterICMP: Equatable, Sendable {
         // The quoted header must be one of ours: from the local address, protocol 4, to a peer.
         guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip,
               quoted.ipv4Address(at: 12) == local, let peer = peerByEndpoint[quoted.ipv4Address(at: 16)] else { return .ignore }
+        let identification = quoted.uint16(at: 4)
         switch (icmp.type, icmp.code) {
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
             let mtu = icmp.nextHopMTU
-            return mtu >= 68 ? .fragmentationNeeded(peer: peer, outerMTU: mtu) : .ignore
+            return mtu >= 68 ? .fragmentationNeeded(peer: peer, outerMTU: mtu, identification: identification) : .ignore
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed):
             return .ignore   // "impossible" for us, as ipip_err says
         case (ICMPType.destinationUnreachable, _):
-            return .peerError(peer: peer)
+            return .peerError(peer: peer, identification: identification)
         case (ICMPType.timeExceeded, 0):
             // With an inherited TTL the inner packet's own TTL ran out: its sender hears that itself.
-            return ttlInherited ? .ignore : .peerError(peer: peer)
+            return ttlInherited ? .ignore : .peerError(peer: peer, identification: identification)
         default:
             return .ignore
         }

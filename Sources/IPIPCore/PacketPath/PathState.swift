@@ -13,16 +13,33 @@ public final class PeerPathState: Sendable {
     private let errorWindowEnd = Atomic<UInt64>(0)
     private let errorCount = Atomic<Int>(0)
     private let looping = Atomic<Bool>(false)
+    private let sent = SentIdentifications()
 
     public init() {}
 
+    /// The encapsulator sent an outer packet with `identification` to the peer.
+    @inline(__always)
+    public func noteSent(identification: UInt16, now: Double) {
+        sent.note(identification, now: now)
+    }
+
+    /// Whether an outer packet with `identification` went to the peer in the last
+    /// `SentIdentifications.window` seconds: what a router's ICMP error must quote to be believed.
+    public func sentRecently(identification: UInt16, now: Double) -> Bool {
+        sent.contains(identification, now: now)
+    }
+
     static func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
 
-    /// A router reported `outerMTU` for packets to the peer: inner packets must fit in it minus 20.
-    /// Returns the new inner MTU when it lowered what was known.
+    /// Linux's net.ipv4.route.min_pmtu: no report lowers an outer path MTU below this.
+    public static let defaultMinimumPathMTU = 552
+
+    /// A router reported `outerMTU` for packets to the peer: inner packets must fit in it minus 20. The
+    /// outer MTU is floored at `floor` (`tunnel.min-pmtu`), so that a forged report cannot shrink the
+    /// tunnel to nothing. Returns the new inner MTU when it lowered what was known.
     @discardableResult
-    public func learnPathMTU(outerMTU: Int, now: Double, ceiling: Int) -> Int? {
-        let inner = max(68, outerMTU - KernelPlan.encapsulationOverhead)
+    public func learnPathMTU(outerMTU: Int, now: Double, ceiling: Int, floor: Int = defaultMinimumPathMTU) -> Int? {
+        let inner = max(floor, outerMTU) - KernelPlan.encapsulationOverhead
         let current = currentMTU(now: now) ?? ceiling
         guard inner < current else { return nil }
         learnedMTU.store(inner, ordering: .relaxed)
@@ -66,4 +83,44 @@ public final class PeerPathState: Sendable {
     }
 
     public func setLooping(_ value: Bool) { looping.store(value, ordering: .relaxed) }
+}
+
+/// The IP identifications of the outer packets sent to one peer lately, as one range per second for the
+/// last `window` seconds: the encapsulator's counter only goes up, so a second's packets took the IDs
+/// from its first to its last. Written by the encapsulator (a load and a store per packet), read by the
+/// capture thread; a torn read only makes one check looser or stricter for that second.
+final class SentIdentifications: Sendable {
+    static let window = 10
+    private static let slots = 16
+
+    private final class Second: Sendable {
+        let second = Atomic<Int>(-1)
+        let first = Atomic<UInt16>(0)
+        let last = Atomic<UInt16>(0)
+    }
+
+    private let seconds = (0..<SentIdentifications.slots).map { _ in Second() }
+
+    @inline(__always)
+    func note(_ identification: UInt16, now: Double) {
+        let second = Int(now)
+        let slot = seconds[second & (Self.slots - 1)]
+        if slot.second.load(ordering: .relaxed) != second {
+            slot.first.store(identification, ordering: .relaxed)
+            slot.second.store(second, ordering: .relaxed)
+        }
+        slot.last.store(identification, ordering: .relaxed)
+    }
+
+    func contains(_ identification: UInt16, now: Double) -> Bool {
+        let current = Int(now)
+        for slot in seconds {
+            let second = slot.second.load(ordering: .relaxed)
+            guard second >= 0, current - second <= Self.window, second <= current else { continue }
+            let first = slot.first.load(ordering: .relaxed), last = slot.last.load(ordering: .relaxed)
+            // IDs wrap at 65,536: compare distances from the second's first ID.
+            if identification &- first <= last &- first { return true }
+        }
+        return false
+    }
 }

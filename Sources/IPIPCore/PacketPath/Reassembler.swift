@@ -1,13 +1,44 @@
 /// Reassembles fragmented outer packets, as the kernel does before its ipip module sees them — so a
-/// peer whose outer packets a router fragments still gets through. Bounded: a datagram not completed
-/// within `timeout` is dropped, memory is capped, and overlapping fragments drop the whole datagram
-/// (as Linux does since the FragmentSmack fixes). Allocates, but only on this rare path.
+/// peer whose outer packets a router fragments still gets through — against senders who forge a peer's
+/// address and send fragments in any order, size and number:
+///
+/// - the whole datagram, built with the first fragment's header, never exceeds 65,535 bytes;
+/// - each datagram keeps its fragments sorted and counts the bytes it holds, so a fragment costs a
+///   binary search and an insertion into at most `fragmentsPerDatagram` pieces, never a scan or a sort
+///   of everything received (the FragmentSmack class, CVE-2018-5391);
+/// - memory is charged for what is really held (each fragment's bytes plus bookkeeping), capped in all
+///   and per outer source, so one forged peer cannot take the share of the others;
+/// - overlapping fragments drop the datagram (as Linux does since the FragmentSmack fixes), exact
+///   duplicates are dropped alone, and a datagram not completed within `timeout` is dropped, found in
+///   O(1) per datagram from a queue in the order they started.
+///
+/// Allocates, but only on this path, which legitimate traffic takes rarely.
 public struct Reassembler: Sendable {
+    public struct Limits: Sendable, Equatable {
+        /// net.ipv4.ipfrag_time.
+        public var timeout = 30.0
+        /// net.ipv4.ipfrag_high_thresh.
+        public var memory = 4 << 20
+        /// What the datagrams from one outer source may hold together.
+        public var memoryPerSource = 1 << 20
+        /// Enough for a 64 KiB datagram cut for a 576-byte path; more pieces are an attack.
+        public var fragmentsPerDatagram = 128
+        public init() {}
+    }
+
+    /// Bookkeeping charged per datagram and per fragment, on top of the bytes they hold.
+    public static let datagramOverhead = 256
+    public static let fragmentOverhead = 64
+
     public enum Result: Equatable, Sendable {
         case incomplete
-        /// The whole datagram: header (MF clear, offset 0, new length and checksum) and payload.
-        case complete([UInt8])
-        case dropped(DropReason)
+        /// The whole datagram — header as the first fragment had it (MF clear, offset 0, new length and
+        /// checksum) and the payload — made of `fragments` fragments.
+        case complete([UInt8], fragments: Int)
+        /// An exact copy of a fragment already held: dropped alone.
+        case duplicate
+        /// The datagram was dropped, with the `fragments` it held (this one included).
+        case dropped(DropReason, fragments: Int)
     }
 
     struct Key: Hashable {
@@ -17,31 +48,60 @@ public struct Reassembler: Sendable {
         var protocolNumber: UInt8
     }
 
-    struct Pending {
-        var header: [UInt8] = []               // from the first fragment (offset 0)
-        var data: [UInt8] = []
-        var received: [Range<Int>] = []
-        var totalPayloadLength: Int?           // known once the last fragment (MF clear) arrived
-        var started: Double
+    struct Piece {
+        var start: Int
+        var bytes: [UInt8]
+        var end: Int { start + bytes.count }
     }
 
-    public var timeout = 30.0                  // net.ipv4.ipfrag_time
-    public var memoryLimit = 4 << 20           // net.ipv4.ipfrag_high_thresh
+    struct Pending {
+        /// The first fragment's header (from the fragment at offset 0).
+        var header: [UInt8]?
+        /// Disjoint, sorted by start.
+        var pieces: [Piece] = []
+        var covered = 0
+        /// Known once the last fragment (MF clear) arrived.
+        var totalPayloadLength: Int?
+        let started: Double
+        var charged = Reassembler.datagramOverhead
+    }
+
+    public var limits: Limits
     private var pending: [Key: Pending] = [:]
+    private var memoryBySource: [UInt32: Int] = [:]
+    /// Datagrams in the order they started, for expiry; entries of datagrams gone are skipped.
+    private var expiryQueue: [(key: Key, started: Double)] = []
+    private var expiryHead = 0
     public private(set) var memoryInUse = 0
 
-    public init() {}
+    public init(limits: Limits = Limits()) {
+        self.limits = limits
+    }
 
     public var pendingCount: Int { pending.count }
+    /// Fragments held, in every datagram.
+    public var fragmentsHeld: Int { pending.values.reduce(0) { $0 + $1.pieces.count } }
 
-    /// Drops datagrams older than the timeout; returns how many.
+    public func memoryInUse(bySource source: IPv4Address) -> Int { memoryBySource[source.value] ?? 0 }
+
+    /// Drops datagrams older than the timeout; returns how many fragments they held.
     public mutating func expire(now: Double) -> Int {
-        let old = pending.filter { now - $0.value.started >= timeout }
-        for (key, entry) in old {
-            memoryInUse -= entry.data.count
-            pending[key] = nil
+        var fragments = 0
+        while expiryHead < expiryQueue.count, now - expiryQueue[expiryHead].started >= limits.timeout {
+            let (key, started) = expiryQueue[expiryHead]
+            expiryHead += 1
+            if pending[key]?.started == started { fragments += discard(key) }
         }
-        return old.count
+        // The queue also remembers datagrams that completed or were dropped: keep it in proportion.
+        if expiryHead > 1024 && expiryHead * 2 > expiryQueue.count {
+            expiryQueue.removeFirst(expiryHead)
+            expiryHead = 0
+        }
+        if expiryQueue.count - expiryHead > 2 * pending.count + 1024 {
+            expiryQueue = pending.map { ($0.key, $0.value.started) }.sorted { $0.started < $1.started }
+            expiryHead = 0
+        }
+        return fragments
     }
 
     public mutating func add(_ fragment: IPv4PacketView, now: Double) -> Result {
@@ -50,70 +110,104 @@ public struct Reassembler: Sendable {
         let payload = fragment.payload
         let start = fragment.fragmentOffset
         let end = start + payload.count
-        // Every fragment but the last carries a multiple of 8 bytes; nothing may pass 65535.
-        guard !(fragment.moreFragments && payload.count % 8 != 0), end + fragment.headerLength <= 0xFFFF, !payload.isEmpty else {
-            discard(key)
-            return .dropped(.malformedOuter)
-        }
-        var entry = pending[key] ?? Pending(started: now)
-        let growth = max(0, end - entry.data.count)
-        if memoryInUse + growth > memoryLimit {
-            discard(key)
-            return .dropped(.fragmentMemory)
-        }
-        if entry.received.contains(where: { $0 == start..<end }) {
-            return .incomplete   // an exact duplicate: harmless, ignored
-        }
-        if entry.received.contains(where: { $0.overlaps(start..<end) }) {
-            discard(key)
-            return .dropped(.fragmentOverlap)
-        }
-        if !fragment.moreFragments {
-            if let known = entry.totalPayloadLength, known != end {
-                discard(key)
-                return .dropped(.fragmentOverlap)
-            }
-            entry.totalPayloadLength = end
-        }
-        if let total = entry.totalPayloadLength, end > total {
-            discard(key)
-            return .dropped(.fragmentOverlap)
-        }
-        if entry.data.count < end {
-            entry.data.append(contentsOf: repeatElement(0, count: end - entry.data.count))
-            memoryInUse += growth
-        }
-        entry.data.replaceSubrange(start..<end, with: payload)
-        entry.received.append(start..<end)
-        if start == 0 { entry.header = Array(fragment.bytes[0..<fragment.headerLength]) }
+        let isLast = !fragment.moreFragments
 
-        guard let total = entry.totalPayloadLength, !entry.header.isEmpty,
-              Self.covers(entry.received, upTo: total) else {
+        // Every fragment but the last carries a multiple of 8 bytes, and none is empty.
+        // Taken out of the table while it changes (no copy of its pieces); put back unless it is dropped.
+        var entry: Pending
+        if let existing = pending.removeValue(forKey: key) {
+            entry = existing
+            guard !payload.isEmpty, isLast || payload.count % 8 == 0 else { return drop(entry, key, .malformedOuter) }
+        } else {
+            guard !payload.isEmpty, isLast || payload.count % 8 == 0 else { return .dropped(.malformedOuter, fragments: 1) }
+            guard charge(Self.datagramOverhead, to: fragment.source.value) else { return .dropped(.fragmentMemory, fragments: 1) }
+            entry = Pending(started: now)
+            expiryQueue.append((key, now))
+        }
+        // The datagram is built with the first fragment's header: with it, nothing may pass 65,535.
+        let headerLength = start == 0 ? fragment.headerLength : entry.header?.count ?? IPv4PacketView.minimumHeaderLength
+        let highestEnd = max(end, entry.pieces.last?.end ?? 0)
+        guard headerLength + highestEnd <= PacketSlot.maximumPacketLength else { return drop(entry, key, .malformedOuter) }
+        if isLast {
+            // Two different ends, or data already beyond this one: the pieces contradict each other.
+            if let total = entry.totalPayloadLength, total != end { return drop(entry, key, .fragmentOverlap) }
+            if highestEnd > end { return drop(entry, key, .fragmentOverlap) }
+            entry.totalPayloadLength = end
+        } else if let total = entry.totalPayloadLength, end > total {
+            return drop(entry, key, .fragmentOverlap)
+        }
+
+        let index = entry.pieces.partitionIndex { $0.start >= start }
+        if index < entry.pieces.count, entry.pieces[index].start == start, entry.pieces[index].end == end {
+            pending[key] = entry
+            return .duplicate
+        }
+        if index > 0, entry.pieces[index - 1].end > start { return drop(entry, key, .fragmentOverlap) }
+        if index < entry.pieces.count, entry.pieces[index].start < end { return drop(entry, key, .fragmentOverlap) }
+        guard entry.pieces.count < limits.fragmentsPerDatagram else { return drop(entry, key, .fragmentLimit) }
+        let header = start == 0 ? Array(fragment.bytes[0..<fragment.headerLength]) : nil
+        let cost = payload.count + Self.fragmentOverhead + (header?.count ?? 0)
+        guard charge(cost, to: key.source) else { return drop(entry, key, .fragmentMemory) }
+        entry.charged += cost
+        entry.pieces.insert(Piece(start: start, bytes: Array(payload)), at: index)
+        entry.covered += payload.count
+        if let header { entry.header = header }
+
+        // Disjoint pieces inside [0, total) that add up to total cover it all.
+        guard let header = entry.header, let total = entry.totalPayloadLength, entry.covered == total else {
             pending[key] = entry
             return .incomplete
         }
-        // Everything this datagram holds (its earlier size plus this growth) was counted in memoryInUse.
-        pending[key] = nil
-        memoryInUse -= entry.data.count
-        var datagram = entry.header + entry.data[0..<total]
+        release(entry.charged, from: key.source)
+        var datagram = header
+        datagram.reserveCapacity(header.count + total)
+        for piece in entry.pieces { datagram += piece.bytes }
         datagram.withUnsafeMutableBytes { bytes in
-            bytes.setUInt16(UInt16(bytes.count), at: 2)
+            bytes.setUInt16(UInt16(bytes.count), at: 2)   // ≤ 65,535: checked with every fragment
             bytes.setUInt16(0, at: 6)
             IPv4HeaderEditor.recomputeChecksum(bytes)
         }
-        return .complete(datagram)
+        return .complete(datagram, fragments: entry.pieces.count)
     }
 
-    private mutating func discard(_ key: Key) {
-        if let entry = pending.removeValue(forKey: key) { memoryInUse -= entry.data.count }
+    /// Drops the datagram `entry` (already out of the table) with the fragment at hand.
+    private mutating func drop(_ entry: Pending, _ key: Key, _ reason: DropReason) -> Result {
+        release(entry.charged, from: key.source)
+        return .dropped(reason, fragments: entry.pieces.count + 1)
     }
 
-    static func covers(_ ranges: [Range<Int>], upTo total: Int) -> Bool {
-        var reached = 0
-        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
-            guard range.lowerBound <= reached else { return false }
-            reached = max(reached, range.upperBound)
+    /// Forgets a datagram and releases its memory; returns how many fragments it held.
+    @discardableResult
+    private mutating func discard(_ key: Key) -> Int {
+        guard let entry = pending.removeValue(forKey: key) else { return 0 }
+        release(entry.charged, from: key.source)
+        return entry.pieces.count
+    }
+
+    private mutating func charge(_ bytes: Int, to source: UInt32) -> Bool {
+        let held = memoryBySource[source] ?? 0
+        guard memoryInUse + bytes <= limits.memory, held + bytes <= limits.memoryPerSource else { return false }
+        memoryInUse += bytes
+        memoryBySource[source] = held + bytes
+        return true
+    }
+
+    private mutating func release(_ bytes: Int, from source: UInt32) {
+        memoryInUse -= bytes
+        let left = (memoryBySource[source] ?? 0) - bytes
+        memoryBySource[source] = left > 0 ? left : nil
+    }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongsInSecondPart` (the array is partitioned by it):
+    /// a binary search.
+    func partitionIndex(where belongsInSecondPart: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if belongsInSecondPart(self[middle]) { high = middle } else { low = middle + 1 }
         }
-        return reached >= total
+        return low
     }
 }

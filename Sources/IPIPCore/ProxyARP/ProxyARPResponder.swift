@@ -12,6 +12,10 @@ public struct ProxyARPResponder: Sendable {
         /// Replies per second per requesting MAC (sustained) and burst: no ARP amplifier.
         public var repliesPerSecond = 5.0
         public var replyBurst = 10.0
+        /// Replies per second from this interface in all, whoever asks: requesters are whatever MAC a
+        /// frame says, so the per-requester table (bounded) cannot be the only limit.
+        public var totalRepliesPerSecond = 500.0
+        public var totalReplyBurst = 500.0
         /// RFC 5227 §2.3: ANNOUNCE_NUM 2, ANNOUNCE_INTERVAL 2 s.
         public var announcements = 2
         public var announcementInterval = 2.0
@@ -43,8 +47,12 @@ public struct ProxyARPResponder: Sendable {
     public let interfaceMAC: MACAddress
     public let options: Options
     public private(set) var ghosts: [IPv4Address: Ghost] = [:]
-    /// Replies per requesting MAC.
+    /// Requesting MACs whose rate the responder tracks (bounded by twice `maximumTrackedRequesters`).
+    public var trackedRequesters: Int { requesters.count }
+
+    /// Replies per requesting MAC, and in all.
     private var requesters: TokenBucketTable<MACAddress>
+    private var total: TokenBucket
     /// Announcements still to send: (ghost, when).
     public private(set) var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] = []
     static let maximumTrackedRequesters = 4096
@@ -53,6 +61,7 @@ public struct ProxyARPResponder: Sendable {
         self.interfaceMAC = interfaceMAC
         self.options = options
         requesters = TokenBucketTable(rate: options.repliesPerSecond, burst: options.replyBurst, capacity: Self.maximumTrackedRequesters)
+        total = TokenBucket(rate: options.totalRepliesPerSecond, burst: options.totalReplyBurst)
     }
 
     /// Starts answering for `address` and, with `announce`, schedules its gratuitous announcements
@@ -120,7 +129,7 @@ public struct ProxyARPResponder: Sendable {
         default: break
         }
         if isYielding(ghost.address, now: now) { return .ignore(.yielding, ghost: ghost.address) }
-        guard requesters.take(arp.senderHardware, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
+        guard requesters.take(arp.senderHardware, now: now), total.take(now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
 
         // A probe's sender has no address yet: answer it as RFC 5227 defends, by broadcast.
         let isProbe = arp.senderProtocol.isUnspecified

@@ -19,6 +19,10 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case captureDrop = "capture-drop"         // dropped by the kernel before libpcap saw it (pcap_stats)
     case sendFailed = "send-failed"           // the kernel refused the send
     case loop = "loop"                        // the route to the peer's endpoint leads into the tunnel
+    case fragmentLimit = "fragment-limit"     // captured: more fragments for one datagram than any sender needs
+    case fragmentDuplicate = "fragment-duplicate" // captured: an exact copy of a fragment already held
+    case icmpIgnored = "icmp-ignored"         // captured: ICMP not about one of our outer packets, or of a kind ignored
+    case icmpUnverified = "icmp-unverified"   // captured: ICMP about a peer quoting an outer packet we did not send lately
 }
 
 extension DropReason {
@@ -42,6 +46,10 @@ extension DropReason {
         case .captureDrop: 13
         case .sendFailed: 14
         case .loop: 15
+        case .fragmentLimit: 16
+        case .fragmentDuplicate: 17
+        case .icmpIgnored: 18
+        case .icmpUnverified: 19
         }
     }
 }
@@ -63,8 +71,8 @@ public final class DropCounters: Sendable {
     public init() {}
 
     @inline(__always)
-    public func count(_ reason: DropReason) {
-        counters[reason.ordinal].add()
+    public func count(_ reason: DropReason, times: UInt64 = 1) {
+        counters[reason.ordinal].add(times)
     }
 
     public func value(_ reason: DropReason) -> UInt64 {
@@ -94,6 +102,9 @@ public final class PeerCounters: Sendable {
     public let decapsulatedBytes = Counter()
     /// Inner packets without DF split to fit the path to this peer.
     public let fragmented = Counter()
+    /// Fragments of the peer's outer packets that were put together again (each whole datagram is then
+    /// counted as one decapsulated packet).
+    public let fragmentsReassembled = Counter()
     /// ICMP errors sent to senders of traffic to or from this peer (fragmentation needed, host
     /// unreachable, time exceeded).
     public let icmpErrorsSent = Counter()
@@ -151,10 +162,11 @@ public final class TunnelCounters: Sendable {
         tcpPacketsSegmented = previous.tcpPacketsSegmented
     }
 
-    /// Counts a drop globally and, when known, against its peer.
+    /// Counts `count` packets dropped for `reason` globally and, when known, against their peer.
     @inline(__always)
-    public func drop(_ reason: DropReason, peer: Int? = nil) {
-        drops.count(reason)
-        if let peer { peers[peer].drops.count(reason) }
+    public func drop(_ reason: DropReason, peer: Int? = nil, count: Int = 1) {
+        guard count > 0 else { return }
+        drops.count(reason, times: UInt64(count))
+        if let peer { peers[peer].drops.count(reason, times: UInt64(count)) }
     }
 }

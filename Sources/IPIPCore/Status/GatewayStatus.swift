@@ -16,6 +16,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var encapsulated: Traffic
         public var decapsulated: Traffic
         public var fragmented: UInt64
+        /// Fragments of the peer's outer packets put together again.
+        public var fragmentsReassembled: UInt64
         public var icmpErrorsSent: UInt64
         /// The inner MTU towards the peer: the tunnel MTU, or lower when a router reported less.
         public var pathMTU: Int
@@ -24,6 +26,14 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         /// The route to the endpoint currently leads into the tunnel: nothing is sent.
         public var looping: Bool
         public var drops: [String: UInt64]
+    }
+
+    /// One dataplane loop (a thread): whether it is running, and its read errors.
+    public struct Loop: Codable, Sendable, Equatable {
+        public var name: String
+        public var state: String
+        public var errors: UInt64
+        public var lastError: String?
     }
 
     public struct GhostHost: Codable, Sendable, Equatable {
@@ -48,6 +58,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var localAddress: String
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
+    public var loops: [Loop]
     /// Every drop by reason (peer-attributed ones included).
     public var drops: [String: UInt64]
 
@@ -56,7 +67,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tcpPacketsSegmented: UInt64
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
-                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], now: Double) {
+                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
+                now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
@@ -71,7 +83,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
             return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
                         encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
                         decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
-                        fragmented: counter.fragmented.value, icmpErrorsSent: counter.icmpErrorsSent.value,
+                        fragmented: counter.fragmented.value, fragmentsReassembled: counter.fragmentsReassembled.value,
+                        icmpErrorsSent: counter.icmpErrorsSent.value,
                         pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),
                         errorWindow: path.isInErrorWindow(now: now), looping: path.isLooping,
                         drops: counter.drops.snapshot)
@@ -84,5 +97,6 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                       conflicts: $0.conflicts.value, otherIgnored: $0.otherIgnored.value)
         }
         drops = counters.drops.snapshot
+        self.loops = loops.map { Loop(name: $0.name, state: $0.current.label, errors: $0.errorCount, lastError: $0.lastError) }
     }
 }

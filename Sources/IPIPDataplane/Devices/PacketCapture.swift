@@ -29,6 +29,9 @@ public final class PacketCapture: @unchecked Sendable {
     private let handle: OpaquePointer
     public let interface: String
     public let selectableFD: Int32
+    /// The interface index the capture is bound to: if the interface goes away (or is replaced by one
+    /// of the same name), nothing will ever arrive again.
+    private let interfaceIndex: UInt32
 
     public init(interface: String, filter: String, settings: Settings) throws(SystemError) {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
@@ -72,6 +75,7 @@ public final class PacketCapture: @unchecked Sendable {
         pcap_freecode(&program)
         try check(filterResult, "install filter")
         try check(pcap_setnonblock(handle, 1, &errorBuffer), "set non-blocking")
+        interfaceIndex = if_nametoindex(interface)
         selectableFD = pcap_get_selectable_fd(handle)
         guard selectableFD >= 0 else {
             pcap_close(handle)
@@ -93,10 +97,23 @@ public final class PacketCapture: @unchecked Sendable {
         }
     }
 
-    /// Waits up to `timeoutMilliseconds` for traffic.
-    public func waitForTraffic(timeoutMilliseconds: Int32) -> Bool {
-        waitReadable(selectableFD, timeoutMilliseconds: timeoutMilliseconds)
+    /// Waits up to `timeoutMilliseconds` for traffic; true when frames are waiting. Throws what the
+    /// kernel reported on the socket (ENETDOWN when the interface went down, ENODEV when it went away),
+    /// which also clears it: a pending error would otherwise make every poll return at once.
+    public func waitForTraffic(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+        var descriptor = pollfd(fd: selectableFD, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return false }
+        if descriptor.revents & Int16(POLLERR) != 0 {
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(selectableFD, SOL_SOCKET, SO_ERROR, &error, &length)
+            if error != 0 { throw SystemError("capture on \(interface)", errno: error) }
+        }
+        return descriptor.revents & Int16(POLLIN) != 0
     }
+
+    /// False when `interface` no longer exists or is another interface now.
+    public var isStillBound: Bool { if_nametoindex(interface) == interfaceIndex }
 
     /// Hands the frames that are waiting, up to `limit`, to `body`, each valid only during its call;
     /// returns how many. Unlike one pcap_next_ex per frame, this makes no system call while frames
@@ -124,11 +141,12 @@ public final class PacketCapture: @unchecked Sendable {
     /// Whether the kernel skips outgoing packets for this capture instead of copying them to it.
     public var kernelIgnoresOutgoing: Bool { CIPIPShims_ignoresOutgoingPackets(pcap_fileno(handle)) == 1 }
 
-    /// Packets the kernel dropped because the buffer was full (pcap_stats ps_drop + ps_ifdrop).
-    public var kernelDrops: UInt64 {
+    /// Packets the kernel dropped because the buffer was full (pcap_stats ps_drop and ps_ifdrop): libpcap's
+    /// 32-bit counters, which wrap (see `WrappingCounter32`).
+    public var kernelDrops: (buffer: UInt32, interface: UInt32)? {
         var stats = pcap_stat()
-        guard pcap_stats(handle, &stats) == 0 else { return 0 }
-        return UInt64(stats.ps_drop) + UInt64(stats.ps_ifdrop)
+        guard pcap_stats(handle, &stats) == 0 else { return nil }
+        return (UInt32(truncatingIfNeeded: stats.ps_drop), UInt32(truncatingIfNeeded: stats.ps_ifdrop))
     }
 
     /// Sends a whole link-layer frame on this interface.

@@ -16,6 +16,16 @@ public final class RawIPv4Sender: @unchecked Sendable {
             throw SystemError("open a raw IPv4 socket (libnet)", detail: Self.message(errorBuffer))
         }
         self.context = context
+        // The kernel learns path MTUs from any ICMP "fragmentation needed" it receives — forged ones too,
+        // and the protocol claim's raw socket makes it accept those about protocol 4 — and would then
+        // drop our outer packets to that peer silently. ipipd keeps its own path MTU per peer, from
+        // reports it checked; this socket sends by the device's MTU alone.
+        var probe = Int32(IP_PMTUDISC_PROBE)
+        if setsockopt(libnet_getfd(context), Int32(IPPROTO_IP), IP_MTU_DISCOVER, &probe, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            let error = SystemError.fromErrno("set IP_MTU_DISCOVER to IP_PMTUDISC_PROBE on the raw socket")
+            libnet_destroy(context)
+            throw error
+        }
     }
 
     deinit { libnet_destroy(context) }

@@ -35,10 +35,13 @@ public final class KernelConfigurator: @unchecked Sendable {
     public private(set) var controlSocket: ControlSocket?
     public private(set) var metricsServer: StreamServer?
 
-    public init(runtimeDirectory: String, tunnelName: String, logger: Logger) throws(SystemError) {
+    private let runtimeDirectory: RuntimeDirectory
+
+    public init(runtimeDirectory: RuntimeDirectory, tunnelName: String, logger: Logger) throws(SystemError) {
         netlink = try NetlinkSocket()
         self.logger = logger
-        state = StateFile(path: "\(runtimeDirectory)/\(tunnelName).state")
+        self.runtimeDirectory = runtimeDirectory
+        state = StateFile(directory: runtimeDirectory, name: "\(tunnelName).state")
     }
 
     /// Takes every step of `plan`; on any failure undoes what was done and rethrows.
@@ -129,7 +132,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         case .answerARP:
             break   // the responder of the interface's capture answers for it
         case .listenControlSocket(let path):
-            controlSocket = try ControlSocket(path: path)
+            controlSocket = try ControlSocket(path: path, in: runtimeDirectory)
         case let .serveMetrics(address, port):
             metricsServer = try StreamServer.listenTCP(address: address, port: port, limits: StreamServer.Limits())
         }
@@ -233,7 +236,9 @@ public final class KernelConfigurator: @unchecked Sendable {
     /// Removes what a predecessor that was killed left behind: its pinned routes (recorded in the
     /// state file, and any route ipipd marked with its protocol number to a configured endpoint).
     private func takeOverLeftovers(_ plan: KernelPlan) throws(SystemError) {
-        try state.load()
+        if try state.load() {
+            logger.warning("removed a symbolic link where the state file goes; ipipd never makes one there", metadata: ["path": "\(state.path)"])
+        }
         if let pid = state.record.pid, pid != getpid() {
             if kill(pid, 0) == 0, Self.isIpipd(pid) {
                 throw SystemError("start", errno: EEXIST, detail: "ipipd (pid \(pid)) is already running for this tunnel")

@@ -33,11 +33,15 @@ public enum Netlink {
     public static let routeDestination: UInt16 = 1    // RTA_DST
     public static let routeOutputInterface: UInt16 = 4 // RTA_OIF
     public static let routeGateway: UInt16 = 5        // RTA_GATEWAY
+    public static let routePriority: UInt16 = 6       // RTA_PRIORITY (the metric)
     public static let routePreferredSource: UInt16 = 7 // RTA_PREFSRC
     public static let routeTable: UInt16 = 15         // RTA_TABLE
     public static let addressAddress: UInt16 = 1      // IFA_ADDRESS
     public static let addressLocal: UInt16 = 2        // IFA_LOCAL
     public static let linkMTU: UInt16 = 4             // IFLA_MTU
+
+    /// RTMGRP_IPV4_ROUTE: notifications of IPv4 route changes.
+    public static let ipv4RouteGroup: UInt32 = 0x40
 
     public static let familyInet: UInt8 = 2
     public static let mainTable: UInt8 = 254
@@ -233,6 +237,8 @@ public enum Netlink {
         public var type: UInt8
         public var outputInterface: Int32?
         public var gateway: IPv4Address?
+        /// The metric (`ip route … metric N`): of two routes to one prefix, the lower wins.
+        public var priority: UInt32 = 0
     }
 
     public static let routeHeaderSize = 12
@@ -248,7 +254,8 @@ public enum Netlink {
         return RouteInfo(prefix: IPv4Prefix(destination, length: length), table: table,
                          protocolNumber: message.body[5], type: message.body[7],
                          outputInterface: attributes[routeOutputInterface].flatMap { $0.count == 4 ? Int32(bitPattern: $0.littleEndian(UInt32.self, at: 0)) : nil },
-                         gateway: attributes[routeGateway].flatMap(address(from:)))
+                         gateway: attributes[routeGateway].flatMap(address(from:)),
+                         priority: attributes[routePriority].flatMap { $0.count == 4 ? $0.littleEndian(UInt32.self, at: 0) : nil } ?? 0)
     }
 
     static func address(from bytes: [UInt8]) -> IPv4Address? {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CIPIPShims
 import IPIPCore
 
 /// A NETLINK_ROUTE socket that sends one request at a time and reads its answer.
@@ -13,7 +14,22 @@ public final class NetlinkSocket {
         guard fd >= 0 else { throw SystemError.fromErrno("open a netlink socket") }
     }
 
+    /// A socket that also receives the kernel's notifications of `groups` (e.g. `Netlink.ipv4RouteGroup`).
+    public convenience init(subscribingTo groups: UInt32) throws(SystemError) {
+        try self.init()
+        guard CIPIPShims_netlinkSubscribe(fd, groups) == 0 else { throw SystemError.fromErrno("subscribe to netlink notifications") }
+    }
+
     deinit { close(fd) }
+
+    /// Waits up to `timeoutMilliseconds` for notifications and reads all that are queued; true when
+    /// there were any (or the kernel dropped some: ENOBUFS, which also means "something changed").
+    public func drainNotifications(timeoutMilliseconds: Int32) -> Bool {
+        guard waitReadable(fd, timeoutMilliseconds: timeoutMilliseconds) else { return false }
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 || errno == ENOBUFS {}
+        return true
+    }
 
     private func nextSequence() -> UInt32 {
         sequence &+= 1

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import IPIPCore
 
 /// What a running ipipd has changed in the kernel beyond its TUN device, kept in
@@ -22,14 +19,29 @@ final class StateFile {
         var pins: [Pin] = []
     }
 
-    let path: String
+    let directory: RuntimeDirectory
+    let name: String
     var record = Record()
 
-    init(path: String) { self.path = path }
+    init(directory: RuntimeDirectory, name: String) {
+        self.directory = directory
+        self.name = name
+    }
 
-    func load() throws(SystemError) {
-        guard access(path, F_OK) == 0 else { record = Record(); return }
-        record = Self.parse(try readSmallFile(path))
+    var path: String { "\(directory.path)/\(name)" }
+
+    /// Reads what a predecessor recorded. A symbolic link in the state file's place was not made by ipipd:
+    /// it is removed (never followed) and reported, and the record starts empty.
+    /// Returns true when it removed such a link.
+    @discardableResult
+    func load() throws(SystemError) -> Bool {
+        record = Record()
+        if directory.isSymbolicLink(name) {
+            directory.remove(name)
+            return true
+        }
+        if let text = try directory.read(name) { record = Self.parse(text) }
+        return false
     }
 
     static func parse(_ text: String) -> Record {
@@ -57,18 +69,12 @@ final class StateFile {
         return text
     }
 
-    /// Written to a temporary file and renamed, so a crash never leaves half a record.
+    /// Written to a new file and renamed, so a crash never leaves half a record.
     func save() throws(SystemError) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SystemError.fromErrno("write \(temporary)") }
-        let bytes = Array(Self.render(record).utf8)
-        let written = write(fd, bytes, bytes.count)
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else { throw SystemError.fromErrno("write \(path)") }
+        try directory.write(name, Self.render(record))
     }
 
     func remove() {
-        unlink(path)
+        directory.remove(name)
     }
 }

@@ -7,14 +7,17 @@ import Logging
 /// The capture engine's thread: takes the frames libpcap has ready, hands each to the
 /// `DecapsulationPath`, and reinjects what it queued with one sendmmsg(2) per 64 packets.
 struct DecapsulationLoop {
-    let box: SnapshotBox
-    let stop: StopSignal
-    let logger: Logger
+    let context: LoopContext
+    let health: LoopHealth
     let capture: PacketCapture
     let sender: RawIPv4Sender
     let tunnelMTU: Int
 
     func run() {
+        let (box, stop, logger) = (context.box, context.stop, context.logger)
+        PrivilegeDrop.dropCapabilitiesOfThisThread(logger, thread: health.name)
+        defer { health.set(.stopped) }
+        var failures = context.failures(for: health)
         var snapshot = box.current
         let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
                                      paths: snapshot.paths, localAddresses: Set(SystemProbe.localAddresses()))
@@ -32,7 +35,8 @@ struct DecapsulationLoop {
                 pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
             }
         }
-        var lastHousekeeping = monotonicSeconds()
+        var bufferDrops = WrappingCounter32(), interfaceDrops = WrappingCounter32()
+        var lastHousekeeping = -Double.infinity
 
         while !stop.isStopped {
             if box.generation != snapshot.generation {
@@ -43,22 +47,34 @@ struct DecapsulationLoop {
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
-                snapshot.counters.drops.set(.captureDrop, to: capture.kernelDrops)
+                if let drops = capture.kernelDrops {
+                    bufferDrops.update(drops.buffer)
+                    interfaceDrops.update(drops.interface)
+                    snapshot.counters.drops.set(.captureDrop, to: bufferDrops.total &+ interfaceDrops.total)
+                }
                 path.expire(now: now)
                 // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
                 path.localAddresses = Set(SystemProbe.localAddresses())
+                // A capture bound to an interface that went away receives nothing, silently, forever.
+                if !capture.isStillBound {
+                    guard failures.failed(SystemError("capture on \(capture.interface)", errno: ENODEV,
+                                                      detail: "the interface went away or was replaced")) else { return }
+                    continue
+                }
             }
-            guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
-            now = monotonicSeconds()
-            // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
-            // come back to check the stop signal now and then.
             do {
+                guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+                now = monotonicSeconds()
+                // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
+                // come back to check the stop signal now and then.
                 try capture.dispatch(limit: 256) { frame in
                     path.process(frame: frame.bytes, wireLength: frame.wireLength, in: batch, now: now)
                 }
+                failures.succeeded()
             } catch {
-                logger.error("capture failed; the decapsulator stops", metadata: ["error": "\(error)"])
-                return
+                if !batch.isEmpty { flusher.flush(batch) }
+                guard failures.failed(error) else { return }
+                continue
             }
             if !batch.isEmpty {
                 flusher.flush(batch)

@@ -4,13 +4,16 @@ import Logging
 /// The proxy-ARP responder's thread for one LAN interface: ARP frames for ghost addresses from libpcap
 /// → `ProxyARPResponder` → replies with pcap_inject; plus the scheduled announcements.
 struct ProxyARPLoop {
-    let box: SnapshotBox
-    let stop: StopSignal
-    let logger: Logger
+    let context: LoopContext
+    let health: LoopHealth
     let capture: PacketCapture
     let mac: MACAddress
 
     func run() {
+        let (box, stop, logger) = (context.box, context.stop, context.logger)
+        PrivilegeDrop.dropCapabilitiesOfThisThread(logger, thread: health.name)
+        defer { health.set(.stopped) }
+        var failures = context.failures(for: health)
         let interface = capture.interface
         var snapshot = box.current
         var responder = ProxyARPResponder(interface: interface, mac: mac, config: snapshot.config, now: monotonicSeconds())
@@ -26,6 +29,25 @@ struct ProxyARPLoop {
             let sent = frame.withUnsafeBytes { capture.inject($0) }
             if !sent { injectErrors.note(["interface": "\(interface)"]) }
             return sent
+        }
+        func handle(_ frame: PacketCapture.Frame) {
+            switch responder.handle(frame.bytes, now: monotonicSeconds()) {
+            case let .reply(ghost, reply):
+                if inject(reply) { ghostCounters[ghost]?.replies.add() }
+            case let .conflict(ghost, mac, sender):
+                ghostCounters[ghost]?.conflicts.add()
+                let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
+                let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
+                conflictLogs[ghost] = log
+                log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
+                          "action": "\(action)"])
+            case .ignore(.probe, let ghost?):
+                ghostCounters[ghost]?.probesIgnored.add()
+            case .ignore(_, let ghost?):
+                ghostCounters[ghost]?.otherIgnored.add()
+            case .ignore(_, nil):
+                break
+            }
         }
         while !stop.isStopped {
             if box.generation != snapshot.generation {
@@ -44,25 +66,12 @@ struct ProxyARPLoop {
             for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
                 ghostCounters[ghost]?.announcements.add()
             }
-            guard capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
-            _ = try? capture.dispatch(limit: 256) { frame in
-                switch responder.handle(frame.bytes, now: monotonicSeconds()) {
-                case let .reply(ghost, reply):
-                    if inject(reply) { ghostCounters[ghost]?.replies.add() }
-                case let .conflict(ghost, mac, sender):
-                    ghostCounters[ghost]?.conflicts.add()
-                    let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
-                    let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
-                    conflictLogs[ghost] = log
-                    log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
-                              "action": "\(action)"])
-                case .ignore(.probe, let ghost?):
-                    ghostCounters[ghost]?.probesIgnored.add()
-                case .ignore(_, let ghost?):
-                    ghostCounters[ghost]?.otherIgnored.add()
-                case .ignore(_, nil):
-                    break
-                }
+            do {
+                guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+                try capture.dispatch(limit: 256, handle)
+                failures.succeeded()
+            } catch {
+                guard failures.failed(error) else { return }
             }
         }
     }

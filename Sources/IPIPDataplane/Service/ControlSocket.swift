@@ -8,6 +8,8 @@ import Glibc
 public final class ControlSocket: @unchecked Sendable {
     public let path: String
     private let server: StreamServer
+    private let directory: RuntimeDirectory
+    private let pinnedName: String?
 
     public static let limits: StreamServer.Limits = {
         var limits = StreamServer.Limits()
@@ -16,9 +18,13 @@ public final class ControlSocket: @unchecked Sendable {
         return limits
     }()
 
-    public init(path: String) throws(SystemError) {
+    /// Listens at `path`, in `directory` (reached through its descriptor when `path` lies in it).
+    public init(path: String, in directory: RuntimeDirectory) throws(SystemError) {
         self.path = path
-        server = try StreamServer.listenUnix(path: path, limits: Self.limits)
+        self.directory = directory
+        let name = String(path.split(separator: "/").last ?? "")
+        pinnedName = path == "\(directory.path)/\(name)" ? name : nil
+        server = try StreamServer.listenUnix(path: pinnedName.map(directory.pinnedPath) ?? path, limits: Self.limits)
     }
 
     /// Serves clients until `stop` is set; `answer` gets the command and returns the reply.
@@ -31,7 +37,7 @@ public final class ControlSocket: @unchecked Sendable {
 
     /// Removes the socket file (the descriptor closes with this object).
     public func remove() {
-        unlink(path)
+        if let pinnedName { directory.remove(pinnedName) } else { unlink(path) }
     }
 
     /// Client side: connects to the socket at `path`, sends `command` and reads the whole reply.

@@ -14,10 +14,13 @@ public final class Gateway: @unchecked Sendable {
         public var configFile: String
         public var runtimeDirectory: String
         public var version: String
-        public init(configFile: String, runtimeDirectory: String, version: String) {
+        /// How long a dataplane loop may fail to read before the daemon ends (to be restarted).
+        public var loopFailureTimeout: Double
+        public init(configFile: String, runtimeDirectory: String, version: String, loopFailureTimeout: Double = 30) {
             self.configFile = configFile
             self.runtimeDirectory = runtimeDirectory
             self.version = version
+            self.loopFailureTimeout = loopFailureTimeout
         }
     }
 
@@ -38,8 +41,14 @@ public final class Gateway: @unchecked Sendable {
     private let reloadLock = Mutex(())
     /// Called around a reload (sd_notify RELOADING=1 / READY=1).
     public var onReload: (@Sendable (_ starting: Bool) -> Void)?
+    /// Called (from a loop's thread) when a dataplane loop gave up: the daemon must end, non-zero.
+    public var onFatal: (@Sendable (_ reason: String) -> Void)?
+    /// Each loop's health, in the order they started, for the status.
+    private let loopHealth = Mutex<[LoopHealth]>([])
 
     private var configurator: KernelConfigurator?
+    /// Where the control socket and state file are; handed to the daemon's user at the privilege drop.
+    public private(set) var runtimeDirectory: RuntimeDirectory?
     private var threads: [DedicatedThread] = []
     private var arpInterfaces: Set<String> = []
 
@@ -68,9 +77,9 @@ public final class Gateway: @unchecked Sendable {
     /// stays applied.
     public func start(beforeThreads: () throws -> Void = {}) throws {
         let config = self.config
-        try createRuntimeDirectory()
-        let configurator = try KernelConfigurator(runtimeDirectory: options.runtimeDirectory,
-                                                  tunnelName: config.tunnel.name, logger: logger)
+        let directory = try RuntimeDirectory(path: options.runtimeDirectory)
+        runtimeDirectory = directory
+        let configurator = try KernelConfigurator(runtimeDirectory: directory, tunnelName: config.tunnel.name, logger: logger)
         self.configurator = configurator
         do {
             try configurator.apply(plan)
@@ -83,12 +92,14 @@ public final class Gateway: @unchecked Sendable {
             let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
             tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
             try beforeThreads()
-            let encapsulation = EncapsulationLoop(box: box, stop: stop, logger: logger, tun: tun, sender: encapsulationSender,
-                                                  tunnelMTU: tunnelMTU)
-            let decapsulation = DecapsulationLoop(box: box, stop: stop, logger: logger, capture: capture, sender: reinjectionSender,
-                                                  tunnelMTU: tunnelMTU)
-            threads.append(try DedicatedThread(name: "ipipd-tun") { encapsulation.run() })
-            threads.append(try DedicatedThread(name: "ipipd-capture") { decapsulation.run() })
+            let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
+                                                  sender: encapsulationSender, tunnelMTU: tunnelMTU)
+            let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: capture,
+                                                  sender: reinjectionSender, tunnelMTU: tunnelMTU)
+            let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name)
+            threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
+            threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
+            threads.append(try DedicatedThread(name: routes.health.name) { routes.run() })
             try startARPThreads()
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { command in self.handle(command) }
@@ -110,10 +121,24 @@ public final class Gateway: @unchecked Sendable {
     private func startARPThreads() throws {
         guard let configurator else { return }
         for (interface, opened) in configurator.arpCaptures.sorted(by: { $0.key < $1.key }) where !arpInterfaces.contains(interface) {
-            let loop = ProxyARPLoop(box: box, stop: stop, logger: logger, capture: opened.capture, mac: opened.mac)
-            threads.append(try DedicatedThread(name: "ipipd-arp-\(interface)") { loop.run() })
+            let loop = ProxyARPLoop(context: loopContext, health: health("ipipd-arp-\(interface)"), capture: opened.capture, mac: opened.mac)
+            threads.append(try DedicatedThread(name: loop.health.name) { loop.run() })
             arpInterfaces.insert(interface)
         }
+    }
+
+    private var loopContext: LoopContext {
+        LoopContext(box: box, stop: stop, logger: logger, giveUpAfter: options.loopFailureTimeout) { [weak self] reason in
+            self?.logger.critical("a dataplane loop gave up; ipipd ends so that it can be restarted", metadata: ["reason": "\(reason)"])
+            self?.onFatal?(reason)
+        }
+    }
+
+    /// A new loop's health, listed in the status.
+    private func health(_ name: String) -> LoopHealth {
+        let health = LoopHealth(name: name)
+        loopHealth.withLock { $0.append(health) }
+        return health
     }
 
     // MARK: - Reload
@@ -195,7 +220,7 @@ public final class Gateway: @unchecked Sendable {
         return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: snapshot.configSHA256,
                              startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
                              config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
-                             paths: snapshot.paths, now: monotonicSeconds())
+                             paths: snapshot.paths, loops: loopHealth.withLock { $0 }, now: monotonicSeconds())
     }
 
     /// The current counters (for the metrics endpoint).
@@ -215,12 +240,5 @@ public final class Gateway: @unchecked Sendable {
         reloadLock.withLock { _ in stop.stop() }   // waits for a reload in progress; none starts after
         for thread in threads { thread.join() }
         threads.removeAll()
-    }
-
-    private func createRuntimeDirectory() throws {
-        let path = options.runtimeDirectory
-        if mkdir(path, 0o750) != 0 && errno != EEXIST {
-            throw SystemError.fromErrno("create the runtime directory \(path)")
-        }
     }
 }

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IPIPCore
+import Logging
+
+/// The route watcher's thread (RFC 2003 §4, the seed's "looping tunnel"): it keeps, for every peer,
+/// whether the kernel would send outer packets to its endpoint into the tunnel itself, and sets the
+/// peer's loop guard so the encapsulator drops its traffic instead of looping. It listens for the
+/// kernel's route-change notifications and then reads the main table once (one dump, not a query per
+/// peer), a few times a second at most, and every 30 s in any case; no dataplane thread does any of it.
+struct RouteWatcherLoop {
+    let context: LoopContext
+    let health: LoopHealth
+    let tunnel: String
+
+    /// The interface the main table's longest matching unicast route for each endpoint goes out of
+    /// (routes of equal length: the lowest metric). Policy routing beyond the main table is not seen.
+    static func outputInterfaces(for endpoints: [IPv4Address], routes: [Netlink.RouteInfo]) -> [Int32?] {
+        var table = RoutingTable<(interface: Int32?, priority: UInt32)>()
+        for route in routes where route.table == Netlink.mainTable && route.type == Netlink.routeTypeUnicast {
+            if let existing = table.value(for: route.prefix), existing.priority <= route.priority { continue }
+            table.insert(route.prefix, (route.outputInterface, route.priority))
+        }
+        return endpoints.map { table.lookup($0)?.interface ?? nil }
+    }
+
+    func run() {
+        let (box, stop, logger) = (context.box, context.stop, context.logger)
+        PrivilegeDrop.dropCapabilitiesOfThisThread(logger, thread: health.name)
+        defer { health.set(.stopped) }
+        let loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
+        let notifications: NetlinkSocket, netlink: NetlinkSocket
+        do {
+            notifications = try NetlinkSocket(subscribingTo: Netlink.ipv4RouteGroup)
+            netlink = try NetlinkSocket()
+        } catch {
+            health.noteError("\(error)")
+            logger.error("cannot watch routes; the loop guard relies on the per-packet check alone", metadata: ["error": "\(error)"])
+            return
+        }
+        var snapshot = box.current
+        var changed = true
+        var lastCheck = -Double.infinity
+        while !stop.isStopped {
+            if box.generation != snapshot.generation {
+                snapshot = box.current
+                changed = true
+            }
+            if notifications.drainNotifications(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) { changed = true }
+            let now = monotonicSeconds()
+            guard (changed && now - lastCheck >= 0.2) || now - lastCheck >= 30 else { continue }
+            changed = false
+            lastCheck = now
+            let endpoints = snapshot.config.peers.map(\.remote)
+            let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
+            do {
+                let interfaces = Self.outputInterfaces(for: endpoints, routes: try netlink.routes())
+                for (peer, interface) in interfaces.enumerated() {
+                    let looping = tunnelIndex != nil && interface == tunnelIndex
+                    snapshot.paths[peer].setLooping(looping)
+                    if looping { loopLog.note(["peer": "\(snapshot.config.peers[peer].name)", "endpoint": "\(endpoints[peer])"]) }
+                }
+                health.set(.running)
+            } catch {
+                health.noteError("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+import IPIPCore
+import Testing
+
+/// The running daemon under attack and faults (issue 14): each test reproduces something that used to
+/// kill or starve it, and checks that it now lives and says what happened.
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct RobustnessTests {
+    let siteA = Lab.config("lab-site-a.yaml")
+    let siteB = Lab.config("lab-site-b.yaml")
+    static let craft = Lab.repository.appendingPathComponent("Tests/IntegrationTests/craft.py").path
+
+    func craft(_ lab: Lab, _ scenario: String, from role: String, _ interface: String, to target: String, _ targetInterface: String) throws {
+        let mac = try lab.mac(target, targetInterface)
+        try lab.sh(in: lab.ns(role), "python3 \(Self.craft) \(scenario) \(interface) \(mac)")
+    }
+
+    /// 47 forged fragments whose datagram would be 65,575 bytes long used to trap the daemon.
+    @Test func fragmentsOfADatagramLongerThan65535AreDroppedAndTheDaemonLives() throws {
+        let lab = Lab("crsh")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        let b = try lab.startIpipd(in: "b", config: siteB)
+        try craft(lab, "oversized-reassembly", from: "r", "eth1", to: "b", "eth0")
+        let status = try lab.waitForStatus("b", config: siteB) { $0.dropped("malformed-outer") >= 47 }
+        #expect(status.dropped("malformed-outer") == 47, "\(status.drops)")
+        #expect(b.process.isRunning, "\(b.output)")
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+    }
+
+    /// "Fragmentation needed, MTU 68" from a stranger, quoting an outer packet A never sent: not believed.
+    @Test func aForgedFragmentationNeededDoesNotShrinkThePath() throws {
+        let lab = Lab("pmtu")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+        try craft(lab, "forged-frag-needed", from: "r", "eth0", to: "a", "eth0")
+        let status = try lab.waitForStatus("a", config: siteA) { try $0.peer("site-b").drops["icmp-unverified"] ?? 0 >= 1 }
+        #expect((try status.peer("site-b").drops["icmp-unverified"]) == 1)
+        #expect((try status.peer("site-b").pathMTU) == 1480)
+        // Nor does A's kernel, which saw the same message, shrink what ipipd may send.
+        try lab.sh(in: lab.ns("h1"), "ping -M do -s 1452 -c 2 -i 0.2 -W 2 192.0.2.130")
+    }
+
+    /// A peer removed by one reload and added back by the next used to crash the daemon at the next
+    /// scrape (its counters went down).
+    @Test func metricsSurviveAPeerRemovedAndAddedBack() throws {
+        let lab = Lab("mtrc")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        // Site A's file ends with its list of peers: site C goes at its end, metrics after it.
+        let peers = try String(contentsOfFile: siteA, encoding: .utf8), metrics = "metrics:\n  listen: 127.0.0.1:9473\n"
+        let without = peers + metrics
+        let with = peers + "  - name: site-c\n    remote: 203.0.113.99\n    routes: [198.18.0.0/24]\n" + metrics
+        try with.write(toFile: file, atomically: true, encoding: .utf8)
+        let a = try lab.startIpipd(in: "a", config: file)
+        // Traffic to site C (its endpoint answers nobody; the packets still count as sent).
+        _ = lab.run(in: lab.ns("h1"), "ping -c 3 -i 0.2 -W 1 198.18.0.1")
+        func scrape() -> (status: Int32, output: String) { lab.run(in: lab.ns("a"), "curl -sf http://127.0.0.1:9473/metrics") }
+        #expect(scrape().output.contains(#"peer="site-c""#))
+        let reload = "\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))"
+        try without.write(toFile: file, atomically: true, encoding: .utf8)
+        try lab.sh(reload)
+        #expect(!scrape().output.contains(#"peer="site-c""#), "a removed peer disappears")
+        try with.write(toFile: file, atomically: true, encoding: .utf8)
+        try lab.sh(reload)
+        let after = scrape()
+        #expect(after.status == 0 && after.output.contains(#"ipipd_peer_packets_total{peer="site-c",direction="sent"} 0"#)
+                || after.output.contains(#"ipipd_peer_packets_total{direction="sent",peer="site-c"} 0"#), "\(after.output)")
+        #expect(a.process.isRunning, "\(a.output)")
+    }
+
+    /// Clients that connect and never send, never read, or send without end: the daemon still answers
+    /// others, and SIGTERM still ends it within a second.
+    @Test func clientsThatStallCannotStallTheDaemon() throws {
+        let lab = Lab("clnt")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try (try String(contentsOfFile: siteA, encoding: .utf8) + "metrics:\n  listen: 127.0.0.1:9473\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let a = try lab.startIpipd(in: "a", config: file)
+        let socket = "\(lab.runtimeDirectory("a"))/tunl.sock"
+        // 20 idle TCP clients, 20 control clients that ask and never read, one that sends 10 MB.
+        let stallers = """
+            import socket, sys, time
+            held = []
+            for _ in range(20):
+                s = socket.create_connection(("127.0.0.1", 9473)); held.append(s)
+                u = socket.socket(socket.AF_UNIX); u.connect("\(socket)"); u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                u.sendall(b"status\\n"); held.append(u)
+            big = socket.create_connection(("127.0.0.1", 9473)); held.append(big)
+            try:
+                big.settimeout(5); big.sendall(b"G" * 10_000_000)
+            except OSError:
+                pass
+            print("holding", flush=True)
+            time.sleep(60)
+            """
+        let script = lab.scratch.appendingPathComponent("stall.py").path
+        try stallers.write(toFile: script, atomically: true, encoding: .utf8)
+        let stall = try lab.spawn(in: lab.ns("a"), ["python3", script], logName: "stall")
+        #expect(stall.waitForLog("holding", timeout: 20), "\(stall.output)")
+        #expect(eventually(timeout: 20) { lab.run("\(Lab.ipipd) status -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))").status == 0 },
+                "status does not answer")
+        #expect(eventually(timeout: 20) { lab.run(in: lab.ns("a"), "curl -sf -m 2 http://127.0.0.1:9473/metrics").status == 0 },
+                "metrics do not answer")
+        let elapsed = a.stop(signal: SIGTERM, timeout: 5)
+        #expect(elapsed != nil && elapsed! < 1.0, "SIGTERM took \(String(describing: elapsed)) s")
+        #expect(a.output.contains("every change to the kernel was undone"))
+    }
+
+    /// The uplink goes down and up: the capture waits for it, then carries traffic again.
+    @Test func aLinkFlapIsWaitedOut() throws {
+        let lab = Lab("flap")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        let b = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ping -c 1 -W 2 192.0.2.130")
+        try lab.sh(in: lab.ns("b"), "ip link set eth0 down")
+        try lab.sh("sleep 2")
+        try lab.sh(in: lab.ns("b"), "ip link set eth0 up && ip route replace default via 203.0.113.1")
+        #expect(eventually(timeout: 10) { lab.run(in: lab.ns("h1"), "ping -c 1 -W 1 192.0.2.130").status == 0 })
+        let capture = try lab.status("b", config: siteB).loops.first { $0.name == "ipipd-capture" }
+        #expect(capture?.state == "running", "\(String(describing: capture))")
+        #expect(b.process.isRunning)
+    }
+
+    /// The uplink disappears: a capture bound to it would receive nothing, silently, forever. The daemon
+    /// says so and ends with status 1 (systemd restarts it), undoing its changes.
+    @Test func aCaptureWhoseInterfaceWentAwayEndsTheDaemonWithStatus1() throws {
+        let lab = Lab("gone")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let b = try lab.startIpipd(in: "b", config: siteB, extraArguments: ["--loop-failure-timeout", "3"])
+        try lab.sh(in: lab.ns("b"), "ip link del eth0")
+        #expect(eventually(timeout: 20) { !b.process.isRunning }, "\(b.output)")
+        b.process.waitUntilExit()
+        #expect(b.process.terminationStatus == 1)
+        #expect(b.output.contains("a dataplane loop gave up") && b.output.contains("ipipd-capture"), "\(b.output)")
+        #expect(b.output.contains("every change to the kernel was undone"))
+    }
+
+    /// Symbolic links in the runtime directory — say, planted by a compromised daemon user for the next
+    /// start as root — are never followed: not by the state file's write, not by the hand-over.
+    @Test func theRuntimeDirectoryIsNeverFollowedThroughLinks() throws {
+        let lab = Lab("rtdr")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let runtime = lab.runtimeDirectory("a")
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        let victims = (1...3).map { lab.scratch.appendingPathComponent("victim\($0)").path }
+        for victim in victims { try "precious\n".write(toFile: victim, atomically: true, encoding: .utf8) }
+        try lab.sh("ln -s \(victims[0]) \(runtime)/tunl.state && ln -s \(victims[1]) \(runtime)/tunl.state.tmp && ln -s \(victims[2]) \(runtime)/other")
+        let a = try lab.startIpipd(in: "a", config: siteA, extraArguments: ["--user", "nobody"])
+        #expect(a.output.contains("removed a symbolic link where the state file goes"), "\(a.output)")
+        _ = a.stop(signal: SIGTERM)
+        for victim in victims {
+            #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n", "\(victim) was written")
+            #expect(try lab.sh("stat -c %U \(victim)") == "root\n", "\(victim) was handed over")
+        }
+        // A runtime directory others may write to is refused.
+        try lab.sh("chmod 0777 \(runtime)")
+        let refused = lab.run(in: lab.ns("a"), "\(Lab.ipipd) run -c \(siteA) --runtime-dir \(runtime)")
+        #expect(refused.status == 1 && refused.output.contains("others may write to it"), "\(refused.output)")
+    }
+}
