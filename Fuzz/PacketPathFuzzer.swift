@@ -1,9 +1,19 @@
 // libFuzzer entry point for everything ipipd does with bytes from the network, through the production
-// packet paths: the same input is handed to the DecapsulationPath as a frame captured on the uplink
-// (Ethernet/802.1Q framing, outer and inner checks, reassembly, ECN, TTL, ICMP about outer packets, the
-// ICMP errors it answers with), to the EncapsulationPath as a read from the TUN device (virtio-net
-// header, checksum offload, TSO segmentation, routing, encapsulation, fragmentation), and to the
-// proxy-ARP responder. Every packet a path queues must be a well-formed IPv4 packet.
+// packet paths. One input is a sequence of events for one gateway (machine A of the seed), so that state
+// carried from packet to packet — outer reassembly above all, and path MTU, error windows, rate limits —
+// is fuzzed, not just single packets:
+//
+//   each event: kind (1 byte), length (2 bytes, big-endian), then that many bytes
+//   kind % 5 == 0  a frame captured on the uplink                       → DecapsulationPath
+//   kind % 5 == 1  a fragment of one of four outer datagrams from peer B, sharing their IDs: offset (2),
+//                  length (2), flags (1: bit 0 more fragments), options length (1), then payload bytes
+//   kind % 5 == 2  time passes: bytes[0] seconds, and expiry runs
+//   kind % 5 == 3  a read from the TUN device (virtio-net header and packet) → EncapsulationPath
+//   kind % 5 == 4  ICMP "fragmentation needed" or "unreachable" from a router about an outer packet of ours
+//                  with a chosen identification and next-hop MTU
+//
+// Every packet a path queues must be a well-formed IPv4 packet; once time has passed beyond the
+// reassembly timeout, nothing may be left held and no memory charged.
 // Built by scripts/fuzz.sh with -sanitize=fuzzer,address; not part of the Swift package.
 
 let machineA = GatewayConfig(
@@ -16,22 +26,12 @@ let machineA = GatewayConfig(
     peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)])],
     ghostHosts: [.init(address: IPv4Address(203, 0, 113, 87), interface: "eth0", mac: nil)]
 )
-let counters = TunnelCounters(peerNames: ["b"])
-let paths = [PeerPathState()]
-let decapsulation = DecapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths,
-                                      localAddresses: [IPv4Address(203, 0, 113, 87)])
-let encapsulation = EncapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths)
+let local = IPv4Address(198, 51, 100, 37), peerB = IPv4Address(203, 0, 113, 86)
 let batch: PacketBatch = {
     let batch = PacketBatch()
     batch.whenFull = checkAndEmpty
     return batch
 }()
-nonisolated(unsafe) var responder: ProxyARPResponder = {
-    var responder = ProxyARPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
-    responder.add(IPv4Address(203, 0, 113, 87), mac: nil, now: 0)
-    return responder
-}()
-nonisolated(unsafe) var clock = 0.0
 
 /// What a path queued must be something the kernel would accept to send: a valid IPv4 packet of exactly
 /// its length; an outer packet carries a valid inner one.
@@ -49,26 +49,79 @@ func checkAndEmpty(_ batch: PacketBatch) {
     batch.removeAll()
 }
 
+func frame(_ packet: [UInt8]) -> [UInt8] {
+    EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),
+                          etherType: EtherType.ipv4, payload: packet)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
-    clock += 0.001
-    if clock.truncatingRemainder(dividingBy: 1) < 0.001 { decapsulation.expire(now: clock) }
+    let counters = TunnelCounters(peerNames: ["b"])
+    let paths = [PeerPathState()]
+    let decapsulation = DecapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths,
+                                          localAddresses: [IPv4Address(203, 0, 113, 87)])
+    let encapsulation = EncapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths)
+    var responder = ProxyARPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
+    responder.add(IPv4Address(203, 0, 113, 87), mac: nil, now: 0)
+    var clock = 1.0
 
-    _ = responder.handle(input, now: clock)
-    decapsulation.process(frame: input, wireLength: input.count, in: batch, now: clock)
-    checkAndEmpty(batch)
-
-    // The same bytes as a read from the TUN device: a virtio-net header (the frame's first 10 bytes,
-    // so that mutations reach checksum offload and segmentation) and the frame's IPv4 packet.
-    let packet = (try? EthernetFrameView(parsing: input)).map(\.payload) ?? input
-    guard input.count >= VirtioNetHeader.size else { return 0 }
-    let slot = batch.nextSlot
-    UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.virtioHeaderOffset..<PacketSlot.innerOffset])
-        .copyMemory(from: UnsafeRawBufferPointer(rebasing: input[0..<VirtioNetHeader.size]))
-    let length = min(packet.count, PacketSlot.maximumPacketLength)
-    UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[0..<length]))
-    encapsulation.process(readLength: VirtioNetHeader.size + length, in: batch, now: clock)
-    checkAndEmpty(batch)
+    var position = 0
+    while position + 3 <= input.count {
+        let kind = input[position]
+        let length = min(Int(input[position + 1]) << 8 | Int(input[position + 2]), input.count - position - 3)
+        let bytes = UnsafeRawBufferPointer(rebasing: input[(position + 3)..<(position + 3 + length)])
+        position += 3 + length
+        switch kind % 5 {
+        case 0:
+            _ = responder.handle(bytes, now: clock)
+            decapsulation.process(frame: bytes, wireLength: bytes.count, in: batch, now: clock)
+        case 1:
+            guard bytes.count >= 6 else { continue }
+            let offset = (Int(bytes[0]) << 8 | Int(bytes[1])) & 0x1FFF * 8
+            let payloadLength = min(Int(bytes[2]) << 8 | Int(bytes[3]), 1480)
+            let optionsLength = Int(bytes[5] & 0x0F) * 4
+            var packet = IPv4HeaderFields(identification: 0xF000 | UInt16(kind >> 3 & 3), moreFragments: bytes[4] & 1 != 0,
+                                          fragmentOffset: offset & 0xFFF8, ttl: 64, protocolNumber: IPProtocolNumber.ipip,
+                                          source: peerB, destination: local).bytes(payload: [])
+            packet += [UInt8](repeating: 1, count: optionsLength) + Array(bytes.dropFirst(6).prefix(payloadLength))
+            packet += [UInt8](repeating: 0x45, count: max(0, payloadLength - (bytes.count - 6)))
+            packet.withUnsafeMutableBytes { header in
+                header[0] = 0x40 | UInt8((20 + optionsLength) / 4)
+                header.setUInt16(UInt16(header.count), at: 2)
+                IPv4HeaderEditor.recomputeChecksum(header)
+            }
+            frame(packet).withUnsafeBytes { decapsulation.process(frame: $0, wireLength: $0.count, in: batch, now: clock) }
+        case 2:
+            clock += Double(bytes.first ?? 1)
+            decapsulation.expire(now: clock)
+        case 3:
+            // A virtio-net header and a packet, as the TUN device hands them over.
+            let readLength = min(bytes.count, PacketSlot.size - PacketSlot.virtioHeaderOffset)
+            UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[PacketSlot.virtioHeaderOffset...])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<readLength]))
+            encapsulation.process(readLength: readLength, in: batch, now: clock)
+        default:
+            guard bytes.count >= 4 else { continue }
+            let quoted = IPv4HeaderFields(identification: UInt16(bytes[0]) << 8 | UInt16(bytes[1]) &+ 100, dontFragment: true,
+                                          protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
+                .bytes(payload: [0x45, 0, 5, 0xC8, 0, 0, 0, 0])
+            let message = quoted.withUnsafeBytes {
+                bytes[2] & 1 == 0
+                    ? ICMPBuilder.destinationUnreachable(code: ICMPUnreachableCode.fragmentationNeeded,
+                                                         nextHopMTU: Int(bytes[3]) << 3, original: $0)
+                    : ICMPBuilder.destinationUnreachable(code: ICMPUnreachableCode.host, original: $0)
+            }
+            let packet = IPv4HeaderFields(protocolNumber: IPProtocolNumber.icmp, source: IPv4Address(198, 51, 100, 1),
+                                          destination: local).bytes(payload: message)
+            frame(packet).withUnsafeBytes { decapsulation.process(frame: $0, wireLength: $0.count, in: batch, now: clock) }
+            if let mtu = paths[0].currentMTU(now: clock) { precondition(mtu >= PeerPathState.defaultMinimumPathMTU - 20) }
+        }
+        checkAndEmpty(batch)
+    }
+    // Time runs out for every datagram still being put together: nothing may stay held or charged.
+    decapsulation.expire(now: clock + 31)
+    precondition(decapsulation.pendingReassemblies == 0 && decapsulation.reassemblyMemoryInUse == 0,
+                 "reassembly state left: \(decapsulation.pendingReassemblies) datagrams, \(decapsulation.reassemblyMemoryInUse) bytes")
     return 0
 }

@@ -49,7 +49,6 @@ public struct TokenBucketTable<Key: Hashable & Sendable>: Sendable {
         self.rate = rate
         self.burst = burst
         self.capacity = capacity
-        current.reserveCapacity(capacity)
     }
 
     /// Keys tracked (at most twice `capacity`).
@@ -62,7 +61,6 @@ public struct TokenBucketTable<Key: Hashable & Sendable>: Sendable {
         if current.count >= capacity {
             previous = current
             current = [:]
-            current.reserveCapacity(capacity)
         }
         current[key] = bucket
         return allowed

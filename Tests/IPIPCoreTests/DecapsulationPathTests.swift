@@ -93,4 +93,32 @@ import Testing
         #expect(sent.flush().isEmpty)
         #expect(counters.drops.value(.truncatedCapture) == 1 && counters.drops.value(.malformedOuter) == 1)
     }
+
+    /// Every frame ends up somewhere the counters show: dropped (by reason), delivered, acted on, held
+    /// for reassembly, or folded into a reassembled datagram.
+    @Test func everyCapturedFrameIsAccountedFor() throws {
+        let sent = SentPackets(), path = path()
+        let inner = MachineA.inner(length: 1800)
+        let pieces = try MachineA.outerFromB(inner, identification: 77).withUnsafeBytes {
+            IPv4Fragmenter.fragments(of: try IPv4PacketView(validating: $0), mtu: 500)
+        }
+        let held = try MachineA.outerFromB(MachineA.inner(length: 1800), identification: 78).withUnsafeBytes {
+            IPv4Fragmenter.fragments(of: try IPv4PacketView(validating: $0), mtu: 500)
+        }
+        var frames: [[UInt8]] = [pieces[0], pieces[1], pieces[1], pieces[2], pieces[3]]   // a datagram, with a duplicate
+        frames += [held[0], held[2]]                                        // two pieces of one that never completes
+        frames += [MachineA.outerFromB(MachineA.inner(length: 60)), MachineA.outerFromB(MachineA.inner(length: 60, ttl: 1))]
+        frames += [Fixture.bytes("icmp-frag-needed"), Array(repeating: 0x45, count: 30)]   // an ICMP report, garbage
+        state.noteSent(identification: 1, now: 0)
+        for frame in frames { capture(path, frame, sent) }
+        let delivered = sent.flush().filter { if case .decapsulated = $0.kind { true } else { false } }.count
+        let capture = counters.capture
+        #expect(capture.frames.value == UInt64(frames.count))
+        #expect(delivered == 2 && capture.fragmentsHeld.value == 2 && capture.datagramsReassembled.value == 1)
+        let outcomes = capture.dropped.value + UInt64(delivered) + capture.icmpActedOn.value + capture.fragmentsHeld.value
+            + capture.fragmentsReassembled.value - capture.datagramsReassembled.value
+        #expect(outcomes == capture.frames.value, "frames \(capture.frames.value), outcomes \(outcomes)")
+        path.expire(now: 100)
+        #expect(capture.fragmentsHeld.value == 0 && capture.dropped.value == 5, "duplicate, TTL, garbage, and the two held pieces")
+    }
 }

@@ -3,10 +3,10 @@ import Testing
 
 @Suite struct EncapsulationPathTests {
     let counters = TunnelCounters(peerNames: ["machine-b"])
-    let state = PeerPathState()
+    let state = PeerPathState(firstIdentification: 100)
 
     func path(tunnelMTU: Int = 1480) -> EncapsulationPath {
-        EncapsulationPath(config: MachineA.config, tunnelMTU: tunnelMTU, counters: counters, paths: [state], initialIdentification: 100)
+        EncapsulationPath(config: MachineA.config, tunnelMTU: tunnelMTU, counters: counters, paths: [state])
     }
 
     /// Puts a TUN read (virtio header + packet) into the batch's next slot, as the loop reads it.

@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func outerHeaderIsTwentyBytesProtocol4WithValidChecksumAndChangingID() throws {
-        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, initialIdentification: 0xFFFF)
+        var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [PeerPathState(firstIdentification: 0xFFFF)])
         let packet = inner()
         let (first, bytes1) = encapsulate(packet, encapsulator: &encapsulator)
         #expect(first == .send(length: 20 + packet.count, peer: 0, destination: IPv4Address("203.0.113.86")!, notifyUnreachable: false))

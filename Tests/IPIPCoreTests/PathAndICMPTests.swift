@@ -146,4 +146,17 @@ import Testing
         let fragmentationNeeded = (0..<20).filter { _ in limiter.allow(to: victim, kind: .fragmentationNeeded, now: 9) }.count
         #expect(fragmentationNeeded == 10, "its own per-destination burst, untouched by the flood")
     }
+
+    /// What a router's error must quote: one of the IDs this peer's own counter gave out in the last
+    /// few seconds — exactly those, across the wrap at 65,536, and no others.
+    @Test func onlyIDsSentToThePeerLatelyAreRecognized() {
+        let path = PeerPathState(firstIdentification: 65_530), other = PeerPathState(firstIdentification: 200)
+        let sent = (0..<10).map { step in path.takeIdentification(now: 100 + Double(step) * 0.1) }
+        #expect(sent.first == 65_530 && sent.contains(1) && !sent.contains(0), "wraps past 0: \(sent)")
+        _ = other.takeIdentification(now: 100)
+        #expect(sent.allSatisfy { path.sentRecently(identification: $0, now: 101) })
+        #expect(!path.sentRecently(identification: 200, now: 101), "another peer's ID")
+        #expect(!path.sentRecently(identification: 65_529, now: 101) && !path.sentRecently(identification: 6, now: 101))
+        #expect(!path.sentRecently(identification: 65_530, now: 105), "too long ago")
+    }
 }

@@ -62,12 +62,16 @@ import Testing
         #expect(Array(frame.prefix(6)) == MACAddress.broadcast.array)
     }
 
-    @Test func anotherMachineClaimingTheGhostIsAConflict() {
+    /// A machine claiming the ghost address is a conflict; defending (the default), ipipd announces the
+    /// ghost again to put its MAC back in the LAN's caches, at most once per 10 s (RFC 5227 §2.4(c)).
+    @Test func anotherMachineClaimingTheGhostIsAConflictAndDefended() {
         var r = responder()
         let claim = ARPBuilder.announcement(mac: macD, address: ghost)
-        #expect(handle(&r, claim) == .conflict(ghost: ghost, mac: macD, sender: ghost))
+        #expect(handle(&r, claim, at: 5) == .conflict(ghost: ghost, mac: macD, sender: ghost,
+                                                   defense: ARPBuilder.announcement(mac: macB, address: ghost)))
         let reply = ARPBuilder.reply(mac: macD, address: ghost, toMAC: macC, toAddress: hostC)
-        #expect(handle(&r, reply) == .conflict(ghost: ghost, mac: macD, sender: ghost))
+        #expect(handle(&r, reply, at: 6) == .conflict(ghost: ghost, mac: macD, sender: ghost, defense: nil), "within 10 s")
+        if case .conflict(_, _, _, let defense) = handle(&r, claim, at: 15) { #expect(defense != nil) } else { Issue.record("no conflict") }
         // Defending (the default): requests are still answered.
         guard case .reply = handle(&r, Fixture.bytes("arp-request")) else {
             Issue.record("stopped answering while defending")

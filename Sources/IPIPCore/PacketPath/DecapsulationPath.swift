@@ -41,20 +41,24 @@ public final class DecapsulationPath {
 
     /// Once a second or so: drops reassembly state that timed out.
     public func expire(now: Double) {
-        counters.drop(.fragmentTimeout, count: reassembler.expire(now: now))
+        counters.dropCaptured(.fragmentTimeout, count: reassembler.expire(now: now))
+        counters.capture.fragmentsHeld.set(UInt64(reassembler.fragmentsHeldCount))
     }
 
     public var pendingReassemblies: Int { reassembler.pendingCount }
+    /// Bytes the reassembly holds (its charge, bookkeeping included).
+    public var reassemblyMemoryInUse: Int { reassembler.memoryInUse }
 
     /// A frame as captured on the uplink: `frame` holds what was captured of its `wireLength` bytes.
     @inline(__always)
     public func process(frame: UnsafeRawBufferPointer, wireLength: Int, in batch: PacketBatch, now: Double) {
+        counters.capture.frames.add()
         guard frame.count >= wireLength else {
-            counters.drop(.truncatedCapture)
+            counters.dropCaptured(.truncatedCapture)
             return
         }
         guard let ethernet = try? EthernetFrameView(parsing: frame), ethernet.etherType == EtherType.ipv4 else {
-            counters.drop(.malformedOuter)
+            counters.dropCaptured(.malformedOuter)
             return
         }
         // Copied out of libpcap's ring into the next slot: the decapsulator edits the inner header, which
@@ -76,30 +80,34 @@ public final class DecapsulationPath {
                 batch.append(inner, destination: destination, kind: .decapsulated(peer: peer, innerLength: inner.count))
             case .reassemble(let peer):
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
-                switch reassembler.add(fragment, now: now) {
+                let result = reassembler.add(fragment, now: now)
+                counters.capture.fragmentsHeld.set(UInt64(reassembler.fragmentsHeldCount))
+                switch result {
                 case .incomplete:
                     return
                 case .duplicate:
-                    counters.drop(.fragmentDuplicate, peer: peer)
+                    counters.dropCaptured(.fragmentDuplicate, peer: peer)
                     return
                 case let .dropped(reason, fragments):
-                    counters.drop(reason, peer: peer, count: fragments)
+                    counters.dropCaptured(reason, peer: peer, count: fragments)
                     return
                 case let .complete(datagram, fragments):
                     counters.peers[peer].fragmentsReassembled.add(UInt64(fragments))
+                    counters.capture.fragmentsReassembled.add(UInt64(fragments))
+                    counters.capture.datagramsReassembled.add()
                     // Whole again (and no longer a fragment): decapsulated on the next turn.
                     datagram.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
                     length = datagram.count
                     continue
                 }
             case let .timeExceeded(peer, inner):
-                counters.drop(.ttlExpired, peer: peer)
+                counters.dropCaptured(.ttlExpired, peer: peer)
                 icmp.report(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
                             peer: peer, counters: counters, into: batch, now: now)
             case .aboutOuter(let report):
                 learn(from: report, reporter: UnsafeRawBufferPointer(packet).ipv4Source, now: now)
             case let .drop(reason, peer):
-                counters.drop(reason, peer: peer)
+                counters.dropCaptured(reason, peer: peer)
             }
             return
         }
@@ -111,21 +119,23 @@ public final class DecapsulationPath {
         switch report {
         case let .fragmentationNeeded(peer, outerMTU, identification):
             guard paths[peer].sentRecently(identification: identification, now: now) else {
-                counters.drop(.icmpUnverified, peer: peer)
+                counters.dropCaptured(.icmpUnverified, peer: peer)
                 return
             }
+            counters.capture.icmpActedOn.add()
             if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU, floor: minimumPathMTU) {
                 self.report(.pathMTULowered(peer: peer, mtu: mtu))
             }
         case let .peerError(peer, identification):
             guard paths[peer].sentRecently(identification: identification, now: now) else {
-                counters.drop(.icmpUnverified, peer: peer)
+                counters.dropCaptured(.icmpUnverified, peer: peer)
                 return
             }
+            counters.capture.icmpActedOn.add()
             paths[peer].noteError(now: now)
             self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
         case .ignore:
-            counters.drop(.icmpIgnored)
+            counters.dropCaptured(.icmpIgnored)
         }
     }
 }

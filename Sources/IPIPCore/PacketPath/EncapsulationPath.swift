@@ -11,15 +11,14 @@ public final class EncapsulationPath {
     /// A TSO super-packet moved out of the slot its segments are built in.
     private let superPacket = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
 
-    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
-                initialIdentification: UInt16 = 1) {
-        encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths, initialIdentification: initialIdentification)
+    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState]) {
+        encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths)
         self.counters = counters
     }
 
     deinit { superPacket.deallocate() }
 
-    /// Takes a reloaded config; the IP ID sequence and the ICMP rate limits go on.
+    /// Takes a reloaded config; the IP ID sequences and the ICMP rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
         encapsulator.reconfigure(config, paths: paths)
         self.counters = counters

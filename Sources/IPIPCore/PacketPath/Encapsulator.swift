@@ -22,21 +22,17 @@ public struct Encapsulator: Sendable {
     public private(set) var routes: RoutingTable<Int>
     public private(set) var endpoints: [IPv4Address]
     public private(set) var paths: [PeerPathState]
-    /// Outer IP identification: a per-tunnel counter, so the ID changes per packet even with DF (as
-    /// Linux does), which lets a fragmenting middlebox or a capture tell packets apart.
-    private var nextIdentification: UInt16
 
-    public init(config: GatewayConfig, tunnelMTU: Int, paths: [PeerPathState]? = nil, initialIdentification: UInt16 = 1) {
+    public init(config: GatewayConfig, tunnelMTU: Int, paths: [PeerPathState]? = nil) {
         local = config.uplink.address
         rules = EncapsulationRules(config.tunnel)
         self.tunnelMTU = tunnelMTU
         routes = config.routingTable
         endpoints = config.peers.map(\.remote)
         self.paths = paths ?? config.peers.map { _ in PeerPathState() }
-        nextIdentification = initialIdentification
     }
 
-    /// Takes the peers, routes and options of a reloaded config; the IP ID sequence goes on.
+    /// Takes the peers, routes and options of a reloaded config; each peer's IP ID sequence goes on.
     public mutating func reconfigure(_ config: GatewayConfig, paths: [PeerPathState]) {
         rules = EncapsulationRules(config.tunnel)
         routes = config.routingTable
@@ -75,16 +71,15 @@ public struct Encapsulator: Sendable {
         let destination = endpoints[peer]
         IPv4HeaderFields(tos: rules.outerTOS(innerTOS: packet.tos),
                          totalLength: Self.headroom + innerLength,
-                         identification: nextIdentification,
+                         // A counter per peer, so the ID changes per packet even with DF (as Linux
+                         // does), which lets a fragmenting middlebox or a capture tell packets apart.
+                         identification: path.takeIdentification(now: now),
                          dontFragment: rules.outerDontFragment(innerDontFragment: packet.dontFragment),
                          ttl: rules.outerTTL(innerTTL: packet.ttl),
                          protocolNumber: IPProtocolNumber.ipip,
                          source: local,
                          destination: destination)
             .write(into: buffer)
-        path.noteSent(identification: nextIdentification, now: now)
-        nextIdentification &+= 1
-        if nextIdentification == 0 { nextIdentification = 1 }   // 0 would let the kernel pick one
         return .send(length: Self.headroom + innerLength, peer: peer, destination: destination,
                      notifyUnreachable: path.takeError(now: now))
     }

@@ -14,11 +14,27 @@ public final class PeerPathState: Sendable {
     private let errorCount = Atomic<Int>(0)
     private let looping = Atomic<Bool>(false)
     private let sent = SentIdentifications()
+    /// The IP identification of the next outer packet to the peer: a counter per peer, as Linux keeps
+    /// one per destination, so that the IDs sent to a peer in a second are exactly a range.
+    private let nextIdentification: Atomic<UInt16>
 
-    public init() {}
+    /// `firstIdentification`: where the peer's IDs start (at random, unless a test needs to know).
+    public init(firstIdentification: UInt16 = UInt16.random(in: 1...UInt16.max)) {
+        nextIdentification = Atomic(firstIdentification == 0 ? 1 : firstIdentification)
+    }
 
-    /// The encapsulator sent an outer packet with `identification` to the peer.
+    /// The identification for the next outer packet to the peer, remembered as sent (used by the
+    /// encapsulator's thread only). Never 0, which would let the kernel pick one.
     @inline(__always)
+    public func takeIdentification(now: Double) -> UInt16 {
+        let identification = nextIdentification.load(ordering: .relaxed)
+        let next = identification &+ 1
+        nextIdentification.store(next == 0 ? 1 : next, ordering: .relaxed)
+        sent.note(identification, now: now)
+        return identification
+    }
+
+    /// Remembers `identification` as sent to the peer (tests).
     public func noteSent(identification: UInt16, now: Double) {
         sent.note(identification, now: now)
     }
@@ -86,12 +102,13 @@ public final class PeerPathState: Sendable {
 }
 
 /// The IP identifications of the outer packets sent to one peer lately, as one range per second for the
-/// last `window` seconds: the encapsulator's counter only goes up, so a second's packets took the IDs
-/// from its first to its last. Written by the encapsulator (a load and a store per packet), read by the
+/// last `window` seconds: the peer's counter only goes up, so a second's packets took the IDs from its
+/// first to its last, and no others. ICMP errors come back within a round trip; a forger who cannot see
+/// the peer's packets has to guess one of the IDs of the last few seconds. Written by the encapsulator (a load and a store per packet), read by the
 /// capture thread; a torn read only makes one check looser or stricter for that second.
 final class SentIdentifications: Sendable {
-    static let window = 10
-    private static let slots = 16
+    static let window = 3
+    private static let slots = 4
 
     private final class Second: Sendable {
         let second = Atomic<Int>(-1)

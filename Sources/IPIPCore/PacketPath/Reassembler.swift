@@ -80,7 +80,8 @@ public struct Reassembler: Sendable {
 
     public var pendingCount: Int { pending.count }
     /// Fragments held, in every datagram.
-    public var fragmentsHeld: Int { pending.values.reduce(0) { $0 + $1.pieces.count } }
+    public var fragmentsHeld: Int { fragmentsHeldCount }
+    public private(set) var fragmentsHeldCount = 0
 
     public func memoryInUse(bySource source: IPv4Address) -> Int { memoryBySource[source.value] ?? 0 }
 
@@ -150,6 +151,7 @@ public struct Reassembler: Sendable {
         guard charge(cost, to: key.source) else { return drop(entry, key, .fragmentMemory) }
         entry.charged += cost
         entry.pieces.insert(Piece(start: start, bytes: Array(payload)), at: index)
+        fragmentsHeldCount += 1
         entry.covered += payload.count
         if let header { entry.header = header }
 
@@ -159,6 +161,7 @@ public struct Reassembler: Sendable {
             return .incomplete
         }
         release(entry.charged, from: key.source)
+        fragmentsHeldCount -= entry.pieces.count
         var datagram = header
         datagram.reserveCapacity(header.count + total)
         for piece in entry.pieces { datagram += piece.bytes }
@@ -173,6 +176,7 @@ public struct Reassembler: Sendable {
     /// Drops the datagram `entry` (already out of the table) with the fragment at hand.
     private mutating func drop(_ entry: Pending, _ key: Key, _ reason: DropReason) -> Result {
         release(entry.charged, from: key.source)
+        fragmentsHeldCount -= entry.pieces.count
         return .dropped(reason, fragments: entry.pieces.count + 1)
     }
 
@@ -181,6 +185,7 @@ public struct Reassembler: Sendable {
     private mutating func discard(_ key: Key) -> Int {
         guard let entry = pending.removeValue(forKey: key) else { return 0 }
         release(entry.charged, from: key.source)
+        fragmentsHeldCount -= entry.pieces.count
         return entry.pieces.count
     }
 

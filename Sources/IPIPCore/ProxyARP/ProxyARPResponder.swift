@@ -9,6 +9,9 @@ public struct ProxyARPResponder: Sendable {
         public var yieldOnConflict = false
         /// A conflict lasts until no other machine has claimed the address for this long.
         public var conflictHoldSeconds = 30.0
+        /// RFC 5227 DEFEND_INTERVAL: when defending, at most one announcement per ghost this often, so
+        /// that two claimants do not flood the LAN with an endless exchange.
+        public var defendIntervalSeconds = 10.0
         /// Replies per second per requesting MAC (sustained) and burst: no ARP amplifier.
         public var repliesPerSecond = 5.0
         public var replyBurst = 10.0
@@ -30,14 +33,17 @@ public struct ProxyARPResponder: Sendable {
     public enum Decision: Equatable, Sendable {
         case reply(ghost: IPv4Address, frame: [UInt8])
         case ignore(Ignored, ghost: IPv4Address?)
-        /// Another machine (`mac`) claims `ghost`; `frame` was not answered.
-        case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address)
+        /// Another machine (`mac`) claims `ghost`; the frame was not answered. With `defense`, an
+        /// announcement to send that puts the ghost's MAC back in the LAN's caches (RFC 5227 §2.4(c)).
+        case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address, defense: [UInt8]?)
     }
 
     public struct Ghost: Sendable, Equatable {
         public var address: IPv4Address
         public var mac: MACAddress
         public var conflictUntil = -Double.infinity
+        /// When the last defending announcement went out.
+        public var lastDefense = -Double.infinity
         public init(address: IPv4Address, mac: MACAddress) {
             self.address = address
             self.mac = mac
@@ -119,7 +125,12 @@ public struct ProxyARPResponder: Sendable {
         // Someone else using a ghost address as its own: in a request, reply or announcement.
         if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
             ghosts[arp.senderProtocol]!.conflictUntil = now + options.conflictHoldSeconds
-            return .conflict(ghost: ghost.address, mac: arp.senderHardware, sender: arp.senderProtocol)
+            var defense: [UInt8]?
+            if !options.yieldOnConflict && now - ghost.lastDefense >= options.defendIntervalSeconds {
+                ghosts[arp.senderProtocol]!.lastDefense = now
+                defense = ARPBuilder.announcement(mac: ghost.mac, address: ghost.address, vlanID: ethernet.vlanID)
+            }
+            return .conflict(ghost: ghost.address, mac: arp.senderHardware, sender: arp.senderProtocol, defense: defense)
         }
         guard let ghost = ghosts[arp.targetProtocol] else { return .ignore(.notAGhost, ghost: nil) }
         guard arp.operation == ARPPacketView.operationRequest else { return .ignore(.notARequest, ghost: ghost.address) }

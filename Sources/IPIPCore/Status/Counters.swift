@@ -130,6 +130,25 @@ public final class GhostCounters: Sendable {
     }
 }
 
+/// Every frame the capture engine took, and what became of it: each is dropped (for a reason counted in
+/// the drops), delivered, acted on (an ICMP report believed), held for reassembly, or folded into a
+/// reassembled datagram, which then is delivered or dropped once. So
+///
+///     frames = dropped + delivered + icmpActedOn + fragmentsHeld + fragmentsReassembled − datagramsReassembled
+///
+/// — what `GatewayStatus.Capture.unaccounted` checks, for a gateway under attack most of all.
+public final class CaptureCounters: Sendable {
+    public let frames = Counter()
+    public let delivered = Counter()
+    public let dropped = Counter()
+    public let icmpActedOn = Counter()
+    public let fragmentsReassembled = Counter()
+    public let datagramsReassembled = Counter()
+    /// A gauge: fragments the reassembly holds now.
+    public let fragmentsHeld = Counter()
+    public init() {}
+}
+
 /// All counters of a running gateway: per peer, per ghost host, and drops that belong to no peer.
 public final class TunnelCounters: Sendable {
     public let peers: [PeerCounters]
@@ -139,6 +158,7 @@ public final class TunnelCounters: Sendable {
     public let icmpRateLimited: Counter
     /// TCP packets of up to 64 KiB that the kernel handed over whole (TSO) and ipipd cut into segments.
     public let tcpPacketsSegmented: Counter
+    public let capture: CaptureCounters
 
     public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
@@ -146,6 +166,7 @@ public final class TunnelCounters: Sendable {
         drops = DropCounters()
         icmpRateLimited = Counter()
         tcpPacketsSegmented = Counter()
+        capture = CaptureCounters()
     }
 
     /// The counters for a reloaded config: peers and ghost hosts that stay keep their counts (matched by
@@ -160,6 +181,7 @@ public final class TunnelCounters: Sendable {
         drops = previous.drops
         icmpRateLimited = previous.icmpRateLimited
         tcpPacketsSegmented = previous.tcpPacketsSegmented
+        capture = previous.capture
     }
 
     /// Counts `count` packets dropped for `reason` globally and, when known, against their peer.
@@ -168,5 +190,12 @@ public final class TunnelCounters: Sendable {
         guard count > 0 else { return }
         drops.count(reason, times: UInt64(count))
         if let peer { peers[peer].drops.count(reason, times: UInt64(count)) }
+    }
+
+    /// Counts `count` captured frames dropped for `reason` (the capture engine's side).
+    @inline(__always)
+    public func dropCaptured(_ reason: DropReason, peer: Int? = nil, count: Int = 1) {
+        drop(reason, peer: peer, count: count)
+        capture.dropped.add(UInt64(max(0, count)))
     }
 }

@@ -28,6 +28,33 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var drops: [String: UInt64]
     }
 
+    /// What became of every frame the capture engine took (see `CaptureCounters`).
+    public struct Capture: Codable, Sendable, Equatable {
+        public var frames: UInt64
+        public var delivered: UInt64
+        public var dropped: UInt64
+        public var icmpActedOn: UInt64
+        public var fragmentsHeld: UInt64
+        public var fragmentsReassembled: UInt64
+        public var datagramsReassembled: UInt64
+        /// Frames none of the above accounts for: 0 unless a frame was lost track of (or one is between
+        /// the capture and the send as the status is read).
+        public var unaccounted: Int64
+
+        init(_ counters: CaptureCounters) {
+            frames = counters.frames.value
+            delivered = counters.delivered.value
+            dropped = counters.dropped.value
+            icmpActedOn = counters.icmpActedOn.value
+            fragmentsHeld = counters.fragmentsHeld.value
+            fragmentsReassembled = counters.fragmentsReassembled.value
+            datagramsReassembled = counters.datagramsReassembled.value
+            let outcomes = Int64(dropped) + Int64(delivered) + Int64(icmpActedOn) + Int64(fragmentsHeld)
+                + Int64(fragmentsReassembled) - Int64(datagramsReassembled)
+            unaccounted = Int64(frames) - outcomes
+        }
+    }
+
     /// One dataplane loop (a thread): whether it is running, and its read errors.
     public struct Loop: Codable, Sendable, Equatable {
         public var name: String
@@ -59,6 +86,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
     public var loops: [Loop]
+    public var capture: Capture
     /// Every drop by reason (peer-attributed ones included).
     public var drops: [String: UInt64]
 
@@ -97,6 +125,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                       conflicts: $0.conflicts.value, otherIgnored: $0.otherIgnored.value)
         }
         drops = counters.drops.snapshot
+        capture = Capture(counters.capture)
         self.loops = loops.map { Loop(name: $0.name, state: $0.current.label, errors: $0.errorCount, lastError: $0.lastError) }
     }
 }

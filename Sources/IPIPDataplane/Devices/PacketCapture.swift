@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CPcap
 import CIPIPShims
+import IPIPCore
 
 /// A libpcap capture handle on one interface, inbound only, with a kernel BPF filter.
 ///
@@ -152,5 +153,23 @@ public final class PacketCapture: @unchecked Sendable {
     /// Sends a whole link-layer frame on this interface.
     public func inject(_ frame: UnsafeRawBufferPointer) -> Bool {
         pcap_inject(handle, frame.baseAddress, frame.count) == Int32(frame.count)
+    }
+}
+
+/// The frames the kernel dropped for one capture because its buffer was full, as increments to add to
+/// the gateway's `capture-drop` counter (libpcap's counters are 32-bit and wrap; several captures add to
+/// one counter).
+struct KernelDropTracker {
+    private var buffer = WrappingCounter32(), interface = WrappingCounter32()
+    private var reported: UInt64 = 0
+
+    /// What was dropped since the last call.
+    mutating func newDrops(of capture: PacketCapture) -> UInt64 {
+        guard let drops = capture.kernelDrops else { return 0 }
+        buffer.update(drops.buffer)
+        interface.update(drops.interface)
+        let total = buffer.total &+ interface.total
+        defer { reported = total }
+        return total &- reported
     }
 }

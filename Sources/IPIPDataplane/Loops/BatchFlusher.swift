@@ -48,6 +48,7 @@ final class BatchFlusher {
         case let .decapsulated(peer, innerLength):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
+            counters.capture.delivered.add()
         case .icmpError(let peer):
             counters.peers[peer].icmpErrorsSent.add()
         }
@@ -56,9 +57,12 @@ final class BatchFlusher {
     private func countFailed(_ kind: PacketBatch.Kind, errno code: Int32) {
         let peer: Int
         switch kind {
-        case .encapsulated(let p, _), .decapsulated(let p, _):
+        case .encapsulated(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+        case .decapsulated(let p, _):
+            peer = p
+            counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
         case .icmpError(let p):
             peer = p
         }

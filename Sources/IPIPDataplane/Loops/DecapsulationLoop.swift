@@ -35,7 +35,7 @@ struct DecapsulationLoop {
                 pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
             }
         }
-        var bufferDrops = WrappingCounter32(), interfaceDrops = WrappingCounter32()
+        var kernelDrops = KernelDropTracker()
         var lastHousekeeping = -Double.infinity
 
         while !stop.isStopped {
@@ -47,11 +47,7 @@ struct DecapsulationLoop {
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
-                if let drops = capture.kernelDrops {
-                    bufferDrops.update(drops.buffer)
-                    interfaceDrops.update(drops.interface)
-                    snapshot.counters.drops.set(.captureDrop, to: bufferDrops.total &+ interfaceDrops.total)
-                }
+                snapshot.counters.drops.count(.captureDrop, times: kernelDrops.newDrops(of: capture))
                 path.expire(now: now)
                 // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
                 path.localAddresses = Set(SystemProbe.localAddresses())

@@ -20,7 +20,7 @@ struct EncapsulationLoop {
         var failures = context.failures(for: health)
         var snapshot = box.current
         let path = EncapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
-                                     paths: snapshot.paths, initialIdentification: UInt16.random(in: 1...UInt16.max))
+                                     paths: snapshot.paths)
         let batch = PacketBatch()
         let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot send to peer"))

@@ -34,9 +34,11 @@ struct ProxyARPLoop {
             switch responder.handle(frame.bytes, now: monotonicSeconds()) {
             case let .reply(ghost, reply):
                 if inject(reply) { ghostCounters[ghost]?.replies.add() }
-            case let .conflict(ghost, mac, sender):
+            case let .conflict(ghost, mac, sender, defense):
                 ghostCounters[ghost]?.conflicts.add()
-                let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts" : "still answering for it"
+                if let defense, inject(defense) { ghostCounters[ghost]?.announcements.add() }
+                let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts"
+                    : "still answering for it and announcing it (at most every 10 s)"
                 let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
                 conflictLogs[ghost] = log
                 log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
@@ -49,7 +51,13 @@ struct ProxyARPLoop {
                 break
             }
         }
+        var kernelDrops = KernelDropTracker()
+        var lastHousekeeping = monotonicSeconds()
         while !stop.isStopped {
+            if monotonicSeconds() - lastHousekeeping >= 1 {
+                lastHousekeeping = monotonicSeconds()
+                snapshot.counters.drops.count(.captureDrop, times: kernelDrops.newDrops(of: capture))
+            }
             if box.generation != snapshot.generation {
                 let previous = snapshot.config
                 snapshot = box.current

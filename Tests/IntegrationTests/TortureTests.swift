@@ -1,0 +1,22 @@
+import Foundation
+import Testing
+
+/// A short run of scripts/torture.sh (the full one sends a million hostile frames; docs/ROBUSTNESS.md has
+/// its figures): the daemon lives through the flood, the reloads, the forged ARP claims, the link flap
+/// and the SIGKILLs, the legitimate transfer arrives intact, and every frame is accounted for.
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct TortureTests {
+    @Test func aShortTortureRunPasses() throws {
+        let lab = Lab("trtr")
+        defer { lab.teardown() }
+        let json = lab.scratch.appendingPathComponent("torture.json").path
+        let run = lab.run("\(Lab.repository.path)/scripts/torture.sh --packets 30000 --restarts 3 --binary \(Lab.ipipd) --json \(json)",
+                          timeout: 600)
+        #expect(run.status == 0, "\(run.output)")
+        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any] ?? [:]
+        #expect(figures["passed"] as? Bool == true, "\(figures)")
+        #expect(figures["capture_unaccounted"] as? Int == 0)
+        #expect(figures["transfer_sha256_matches"] as? Bool == true)
+        #expect((figures["hostile_frames"] as? Int ?? 0) >= 30000)
+    }
+}
