@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Writes the fuzzer's seed corpus (Fuzz/corpus/) in its input format — a sequence of events, each
+kind (1 byte), length (2 bytes, big-endian), bytes — from the scapy fixtures of the unit tests:
+each fixture as a captured frame and as a TUN read, and a few sequences that complete or abuse a
+reassembly. Run from the repository root: python3 Fuzz/make_corpus.py"""
+import os
+import struct
+
+FIXTURES = "Tests/IPIPCoreTests/Fixtures"
+OUT = "Fuzz/corpus"
+ETHER_IPV4 = bytes.fromhex("020000000037" "020000000086" "0800")
+
+
+def event(kind, payload):
+    return bytes([kind]) + struct.pack("!H", len(payload)) + payload
+
+
+def fragment(offset, length, more, options=0, datagram=0):
+    # kind 1 (+ 5 × datagram selects one of the four shared IDs)
+    return event(1 + 5 * 2 * datagram, struct.pack("!HHBB", offset // 8, length, 1 if more else 0, options) + b"f" * length)
+
+
+os.makedirs(OUT, exist_ok=True)
+for name in os.listdir(OUT):
+    os.remove(os.path.join(OUT, name))
+for name in sorted(os.listdir(FIXTURES)):
+    if not name.endswith(".hex"):
+        continue
+    data = bytes.fromhex(open(os.path.join(FIXTURES, name)).read().strip())
+    frame = data if name.startswith(("ether-", "arp-")) else ETHER_IPV4 + data
+    packet = data[14:] if name.startswith("ether-") else data
+    seed = event(0, frame) + event(3, bytes(10) + packet)
+    open(os.path.join(OUT, name.replace(".hex", ".bin")), "wb").write(seed)
+sequences = {
+    "reassembly-complete": [fragment(0, 1480, True), fragment(2960, 100, False), fragment(1480, 1480, True)],
+    "reassembly-overlap-duplicate": [fragment(0, 800, True), fragment(0, 800, True), fragment(400, 800, True)],
+    "reassembly-options-oversized": [fragment(0, 1400, True, options=10)] + [fragment(i * 1400, 1400, True) for i in range(1, 46)]
+                                    + [fragment(46 * 1400, 1115, False)],
+    "reassembly-timeout": [fragment(8, 8, True), event(2, bytes([40])), fragment(0, 8, True)],
+    "icmp-about-outer": [event(3, bytes(10) + bytes.fromhex(open(f"{FIXTURES}/ipv4-icmp-echo.hex").read().strip())),
+                         event(4, bytes([0, 0, 0, 170])), event(4, bytes([0, 0, 1, 0]))],
+}
+for name, events in sequences.items():
+    open(os.path.join(OUT, name + ".bin"), "wb").write(b"".join(events))
+print(f"wrote {len(os.listdir(OUT))} seeds to {OUT}")
