@@ -146,6 +146,9 @@ public final class CaptureCounters: Sendable {
     public let datagramsReassembled = Counter()
     /// A gauge: fragments the reassembly holds now.
     public let fragmentsHeld = Counter()
+    /// What the kernel says passed the capture's filter (read once a second): `frames`, plus the ones it
+    /// dropped for want of room in the capture's buffer (`capture-drop`), plus any still in the buffer.
+    public let kernelReceived = Counter()
     public init() {}
 }
 

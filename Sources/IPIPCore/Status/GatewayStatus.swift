@@ -30,6 +30,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
 
     /// What became of every frame the capture engine took (see `CaptureCounters`).
     public struct Capture: Codable, Sendable, Equatable {
+        /// Frames the kernel let through the capture's filter (once a second).
+        public var kernelReceived: UInt64
         public var frames: UInt64
         public var delivered: UInt64
         public var dropped: UInt64
@@ -42,6 +44,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var unaccounted: Int64
 
         init(_ counters: CaptureCounters) {
+            kernelReceived = counters.kernelReceived.value
             frames = counters.frames.value
             delivered = counters.delivered.value
             dropped = counters.dropped.value

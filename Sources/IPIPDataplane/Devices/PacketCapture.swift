@@ -142,12 +142,14 @@ public final class PacketCapture: @unchecked Sendable {
     /// Whether the kernel skips outgoing packets for this capture instead of copying them to it.
     public var kernelIgnoresOutgoing: Bool { CIPIPShims_ignoresOutgoingPackets(pcap_fileno(handle)) == 1 }
 
-    /// Packets the kernel dropped because the buffer was full (pcap_stats ps_drop and ps_ifdrop): libpcap's
-    /// 32-bit counters, which wrap (see `WrappingCounter32`).
-    public var kernelDrops: (buffer: UInt32, interface: UInt32)? {
+    /// What the kernel counted for this capture (pcap_stats): frames that passed the filter, and those it
+    /// dropped because the buffer was full (ps_drop and ps_ifdrop). libpcap's 32-bit counters, which wrap
+    /// (see `WrappingCounter32`).
+    public var kernelStatistics: (received: UInt32, buffer: UInt32, interface: UInt32)? {
         var stats = pcap_stat()
         guard pcap_stats(handle, &stats) == 0 else { return nil }
-        return (UInt32(truncatingIfNeeded: stats.ps_drop), UInt32(truncatingIfNeeded: stats.ps_ifdrop))
+        return (UInt32(truncatingIfNeeded: stats.ps_recv), UInt32(truncatingIfNeeded: stats.ps_drop),
+                UInt32(truncatingIfNeeded: stats.ps_ifdrop))
     }
 
     /// Sends a whole link-layer frame on this interface.
@@ -156,20 +158,20 @@ public final class PacketCapture: @unchecked Sendable {
     }
 }
 
-/// The frames the kernel dropped for one capture because its buffer was full, as increments to add to
-/// the gateway's `capture-drop` counter (libpcap's counters are 32-bit and wrap; several captures add to
-/// one counter).
-struct KernelDropTracker {
-    private var buffer = WrappingCounter32(), interface = WrappingCounter32()
-    private var reported: UInt64 = 0
+/// What the kernel counted for one capture since the last reading, as increments to add to the gateway's
+/// counters: frames that passed the filter, and frames dropped for want of room (`capture-drop`).
+/// libpcap's counters are 32-bit and wrap; several captures add to one counter.
+struct KernelCaptureCounts {
+    private var received = WrappingCounter32(), buffer = WrappingCounter32(), interface = WrappingCounter32()
+    private var reportedReceived: UInt64 = 0, reportedDrops: UInt64 = 0
 
-    /// What was dropped since the last call.
-    mutating func newDrops(of capture: PacketCapture) -> UInt64 {
-        guard let drops = capture.kernelDrops else { return 0 }
-        buffer.update(drops.buffer)
-        interface.update(drops.interface)
-        let total = buffer.total &+ interface.total
-        defer { reported = total }
-        return total &- reported
+    mutating func update(from capture: PacketCapture) -> (received: UInt64, dropped: UInt64) {
+        guard let statistics = capture.kernelStatistics else { return (0, 0) }
+        received.update(statistics.received)
+        buffer.update(statistics.buffer)
+        interface.update(statistics.interface)
+        let drops = buffer.total &+ interface.total
+        defer { (reportedReceived, reportedDrops) = (received.total, drops) }
+        return (received.total &- reportedReceived, drops &- reportedDrops)
     }
 }

@@ -35,7 +35,7 @@ struct DecapsulationLoop {
                 pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
             }
         }
-        var kernelDrops = KernelDropTracker()
+        var kernelCounts = KernelCaptureCounts()
         var lastHousekeeping = -Double.infinity
 
         while !stop.isStopped {
@@ -47,7 +47,9 @@ struct DecapsulationLoop {
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
-                snapshot.counters.drops.count(.captureDrop, times: kernelDrops.newDrops(of: capture))
+                let counts = kernelCounts.update(from: capture)
+                snapshot.counters.drops.count(.captureDrop, times: counts.dropped)
+                snapshot.counters.capture.kernelReceived.add(counts.received)
                 path.expire(now: now)
                 // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
                 path.localAddresses = Set(SystemProbe.localAddresses())

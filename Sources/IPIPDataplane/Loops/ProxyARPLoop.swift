@@ -51,12 +51,12 @@ struct ProxyARPLoop {
                 break
             }
         }
-        var kernelDrops = KernelDropTracker()
+        var kernelCounts = KernelCaptureCounts()
         var lastHousekeeping = monotonicSeconds()
         while !stop.isStopped {
             if monotonicSeconds() - lastHousekeeping >= 1 {
                 lastHousekeeping = monotonicSeconds()
-                snapshot.counters.drops.count(.captureDrop, times: kernelDrops.newDrops(of: capture))
+                snapshot.counters.drops.count(.captureDrop, times: kernelCounts.update(from: capture).dropped)
             }
             if box.generation != snapshot.generation {
                 let previous = snapshot.config
