@@ -38,9 +38,12 @@ let batch: PacketBatch = {
 func checkAndEmpty(_ batch: PacketBatch) {
     for index in 0..<batch.count {
         let packet = batch.packet(at: index)
-        guard let ip = try? IPv4PacketView(validating: packet, exactLength: true) else {
+        // What goes to the TUN device starts with its virtio-net header.
+        let ipPacket = batch.goesToTUN(at: index) ? UnsafeRawBufferPointer(rebasing: packet[VirtioNetHeader.size...]) : packet
+        guard let ip = try? IPv4PacketView(validating: ipPacket, exactLength: true) else {
             preconditionFailure("queued an invalid IPv4 packet: \(batch.kind(at: index))")
         }
+        if case .decapsulated(_, _, false) = batch.kind(at: index) { precondition(ip.totalLength <= 576 || ip.destination.value >> 8 != 0xCB0071) }
         if case .encapsulated = batch.kind(at: index) {
             precondition(ip.protocolNumber == IPProtocolNumber.ipip && ip.headerLength == 20 && ip.totalLength <= 1400)
             precondition((try? IPv4PacketView(validating: ip.payload, exactLength: true)) != nil)
@@ -59,9 +62,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
     let counters = TunnelCounters(peerNames: ["b"])
     let paths = [PeerPathState()]
-    let decapsulation = DecapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths,
-                                          localAddresses: [IPv4Address(203, 0, 113, 87)])
-    let encapsulation = EncapsulationPath(config: machineA, tunnelMTU: 1380, counters: counters, paths: paths)
+    // Both delivery modes: the input's length picks one.
+    var config = machineA
+    config.tunnel.delivery = size % 2 == 0 ? .kernel : .libnet
+    let decapsulation = DecapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths,
+                                          localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 87)],
+                                                                       networks: [IPv4Prefix(IPv4Address(198, 51, 100, 37), length: 24)]))
+    var egress = RoutingTable<Int>()
+    egress.insert(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24), 576)
+    decapsulation.egressMTUs = egress
+    let encapsulation = EncapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths)
     var responder = ProxyARPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
     responder.add(IPv4Address(203, 0, 113, 87), mac: nil, now: 0)
     var clock = 1.0

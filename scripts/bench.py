@@ -148,15 +148,22 @@ def setup_direct(lab, args):
     return []
 
 
-def setup_ipipd(lab, args):
+def setup_ipipd(lab, args, delivery="kernel"):
     pids = []
     for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
         runtime = os.path.join(lab.scratch, f"run-{role}")
         os.makedirs(runtime, exist_ok=True)
-        process = lab.spawn(role, [args.ipipd, "run", "-c", os.path.join(REPO, "config", config), "--runtime-dir", runtime,
+        path = os.path.join(lab.scratch, f"{role}-{delivery}.yaml")
+        with open(os.path.join(REPO, "config", config)) as source, open(path, "w") as target:
+            target.write(source.read() + f"tunnel: {{delivery: {delivery}}}\n")
+        process = lab.spawn(role, [args.ipipd, "run", "-c", path, "--runtime-dir", runtime,
                                    "--user", "root", "--log-level", "warning"], f"ipipd-{role}.log")
         pids.append(process.pid)
     return pids
+
+
+def setup_ipipd_libnet(lab, args):
+    return setup_ipipd(lab, args, delivery="libnet")
 
 
 def setup_openvpn(lab, args):
@@ -200,7 +207,8 @@ def setup_tinc(lab, args):
 CONFIGURATIONS = {
     "direct": (setup_direct, True),
     "direct-no-offload": (setup_direct, False),
-    "ipipd": (setup_ipipd, True),
+    "ipipd": (setup_ipipd, True),                 # delivery: kernel, the default
+    "ipipd-libnet": (setup_ipipd_libnet, True),
     "openvpn": (setup_openvpn, True),
     "tinc": (setup_tinc, True),
 }
@@ -390,8 +398,8 @@ def run_once(lab, args):
         pids = setup(lab, args)
         wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
         results[name] = measure(lab, pids, args)
-        if name == "ipipd":
-            if args.soak:
+        if name.startswith("ipipd"):
+            if args.soak and name == "ipipd":
                 results[name].update(soak(lab, pids, args.soak))
             results[name]["peak_rss_kib"] = max(filter(None, (memory_kib(pid, "VmHWM") for pid in pids)), default=None)
         print(json.dumps(results[name], indent=1), flush=True)

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(libpcap-dev libnet1-dev pkg-config iproute2 iputils-ping iputils-arping tcpdump tshark
-          netcat-openbsd util-linux procps curl)
+          netcat-openbsd util-linux procps curl nftables)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

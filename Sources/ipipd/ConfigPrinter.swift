@@ -14,11 +14,17 @@ enum ConfigPrinter {
         out += "  tos: \(config.tunnel.tos)\n"
         out += "  pmtudisc: \(config.tunnel.pmtudisc ? "yes" : "no")\n"
         out += "  min-pmtu: \(config.tunnel.minimumPathMTU)\n"
+        out += "  delivery: \(config.tunnel.delivery.rawValue)\n"
+        if config.tunnel.delivery == .libnet {
+            out += "  reinjection-mark: 0x\(String(config.tunnel.reinjectionMark, radix: 16))\n"
+        }
         out += "peers:\n"
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
             out += "    routes: [\(peer.routes.map(\.description).joined(separator: ", "))]\n"
+            out += "    accept-sources: [\(peer.allowedSources.map(\.description).joined(separator: ", "))]"
+                + (peer.acceptSources == nil ? "   # the default: its routes and its endpoint" : "") + "\n"
             if config.endpointsNeedingPins.contains(peer) {
                 out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
             }

@@ -5,8 +5,10 @@ import Testing
     let counters = TunnelCounters(peerNames: ["machine-b"])
     let state = PeerPathState()
 
-    func path(local: Set<IPv4Address> = []) -> DecapsulationPath {
-        DecapsulationPath(config: MachineA.config, tunnelMTU: 1480, counters: counters, paths: [state], localAddresses: local)
+    func path(local: Set<IPv4Address> = [], delivery: GatewayConfig.Delivery = .libnet) -> DecapsulationPath {
+        var config = MachineA.config
+        config.tunnel.delivery = delivery
+        return DecapsulationPath(config: config, tunnelMTU: 1480, counters: counters, paths: [state], localNetworks: LocalNetworks(addresses: local))
     }
 
     func capture(_ path: DecapsulationPath, _ packet: [UInt8], _ sent: SentPackets, now: Double = 0) {
@@ -18,7 +20,7 @@ import Testing
         capture(path(), MachineA.outerFromB(inner), sent)
         let packets = sent.flush()
         try #require(packets.count == 1)
-        #expect(packets[0].kind == .decapsulated(peer: 0, innerLength: 200) && packets[0].destination == MachineA.hostC)
+        #expect(packets[0].kind == .decapsulated(peer: 0, innerLength: 200, viaTUN: false) && packets[0].destination == MachineA.hostC)
         try packets[0].bytes.withUnsafeBytes { bytes in
             let view = try IPv4PacketView(validating: bytes, exactLength: true)
             #expect(view.ttl == 8 && Array(view.payload) == Array(inner[20...]))

@@ -105,7 +105,9 @@ import Testing
         #expect(!may(fromNobody))
     }
 
-    @Test func errorPacketsGoToTheOriginalSourceQuotingIt() throws {
+    /// The error goes to the original's source and quotes as much of it as fits in 576 bytes (RFC 1812
+    /// §4.3.2.3, as Linux's icmp_send does): 548 bytes after its own 20 + 8.
+    @Test func errorPacketsGoToTheOriginalSourceQuotingAsMuchAsFitsIn576Bytes() throws {
         let original = inner(length: 1400, dontFragment: true)
         let error = original.withUnsafeBytes {
             ICMPErrorRules.packet(type: 3, code: 4, nextHopMTU: 1380, about: $0)
@@ -115,7 +117,8 @@ import Testing
             #expect(ip.destination == IPv4Address("203.0.113.87") && ip.source == .any)
             let icmp = try ICMPMessageView(validating: ip.payload)
             #expect(icmp.type == 3 && icmp.code == 4 && icmp.nextHopMTU == 1380)
-            #expect(Array(icmp.body) == Array(original[0..<28]))
+            #expect(Array(icmp.body) == Array(original[0..<548]))
+            #expect(bytes.count == 576)
         }
     }
 

@@ -51,6 +51,12 @@ import Testing
         #expect(YAMLLimits.check(text, file: "q.yaml").isEmpty)
     }
 
+    /// An apostrophe inside a plain scalar starts no quoted text: what follows it is still scanned.
+    @Test func anApostropheInAWordDoesNotHideWhatFollows() {
+        let text = "note: don't\n" + (0..<40).map { "k\($0): *a\n" }.joined()
+        #expect(YAMLLimits.check(text, file: "a.yaml").first?.message.contains("more than 32 aliases") == true)
+    }
+
     @Test func aHugeFileIsRefused() {
         let text = String(repeating: "#", count: YAMLLimits.maximumBytes + 1)
         #expect(ConfigLoader.load(yaml: text, file: "big.yaml").errors.first?.message.contains("16 MiB") == true)

@@ -70,15 +70,19 @@ extension Lab {
         return capture
     }
 
-    /// Packets the kernel of `role` took into IP input (/proc/net/snmp: the second "Ip:" line holds the
-    /// values; InReceives is its third field).
-    func ipInputPackets(in role: String) throws -> Int {
-        let values = try sh(in: ns(role), "grep '^Ip:' /proc/net/snmp | tail -1").split(separator: " ")
-        guard values.count > 3, let count = Int(values[3]) else {
-            throw LabError.commandFailed("read IP InReceives in \(role)", 0, values.joined(separator: " "))
+    /// One of the IP counters of `role`'s kernel (/proc/net/snmp: the first "Ip:" line names them, the
+    /// second holds their values), e.g. InReceives (packets into IP input), InDelivers (delivered to a
+    /// local protocol or raw socket), InUnknownProtos (no taker: "protocol unreachable").
+    func ipCounter(_ name: String, in role: String) throws -> Int {
+        let lines = try sh(in: ns(role), "grep '^Ip:' /proc/net/snmp").split(separator: "\n").map { $0.split(separator: " ") }
+        guard lines.count == 2, let index = lines[0].firstIndex(where: { $0 == name }), let value = Int(lines[1][index]) else {
+            throw LabError.commandFailed("read IP \(name) in \(role)", 0, "\(lines)")
         }
-        return count
+        return value
     }
+
+    /// Packets the kernel of `role` took into IP input.
+    func ipInputPackets(in role: String) throws -> Int { try ipCounter("InReceives", in: role) }
 
     /// The MAC address of an interface inside a namespace.
     func mac(_ role: String, _ interface: String) throws -> String {

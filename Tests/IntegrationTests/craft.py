@@ -91,6 +91,22 @@ elif scenario == "big-df-burst":
     send([IP(src=H1, dst=H2, flags="DF") / ICMP(id=0xB16, seq=n) / Raw(b"b" * 1422) for n in range(30)], gap=0.002)
 elif scenario == "ttl-flood":
     send([outer_to_b(IP(src=H1, dst=H2, ttl=1) / ICMP(id=0x7700, seq=n)) for n in range(30)], gap=0.002)
+elif scenario == "forged-inner":
+    # Issue 13: tunnel packets with a configured peer's outer source (A) carrying what must reach
+    # nothing behind B. Each UDP datagram goes to port 7777; the ICMP id names the case.
+    from scapy.all import IPOption_LSRR
+    cases = [
+        IP(src="127.0.0.1", dst=H2) / UDP(dport=7777) / Raw(b"martian-source-loopback"),
+        IP(src="0.0.0.0", dst=H2) / UDP(dport=7777) / Raw(b"martian-source-zero"),
+        IP(src=B, dst=H2) / UDP(dport=7777) / Raw(b"martian-source-gateway"),
+        IP(src="192.0.2.200", dst=H2) / UDP(dport=7777) / Raw(b"source-not-allowed"),
+        IP(src=H1, dst="224.0.0.1") / UDP(dport=7777) / Raw(b"martian-destination-multicast"),
+        IP(src=H1, dst="255.255.255.255") / UDP(dport=7777) / Raw(b"martian-destination-broadcast"),
+        IP(src=H1, dst="192.0.2.255") / UDP(dport=7777) / Raw(b"martian-destination-directed-broadcast"),
+        IP(src=H1, dst="127.0.0.1") / UDP(dport=7777) / Raw(b"martian-destination-loopback"),
+        IP(src=H1, dst=H2, options=[IPOption_LSRR(routers=["192.0.2.131"])]) / UDP(dport=7777) / Raw(b"source-route"),
+    ]
+    send([outer_to_b(inner) for inner in cases])
 elif scenario == "oversized-reassembly":
     # Issue 14's remote crash: a first fragment with 40 bytes of options, and 46 more ending at 65,515 —
     # fine by each fragment's own 20-byte header, 65,575 bytes with the first one's.

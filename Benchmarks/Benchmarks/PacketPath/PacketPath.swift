@@ -49,10 +49,10 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(batch.count)
         }
 
-        Benchmark("decapsulation path: captured \(length)-byte frame → inner packet delivered locally") { benchmark in
+        Benchmark("decapsulation path: captured \(length)-byte frame → inner packet for the kernel's receive path (TUN)") { benchmark in
             let counters = TunnelCounters(peerNames: ["b"])
             let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
-                                         localAddresses: [IPv4Address(203, 0, 113, 20)])
+                                         localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 20)]))
             let batch = PacketBatch()
             let frame = capturedFrame(innerLength: length)
             benchmark.startMeasurement()
@@ -65,9 +65,12 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("decapsulation path: captured 64-byte frame → inner packet forwarded (TTL decremented)") { benchmark in
+    Benchmark("decapsulation path: captured 64-byte frame → inner packet routed by ipipd (libnet delivery, TTL decremented)") { benchmark in
         let counters = TunnelCounters(peerNames: ["b"])
-        let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()], localAddresses: [])
+        var libnet = machineA
+        libnet.tunnel.delivery = .libnet
+        let path = DecapsulationPath(config: libnet, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
+                                     localNetworks: LocalNetworks())
         let batch = PacketBatch()
         let frame = capturedFrame(innerLength: 64)
         benchmark.startMeasurement()

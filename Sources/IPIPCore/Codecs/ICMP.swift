@@ -73,12 +73,14 @@ public enum ICMPBuilder {
         Array(original[0..<quoteLength(of: original)])
     }
 
-    /// How much of `original` an error message quotes: its IP header and the first 8 bytes of its data
-    /// (RFC 792), or all of it when shorter.
+    /// The most an ICMP error ipipd sends may be: RFC 1812 §4.3.2.3 (and Linux) quote as much of the
+    /// original as fits in 576 bytes with the error's own IP and ICMP headers.
+    public static let maximumErrorLength = 576
+
+    /// How much of `original` an error message quotes: as much as fits in 576 bytes (RFC 1812
+    /// §4.3.2.3), at least the IP header and 8 bytes of data (RFC 792), or all of it when shorter.
     public static func quoteLength(of original: UnsafeRawBufferPointer) -> Int {
-        guard original.count >= 20 else { return original.count }
-        let headerLength = min(Int(original[0] & 0x0F) * 4, original.count)
-        return min(original.count, headerLength + 8)
+        min(original.count, maximumErrorLength - 20 - 8)
     }
 
     static func message(type: UInt8, code: UInt8, restOfHeader: UInt32, body: [UInt8]) -> [UInt8] {

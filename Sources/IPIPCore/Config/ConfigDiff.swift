@@ -15,6 +15,8 @@ public struct ConfigDiff: Sendable, Equatable {
     public var ghostsAdded: [IPv4Address] = []
     public var ghostsRemoved: [IPv4Address] = []
     public var tunnelOptionsChanged = false
+    /// Peers whose accepted inner sources changed.
+    public var acceptSourcesChanged: [String] = []
     public var proxyARPOptionsChanged = false
 
     public init(from old: GatewayConfig, to new: GatewayConfig) {
@@ -22,6 +24,8 @@ public struct ConfigDiff: Sendable, Equatable {
         if old.tunnel.name != new.tunnel.name { needsRestart.append("tunnel.name (the TUN device)") }
         if old.tunnel.address != new.tunnel.address { needsRestart.append("tunnel.address") }
         if old.tunnel.mtu != new.tunnel.mtu { needsRestart.append("tunnel.mtu") }
+        if old.tunnel.delivery != new.tunnel.delivery { needsRestart.append("tunnel.delivery") }
+        if old.tunnel.reinjectionMark != new.tunnel.reinjectionMark { needsRestart.append("tunnel.reinjection-mark") }
         if old.metricsListen?.address != new.metricsListen?.address || old.metricsListen?.port != new.metricsListen?.port {
             needsRestart.append("metrics.listen")
         }
@@ -34,6 +38,8 @@ public struct ConfigDiff: Sendable, Equatable {
         peersAdded = new.peers.map(\.name).filter { oldPeers[$0] == nil }
         peersRemoved = old.peers.map(\.name).filter { newPeers[$0] == nil }
         endpointsChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.remote != peer.remote } ?? false }.map(\.name)
+        acceptSourcesChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.allowedSources != peer.allowedSources } ?? false }
+            .map(\.name)
 
         let oldRoutes = Dictionary(old.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
         let newRoutes = Dictionary(new.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
@@ -51,13 +57,14 @@ public struct ConfigDiff: Sendable, Equatable {
     public var isEmpty: Bool {
         needsRestart.isEmpty && peersAdded.isEmpty && peersRemoved.isEmpty && endpointsChanged.isEmpty
             && routesAdded.isEmpty && routesRemoved.isEmpty && routesMoved.isEmpty && ghostsAdded.isEmpty
-            && ghostsRemoved.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged
+            && ghostsRemoved.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged && acceptSourcesChanged.isEmpty
     }
 
     /// One line per change, for the log and `ipipd reload`.
     public var descriptions: [String] {
         peersAdded.map { "peer \($0) added" } + peersRemoved.map { "peer \($0) removed" }
             + endpointsChanged.map { "peer \($0): endpoint changed" }
+            + acceptSourcesChanged.map { "peer \($0): accepted inner sources changed" }
             + routesAdded.map { "route \($0) added" } + routesRemoved.map { "route \($0) removed" }
             + routesMoved.map { "route \($0) now leads to another peer" }
             + ghostsAdded.map { "ghost host \($0) added" } + ghostsRemoved.map { "ghost host \($0) removed" }

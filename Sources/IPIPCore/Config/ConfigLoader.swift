@@ -245,7 +245,8 @@ struct NodeReader {
 
     mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {
         var tunnel = GatewayConfig.Tunnel()
-        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu"],
+        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu",
+                                                                "delivery", "reinjection-mark"],
                              required: []) else { return tunnel }
         if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
         if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
@@ -279,6 +280,18 @@ struct NodeReader {
         if let node = f["min-pmtu"], let value = integer(node, key: "tunnel.min-pmtu", in: 68...65535, what: "path MTU floor") {
             tunnel.minimumPathMTU = value
         }
+        if let node = f["delivery"], let text = scalar(node, key: "tunnel.delivery") {
+            if let delivery = GatewayConfig.Delivery(rawValue: text) {
+                tunnel.delivery = delivery
+            } else {
+                error(node, key: "tunnel.delivery", "`\(text)` is not `kernel` (decapsulated packets received on the TUN device, "
+                      + "as Linux's ipip does) or `libnet` (reinjected through a raw socket)")
+                incomplete = true
+            }
+        }
+        if let node = f["reinjection-mark"], let value = integer(node, key: "tunnel.reinjection-mark", in: 0...Int(UInt32.max), what: "packet mark") {
+            tunnel.reinjectionMark = UInt32(value)
+        }
         return tunnel
     }
 
@@ -288,7 +301,7 @@ struct NodeReader {
         for (index, item) in items.enumerated() {
             let key = "peers[\(index)]"
             remember(item, as: key)
-            guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes"],
+            guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes", "accept-sources"],
                                  required: ["name", "remote"]) else { continue }
             let name = f["name"].flatMap { scalar($0, key: "\(key).name") }
             if let name, let nameNode = f["name"],
@@ -305,8 +318,17 @@ struct NodeReader {
                     if let prefix = prefix(routeNode, key: routeKey) { routes.append(prefix) }
                 }
             }
+            var acceptSources: [IPv4Prefix]?
+            if let sourcesNode = f["accept-sources"], let list = sequence(sourcesNode, key: "\(key).accept-sources") {
+                acceptSources = []
+                for (sourceIndex, sourceNode) in list.enumerated() {
+                    let sourceKey = "\(key).accept-sources[\(sourceIndex)]"
+                    remember(sourceNode, as: sourceKey)
+                    if let prefix = prefix(sourceNode, key: sourceKey) { acceptSources?.append(prefix) }
+                }
+            }
             if let name, let remote {
-                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes))
+                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources))
                 locations.peerIndex.append(index)
             } else {
                 incomplete = true

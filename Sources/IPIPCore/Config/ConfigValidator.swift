@@ -70,6 +70,14 @@ struct ConfigValidator {
                 report("\(key).routes", "peer `\(peer.name)` has no routes: nothing will be sent to it (packets from it are still accepted)",
                        .warning)
             }
+            if let sources = peer.acceptSources {
+                if sources.isEmpty {
+                    report("\(key).accept-sources", "no inner source is accepted from `\(peer.name)`: everything it sends is dropped", .warning)
+                } else if let index = sources.firstIndex(where: { $0.length == 0 }) {
+                    report("\(key).accept-sources[\(index)]", "0.0.0.0/0 accepts any inner source from `\(peer.name)`, as Linux's ipip does: "
+                           + "anyone who forges its address can put packets from any address on this side", .warning)
+                }
+            }
             for (routeIndex, prefix) in peer.routes.enumerated() {
                 let routeKey = "\(key).routes[\(routeIndex)]"
                 if let first = owner[prefix] {

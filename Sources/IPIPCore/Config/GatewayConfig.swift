@@ -35,6 +35,17 @@ public struct GatewayConfig: Sendable, Equatable {
         }
     }
 
+    /// How decapsulated packets reach the kernel.
+    public enum Delivery: String, Sendable, Equatable {
+        /// Written to the TUN device: the kernel receives them on it, as Linux's ipip receives them on
+        /// its tunnel device — PREROUTING, INPUT or FORWARD with `iif tunl`, conntrack, rp_filter, the
+        /// forwarding's TTL, fragmentation and ICMP.
+        case kernel
+        /// Sent through libnet's raw socket as locally generated packets (OUTPUT, marked), with ipipd
+        /// doing the router's work: martian checks, TTL, fragmentation, ICMP.
+        case libnet
+    }
+
     public struct Tunnel: Sendable, Equatable {
         public static let defaultName = "tunl"
         public var name = Tunnel.defaultName
@@ -48,6 +59,10 @@ public struct GatewayConfig: Sendable, Equatable {
         public var pmtudisc = true
         /// The lowest outer path MTU a router's report may set (Linux's net.ipv4.route.min_pmtu).
         public var minimumPathMTU = PeerPathState.defaultMinimumPathMTU
+        public var delivery = Delivery.kernel
+        /// SO_MARK on what the libnet delivery reinjects, for nftables (`meta mark 0x4950`); 0: none.
+        public var reinjectionMark: UInt32 = Tunnel.defaultReinjectionMark
+        public static let defaultReinjectionMark: UInt32 = 0x4950   // "IP"
         public init() {}
     }
 
@@ -57,10 +72,20 @@ public struct GatewayConfig: Sendable, Equatable {
         public var remote: IPv4Address
         /// Inner prefixes routed into the tunnel towards this peer.
         public var routes: [IPv4Prefix]
-        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix]) {
+        /// The inner source addresses accepted from this peer, as set in the file (nil: the default).
+        public var acceptSources: [IPv4Prefix]?
+        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix], acceptSources: [IPv4Prefix]? = nil) {
             self.name = name
             self.remote = remote
             self.routes = routes
+            self.acceptSources = acceptSources
+        }
+
+        /// The inner sources a packet from this peer may have (WireGuard's AllowedIPs, for the receiving
+        /// side): `accept-sources`, or by default the peer's routes — what lies behind it — and its
+        /// endpoint, from which its gateway sends its own ICMP errors.
+        public var allowedSources: [IPv4Prefix] {
+            acceptSources ?? routes + [IPv4Prefix(remote, length: 32)]
         }
     }
 

@@ -97,7 +97,7 @@ public enum YAMLLimits {
                 switch byte {
                 case UInt8(ascii: "#") where atTokenStart:
                     return   // a comment to the end of the line
-                case UInt8(ascii: "'"), UInt8(ascii: "\"") where atTokenStart || previous == UInt8(ascii: ":"):
+                case UInt8(ascii: "'") where atTokenStart, UInt8(ascii: "\"") where atTokenStart:
                     quote = byte
                 case UInt8(ascii: "["), UInt8(ascii: "{"):
                     flowDepth += 1

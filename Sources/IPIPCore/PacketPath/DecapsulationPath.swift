@@ -17,8 +17,8 @@ public final class DecapsulationPath {
     public var report: (PacketPathEvent) -> Void = { _ in }
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
-                localAddresses: Set<IPv4Address>) {
-        decapsulator = Decapsulator(config: config, localAddresses: localAddresses)
+                localNetworks: LocalNetworks) {
+        decapsulator = Decapsulator(config: config, localNetworks: localNetworks)
         minimumPathMTU = config.tunnel.minimumPathMTU
         self.tunnelMTU = tunnelMTU
         self.counters = counters
@@ -27,17 +27,22 @@ public final class DecapsulationPath {
 
     /// Takes a reloaded config; reassembly state and rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
-        decapsulator = Decapsulator(config: config, localAddresses: decapsulator.localAddresses)
+        decapsulator = Decapsulator(config: config, localNetworks: decapsulator.localNetworks)
         minimumPathMTU = config.tunnel.minimumPathMTU
         self.counters = counters
         self.paths = paths
     }
 
-    /// This machine's addresses: inner packets to them are delivered, not forwarded.
-    public var localAddresses: Set<IPv4Address> {
-        get { decapsulator.localAddresses }
-        set { decapsulator.localAddresses = newValue }
+    /// This machine's addresses and subnets: inner packets to them take the TUN device, and none may
+    /// claim to come from them.
+    public var localNetworks: LocalNetworks {
+        get { decapsulator.localNetworks }
+        set { decapsulator.localNetworks = newValue }
     }
+
+    /// The MTU of the interface each destination is routed to (libnet delivery), from the route
+    /// watcher: larger inner packets are fragmented, or answered with "fragmentation needed".
+    public var egressMTUs = RoutingTable<Int>()
 
     /// Once a second or so: drops reassembly state that timed out.
     public func expire(now: Double) {
@@ -75,9 +80,13 @@ public final class DecapsulationPath {
         while true {
             let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
             switch decapsulator.decapsulate(packet) {
-            case let .deliver(peer, inner, _):
-                let destination = UnsafeRawBufferPointer(rebasing: packet[inner]).ipv4Destination
-                batch.append(inner, destination: destination, kind: .decapsulated(peer: peer, innerLength: inner.count))
+            case let .deliver(peer, inner, .tun):
+                // The TUN device takes a virtio-net header before each packet: zeros, no offload asked.
+                let start = inner.lowerBound - VirtioNetHeader.size
+                UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound]).initializeMemory(as: UInt8.self, repeating: 0)
+                batch.append(start..<inner.upperBound, destination: .any, kind: .decapsulated(peer: peer, innerLength: inner.count, viaTUN: true))
+            case let .deliver(peer, inner, .routed):
+                route(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), at: inner, from: peer, in: batch, now: now)
             case .reassemble(let peer):
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
                 let result = reassembler.add(fragment, now: now)
@@ -110,6 +119,38 @@ public final class DecapsulationPath {
                 counters.dropCaptured(reason, peer: peer)
             }
             return
+        }
+    }
+
+    /// An inner packet ipipd routes itself (libnet delivery), at `batch.nextSlot[range]`: sent as it is
+    /// when it fits the interface its destination is routed to; otherwise, as a router would, cut into
+    /// fragments (DF clear) or answered with "fragmentation needed" and that interface's MTU (DF set).
+    private func route(_ inner: UnsafeMutableRawBufferPointer, at range: Range<Int>, from peer: Int, in batch: PacketBatch, now: Double) {
+        let packet = UnsafeRawBufferPointer(inner)
+        let destination = packet.ipv4Destination
+        let mtu = egressMTUs.lookup(destination) ?? PacketSlot.maximumPacketLength
+        if packet.count <= mtu {
+            batch.append(range, destination: destination, kind: .decapsulated(peer: peer, innerLength: packet.count, viaTUN: false))
+            return
+        }
+        guard let view = try? IPv4PacketView(validating: packet, exactLength: true) else { return }
+        if view.dontFragment {
+            counters.dropCaptured(.tooBig, peer: peer)
+            icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
+                        about: packet, peer: peer, counters: counters, into: batch, now: now)
+            return
+        }
+        let pieces = IPv4Fragmenter.fragments(of: view, mtu: mtu)   // copies: the slot is reused below
+        guard !pieces.isEmpty else {
+            counters.dropCaptured(.tooBig, peer: peer)
+            return
+        }
+        counters.peers[peer].fragmented.add()
+        for (index, piece) in pieces.enumerated() {
+            piece.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
+            batch.append(0..<piece.count, destination: destination,
+                         kind: index == 0 ? .decapsulated(peer: peer, innerLength: piece.count, viaTUN: false)
+                                          : .decapsulatedPiece(peer: peer, innerLength: piece.count))
         }
     }
 

@@ -1,13 +1,45 @@
+/// This machine's IPv4 addresses, and the broadcast addresses of its subnets: what an inner packet may
+/// not claim to come from, or be sent to, when it arrives through the tunnel.
+public struct LocalNetworks: Sendable, Equatable {
+    public var addresses: Set<IPv4Address>
+    /// Directed broadcasts (and the all-zeros host of each subnet, which old stacks took for one).
+    public var broadcasts: Set<IPv4Address>
+
+    /// `networks`: each local address with its prefix length, as the interfaces have them.
+    public init(addresses: Set<IPv4Address> = [], networks: [IPv4Prefix] = []) {
+        self.addresses = addresses.union(networks.map(\.address))
+        broadcasts = Set(networks.filter { $0.length <= 30 }.flatMap { network in
+            [IPv4Address(network.address.value | ~network.mask), IPv4Address(network.address.value & network.mask)]
+        })
+    }
+}
+
 /// Checks and unwraps captured tunnel packets. Pure: it decides and edits the inner header in place;
-/// the dataplane reinjects the bytes it points at.
+/// the dataplane delivers the bytes it points at.
+///
+/// Every packet a peer sends is hostile until checked: its inner source must lie in the peer's
+/// `accept-sources` (what WireGuard's AllowedIPs do and Linux's ipip cannot), and neither its source nor
+/// its destination may be a martian — 0/8, 127/8, multicast, class E, the limited or a directed
+/// broadcast, or (as source) one of this machine's addresses — nor may it carry a source route. Then it
+/// goes by the delivery mode: to the kernel's receive path on the TUN device, or (libnet) routed by ipipd
+/// as a router would, its TTL decremented — except packets for this machine, which take the TUN device in
+/// both modes, so that nothing from the tunnel is ever delivered through `lo`.
 public struct Decapsulator: Sendable {
+    /// How a delivered inner packet leaves.
+    public enum Route: Equatable, Sendable {
+        /// Written to the TUN device: the kernel receives it on `tunl`.
+        case tun
+        /// Sent through the raw socket, routed by the kernel as locally generated (libnet delivery).
+        case routed
+    }
+
     public enum Verdict: Equatable, Sendable {
-        /// Reinject `buffer[inner]` (already edited: TTL, ECN) as received from `peer`.
-        case deliver(peer: Int, inner: Range<Int>, local: Bool)
+        /// Deliver `buffer[inner]` (already edited: ECN, and the TTL when routed) as received from `peer`.
+        case deliver(peer: Int, inner: Range<Int>, route: Route)
         /// A fragment of an outer packet from `peer`: reassemble it first.
         case reassemble(peer: Int)
-        /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1: dropped, and its sender
-        /// should get ICMP time exceeded.
+        /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1 (libnet delivery): dropped,
+        /// and its sender should get ICMP time exceeded.
         case timeExceeded(peer: Int, inner: Range<Int>)
         /// An ICMP error from a router, about one of our outer packets or not.
         case aboutOuter(OuterICMP)
@@ -15,18 +47,37 @@ public struct Decapsulator: Sendable {
     }
 
     public let local: IPv4Address
+    public let delivery: GatewayConfig.Delivery
     /// With `ttl: inherit`, "time exceeded" about an outer packet is the inner sender's own business.
     public let ttlInherited: Bool
     public var peerByEndpoint: [IPv4Address: Int]
-    /// Addresses of this machine: inner packets to them are delivered, not forwarded (no TTL change).
-    public var localAddresses: Set<IPv4Address>
+    /// Each peer's accepted inner sources, by peer index.
+    public let acceptSources: [RoutingTable<Bool>]
+    public var localNetworks: LocalNetworks
 
-    public init(config: GatewayConfig, localAddresses: Set<IPv4Address>) {
+    public init(config: GatewayConfig, localNetworks: LocalNetworks) {
         local = config.uplink.address
+        delivery = config.tunnel.delivery
         ttlInherited = config.tunnel.ttl == .inherit
         peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
                                     uniquingKeysWith: { first, _ in first })
-        self.localAddresses = localAddresses
+        acceptSources = config.peers.map { peer in
+            var table = RoutingTable<Bool>()
+            for prefix in peer.allowedSources { table.insert(prefix, true) }
+            return table
+        }
+        self.localNetworks = localNetworks
+    }
+
+    public init(config: GatewayConfig, localAddresses: Set<IPv4Address>) {
+        self.init(config: config, localNetworks: LocalNetworks(addresses: localAddresses))
+    }
+
+    /// 0/8, 127/8, multicast and class E (255.255.255.255 included): never a packet's source.
+    @inline(__always)
+    static func isMartian(_ address: IPv4Address) -> Bool {
+        let first = address.value >> 24
+        return first == 0 || first == 127 || first >= 224
     }
 
     /// `packet` starts at the outer IPv4 header and ends where the capture ended.
@@ -56,18 +107,58 @@ public struct Decapsulator: Sendable {
             return .drop(.malformedInner, peer: peer)
         }
 
+        let source = inner.source, destination = inner.destination
+        if Self.isMartian(source) || localNetworks.addresses.contains(source) || localNetworks.broadcasts.contains(source) {
+            return .drop(.martianSource, peer: peer)
+        }
+        if Self.isMartian(destination) || localNetworks.broadcasts.contains(destination) {
+            return .drop(.martianDestination, peer: peer)
+        }
+        guard acceptSources[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
+        if inner.headerLength > IPv4PacketView.minimumHeaderLength {
+            switch IPv4Options.sourceRoute(in: inner) {
+            case .none: break
+            case .sourceRoute: return .drop(.sourceRoute, peer: peer)
+            case .malformed: return .drop(.malformedInner, peer: peer)
+            }
+        }
+
         switch ECNDecapsulation.decide(outer: outer.ecn, inner: inner.ecn) {
         case .pass: break
         case .drop: return .drop(.ecnNotECT, peer: peer)
         case .setCE: IPv4HeaderEditor.setTOS(innerBytes, to: inner.tos | ECN.ce.rawValue)
         }
 
-        let isLocal = localAddresses.contains(inner.destination)
-        if !isLocal {
-            // We are forwarding it: a router decrements the TTL and never forwards one that expires.
-            guard inner.ttl > 1 else { return .timeExceeded(peer: peer, inner: innerStart..<innerEnd) }
-            IPv4HeaderEditor.decrementTTL(innerBytes)
+        // This machine's own addresses: the kernel's receive path on the TUN device, in both modes.
+        if delivery == .kernel || localNetworks.addresses.contains(destination) {
+            return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .tun)
         }
-        return .deliver(peer: peer, inner: innerStart..<innerEnd, local: isLocal)
+        // Routed by ipipd: a router decrements the TTL and never forwards one that expires.
+        guard inner.ttl > 1 else { return .timeExceeded(peer: peer, inner: innerStart..<innerEnd) }
+        IPv4HeaderEditor.decrementTTL(innerBytes)
+        return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .routed)
+    }
+}
+
+/// What IPv4 options a router must look at before forwarding.
+public enum IPv4Options {
+    public enum SourceRouting: Equatable, Sendable { case none, sourceRoute, malformed }
+
+    /// Whether the header carries a loose or strict source route (options 131 and 137), which a router
+    /// drops by default (Linux's accept_source_route = 0): it would let the sender pick the path back.
+    public static func sourceRoute(in packet: IPv4PacketView) -> SourceRouting {
+        let header = packet.bytes
+        var index = IPv4PacketView.minimumHeaderLength
+        while index < packet.headerLength {
+            let type = header[index]
+            if type == 0 { return .none }                 // end of options
+            if type == 1 { index += 1; continue }         // no-operation
+            guard index + 1 < packet.headerLength else { return .malformed }
+            let length = Int(header[index + 1])
+            guard length >= 2, index + length <= packet.headerLength else { return .malformed }
+            if type == 0x83 || type == 0x89 { return .sourceRoute }
+            index += length
+        }
+        return .none
     }
 }

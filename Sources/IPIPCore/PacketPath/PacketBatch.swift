@@ -9,8 +9,12 @@ public final class PacketBatch {
     public enum Kind: Equatable, Sendable {
         /// An outer packet carrying `innerLength` bytes to `peer`.
         case encapsulated(peer: Int, innerLength: Int)
-        /// An inner packet unwrapped from `peer`'s outer packet, to be delivered.
-        case decapsulated(peer: Int, innerLength: Int)
+        /// An inner packet unwrapped from `peer`'s outer packet, to be delivered: written to the TUN
+        /// device (with its virtio-net header in front), or sent through the raw socket.
+        case decapsulated(peer: Int, innerLength: Int, viaTUN: Bool)
+        /// A later piece of a decapsulated packet ipipd cut to fit the interface it leaves by (sent
+        /// through the raw socket; the first piece is the `decapsulated` one).
+        case decapsulatedPiece(peer: Int, innerLength: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
         case icmpError(peer: Int)
     }
@@ -79,6 +83,12 @@ public final class PacketBatch {
     public func destination(at index: Int) -> IPv4Address {
         precondition(index < count)
         return IPv4Address(UInt32(bigEndian: destinations[index]))
+    }
+
+    /// Whether the packet goes to the TUN device rather than the raw socket.
+    public func goesToTUN(at index: Int) -> Bool {
+        if case .decapsulated(_, _, true) = kind(at: index) { return true }
+        return false
     }
 
     public func kind(at index: Int) -> Kind {

@@ -14,8 +14,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// A raw IPPROTO_IPIP socket that receives nothing, so the kernel stops answering protocol 4 with
     /// ICMP "protocol unreachable".
     case claimProtocol4
-    /// The raw IPv4 sockets (libnet) that send outer packets to the peers and reinject decapsulated ones.
-    case openRawSockets
+    /// The raw IPv4 sockets (libnet) that send outer packets to the peers, and ICMP errors and (libnet
+    /// delivery) decapsulated packets, marked with `reinjectionMark`.
+    case openRawSockets(reinjectionMark: UInt32?)
     case capture(interface: String, filter: String)
     /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
     /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
@@ -45,8 +46,10 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "ip route add \(prefix) dev \(interface)    # to peer \(peer)"
         case .claimProtocol4:
             "open a raw IPPROTO_IPIP socket that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
-        case .openRawSockets:
-            "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets and reinject decapsulated ones"
+        case .openRawSockets(let mark):
+            "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets"
+                + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: libnet)" }
+                   ?? " and ICMP errors (decapsulated packets go to the TUN device: delivery: kernel)")
         case let .capture(interface, filter):
             "capture on \(interface), inbound only, filter: \(filter)"
         case let .consumeAfterCapture(interface, local):
@@ -144,7 +147,15 @@ public struct KernelPlan: Sendable, Equatable {
         }
 
         changes.append(.claimProtocol4)
-        changes.append(.openRawSockets)
+        changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .libnet ? tunnel.reinjectionMark : nil))
+        for peer in config.peers {
+            notes.append("peer \(peer.name): inner packets accepted only from "
+                         + peer.allowedSources.map(\.description).joined(separator: ", ")
+                         + (peer.acceptSources == nil ? " (its routes and endpoint: the default of accept-sources)" : " (accept-sources)"))
+        }
+        notes.append(tunnel.delivery == .kernel
+            ? "delivery: kernel — decapsulated packets are received by the kernel on \(tunnel.name): firewall them in INPUT and FORWARD with iifname \"\(tunnel.name)\""
+            : "delivery: libnet — decapsulated packets are sent as locally generated (OUTPUT, meta mark 0x\(String(tunnel.reinjectionMark, radix: 16))), those for this machine go to \(tunnel.name) (INPUT, iifname \"\(tunnel.name)\")")
         changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address)))
         changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
 

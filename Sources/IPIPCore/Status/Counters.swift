@@ -23,6 +23,10 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case fragmentDuplicate = "fragment-duplicate" // captured: an exact copy of a fragment already held
     case icmpIgnored = "icmp-ignored"         // captured: ICMP not about one of our outer packets, or of a kind ignored
     case icmpUnverified = "icmp-unverified"   // captured: ICMP about a peer quoting an outer packet we did not send lately
+    case sourceNotAllowed = "source-not-allowed" // captured: inner source outside the peer's accept-sources
+    case martianSource = "martian-source"     // captured: inner source 0/8, 127/8, multicast, class E, broadcast or ours
+    case martianDestination = "martian-destination" // captured: inner destination 0/8, 127/8, multicast, class E or a broadcast
+    case sourceRoute = "source-route"         // captured: inner packet with a loose or strict source route
 }
 
 extension DropReason {
@@ -50,6 +54,10 @@ extension DropReason {
         case .fragmentDuplicate: 17
         case .icmpIgnored: 18
         case .icmpUnverified: 19
+        case .sourceNotAllowed: 20
+        case .martianSource: 21
+        case .martianDestination: 22
+        case .sourceRoute: 23
         }
     }
 }

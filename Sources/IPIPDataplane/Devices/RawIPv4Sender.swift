@@ -10,7 +10,8 @@ import CLibnet
 public final class RawIPv4Sender: @unchecked Sendable {
     private let context: UnsafeMutablePointer<libnet_t>
 
-    public init() throws(SystemError) {
+    /// `mark`: SO_MARK on every packet sent (0: none), for a firewall to recognise them.
+    public init(mark: UInt32 = 0) throws(SystemError) {
         var errorBuffer = [CChar](repeating: 0, count: Int(LIBNET_ERRBUF_SIZE))
         guard let context = libnet_init(LIBNET_RAW4, nil, &errorBuffer) else {
             throw SystemError("open a raw IPv4 socket (libnet)", detail: Self.message(errorBuffer))
@@ -23,6 +24,12 @@ public final class RawIPv4Sender: @unchecked Sendable {
         var probe = Int32(IP_PMTUDISC_PROBE)
         if setsockopt(libnet_getfd(context), Int32(IPPROTO_IP), IP_MTU_DISCOVER, &probe, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             let error = SystemError.fromErrno("set IP_MTU_DISCOVER to IP_PMTUDISC_PROBE on the raw socket")
+            libnet_destroy(context)
+            throw error
+        }
+        var value = mark
+        if mark != 0 && setsockopt(libnet_getfd(context), SOL_SOCKET, SO_MARK, &value, socklen_t(MemoryLayout<UInt32>.size)) != 0 {
+            let error = SystemError.fromErrno("set SO_MARK \(mark) on the raw socket")
             libnet_destroy(context)
             throw error
         }

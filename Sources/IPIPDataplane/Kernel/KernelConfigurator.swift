@@ -102,9 +102,9 @@ public final class KernelConfigurator: @unchecked Sendable {
             // Routes through the TUN disappear with the device; nothing to undo separately.
         case .claimProtocol4:
             protocolClaim = try ProtocolClaim()
-        case .openRawSockets:
+        case .openRawSockets(let mark):
             encapsulationSender = try RawIPv4Sender()
-            reinjectionSender = try RawIPv4Sender()
+            reinjectionSender = try RawIPv4Sender(mark: mark ?? 0)
         case let .capture(interface, filter):
             // The snapshot length covers the largest frame: the uplink MTU, Ethernet and two VLAN tags.
             let mtu = SystemProbe.interfaceMTU(interface) ?? KernelPlan.fallbackUplinkMTU

@@ -45,7 +45,12 @@ public enum SystemProbe {
 
     /// Every interface's IPv4 addresses (getifaddrs; interfaces without one map to none).
     static func interfaceAddresses() -> [String: [IPv4Address]] {
-        var result: [String: [IPv4Address]] = [:]
+        interfaceNetworks().mapValues { $0.map(\.address) }
+    }
+
+    /// Every interface's IPv4 addresses with their prefix lengths.
+    static func interfaceNetworks() -> [String: [IPv4Prefix]] {
+        var result: [String: [IPv4Prefix]] = [:]
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { return result }
         defer { freeifaddrs(list) }
@@ -55,17 +60,20 @@ public enum SystemProbe {
             let name = String(cString: entry.pointee.ifa_name)
             if result[name] == nil { result[name] = [] }
             if let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) {
-                let value = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
-                result[name, default: []].append(IPv4Address(value))
+                func value(_ pointer: UnsafeMutablePointer<sockaddr>) -> UInt32 {
+                    pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                }
+                let length = entry.pointee.ifa_netmask.map { value($0).nonzeroBitCount } ?? 32
+                result[name, default: []].append(IPv4Prefix(IPv4Address(value(address)), length: length))
             }
         }
         return result
     }
 
-    /// Every IPv4 address configured on this machine (in this network namespace). Cheap enough for the
-    /// capture thread's once-a-second refresh: no per-interface ioctls.
-    public static func localAddresses() -> [IPv4Address] {
-        interfaceAddresses().values.flatMap { $0 }
+    /// Every IPv4 address configured on this machine (in this network namespace), with its subnet.
+    /// Cheap enough for the capture thread's once-a-second refresh: no per-interface ioctls.
+    public static func localNetworks() -> LocalNetworks {
+        LocalNetworks(networks: interfaceNetworks().values.flatMap { $0 })
     }
 
     /// The facts `KernelPlan` needs for `config`.

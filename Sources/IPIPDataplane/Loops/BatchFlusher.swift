@@ -5,18 +5,22 @@ import CIPIPShims
 import IPIPCore
 import Logging
 
-/// Sends a `PacketBatch` through a raw IPv4 socket (libnet's IPPROTO_RAW with IP_HDRINCL), 64 packets
-/// per sendmmsg(2), and counts each packet as what it is once the kernel took it; a packet the kernel
-/// refuses is counted as a drop of its peer and logged (throttled). Used by one loop's thread.
+/// Sends a `PacketBatch`: through a raw IPv4 socket (libnet's IPPROTO_RAW with IP_HDRINCL), 64 packets
+/// per sendmmsg(2), and the packets for the kernel's receive path to the TUN device, one write(2) each;
+/// counts each packet as what it is once the kernel took it. A packet the kernel refuses is counted as
+/// a drop of its peer and logged (throttled). Used by one loop's thread.
 final class BatchFlusher {
     private let fd: Int32
+    /// The TUN device, for packets delivered into the kernel's receive path (-1: none go there).
+    private let tunFD: Int32
     /// The counters of the snapshot the batch was filled from; replaced by the loop on a reload, after
     /// it flushed what the old snapshot queued.
     var counters: TunnelCounters
     private let failures: ThrottledLog
 
-    init(rawSocket fd: Int32, counters: TunnelCounters, failures: ThrottledLog) {
+    init(rawSocket fd: Int32, tun tunFD: Int32 = -1, counters: TunnelCounters, failures: ThrottledLog) {
         self.fd = fd
+        self.tunFD = tunFD
         self.counters = counters
         self.failures = failures
     }
@@ -24,8 +28,19 @@ final class BatchFlusher {
     func flush(_ batch: PacketBatch) {
         var start = 0
         while start < batch.count {
+            if batch.goesToTUN(at: start) {
+                let packet = batch.packet(at: start)
+                var written: Int
+                repeat { written = write(tunFD, packet.baseAddress, packet.count) } while written < 0 && errno == EINTR
+                if written == packet.count { countSent(batch.kind(at: start)) } else { countFailed(batch.kind(at: start), errno: errno) }
+                start += 1
+                continue
+            }
+            // The run of packets for the raw socket, up to the next one for the TUN device.
+            var end = start + 1
+            while end < batch.count && !batch.goesToTUN(at: end) { end += 1 }
             let result = CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start,
-                                              UInt32(batch.count - start))
+                                              UInt32(end - start))
             if result > 0 {
                 for index in start..<(start + Int(result)) { countSent(batch.kind(at: index)) }
                 start += Int(result)
@@ -45,10 +60,13 @@ final class BatchFlusher {
         case let .encapsulated(peer, innerLength):
             counters.peers[peer].encapsulatedPackets.add()
             counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
-        case let .decapsulated(peer, innerLength):
+        case let .decapsulated(peer, innerLength, _):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add()
+        case let .decapsulatedPiece(peer, innerLength):
+            counters.peers[peer].decapsulatedPackets.add()
+            counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
         case .icmpError(let peer):
             counters.peers[peer].icmpErrorsSent.add()
         }
@@ -60,9 +78,12 @@ final class BatchFlusher {
         case .encapsulated(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-        case .decapsulated(let p, _):
+        case .decapsulated(let p, _, _):
             peer = p
             counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+        case .decapsulatedPiece(let p, _):
+            peer = p
+            counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
         case .icmpError(let p):
             peer = p
         }

@@ -11,6 +11,9 @@ struct DecapsulationLoop {
     let health: LoopHealth
     let capture: PacketCapture
     let sender: RawIPv4Sender
+    /// Where the kernel's receive path starts: decapsulated packets are written to it.
+    let tun: TUNDevice
+    let egressMTUs: EgressMTUs
     let tunnelMTU: Int
 
     func run() {
@@ -20,9 +23,9 @@ struct DecapsulationLoop {
         var failures = context.failures(for: health)
         var snapshot = box.current
         let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
-                                     paths: snapshot.paths, localAddresses: Set(SystemProbe.localAddresses()))
+                                     paths: snapshot.paths, localNetworks: SystemProbe.localNetworks())
         let batch = PacketBatch()
-        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, counters: snapshot.counters,
+        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, tun: tun.fd, counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet"))
         batch.whenFull = flusher.flush
         let pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)
@@ -36,6 +39,7 @@ struct DecapsulationLoop {
             }
         }
         var kernelCounts = KernelCaptureCounts()
+        var egressGeneration = -1
         var lastHousekeeping = -Double.infinity
 
         while !stop.isStopped {
@@ -44,6 +48,10 @@ struct DecapsulationLoop {
                 path.reconfigure(snapshot.config, counters: snapshot.counters, paths: snapshot.paths)
                 flusher.counters = snapshot.counters
             }
+            if egressMTUs.generation != egressGeneration {
+                egressGeneration = egressMTUs.generation
+                path.egressMTUs = egressMTUs.current
+            }
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
@@ -51,8 +59,8 @@ struct DecapsulationLoop {
                 snapshot.counters.drops.count(.captureDrop, times: counts.dropped)
                 snapshot.counters.capture.kernelReceived.add(counts.received)
                 path.expire(now: now)
-                // Addresses come and go (DHCP, admins); inner packets to local ones are delivered, not forwarded.
-                path.localAddresses = Set(SystemProbe.localAddresses())
+                // Addresses come and go (DHCP, admins): no inner packet may claim to come from one.
+                path.localNetworks = SystemProbe.localNetworks()
                 // A capture bound to an interface that went away receives nothing, silently, forever.
                 if !capture.isStillBound {
                     guard failures.failed(SystemError("capture on \(capture.interface)", errno: ENODEV,

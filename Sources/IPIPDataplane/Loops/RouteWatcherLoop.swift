@@ -6,23 +6,45 @@ import Logging
 
 /// The route watcher's thread (RFC 2003 §4, the seed's "looping tunnel"): it keeps, for every peer,
 /// whether the kernel would send outer packets to its endpoint into the tunnel itself, and sets the
-/// peer's loop guard so the encapsulator drops its traffic instead of looping. It listens for the
-/// kernel's route-change notifications and then reads the main table once (one dump, not a query per
-/// peer), a few times a second at most, and every 30 s in any case; no dataplane thread does any of it.
+/// peer's loop guard so the encapsulator drops its traffic instead of looping; and it publishes the MTU
+/// of the interface each destination leaves by, for the libnet delivery. It listens for the kernel's
+/// route-change notifications and then reads the main table once (one dump, not a query per peer), a
+/// few times a second at most, and every 30 s in any case; no dataplane thread does any of it.
 struct RouteWatcherLoop {
     let context: LoopContext
     let health: LoopHealth
     let tunnel: String
+    let egressMTUs: EgressMTUs
 
-    /// The interface the main table's longest matching unicast route for each endpoint goes out of
-    /// (routes of equal length: the lowest metric). Policy routing beyond the main table is not seen.
-    static func outputInterfaces(for endpoints: [IPv4Address], routes: [Netlink.RouteInfo]) -> [Int32?] {
+    /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
+    /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
+    static func outputInterfaces(_ routes: [Netlink.RouteInfo]) -> RoutingTable<(interface: Int32?, priority: UInt32)> {
         var table = RoutingTable<(interface: Int32?, priority: UInt32)>()
         for route in routes where route.table == Netlink.mainTable && route.type == Netlink.routeTypeUnicast {
             if let existing = table.value(for: route.prefix), existing.priority <= route.priority { continue }
             table.insert(route.prefix, (route.outputInterface, route.priority))
         }
+        return table
+    }
+
+    /// The interface each endpoint's route goes out of.
+    static func outputInterfaces(for endpoints: [IPv4Address], routes: [Netlink.RouteInfo]) -> [Int32?] {
+        let table = outputInterfaces(routes)
         return endpoints.map { table.lookup($0)?.interface ?? nil }
+    }
+
+    /// Each route's prefix with the MTU of its output interface.
+    static func egressMTUs(_ routes: [Netlink.RouteInfo]) -> RoutingTable<Int> {
+        var mtus = RoutingTable<Int>()
+        var byInterface: [Int32: Int] = [:]
+        for (prefix, route) in outputInterfaces(routes).entries {
+            guard let index = route.interface else { continue }
+            if byInterface[index] == nil {
+                byInterface[index] = SystemProbe.interfaceName(index: index).flatMap(SystemProbe.interfaceMTU) ?? 0
+            }
+            if let mtu = byInterface[index], mtu > 0 { mtus.insert(prefix, mtu) }
+        }
+        return mtus
     }
 
     func run() {
@@ -55,7 +77,9 @@ struct RouteWatcherLoop {
             let endpoints = snapshot.config.peers.map(\.remote)
             let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
             do {
-                let interfaces = Self.outputInterfaces(for: endpoints, routes: try netlink.routes())
+                let routes = try netlink.routes()
+                egressMTUs.publish(Self.egressMTUs(routes))
+                let interfaces = Self.outputInterfaces(for: endpoints, routes: routes)
                 for (peer, interface) in interfaces.enumerated() {
                     let looping = tunnelIndex != nil && interface == tunnelIndex
                     snapshot.paths[peer].setLooping(looping)

@@ -94,9 +94,10 @@ public final class Gateway: @unchecked Sendable {
             try beforeThreads()
             let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
                                                   sender: encapsulationSender, tunnelMTU: tunnelMTU)
+            let egressMTUs = EgressMTUs()
             let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: capture,
-                                                  sender: reinjectionSender, tunnelMTU: tunnelMTU)
-            let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name)
+                                                  sender: reinjectionSender, tun: tun, egressMTUs: egressMTUs, tunnelMTU: tunnelMTU)
+            let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, egressMTUs: egressMTUs)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
             threads.append(try DedicatedThread(name: routes.health.name) { routes.run() })
