@@ -10,12 +10,13 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Set up the tunnel from the config and carry traffic until stopped (root).",
         discussion: """
-        Validates the config, checks this machine (as `plan` does), then applies every change in the plan \
-        all or nothing: if one fails, the ones already made are undone and ipipd exits 1. Then it carries \
-        traffic: inner packets from the TUN device are wrapped and sent to their peer; protocol-4 packets \
-        captured on the uplink are checked and unwrapped, and the inner packet is handed back to the \
-        kernel's routing (its OUTPUT path: firewall rules for tunneled traffic belong in the OUTPUT chain, \
-        not FORWARD).
+        Validates the config, checks this machine (as `plan` does), then takes every step of the plan, in \
+        the order `plan` prints them, all or nothing: if one fails, the ones already taken are undone and \
+        ipipd exits 1. Then it carries traffic: inner packets from the TUN device are wrapped and sent to \
+        their peer; protocol-4 packets captured on the uplink are checked (the peer, its accept-sources, \
+        martian addresses, source routes) and unwrapped, and the inner packet is written to the TUN device, \
+        where the kernel receives it as Linux's ipip would (firewall it in INPUT and FORWARD with \
+        iifname "tunl") — or, with `tunnel.delivery: libnet`, reinjected through a raw socket, marked.
 
         SIGHUP (or `ipipd reload`): read the file again and apply it as a diff — peers, prefixes, routes and \
         ghost hosts added or removed — without recreating the TUN device or restarting a capture. An \
@@ -23,10 +24,13 @@ struct Run: ParsableCommand {
 
         SIGTERM or SIGINT: stop within a second and undo every change (TUN device, routes, pinned host \
         routes, sysctls). After a SIGKILL, the next start finds the leftovers through its state file and \
-        cleans them up. The log goes to standard error, one line per event with key=value metadata.
+        cleans them up. When a dataplane loop cannot read its device for --loop-failure-timeout seconds, \
+        ipipd undoes its changes and exits 1, for systemd to restart it. The log goes to standard error, \
+        one line per event with key=value metadata.
 
         Start it as root: once the TUN device, captures and raw sockets are open it switches to --user, \
-        keeping CAP_NET_ADMIN and CAP_NET_RAW. Under systemd (Type=notify-reload) it reports READY, \
+        keeping CAP_NET_ADMIN and CAP_NET_RAW in the main and control threads only; the threads that parse \
+        packets hold no capability. Under systemd (Type=notify-reload) it reports READY, \
         RELOADING and STOPPING on $NOTIFY_SOCKET. `ipipd status` reads its counters.
         """
     )

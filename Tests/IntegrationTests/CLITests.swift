@@ -8,6 +8,10 @@ import Testing
         let result = lab.run("\(Lab.ipipd) check -c \(Lab.repository.path)/config/machine-b.yaml")
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("ghost-hosts:"))
+        // `check` spells out the rule for inner sources, and the delivery mode.
+        #expect(result.output.contains("accept-sources: [203.0.113.87/32, 198.51.100.37/32]   # the default: its routes and its endpoint"),
+                "\(result.output)")
+        #expect(result.output.contains("delivery: kernel"))
     }
 
     @Test func checkListsEveryMistakeWithItsLine() {
@@ -57,7 +61,9 @@ import Testing
                          "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0",
                          "ip route add 203.0.113.0/24 dev tunl",
                          "sysctl -w net.ipv4.ip_forward=1",
-                         "filter: (dst host 198.51.100.37 and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11))))"] {
+                         "filter: (dst host 198.51.100.37 and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11))))",
+                         "peer machine-b: inner packets accepted only from 203.0.113.0/24, 203.0.113.86/32",
+                         "delivery: kernel — decapsulated packets are received by the kernel on tunl"] {
             #expect(result.output.contains(expected), "missing: \(expected)\n\(result.output)")
         }
         // Nothing was changed.

@@ -128,4 +128,31 @@ struct ReceivePathTests {
         try lab.transfer(from: "h1", to: "h2", address: "192.0.2.130", megabytes: 4)
         try lab.transfer(from: "h2", to: "h1", address: "192.0.2.10", megabytes: 4)
     }
+
+    /// With kernel delivery the kernel's reverse-path filter applies on tunl, as with Linux's ipip: an
+    /// inner source that B routes out of eth0 is refused by strict rp_filter (here accept-sources lets
+    /// anything through, to show the kernel's own check); the libnet delivery is locally generated and
+    /// skips it — its accept-sources are the check that counts.
+    @Test(arguments: ["kernel", "libnet"])
+    func reversePathFilteringAppliesWithKernelDelivery(delivery: String) throws {
+        let lab = Lab("rpf")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let anySource = "peers:\n  - name: site-a\n    remote: 198.51.100.37\n    routes: [192.0.2.0/25]\n    accept-sources: [0.0.0.0/0]\n"
+        let siteB = lab.scratch.appendingPathComponent("b.yaml").path
+        try ("uplink: {interface: eth0, address: 203.0.113.86}\ntunnel: {delivery: \(delivery)}\n" + anySource)
+            .write(toFile: siteB, atomically: true, encoding: .utf8)
+        try lab.sh(in: lab.ns("b"), "sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1")
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("b"), "sysctl -qw net.ipv4.conf.tunl.rp_filter=1")
+        let atH2 = try lab.watch(in: "h2", "eth0", "udp port 7777", logName: "h2")
+        // Inner source 203.0.113.99 lies on B's eth0 network, not behind tunl.
+        try lab.sh(in: lab.ns("r"), """
+            python3 -c "from scapy.all import *; sendp(Ether(dst='\(try lab.mac("b", "eth0"))')/IP(src='198.51.100.37', dst='203.0.113.86')/IP(src='203.0.113.99', dst='192.0.2.130')/UDP(dport=7777)/Raw(b'rpf'), iface='eth1', count=3, verbose=0)"
+            """)
+        _ = try lab.waitForStatus("b", config: siteB) { try $0.peer("site-a").decapsulated.packets >= 3 }
+        atH2.settle()
+        let arrived = atH2.output.contains("203.0.113.99")
+        #expect(arrived == (delivery == "libnet"), "rp_filter on tunl with \(delivery) delivery:\n\(atH2.output)")
+    }
 }
