@@ -44,6 +44,15 @@ func checkAndEmpty(_ batch: PacketBatch) {
             preconditionFailure("queued an invalid IPv4 packet: \(batch.kind(at: index))")
         }
         if case .decapsulated(_, _, false) = batch.kind(at: index) { precondition(ip.totalLength <= 576 || ip.destination.value >> 8 != 0xCB0071) }
+        if case let .coalesced(_, _, segments) = batch.kind(at: index) {
+            // A super-packet the kernel will cut back into exactly the segments that were joined.
+            let header = VirtioNetHeader(packet)
+            guard case .tcpIPv4(let segmentSize) = header.segmentation, header.checksum?.start == 20, header.checksum?.offset == 16,
+                  let segmenter = TCPSegmenter(superPacket: ipPacket, segmentSize: segmentSize) else {
+                preconditionFailure("a coalesced packet without its offload header: \(header)")
+            }
+            precondition(segments >= 2 && segmenter.segmentCount == segments && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4)
+        }
         if case .encapsulated = batch.kind(at: index) {
             precondition(ip.protocolNumber == IPProtocolNumber.ipip && ip.headerLength == 20 && ip.totalLength <= 1400)
             precondition((try? IPv4PacketView(validating: ip.payload, exactLength: true)) != nil)

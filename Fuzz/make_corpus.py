@@ -15,6 +15,29 @@ def event(kind, payload):
     return bytes([kind]) + struct.pack("!H", len(payload)) + payload
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def from_peer_b(inner, source, destination):
+    """`inner` (TCP/IPv4, no options) readdressed, checksums made anew, in an outer packet from peer B."""
+    ip, tcp = bytearray(inner[:20]), bytearray(inner[20:])
+    ip[12:20] = bytes(map(int, source.split("."))) + bytes(map(int, destination.split(".")))
+    ip[10:12] = b"\0\0"
+    ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+    tcp[16:18] = b"\0\0"
+    tcp[16:18] = struct.pack("!H", checksum(bytes(ip[12:20]) + struct.pack("!BBH", 0, 6, len(tcp)) + bytes(tcp)))
+    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(inner), 1, 0, 64, 4, 0,
+                        bytes([203, 0, 113, 86]), bytes([198, 51, 100, 37]))
+    outer = outer[:10] + struct.pack("!H", checksum(outer)) + outer[12:]
+    return ETHER_IPV4 + outer + bytes(ip) + bytes(tcp)
+
+
 def fragment(offset, length, more, options=0, datagram=0):
     # kind 1 (+ 5 × datagram selects one of the four shared IDs)
     return event(1 + 5 * 2 * datagram, struct.pack("!HHBB", offset // 8, length, 1 if more else 0, options) + b"f" * length)
@@ -39,7 +62,13 @@ sequences = {
     "reassembly-timeout": [fragment(8, 8, True), event(2, bytes([40])), fragment(0, 8, True)],
     "icmp-about-outer": [event(3, bytes(10) + bytes.fromhex(open(f"{FIXTURES}/ipv4-icmp-echo.hex").read().strip())),
                          event(4, bytes([0, 0, 0, 170])), event(4, bytes([0, 0, 1, 0]))],
+    # Consecutive segments of one flow: joined into one super-packet with kernel delivery (an input of
+    # even length; the time event pads it to one).
+    "tcp-segments-coalesced": [event(0, from_peer_b(bytes.fromhex(open(f"{FIXTURES}/tcp-segment-{index}.hex").read().strip()),
+                                                    "203.0.113.20", "192.0.2.10")) for index in range(3)],
 }
 for name, events in sequences.items():
+    if name == "tcp-segments-coalesced" and len(b"".join(events)) % 2:
+        events.append(event(2, b""))
     open(os.path.join(OUT, name + ".bin"), "wb").write(b"".join(events))
 print(f"wrote {len(os.listdir(OUT))} seeds to {OUT}")

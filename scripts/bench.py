@@ -7,7 +7,7 @@ Each configuration gets a fresh topology of network namespaces (documentation ad
 
 R routes only between the gateways' uplinks, so c1 <-> c2 traffic can only cross through the tunnel
 under test (or, for "direct", through routes R is given). Every load is bounded in time. Results: a
-table with ratios to direct routing and to OpenVPN from the same run, each target of issue 6 judged on
+table with ratios to direct routing and to OpenVPN from the same run, each target of issues 6 and 13 judged on
 its ratio in every run (with the median when --runs repeats the comparison), and a JSON file.
 Run through scripts/bench.sh (root).
 """
@@ -148,15 +148,18 @@ def setup_direct(lab, args):
     return []
 
 
-def setup_ipipd(lab, args, delivery="kernel"):
+def setup_ipipd(lab, args, delivery="kernel", binary=None):
+    """Both gateways; `delivery` None: the example configs as they are (for a binary that predates it)."""
     pids = []
     for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
         runtime = os.path.join(lab.scratch, f"run-{role}")
         os.makedirs(runtime, exist_ok=True)
-        path = os.path.join(lab.scratch, f"{role}-{delivery}.yaml")
-        with open(os.path.join(REPO, "config", config)) as source, open(path, "w") as target:
-            target.write(source.read() + f"tunnel: {{delivery: {delivery}}}\n")
-        process = lab.spawn(role, [args.ipipd, "run", "-c", path, "--runtime-dir", runtime,
+        path = os.path.join(REPO, "config", config)
+        if delivery:
+            path = os.path.join(lab.scratch, f"{role}-{delivery}.yaml")
+            with open(os.path.join(REPO, "config", config)) as source, open(path, "w") as target:
+                target.write(source.read() + f"tunnel: {{delivery: {delivery}}}\n")
+        process = lab.spawn(role, [binary or args.ipipd, "run", "-c", path, "--runtime-dir", runtime,
                                    "--user", "root", "--log-level", "warning"], f"ipipd-{role}.log")
         pids.append(process.pid)
     return pids
@@ -164,6 +167,10 @@ def setup_ipipd(lab, args, delivery="kernel"):
 
 def setup_ipipd_libnet(lab, args):
     return setup_ipipd(lab, args, delivery="libnet")
+
+
+def setup_baseline(lab, args):
+    return setup_ipipd(lab, args, delivery=None, binary=args.baseline)
 
 
 def setup_openvpn(lab, args):
@@ -211,6 +218,7 @@ CONFIGURATIONS = {
     "ipipd-libnet": (setup_ipipd_libnet, True),
     "openvpn": (setup_openvpn, True),
     "tinc": (setup_tinc, True),
+    "baseline": (setup_baseline, True),           # --baseline: an earlier ipipd binary, for "no slower than"
 }
 
 
@@ -339,6 +347,11 @@ TARGETS = [("TCP 1 stream >= 1.5 x the best of OpenVPN and tinc", "tcp1_mbps", (
            ("ping p50 no worse than OpenVPN", "ping_p50_ms", ("openvpn",), "<=", 1.0),
            ("ping p99 no worse than OpenVPN", "ping_p99_ms", ("openvpn",), "<=", 1.0),
            ("CPU-s per GB lower than OpenVPN", "cpu_seconds_per_gb", ("openvpn",), "<", 1.0)]
+# Issue 13: the kernel's receive path costs no throughput against raw reinjection, in this binary
+# (delivery: libnet) and in the binary given as --baseline (before delivery: kernel existed).
+TARGETS += [(f"{figure} kernel delivery >= {name}", key, (name,), ">=", 1.0)
+            for name in ("ipipd-libnet", "baseline")
+            for figure, key in (("TCP 1 stream", "tcp1_mbps"), ("UDP 64 B received", "udp64_received_pps"))]
 RSS_TARGET = ("RSS flat (within 10 %) over the soak", 10.0)
 
 
@@ -391,7 +404,7 @@ def median_results(runs):
 
 def run_once(lab, args):
     results = {}
-    for name in args.only or list(CONFIGURATIONS):
+    for name in args.only or [name for name in CONFIGURATIONS if name != "baseline" or args.baseline]:
         setup, offloads = CONFIGURATIONS[name]
         print(f"== {name}", flush=True)
         lab.up(offloads=offloads)
@@ -417,7 +430,11 @@ def main():
                              "the report then gives each target's median over the runs and how many runs met it")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs as they are "
+                                           "(configuration \"baseline\"), to compare this build against")
     args = parser.parse_args()
+    if "baseline" in (args.only or []) and not args.baseline:
+        parser.error("--only baseline needs --baseline BINARY")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 

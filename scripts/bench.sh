@@ -3,7 +3,7 @@
 # auth, user space) and tinc 1.0 (Cipher/Digest none), each on a fresh namespace topology, with ratios
 # within the run. Root; installs what it needs; not part of CI.
 #
-# Usage: scripts/bench.sh [--duration S] [--soak S] [--runs N] [--only NAME ...] [--json FILE]
+# Usage: scripts/bench.sh [--duration S] [--soak S] [--runs N] [--only NAME ...] [--json FILE] [--baseline BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }

@@ -80,6 +80,8 @@ final class MetricsEndpoint: @unchecked Sendable {
         counter("ipipd_icmp_rate_limited_total", "ICMP errors not sent because of the rate limit.", [], status.icmpRateLimited)
         counter("ipipd_tcp_segmentation_total", "Large TCP packets from the TUN device (TSO) that ipipd cut into segments.", [],
                 status.tcpPacketsSegmented)
+        counter("ipipd_tcp_coalesced_segments_total", "TCP segments from peers written to the TUN device joined into super-packets.", [],
+                status.tcpSegmentsCoalesced)
         for ghost in status.ghostHosts {
             let labels = [("ghost", ghost.address), ("interface", ghost.interface)]
             counter("ipipd_ghost_arp_replies_total", "ARP replies sent for the ghost host.", labels, ghost.replies)

@@ -67,6 +67,7 @@ enum StatusPrinter {
         let fragmented = status.peers.map(\.fragmented).reduce(0, +)
         out += "\ninner packets fragmented: \(fragmented); ICMP errors sent: \(icmp) (\(status.icmpRateLimited) suppressed by the rate limit)\n"
         out += "large TCP packets from the kernel (TSO) segmented: \(status.tcpPacketsSegmented)\n"
+        out += "TCP segments from peers joined for the kernel (GRO): \(status.tcpSegmentsCoalesced)\n"
         out += "\ndrops by reason:"
         if status.drops.isEmpty {
             out += " none\n"

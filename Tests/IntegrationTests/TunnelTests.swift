@@ -37,6 +37,8 @@ struct TunnelTests {
         // h1's TCP stream reached A's TUN device as large TSO packets, cut into segments by ipipd (the
         // transfers' SHA-256 checks above cover their content).
         #expect(statusA.tcpPacketsSegmented > 100, "\(statusA)")
+        // and h2's stream, arriving from B as segments, was joined into super-packets for A's kernel (GRO).
+        #expect(statusA.tcpSegmentsCoalesced > 1000, "\(statusA)")
 
         for (capture, file) in routerCaptures {
             _ = capture.stop(signal: SIGINT)

@@ -20,9 +20,13 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public var checksum: (start: Int, offset: Int)?
     public var segmentation: Segmentation
 
-    public init(checksum: (start: Int, offset: Int)?, segmentation: Segmentation) {
+    /// For a packet ipipd writes: the length of its IP and TCP headers (hdr_len), 0 when not segmented.
+    public var headersLength: Int
+
+    public init(checksum: (start: Int, offset: Int)?, segmentation: Segmentation, headersLength: Int = 0) {
         self.checksum = checksum
         self.segmentation = segmentation
+        self.headersLength = headersLength
     }
 
     /// Parses the header (native byte order, which is little-endian on every architecture ipipd builds for).
@@ -31,11 +35,31 @@ public struct VirtioNetHeader: Equatable, Sendable {
         let flags = bytes[0], type = bytes[1]
         func field(_ offset: Int) -> Int { Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))) }
         checksum = flags & Self.needsChecksumFlag != 0 ? (field(6), field(8)) : nil
+        headersLength = field(2)
         switch type {
         case 0: segmentation = .none
         case 1: segmentation = .tcpIPv4(segmentSize: field(4))
         default: segmentation = .unsupported(type)
         }
+    }
+
+    /// Writes the header, as the TUN device reads it before a packet written to it.
+    public func write(to bytes: UnsafeMutableRawBufferPointer) {
+        precondition(bytes.count >= Self.size)
+        func store(_ value: Int, at offset: Int) {
+            bytes.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, toByteOffset: offset, as: UInt16.self)
+        }
+        bytes[0] = checksum == nil ? 0 : Self.needsChecksumFlag
+        let segmentSize: Int
+        switch segmentation {
+        case .none: (bytes[1], segmentSize) = (0, 0)
+        case .tcpIPv4(let size): (bytes[1], segmentSize) = (1, size)
+        case .unsupported(let type): (bytes[1], segmentSize) = (type, 0)
+        }
+        store(headersLength, at: 2)
+        store(segmentSize, at: 4)
+        store(checksum?.start ?? 0, at: 6)
+        store(checksum?.offset ?? 0, at: 8)
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {

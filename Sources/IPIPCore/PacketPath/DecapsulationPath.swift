@@ -10,6 +10,8 @@ public final class DecapsulationPath {
     private var paths: [PeerPathState]
     private var reassembler = Reassembler()
     private let icmp = ICMPErrorReporter()
+    /// Joins TCP segments for the TUN device (kernel delivery) the way GRO would.
+    private var coalescer = TCPCoalescer()
     private let tunnelMTU: Int
     /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
     private var minimumPathMTU: Int
@@ -81,10 +83,13 @@ public final class DecapsulationPath {
             let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
             switch decapsulator.decapsulate(packet) {
             case let .deliver(peer, inner, .tun):
+                let innerBytes = UnsafeRawBufferPointer(rebasing: packet[inner])
+                if coalescer.join(innerBytes, peer: peer, in: batch) { return }
                 // The TUN device takes a virtio-net header before each packet: zeros, no offload asked.
                 let start = inner.lowerBound - VirtioNetHeader.size
                 UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound]).initializeMemory(as: UInt8.self, repeating: 0)
                 batch.append(start..<inner.upperBound, destination: .any, kind: .decapsulated(peer: peer, innerLength: inner.count, viaTUN: true))
+                coalescer.started(innerBytes, peer: peer, in: batch)
             case let .deliver(peer, inner, .routed):
                 route(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), at: inner, from: peer, in: batch, now: now)
             case .reassemble(let peer):

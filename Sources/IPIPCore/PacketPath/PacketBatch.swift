@@ -15,6 +15,9 @@ public final class PacketBatch {
         /// A later piece of a decapsulated packet ipipd cut to fit the interface it leaves by (sent
         /// through the raw socket; the first piece is the `decapsulated` one).
         case decapsulatedPiece(peer: Int, innerLength: Int)
+        /// `segments` consecutive TCP segments from `peer`, `innerLength` bytes as they arrived, joined
+        /// into one super-packet for the TUN device (`TCPCoalescer`): the kernel cuts it again where it must.
+        case coalesced(peer: Int, innerLength: Int, segments: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
         case icmpError(peer: Int)
     }
@@ -27,6 +30,8 @@ public final class PacketBatch {
     public let destinations: UnsafeMutablePointer<UInt32>
     private let kinds: UnsafeMutablePointer<Kind>
     public private(set) var count = 0
+    /// How many times the batch was emptied: tells a `TCPCoalescer` whether its entry is still there.
+    public private(set) var flushes = 0
 
     /// Called by `append` when the last slot was taken: must send (or drop) what is queued and call
     /// `removeAll()`. Until it is set, a full batch is emptied without sending.
@@ -87,8 +92,10 @@ public final class PacketBatch {
 
     /// Whether the packet goes to the TUN device rather than the raw socket.
     public func goesToTUN(at index: Int) -> Bool {
-        if case .decapsulated(_, _, true) = kind(at: index) { return true }
-        return false
+        switch kind(at: index) {
+        case .decapsulated(_, _, true), .coalesced: true
+        default: false
+        }
     }
 
     public func kind(at index: Int) -> Kind {
@@ -96,9 +103,19 @@ public final class PacketBatch {
         return kinds[index]
     }
 
+    /// Grows the last packet by `bytes` its builder wrote behind it, within its slot, and says what it now is.
+    public func extendLast(by bytes: Int, kind: Kind) {
+        precondition(count > 0)
+        let slotStart = storage.baseAddress!.advanced(by: (count - 1) * PacketSlot.size)
+        precondition(UnsafeRawPointer(slotStart).distance(to: starts[count - 1]!) + lengths[count - 1] + bytes <= PacketSlot.size)
+        lengths[count - 1] += bytes
+        kinds[count - 1] = kind
+    }
+
     public func removeAll() {
         kinds.deinitialize(count: count)
         count = 0
+        flushes &+= 1
     }
 }
 

@@ -169,6 +169,8 @@ public final class TunnelCounters: Sendable {
     public let icmpRateLimited: Counter
     /// TCP packets of up to 64 KiB that the kernel handed over whole (TSO) and ipipd cut into segments.
     public let tcpPacketsSegmented: Counter
+    /// TCP segments from peers that reached the TUN device joined into super-packets (kernel delivery).
+    public let tcpSegmentsCoalesced: Counter
     public let capture: CaptureCounters
 
     public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
@@ -177,6 +179,7 @@ public final class TunnelCounters: Sendable {
         drops = DropCounters()
         icmpRateLimited = Counter()
         tcpPacketsSegmented = Counter()
+        tcpSegmentsCoalesced = Counter()
         capture = CaptureCounters()
     }
 
@@ -192,6 +195,7 @@ public final class TunnelCounters: Sendable {
         drops = previous.drops
         icmpRateLimited = previous.icmpRateLimited
         tcpPacketsSegmented = previous.tcpPacketsSegmented
+        tcpSegmentsCoalesced = previous.tcpSegmentsCoalesced
         capture = previous.capture
     }
 

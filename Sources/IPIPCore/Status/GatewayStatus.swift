@@ -96,6 +96,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var icmpRateLimited: UInt64
     /// Large TCP packets from the TUN device (TSO) that ipipd segmented.
     public var tcpPacketsSegmented: UInt64
+    /// TCP segments from peers written to the TUN device joined into super-packets (GRO).
+    public var tcpSegmentsCoalesced: UInt64
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
@@ -122,6 +124,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         }
         icmpRateLimited = counters.icmpRateLimited.value
         tcpPacketsSegmented = counters.tcpPacketsSegmented.value
+        tcpSegmentsCoalesced = counters.tcpSegmentsCoalesced.value
         ghostHosts = counters.ghosts.map {
             GhostHost(address: "\($0.address)", interface: $0.interface, replies: $0.replies.value,
                       announcements: $0.announcements.value, probesIgnored: $0.probesIgnored.value,

@@ -67,6 +67,12 @@ final class BatchFlusher {
         case let .decapsulatedPiece(peer, innerLength):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
+        case let .coalesced(peer, innerLength, segments):
+            // Counted as the segments that arrived.
+            counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
+            counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
+            counters.capture.delivered.add(UInt64(segments))
+            counters.tcpSegmentsCoalesced.add(UInt64(segments))
         case .icmpError(let peer):
             counters.peers[peer].icmpErrorsSent.add()
         }
@@ -81,6 +87,9 @@ final class BatchFlusher {
         case .decapsulated(let p, _, _):
             peer = p
             counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
+        case let .coalesced(p, _, segments):
+            peer = p
+            counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer, count: segments)
         case .decapsulatedPiece(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)

@@ -1,0 +1,137 @@
+import Testing
+@testable import IPIPCore
+
+/// Kernel delivery joins a flow's consecutive TCP segments into one super-packet for the TUN device;
+/// what the kernel will cut it into must be exactly what arrived.
+@Suite struct TCPCoalescerTests {
+    let counters = TunnelCounters(peerNames: ["machine-b"])
+
+    func path() -> DecapsulationPath {
+        var config = MachineA.config
+        config.tunnel.delivery = .kernel
+        return DecapsulationPath(config: config, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
+                                 localNetworks: LocalNetworks(addresses: []))
+    }
+
+    /// `count` segments of one flow from the ghost address to host C, `segmentSize` payload bytes each
+    /// (the last `lastSize`), cut by `TCPSegmenter` so that their checksums are right; with timestamps.
+    static func segments(count: Int, segmentSize: Int = 1400, lastSize: Int? = nil, sequence: UInt32 = 0xFFFF_F000,
+                         sourcePort: UInt16 = 40000, psh: Bool = true) -> [[UInt8]] {
+        let payloadLength = segmentSize * (count - 1) + (lastSize ?? segmentSize)
+        var tcp: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), 0x13, 0x88]
+        tcp += withUnsafeBytes(of: sequence.bigEndian, Array.init) + [0, 0, 0x30, 0x39]
+        tcp += [0x80, psh ? 0x18 : 0x10, 0x01, 0xF5, 0, 0, 0, 0]   // data offset 8 words; ACK (PSH); window
+        tcp += [1, 1, 8, 10, 0, 1, 0xE2, 0x40, 0, 0, 0x30, 0x39]   // NOP NOP timestamps
+        let payload = (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let superPacket = IPv4HeaderFields(identification: 0x1000, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
+                                           source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: tcp + payload)
+        return superPacket.withUnsafeBytes { bytes in
+            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: segmentSize)!
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            return (0..<segmenter.segmentCount).map { index in
+                let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
+                return Array(buffer[0..<length])
+            }
+        }
+    }
+
+    func capture(_ path: DecapsulationPath, _ inner: [UInt8], _ sent: SentPackets) {
+        ethernetFrame(MachineA.outerFromB(inner)).withUnsafeBytes { path.process(frame: $0, wireLength: $0.count, in: sent.batch, now: 0) }
+    }
+
+    /// What the kernel makes of a packet written to the TUN device: the segments it cuts a GSO
+    /// super-packet into, or the packet itself.
+    static func segmentsTheKernelSees(_ written: [UInt8]) throws -> [[UInt8]] {
+        let header = written.withUnsafeBytes { VirtioNetHeader($0) }
+        let packet = Array(written[VirtioNetHeader.size...])
+        guard case .tcpIPv4(let segmentSize) = header.segmentation else { return [packet] }
+        #expect(header.checksum?.start == 20 && header.checksum?.offset == 16 && header.headersLength == 52)
+        return try packet.withUnsafeBytes { bytes in
+            let segmenter = try #require(TCPSegmenter(superPacket: bytes, segmentSize: segmentSize))
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            return (0..<segmenter.segmentCount).map { index in
+                let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
+                return Array(buffer[0..<length])
+            }
+        }
+    }
+
+    static func withChecksumsRight(_ segment: [UInt8]) -> [UInt8] {
+        var fixed = segment
+        segment.withUnsafeBytes { bytes in
+            _ = fixed.withUnsafeMutableBytes { TCPSegmenter(superPacket: bytes, segmentSize: 65_535)!.write(segment: 0, to: $0.baseAddress!) }
+        }
+        return fixed
+    }
+
+    @Test func aBurstOfOneFlowBecomesOneSuperPacketThatCutsBackIntoIt() throws {
+        let segments = Self.segments(count: 20, lastSize: 700)
+        let sent = SentPackets(), path = path()
+        for segment in segments { capture(path, segment, sent) }
+        let written = sent.flush()
+        try #require(written.count == 1)
+        #expect(written[0].kind == .coalesced(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 20))
+        #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
+    }
+
+    @Test func aSuperPacketStopsShortOf65000Bytes() throws {
+        let segments = Self.segments(count: 60)
+        let sent = SentPackets(), path = path()
+        for segment in segments { capture(path, segment, sent) }
+        let written = sent.flush()
+        #expect(written.count == 2 && written.allSatisfy { $0.bytes.count <= TCPCoalescer.largest + VirtioNetHeader.size })
+        #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == segments)
+    }
+
+    @Test func segmentsThatGROWouldNotJoinGoOnTheirOwn() throws {
+        let segments = Self.segments(count: 4, psh: false)
+        var corrupt = segments[1]
+        corrupt[100] ^= 0x01                          // TCP checksum no longer verifies
+        var gap = segments[3]
+        gap[27] &+= 1                                 // sequence number one past where the last one ended
+        gap = Self.withChecksumsRight(gap)
+        var syn = Self.segments(count: 1)[0]
+        syn[33] |= 0x02
+        syn = Self.withChecksumsRight(syn)
+        let otherFlow = Self.segments(count: 1, sourcePort: 40001)[0]
+        let sent = SentPackets(), path = path()
+        for inner in [segments[0], corrupt, segments[2], gap, syn, otherFlow] { capture(path, inner, sent) }
+        let written = sent.flush()
+        #expect(written.count == 6)
+        #expect(written[0].bytes == [UInt8](repeating: 0, count: 10) + segments[0])
+        #expect(written[1].bytes == [UInt8](repeating: 0, count: 10) + corrupt)   // the kernel drops it
+        #expect(written[2].kind == .decapsulated(peer: 0, innerLength: segments[2].count, viaTUN: true))
+        #expect(written.map(\.kind).allSatisfy { if case .coalesced = $0 { false } else { true } })
+        #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == [segments[0], corrupt, segments[2], gap, syn, otherFlow])
+    }
+
+    @Test func theFirstSegmentsChecksumIsCheckedBeforeItIsReplaced() throws {
+        var segments = Self.segments(count: 2, psh: false)
+        segments[0][60] ^= 0x80
+        let sent = SentPackets(), path = path()
+        for segment in segments { capture(path, segment, sent) }
+        let written = sent.flush()
+        #expect(written.count == 2 && written.map { Array($0.bytes[10...]) } == segments)
+    }
+
+    @Test func joiningStopsAtABatchBoundaryAndAtTheShortSegment() throws {
+        let sent = SentPackets(), path = path()
+        let short = Self.segments(count: 3, lastSize: 100)
+        for segment in short { capture(path, segment, sent) }
+        let more = Self.segments(count: 1, sequence: 0xFFFF_F000 &+ 2900)   // would continue, but the flow ended
+        capture(path, more[0], sent)
+        var written = sent.flush()
+        #expect(written.count == 2 && written[0].kind == .coalesced(peer: 0, innerLength: short.map(\.count).reduce(0, +), segments: 3))
+        // After a flush, a continuing segment starts a new super-packet rather than writing into a sent slot.
+        let flow = Self.segments(count: 4, psh: false)
+        capture(path, flow[0], sent)
+        capture(path, flow[1], sent)
+        written = sent.flush()
+        capture(path, flow[2], sent)
+        capture(path, flow[3], sent)
+        written += sent.flush()
+        #expect(written.map(\.kind) == [.coalesced(peer: 0, innerLength: flow[0].count * 2, segments: 2),
+                                        .coalesced(peer: 0, innerLength: flow[0].count * 2, segments: 2)])
+        #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == flow)
+    }
+}
