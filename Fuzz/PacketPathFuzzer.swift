@@ -4,7 +4,8 @@
 // is fuzzed, not just single packets:
 //
 //   each event: kind (1 byte), length (2 bytes, big-endian), then that many bytes
-//   kind % 5 == 0  a frame captured on the uplink                       → DecapsulationPath
+//   kind % 5 == 0  a frame captured on the uplink                       → DecapsulationPath (one burst
+//                  with the frames before it, up to the next other event)
 //   kind % 5 == 1  a fragment of one of four outer datagrams from peer B, sharing their IDs: offset (2),
 //                  length (2), flags (1: bit 0 more fragments), options length (1), then payload bytes
 //   kind % 5 == 2  time passes: bytes[0] seconds, and expiry runs
@@ -136,8 +137,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             frame(packet).withUnsafeBytes { decapsulation.process(frame: $0, wireLength: $0.count, in: batch, now: clock) }
             if let mtu = paths[0].currentMTU(now: clock) { precondition(mtu >= PeerPathState.defaultMinimumPathMTU - 20) }
         }
-        checkAndEmpty(batch)
+        // Captured frames stay queued like one capture burst (so that TCP segments can be joined); every
+        // other event ends the burst.
+        if kind % 5 != 0 { checkAndEmpty(batch) }
     }
+    checkAndEmpty(batch)
     // Time runs out for every datagram still being put together: nothing may stay held or charged.
     decapsulation.expire(now: clock + 31)
     precondition(decapsulation.pendingReassemblies == 0 && decapsulation.reassemblyMemoryInUse == 0,
