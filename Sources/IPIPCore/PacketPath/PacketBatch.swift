@@ -30,7 +30,8 @@ public final class PacketBatch {
     public let destinations: UnsafeMutablePointer<UInt32>
     private let kinds: UnsafeMutablePointer<Kind>
     public private(set) var count = 0
-    /// How many times the batch was emptied: tells a `TCPCoalescer` whether its entry is still there.
+    /// How many times the batch was emptied: tells a `TCPCoalescer` whether its entry is still there, and
+    /// a loop whether its burst sent anything.
     public private(set) var flushes = 0
 
     /// Called by `append` when the last slot was taken: must send (or drop) what is queued and call

@@ -68,6 +68,7 @@ struct DecapsulationLoop {
                     continue
                 }
             }
+            let flushesBefore = batch.flushes
             do {
                 guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
                 now = monotonicSeconds()
@@ -82,10 +83,9 @@ struct DecapsulationLoop {
                 guard failures.failed(error) else { return }
                 continue
             }
-            if !batch.isEmpty {
-                flusher.flush(batch)
-                yieldToWhatTheBurstWoke()
-            }
+            if !batch.isEmpty { flusher.flush(batch) }
+            // Also when the burst filled the batch and `whenFull` sent it: the usual case under load.
+            if batch.flushes != flushesBefore { yieldToWhatTheBurstWoke() }
         }
     }
 }

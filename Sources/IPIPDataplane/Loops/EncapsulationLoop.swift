@@ -36,6 +36,7 @@ struct EncapsulationLoop {
             // Drain what the TUN has queued, a burst at a time; each read lands in the batch's next
             // slot, its virtio header just before the inner packet's place.
             var drained = false
+            let flushesBefore = batch.flushes
             do {
                 for _ in 0..<PacketBatch.capacity {
                     guard let read = try tun.read(into: UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[PacketSlot.virtioHeaderOffset...])) else {
@@ -50,10 +51,9 @@ struct EncapsulationLoop {
                 guard failures.failed(error) else { return }
                 continue
             }
-            if !batch.isEmpty {
-                flusher.flush(batch)
-                yieldToWhatTheBurstWoke()
-            }
+            if !batch.isEmpty { flusher.flush(batch) }
+            // Also when the burst filled the batch and `whenFull` sent it: the usual case under load.
+            if batch.flushes != flushesBefore { yieldToWhatTheBurstWoke() }
             // The queue was empty: sleep until it is not (rather than one more read to find out).
             if drained { _ = tun.waitForPackets(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) }
         }
