@@ -7,14 +7,14 @@ let package = Package(
     name: "ipipd-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: ".."),
+        .package(name: "ipipd", path: ".."),   // named: the checkout's folder may be called anything
         .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "PacketPath",
             dependencies: [
-                .product(name: "IPIPCore", package: "main"),
+                .product(name: "IPIPCore", package: "ipipd"),
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/PacketPath",

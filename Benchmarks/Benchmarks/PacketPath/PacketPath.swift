@@ -25,6 +25,23 @@ func capturedFrame(innerLength: Int) -> [UInt8] {
                                  etherType: EtherType.ipv4, payload: outer)
 }
 
+/// Machine A's decapsulation path taking `frame` over and over, as captured (the batch is emptied
+/// without sending when full: the work up to the send).
+func decapsulate(_ frame: [UInt8], delivery: GatewayConfig.Delivery, _ benchmark: Benchmark) {
+    var config = machineA
+    config.tunnel.delivery = delivery
+    let path = DecapsulationPath(config: config, tunnelMTU: 1480, counters: TunnelCounters(peerNames: ["b"]), paths: [PeerPathState()],
+                                 localNetworks: LocalNetworks(addresses: [IPv4Address(198, 51, 100, 37)]))
+    let batch = PacketBatch()
+    benchmark.startMeasurement()
+    frame.withUnsafeBytes { frame in
+        for _ in benchmark.scaledIterations {
+            path.process(frame: frame, wireLength: frame.count, in: batch, now: 0)
+        }
+    }
+    blackHole(batch.count)
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .instructions],
@@ -50,36 +67,43 @@ let benchmarks: @Sendable () -> Void = {
         }
 
         Benchmark("decapsulation path: captured \(length)-byte frame → inner packet for the kernel's receive path (TUN)") { benchmark in
-            let counters = TunnelCounters(peerNames: ["b"])
-            let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
-                                         localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 20)]))
-            let batch = PacketBatch()
-            let frame = capturedFrame(innerLength: length)
-            benchmark.startMeasurement()
-            frame.withUnsafeBytes { frame in
-                for _ in benchmark.scaledIterations {
-                    path.process(frame: frame, wireLength: frame.count, in: batch, now: 0)
-                }
-            }
-            blackHole(batch.count)
+            decapsulate(capturedFrame(innerLength: length), delivery: .kernel, benchmark)
         }
     }
 
     Benchmark("decapsulation path: captured 64-byte frame → inner packet routed by ipipd (libnet delivery, TTL decremented)") { benchmark in
+        decapsulate(capturedFrame(innerLength: 64), delivery: .libnet, benchmark)
+    }
+
+    Benchmark("decapsulation path: captured 1452-byte TCP segment → joined to the super-packet for the TUN (GRO; per segment)") { benchmark in
         let counters = TunnelCounters(peerNames: ["b"])
-        var libnet = machineA
-        libnet.tunnel.delivery = .libnet
-        let path = DecapsulationPath(config: libnet, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
-                                     localNetworks: LocalNetworks())
+        let path = DecapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
+                                     localNetworks: LocalNetworks(addresses: [IPv4Address(198, 51, 100, 37)]))
         let batch = PacketBatch()
-        let frame = capturedFrame(innerLength: 64)
-        benchmark.startMeasurement()
-        frame.withUnsafeBytes { frame in
-            for _ in benchmark.scaledIterations {
-                path.process(frame: frame, wireLength: frame.count, in: batch, now: 0)
+        // 44 segments of one flow (timestamps, DF), cut from one stream with their checksums, each in B's outer packet.
+        var stream = IPv4HeaderFields(dontFragment: true, ttl: 64, protocolNumber: IPProtocolNumber.tcp,
+                                      source: IPv4Address(203, 0, 113, 87), destination: IPv4Address(203, 0, 113, 20))
+            .bytes(payload: [UInt8](repeating: 0x5A, count: 32 + 44 * 1400))
+        stream[32] = 8 << 4   // TCP data offset: 32 bytes
+        stream[33] = 0x10     // ACK
+        let frames: [[UInt8]] = stream.withUnsafeBytes { bytes in
+            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1400)!
+            var segment = [UInt8](repeating: 0, count: 1452)
+            return (0..<segmenter.segmentCount).map { index in
+                _ = segment.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
+                let outer = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
+                                             destination: IPv4Address(198, 51, 100, 37)).bytes(payload: segment)
+                return EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),
+                                             etherType: EtherType.ipv4, payload: outer)
             }
         }
-        blackHole(batch.count)
+        benchmark.startMeasurement()
+        for iteration in benchmark.scaledIterations {
+            let index = iteration % frames.count
+            frames[index].withUnsafeBytes { path.process(frame: $0, wireLength: $0.count, in: batch, now: 0) }
+            if index == frames.count - 1 { batch.removeAll() }   // a burst ends: sent
+        }
+        blackHole(counters.capture.frames.value)
     }
 
     Benchmark("cut a 64 KiB TSO packet into 1428-byte segments (per segment)") { benchmark in
