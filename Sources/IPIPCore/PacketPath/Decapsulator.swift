@@ -1,14 +1,14 @@
 /// This machine's IPv4 addresses, and the broadcast addresses of its subnets: what an inner packet may
 /// not claim to come from, or be sent to, when it arrives through the tunnel.
 public struct LocalNetworks: Sendable, Equatable {
-    public var addresses: Set<IPv4Address>
+    public var addresses: AddressSet
     /// Directed broadcasts (and the all-zeros host of each subnet, which old stacks took for one).
-    public var broadcasts: Set<IPv4Address>
+    public var broadcasts: AddressSet
 
     /// `networks`: each local address with its prefix length, as the interfaces have them.
     public init(addresses: Set<IPv4Address> = [], networks: [IPv4Prefix] = []) {
-        self.addresses = addresses.union(networks.map(\.address))
-        broadcasts = Set(networks.filter { $0.length <= 30 }.flatMap { network in
+        self.addresses = AddressSet(addresses.union(networks.map(\.address)))
+        broadcasts = AddressSet(networks.filter { $0.length <= 30 }.flatMap { network in
             [IPv4Address(network.address.value | ~network.mask), IPv4Address(network.address.value & network.mask)]
         })
     }

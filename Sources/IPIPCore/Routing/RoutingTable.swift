@@ -1,36 +1,62 @@
 /// IPv4 longest-prefix-match table: prefix → value (a tunnel peer).
 ///
-/// One hash map per prefix length plus a bitmap of the lengths in use, so a lookup probes only the
-/// lengths that exist, longest first. With the handful of lengths a tunnel config uses this is a few
-/// hash probes and no allocation.
+/// One sorted array of networks per prefix length, plus a bitmap of the lengths in use, so a lookup
+/// binary-searches only the lengths that exist, longest first: no hashing (Swift's seeded SipHash
+/// costs more than a dozen comparisons) and no allocation. Inserting and removing shift the arrays,
+/// which happens on a reload, never per packet.
 public struct RoutingTable<Value: Sendable>: Sendable {
-    private var byLength: [[UInt32: Value]] = Array(repeating: [:], count: 33)
+    private var networks: [[UInt32]] = Array(repeating: [], count: 33)
+    private var values: [[Value]] = Array(repeating: [], count: 33)
     /// Bit n set ⇔ some prefix of length n exists.
     private var lengthsInUse: UInt64 = 0
 
     public init() {}
 
-    public var count: Int { byLength.reduce(0) { $0 + $1.count } }
+    public var count: Int { networks.reduce(0) { $0 + $1.count } }
     public var isEmpty: Bool { lengthsInUse == 0 }
+
+    /// Where `network` is in the sorted array of `length`, or where it would go.
+    @inline(__always)
+    private func position(of network: UInt32, length: Int) -> (index: Int, found: Bool) {
+        networks[length].withUnsafeBufferPointer { sorted in
+            var low = 0, high = sorted.count
+            while low < high {
+                let middle = (low + high) / 2
+                if sorted[middle] < network { low = middle + 1 } else { high = middle }
+            }
+            return (low, low < sorted.count && sorted[low] == network)
+        }
+    }
 
     /// Inserts or replaces the value for `prefix` (host bits are ignored). Returns the replaced value.
     @discardableResult
     public mutating func insert(_ prefix: IPv4Prefix, _ value: Value) -> Value? {
-        let key = prefix.network.address.value
-        lengthsInUse |= 1 << UInt64(prefix.length)
-        return byLength[prefix.length].updateValue(value, forKey: key)
+        let network = prefix.network.address.value, length = prefix.length
+        lengthsInUse |= 1 << UInt64(length)
+        let (index, found) = position(of: network, length: length)
+        if found {
+            defer { values[length][index] = value }
+            return values[length][index]
+        }
+        networks[length].insert(network, at: index)
+        values[length].insert(value, at: index)
+        return nil
     }
 
     @discardableResult
     public mutating func remove(_ prefix: IPv4Prefix) -> Value? {
-        let removed = byLength[prefix.length].removeValue(forKey: prefix.network.address.value)
-        if byLength[prefix.length].isEmpty { lengthsInUse &= ~(1 << UInt64(prefix.length)) }
-        return removed
+        let length = prefix.length
+        let (index, found) = position(of: prefix.network.address.value, length: length)
+        guard found else { return nil }
+        networks[length].remove(at: index)
+        if networks[length].isEmpty { lengthsInUse &= ~(1 << UInt64(length)) }
+        return values[length].remove(at: index)
     }
 
     /// The value stored for exactly `prefix`.
     public func value(for prefix: IPv4Prefix) -> Value? {
-        byLength[prefix.length][prefix.network.address.value]
+        let (index, found) = position(of: prefix.network.address.value, length: prefix.length)
+        return found ? values[prefix.length][index] : nil
     }
 
     /// Longest-prefix match for `address`.
@@ -45,8 +71,9 @@ public struct RoutingTable<Value: Sendable>: Sendable {
             let length = 63 - remaining.leadingZeroBitCount
             remaining &= ~(1 << UInt64(length))
             let mask: UInt32 = length == 0 ? 0 : UInt32.max << (32 - length)
-            if let value = byLength[length][address.value & mask] {
-                return (IPv4Prefix(IPv4Address(address.value & mask), length: length), value)
+            let (index, found) = position(of: address.value & mask, length: length)
+            if found {
+                return (IPv4Prefix(IPv4Address(address.value & mask), length: length), values[length][index])
             }
         }
         return nil
@@ -55,8 +82,7 @@ public struct RoutingTable<Value: Sendable>: Sendable {
     /// Every entry, longest prefixes first, then by address.
     public var entries: [(prefix: IPv4Prefix, value: Value)] {
         (0...32).reversed().flatMap { length in
-            byLength[length].map { (IPv4Prefix(IPv4Address($0.key), length: length), $0.value) }
-                .sorted { $0.0.address < $1.0.address }
+            zip(networks[length], values[length]).map { (IPv4Prefix(IPv4Address($0), length: length), $1) }
         }
     }
 }
