@@ -94,4 +94,26 @@ import Testing
             }
         }
     }
+
+    /// Built at once, the table equals the one built by inserting in order, duplicates combined as told.
+    @Test func buildingAtOnceAgreesWithInsertingInOrder() async {
+        let entry = zip(Gen.uint32(in: 0...0xFF), Gen.int(in: 0...32), Gen.int(in: 0...99))
+        await propertyCheck(count: 300, input: entry.array(of: 0...80)) { entries in
+            let prefixed = entries.map { bits, length, value in
+                (IPv4Prefix(IPv4Address(bits << 24 | bits << 12), length: length).network, value)
+            }
+            var inserted = RoutingTable<Int>(), keptFirst = RoutingTable<Int>()
+            for (prefix, value) in prefixed {
+                inserted.insert(prefix, value)
+                if keptFirst.value(for: prefix) == nil { keptFirst.insert(prefix, value) }
+            }
+            let lastWins = RoutingTable(prefixed, uniquingPrefixesWith: { _, later in later })
+            let firstWins = RoutingTable(prefixed, uniquingPrefixesWith: { earlier, _ in earlier })
+            #expect(lastWins.entries.map { "\($0.prefix)=\($0.value)" } == inserted.entries.map { "\($0.prefix)=\($0.value)" })
+            #expect(firstWins.entries.map { "\($0.prefix)=\($0.value)" } == keptFirst.entries.map { "\($0.prefix)=\($0.value)" })
+            for (prefix, _) in prefixed {
+                #expect(lastWins.lookup(prefix.address) == inserted.lookup(prefix.address))
+            }
+        }
+    }
 }

@@ -142,11 +142,8 @@ public struct GatewayConfig: Sendable, Equatable {
 
     /// The tunnel-routing table this config describes.
     public var routingTable: RoutingTable<Int> {
-        var table = RoutingTable<Int>()
-        for (index, peer) in peers.enumerated() {
-            for prefix in peer.routes { table.insert(prefix, index) }
-        }
-        return table
+        RoutingTable(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
+                     uniquingPrefixesWith: { _, later in later })
     }
 
     /// Peer endpoints that fall inside a tunneled prefix: the seed's "looping tunnel". Each needs a host

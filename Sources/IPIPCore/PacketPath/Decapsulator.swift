@@ -62,9 +62,7 @@ public struct Decapsulator: Sendable {
         peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
                                     uniquingKeysWith: { first, _ in first })
         acceptSources = config.peers.map { peer in
-            var table = RoutingTable<Bool>()
-            for prefix in peer.allowedSources { table.insert(prefix, true) }
-            return table
+            RoutingTable(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
         }
         self.localNetworks = localNetworks
     }

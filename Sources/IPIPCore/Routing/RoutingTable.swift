@@ -12,6 +12,35 @@ public struct RoutingTable<Value: Sendable>: Sendable {
 
     public init() {}
 
+    /// A table of `entries` built at once: each length's networks sorted once, instead of one shifting
+    /// insert each (a kernel's route dump or a hub's config may hold hundreds of thousands). Where a
+    /// prefix comes more than once, `combine(earlier, later)` decides, as `Dictionary(_:uniquingKeysWith:)`.
+    public init<S: Sequence>(_ entries: S, uniquingPrefixesWith combine: (Value, Value) -> Value)
+    where S.Element == (IPv4Prefix, Value) {
+        var byLength: [[(network: UInt32, order: Int, value: Value)]] = Array(repeating: [], count: 33)
+        for (order, (prefix, value)) in entries.enumerated() {
+            byLength[prefix.length].append((prefix.network.address.value, order, value))
+        }
+        for length in 0...32 where !byLength[length].isEmpty {
+            // By network, then in the order given, so that `combine` sees earlier before later.
+            byLength[length].sort { ($0.network, $0.order) < ($1.network, $1.order) }
+            var networks: [UInt32] = [], values: [Value] = []
+            networks.reserveCapacity(byLength[length].count)
+            values.reserveCapacity(byLength[length].count)
+            for entry in byLength[length] {
+                if networks.last == entry.network {
+                    values[values.count - 1] = combine(values[values.count - 1], entry.value)
+                } else {
+                    networks.append(entry.network)
+                    values.append(entry.value)
+                }
+            }
+            self.networks[length] = networks
+            self.values[length] = values
+            lengthsInUse |= 1 << UInt64(length)
+        }
+    }
+
     public var count: Int { networks.reduce(0) { $0 + $1.count } }
     public var isEmpty: Bool { lengthsInUse == 0 }
 

@@ -19,12 +19,10 @@ struct RouteWatcherLoop {
     /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
     /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
     static func outputInterfaces(_ routes: [Netlink.RouteInfo]) -> RoutingTable<(interface: Int32?, priority: UInt32)> {
-        var table = RoutingTable<(interface: Int32?, priority: UInt32)>()
-        for route in routes where route.table == Netlink.mainTable && route.type == Netlink.routeTypeUnicast {
-            if let existing = table.value(for: route.prefix), existing.priority <= route.priority { continue }
-            table.insert(route.prefix, (route.outputInterface, route.priority))
-        }
-        return table
+        RoutingTable(routes.lazy
+            .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast }
+            .map { ($0.prefix, (interface: $0.outputInterface, priority: $0.priority)) },
+            uniquingPrefixesWith: { earlier, later in later.priority < earlier.priority ? later : earlier })
     }
 
     /// The interface each endpoint's route goes out of.
@@ -35,16 +33,16 @@ struct RouteWatcherLoop {
 
     /// Each route's prefix with the MTU of its output interface.
     static func egressMTUs(_ routes: [Netlink.RouteInfo]) -> RoutingTable<Int> {
-        var mtus = RoutingTable<Int>()
         var byInterface: [Int32: Int] = [:]
-        for (prefix, route) in outputInterfaces(routes).entries {
-            guard let index = route.interface else { continue }
+        let withMTUs = outputInterfaces(routes).entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
+            guard let index = route.interface else { return nil }
             if byInterface[index] == nil {
                 byInterface[index] = SystemProbe.interfaceName(index: index).flatMap(SystemProbe.interfaceMTU) ?? 0
             }
-            if let mtu = byInterface[index], mtu > 0 { mtus.insert(prefix, mtu) }
+            guard let mtu = byInterface[index], mtu > 0 else { return nil }
+            return (prefix, mtu)
         }
-        return mtus
+        return RoutingTable(withMTUs, uniquingPrefixesWith: { _, later in later })
     }
 
     func run() {
