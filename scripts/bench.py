@@ -148,8 +148,9 @@ def setup_direct(lab, args):
     return []
 
 
-def setup_ipipd(lab, args, delivery="kernel", binary=None):
-    """Both gateways; `delivery` None: the example configs as they are (for a binary that predates it)."""
+def setup_ipipd(lab, args, delivery=None, binary=None):
+    """Both gateways on the example configs; with `delivery`, that `tunnel.delivery` added (without it,
+    the default, kernel: and a binary from before the key existed runs them too)."""
     pids = []
     for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
         runtime = os.path.join(lab.scratch, f"run-{role}")
@@ -170,7 +171,7 @@ def setup_ipipd_libnet(lab, args):
 
 
 def setup_baseline(lab, args):
-    return setup_ipipd(lab, args, delivery=None, binary=args.baseline)
+    return setup_ipipd(lab, args, binary=args.baseline)
 
 
 def setup_openvpn(lab, args):
