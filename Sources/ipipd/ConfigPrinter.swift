@@ -19,13 +19,15 @@ enum ConfigPrinter {
             out += "  reinjection-mark: 0x\(String(config.tunnel.reinjectionMark, radix: 16))\n"
         }
         out += "peers:\n"
+        // Once, not per peer: a hub's config has thousands of peers and a table of all their routes.
+        let pinned = Set(config.endpointsNeedingPins.map(\.name))
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
             out += "    routes: [\(peer.routes.map(\.description).joined(separator: ", "))]\n"
             out += "    accept-sources: [\(peer.allowedSources.map(\.description).joined(separator: ", "))]"
                 + (peer.acceptSources == nil ? "   # the default: its routes and its endpoint" : "") + "\n"
-            if config.endpointsNeedingPins.contains(peer) {
+            if pinned.contains(peer.name) {
                 out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
             }
         }

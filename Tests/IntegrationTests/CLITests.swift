@@ -14,6 +14,18 @@ import Testing
         #expect(result.output.contains("delivery: kernel"))
     }
 
+    /// Machine A tunnels 203.0.113.0/24, where B's endpoint lies: the seed's looping tunnel, said under that peer.
+    @Test func checkSaysWhichEndpointIsPinnedOutOfTheTunnel() {
+        let result = Lab("chka").run("\(Lab.ipipd) check -c \(Lab.repository.path)/config/machine-a.yaml")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("""
+                remote: 203.0.113.86
+                routes: [203.0.113.0/24]
+                accept-sources: [203.0.113.0/24, 203.0.113.86/32]   # the default: its routes and its endpoint
+                # endpoint inside a tunneled prefix: run pins a host route to it through the uplink
+            """), "\(result.output)")
+    }
+
     @Test func checkListsEveryMistakeWithItsLine() {
         let lab = Lab("chki")
         let file = "\(Lab.repository.path)/config/invalid-example.yaml"

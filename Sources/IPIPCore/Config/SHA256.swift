@@ -1,8 +1,9 @@
 /// SHA-256 (FIPS 180-4), for the config file's fingerprint in `ipipd status`: the same value
 /// `sha256sum` prints, so an admin can tell which version of the file is in effect.
 ///
-/// Not swift-crypto's `SHA256`: that package compiles BoringSSL, which adds 2 min 21 s to a clean debug
-/// build on the 2-core machines CI runs on (measured 2026-11-30; the whole CI run takes about 4.5 min),
+/// Not swift-crypto's `SHA256`: that package compiles BoringSSL, which adds 1 min 40 s to 2 min 21 s to a
+/// clean debug build on the 2-core machines CI runs on (measured twice on 2026-11-30; the whole CI run
+/// takes about 9 min), and would have to be linked into the fuzzer, which compiles the core by itself,
 /// for hashing one small file per start and reload. This implementation is checked against sha256sum's
 /// outputs (`SHA256Tests`), including multi-block messages.
 public enum SHA256 {
