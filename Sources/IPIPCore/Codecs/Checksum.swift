@@ -36,6 +36,13 @@ public enum InternetChecksum {
         partialSum(bytes) == 0xFFFF
     }
 
+    /// The sum of an IPv4 packet's pseudo-header (RFC 793 §3.1: source, destination, protocol and the
+    /// transport length), folded to 16 bits: the start of a TCP or UDP checksum over that transport length.
+    @inline(__always)
+    public static func pseudoHeaderSum(ofIPv4 packet: UnsafeRawBufferPointer, protocol: UInt8, transportLength: Int) -> UInt32 {
+        partialSum(UnsafeRawBufferPointer(rebasing: packet[12..<20]), initial: UInt32(`protocol`) + UInt32(transportLength))
+    }
+
     public static func compute(_ bytes: [UInt8]) -> UInt16 {
         bytes.withUnsafeBytes { compute($0) }
     }

@@ -139,8 +139,8 @@ public struct TCPSegmenter {
         if index > 0 { segment[tcp + 13] &= ~cwr }
         segment.storeBytes(of: UInt16(0), toByteOffset: tcp + 16, as: UInt16.self)
         let tcpLength = length - tcp
-        var pseudoHeader = InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: segment[12..<20]))
-        pseudoHeader += UInt32(IPProtocolNumber.tcp) + UInt32(tcpLength)
+        let pseudoHeader = InternetChecksum.pseudoHeaderSum(ofIPv4: UnsafeRawBufferPointer(segment), protocol: IPProtocolNumber.tcp,
+                                                            transportLength: tcpLength)
         let tcpChecksum = ~UInt16(truncatingIfNeeded: InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: segment[tcp...]),
                                                                                   initial: pseudoHeader))
         segment.storeBytes(of: tcpChecksum.bigEndian, toByteOffset: tcp + 16, as: UInt16.self)

@@ -95,11 +95,8 @@ struct TCPCoalescer {
         IPv4HeaderEditor.recomputeChecksum(first)
         first[33] |= segment.flags & Self.psh
         // CHECKSUM_PARTIAL: the field holds the pseudo-header's sum; the kernel completes each segment's.
-        let tcpLength = totalLength - 20
-        var pseudo = InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: firstView[12..<20]))
-        pseudo += UInt32(IPProtocolNumber.tcp) + UInt32(tcpLength)
-        pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
-        first.setUInt16(UInt16(truncatingIfNeeded: (pseudo & 0xFFFF) + (pseudo >> 16)), at: 36)
+        let pseudo = InternetChecksum.pseudoHeaderSum(ofIPv4: firstView, protocol: IPProtocolNumber.tcp, transportLength: totalLength - 20)
+        first.setUInt16(UInt16(truncatingIfNeeded: pseudo), at: 36)
         VirtioNetHeader(checksum: (20, 16), segmentation: .tcpIPv4(segmentSize: current.segmentSize), headersLength: current.headersLength)
             .write(to: UnsafeMutableRawBufferPointer(rebasing: target[0..<VirtioNetHeader.size]))
 
@@ -115,8 +112,7 @@ struct TCPCoalescer {
 
     /// Whether a TCP/IPv4 packet (header without options) has a TCP checksum that verifies.
     private static func checksumVerifies(_ packet: UnsafeRawBufferPointer) -> Bool {
-        var pseudo = InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: packet[12..<20]))
-        pseudo += UInt32(IPProtocolNumber.tcp) + UInt32(packet.count - 20)
+        let pseudo = InternetChecksum.pseudoHeaderSum(ofIPv4: packet, protocol: IPProtocolNumber.tcp, transportLength: packet.count - 20)
         return InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: packet[20...]), initial: pseudo) == 0xFFFF
     }
 

@@ -17,12 +17,8 @@ public struct AddressSet: Sendable, Equatable, ExpressibleByArrayLiteral {
     @inline(__always)
     public func contains(_ address: IPv4Address) -> Bool {
         sorted.withUnsafeBufferPointer { sorted in
-            var low = 0, high = sorted.count
-            while low < high {
-                let middle = (low + high) / 2
-                if sorted[middle] < address.value { low = middle + 1 } else { high = middle }
-            }
-            return low < sorted.count && sorted[low] == address.value
+            let index = sorted.lowerBound(of: address.value)
+            return index < sorted.count && sorted[index] == address.value
         }
     }
 }

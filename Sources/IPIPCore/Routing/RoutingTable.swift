@@ -48,12 +48,8 @@ public struct RoutingTable<Value: Sendable>: Sendable {
     @inline(__always)
     private func position(of network: UInt32, length: Int) -> (index: Int, found: Bool) {
         networks[length].withUnsafeBufferPointer { sorted in
-            var low = 0, high = sorted.count
-            while low < high {
-                let middle = (low + high) / 2
-                if sorted[middle] < network { low = middle + 1 } else { high = middle }
-            }
-            return (low, low < sorted.count && sorted[low] == network)
+            let index = sorted.lowerBound(of: network)
+            return (index, index < sorted.count && sorted[index] == network)
         }
     }
 

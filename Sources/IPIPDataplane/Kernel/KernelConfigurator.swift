@@ -91,7 +91,7 @@ public final class KernelConfigurator: @unchecked Sendable {
                 try state.save()
                 outcome = " (a route to \(endpoint) exists already: kept as it is, for peer \(peer))"
             }
-        case let .addTunnelRoute(prefix, interface, peer):
+        case let .addTunnelRoute(prefix, interface, _):
             let route = Netlink.RouteMessage(prefix: prefix, outputInterface: try interfaceIndex(interface))
             do {
                 try netlink.change("add route \(prefix) dev \(interface)") { Netlink.addRoute(route, sequence: $0) }
