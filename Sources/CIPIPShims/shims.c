@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <linux/capability.h>
 #include <linux/if_packet.h>
+#include <sys/eventfd.h>
 #include <linux/bpf.h>
 #include <linux/netlink.h>
 
@@ -221,4 +222,8 @@ int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups) {
     address.nl_family = AF_NETLINK;
     address.nl_groups = groups;
     return bind(fd, (struct sockaddr *)&address, sizeof address);
+}
+
+int CIPIPShims_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }

@@ -6,6 +6,7 @@ enum ConfigPrinter {
         var out = "uplink:\n"
         out += "  interface: \(config.uplink.interface)\n"
         out += "  address: \(config.uplink.address)\n"
+        out += "  standby-when-absent: \(config.uplink.standbyWhenAbsent ? "yes   # HA pair: standby while the address is elsewhere" : "no")\n"
         out += "tunnel:\n"
         out += "  name: \(config.tunnel.name)\n"
         if let address = config.tunnel.address { out += "  address: \(address)\n" }

@@ -60,6 +60,9 @@ final class MetricsEndpoint: @unchecked Sendable {
             registry.makeGauge(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: labels).set(value)
         }
         gauge("ipipd_start_time_seconds", "When the daemon started, seconds since the Unix epoch.", [], status.startedAt)
+        gauge("ipipd_active", "1 while the gateway carries traffic, 0 while it is an HA pair's standby.", [],
+              status.role.role == .active ? 1 : 0)
+        counter("ipipd_role_changes_total", "Times the HA role changed (standby <-> active) since the start.", [], status.role.changes)
         for peer in status.peers {
             let labels = [("peer", peer.name)]
             counter("ipipd_peer_packets_total", "Inner packets carried, by peer and direction.", labels + [("direction", "sent")], peer.encapsulated.packets)

@@ -18,6 +18,12 @@ struct Run: ParsableCommand {
         where the kernel receives it as Linux's ipip would (firewall it in INPUT and FORWARD with \
         iifname "tunl") — or, with `tunnel.delivery: libnet`, reinjected through a raw socket, marked.
 
+        HA pair (`uplink.standby-when-absent: yes`): while the uplink address is not assigned to the uplink \
+        (keepalived gave it to the other box), ipipd takes every step but is the standby: it answers no ARP, \
+        announces nothing and sends nothing. When the address appears (a netlink address notification) it \
+        becomes active within milliseconds and announces every ghost host by gratuitous ARP; when the \
+        address goes, it is the standby again. `ipipd status` shows the role.
+
         SIGHUP (or `ipipd reload`): read the file again and apply it as a diff — peers, prefixes, routes and \
         ghost hosts added or removed — without recreating the TUN device or restarting a capture. An \
         invalid file is logged with every error and the running configuration stays.

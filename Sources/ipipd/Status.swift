@@ -42,7 +42,12 @@ enum StatusPrinter {
     static func table(_ status: GatewayStatus) -> String {
         var out = "ipipd \(status.version), pid \(status.pid), up \(duration(status.uptimeSeconds))\n"
         out += "config \(status.configFile) (sha256 \(status.configSHA256))\n"
-        out += "tunnel \(status.tunnel) (mtu \(status.tunnelMTU)), local address \(status.localAddress)\n\n"
+        out += "tunnel \(status.tunnel) (mtu \(status.tunnelMTU)), local address \(status.localAddress)\n"
+        if status.role.highAvailability {
+            out += "role: \(status.role.role) (HA pair: follows \(status.localAddress)), for \(duration(status.role.seconds)), "
+                + "\(status.role.changes) change(s) since the start\n"
+        }
+        out += "\n"
         let header = ["peer", "endpoint", "routes", "path mtu", "sent pkts", "sent bytes", "recv pkts", "recv bytes", "drops"]
         var rows = [header]
         for peer in status.peers {

@@ -164,6 +164,7 @@ struct OperationsTests {
         #expect(metrics.contains(#"ipipd_peer_packets_total{peer="site-b",direction="sent"} 3"#)
                 || metrics.contains(#"ipipd_peer_packets_total{direction="sent",peer="site-b"} 3"#), "\(metrics)")
         #expect(metrics.contains("# TYPE ipipd_peer_packets_total counter"))
+        #expect(metrics.contains("\nipipd_active 1") && metrics.contains("\nipipd_role_changes_total 0"), "\(metrics)")
         #expect(metrics.contains("ipipd_peer_path_mtu_bytes"))
         #expect(lab.run(in: lab.ns("a"), "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9473/other").output == "404")
 

@@ -22,7 +22,8 @@ extension Lab {
     }
 
     /// The seed's lab: A — R — LAN(B, C, and optionally D), with the LAN a bridge in its own namespace.
-    func buildSeedLab(withSecondHost: Bool = false) throws {
+    /// `addressOfB`: B's own address (an HA pair's box leaves the seed's .86 to keepalived).
+    func buildSeedLab(withSecondHost: Bool = false, addressOfB: String = "203.0.113.86") throws {
         var roles = ["a", "r", "lan", "b", "c"]
         if withSecondHost { roles.append("d") }
         for role in roles { try namespace(role) }
@@ -35,7 +36,7 @@ extension Lab {
         try sh(in: ns("lan"), (withSecondHost ? ["pr", "pb", "pc", "pd"] : ["pr", "pb", "pc"]).map { "ip link set \($0) master br0" }.joined(separator: " && "))
         try sh(in: ns("a"), "ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1")
         try sh(in: ns("r"), "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
-        try sh(in: ns("b"), "ip addr add 203.0.113.86/24 dev eth0 && ip route add default via 203.0.113.1")
+        try sh(in: ns("b"), "ip addr add \(addressOfB)/24 dev eth0 && ip route add default via 203.0.113.1")
         try sh(in: ns("c"), "ip addr add 203.0.113.20/24 dev eth0 && ip route add default via 203.0.113.1")
         if withSecondHost { try sh(in: ns("d"), "ip addr add 203.0.113.30/24 dev eth0") }
     }

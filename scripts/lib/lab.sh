@@ -9,6 +9,10 @@
 
 LAB_PREFIX=${LAB_PREFIX:-ipipdemo}
 LAB_PIDS=()
+# Machine B's address on its LAN (an HA pair's scripts give each box its own and keepalived the seed's).
+LAB_B_ADDRESS=${LAB_B_ADDRESS:-203.0.113.86}
+# Every namespace lab_down removes: a script that adds one appends it here.
+LAB_NAMESPACES=(a r lan b c)
 
 ns() { echo "${LAB_PREFIX}-$1"; }
 in_ns() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
@@ -43,7 +47,7 @@ lab_up() {
     ip -n "$(ns r)" addr add 198.51.100.1/24 dev eth0
     ip -n "$(ns r)" addr add 203.0.113.1/24 dev eth1
     in_ns r sysctl -qw net.ipv4.ip_forward=1
-    ip -n "$(ns b)" addr add 203.0.113.86/24 dev eth0
+    ip -n "$(ns b)" addr add "$LAB_B_ADDRESS/24" dev eth0
     ip -n "$(ns b)" route add default via 203.0.113.1
     ip -n "$(ns c)" addr add 203.0.113.20/24 dev eth0
     ip -n "$(ns c)" route add default via 203.0.113.1
@@ -60,7 +64,7 @@ lab_down() {
     LAB_PIDS=()
     # Whatever else runs inside (e.g. the daemons of a lab kept with --keep): TERM, then KILL, by PID.
     local inside=()
-    for n in a r lan b c; do
+    for n in "${LAB_NAMESPACES[@]}"; do
         if ip netns list | grep -qw "$(ns $n)"; then inside+=($(ip netns pids "$(ns $n)" 2>/dev/null)); fi
     done
     for pid in "${inside[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -68,7 +72,7 @@ lab_down() {
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$pid" 2>/dev/null || true
     done
-    for n in a r lan b c; do
+    for n in "${LAB_NAMESPACES[@]}"; do
         if ip netns list | grep -qw "$(ns $n)"; then ip netns delete "$(ns $n)" 2>/dev/null || true; fi
     done
     return 0

@@ -62,6 +62,9 @@ int CIPIPShims_switchUserKeepingNetworkCapabilities(unsigned int uid, unsigned i
 // to the multicast `groups` (RTMGRP_* bits), so that it receives the kernel's change notifications.
 int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups);
 
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): Glibc's module map leaves out <sys/eventfd.h>.
+int CIPIPShims_eventfd(void);
+
 // capset(2) again, for the calling thread only: Linux keeps capabilities per thread. Clears the
 // effective, permitted and inheritable sets of the thread that calls it (the process's other threads
 // keep theirs), for threads that parse packets and need no privilege for the handles they were given.

@@ -235,12 +235,14 @@ struct NodeReader {
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
-        guard let f = fields(of: node, key: "uplink", allowed: ["interface", "address"],
+        guard let f = fields(of: node, key: "uplink", allowed: ["interface", "address", "standby-when-absent"],
                              required: ["interface", "address"]) else { return nil }
         let interface = f["interface"].flatMap { interfaceName($0, key: "uplink.interface") }
         let address = f["address"].flatMap { unicastAddress($0, key: "uplink.address") }
+        // An unreadable value is reported and marks the file incomplete; `false` only fills the gap.
+        let standby = f["standby-when-absent"].flatMap { boolean($0, key: "uplink.standby-when-absent") } ?? false
         guard let interface, let address else { return nil }
-        return GatewayConfig.Uplink(interface: interface, address: address)
+        return GatewayConfig.Uplink(interface: interface, address: address, standbyWhenAbsent: standby)
     }
 
     mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {

@@ -7,9 +7,14 @@ public struct GatewayConfig: Sendable, Equatable {
         public var interface: String
         /// The local address: outer source of what we send, outer destination of what we accept.
         public var address: IPv4Address
-        public init(interface: String, address: IPv4Address) {
+        /// HA pair: while `address` is not assigned to `interface` (keepalived holds it on the other box),
+        /// run as the standby — everything set up, nothing answered or sent — and become active when it
+        /// appears. Without it, `run` refuses an address that is not assigned.
+        public var standbyWhenAbsent: Bool
+        public init(interface: String, address: IPv4Address, standbyWhenAbsent: Bool = false) {
             self.interface = interface
             self.address = address
+            self.standbyWhenAbsent = standbyWhenAbsent
         }
     }
 

@@ -17,6 +17,9 @@ public final class DecapsulationPath {
     private var minimumPathMTU: Int
     /// What the loop logs (path MTU lowered, peer unreachable); set by the dataplane.
     public var report: (PacketPathEvent) -> Void = { _ in }
+    /// The standby of an HA pair delivers and answers nothing: every frame is dropped as `standby`
+    /// (the loop sets it from the role before each burst).
+    public var standby = false
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
                 localNetworks: LocalNetworks) {
@@ -60,6 +63,10 @@ public final class DecapsulationPath {
     @inline(__always)
     public func process(frame: UnsafeRawBufferPointer, wireLength: Int, in batch: PacketBatch, now: Double) {
         counters.capture.frames.add()
+        guard !standby else {
+            counters.dropCaptured(.standby)
+            return
+        }
         guard frame.count >= wireLength else {
             counters.dropCaptured(.truncatedCapture)
             return

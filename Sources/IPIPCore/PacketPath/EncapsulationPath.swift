@@ -10,6 +10,9 @@ public final class EncapsulationPath {
     private let icmp = ICMPErrorReporter()
     /// A TSO super-packet moved out of the slot its segments are built in.
     private let superPacket = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
+    /// The standby of an HA pair sends nothing, not even ICMP errors: every read is dropped as `standby`
+    /// (the loop sets it from the role before each burst).
+    public var standby = false
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState]) {
         encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths)
@@ -27,6 +30,10 @@ public final class EncapsulationPath {
     /// One read from the TUN device, `readLength` bytes at `batch.nextSlot[PacketSlot.virtioHeaderOffset...]`:
     /// a virtio-net header and an inner packet (or a TCP super-packet to cut into segments).
     public func process(readLength: Int, in batch: PacketBatch, now: Double) {
+        guard !standby else {
+            counters.drop(.standby)
+            return
+        }
         guard readLength > VirtioNetHeader.size else {
             counters.drop(.malformedInner)
             return

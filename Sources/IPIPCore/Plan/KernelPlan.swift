@@ -90,8 +90,19 @@ public struct KernelPlan: Sendable, Equatable {
 
         let uplinkFacts = facts.interfaces[uplink.interface]
         if let uplinkFacts {
-            if !uplinkFacts.addresses.contains(uplink.address) {
-                problems.append("\(uplink.address) is not assigned to \(uplink.interface); the uplink address must be one of its addresses")
+            let assigned = uplinkFacts.addresses.contains(uplink.address)
+            if uplink.standbyWhenAbsent {
+                notes.append("HA pair (uplink.standby-when-absent): \(uplink.address) is \(assigned ? "" : "not ")assigned to "
+                             + "\(uplink.interface) now, so run starts as the \(assigned ? "active" : "standby") gateway")
+                notes.append("as the standby (while \(uplink.address) is not on \(uplink.interface)): every step below is taken, "
+                             + "but ipipd answers no ARP, announces nothing and sends nothing — packets from \(tunnel.name) and "
+                             + "captured tunnel packets are dropped, counted as `standby`")
+                notes.append("as the active gateway (from the moment keepalived assigns \(uplink.address), seen by a netlink "
+                             + "address notification): ipipd carries traffic and announces every ghost host by gratuitous ARP; "
+                             + "when the address goes, it is the standby again")
+            } else if !assigned {
+                problems.append("\(uplink.address) is not assigned to \(uplink.interface); the uplink address must be one of its addresses "
+                                + "(or, for an HA pair whose other box holds it, set uplink.standby-when-absent: yes)")
             }
         } else {
             problems.append("uplink interface \(uplink.interface) does not exist here")

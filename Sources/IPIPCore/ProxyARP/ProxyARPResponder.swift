@@ -12,6 +12,10 @@ public struct ProxyARPResponder: Sendable {
         /// RFC 5227 DEFEND_INTERVAL: when defending, at most one announcement per ghost this often, so
         /// that two claimants do not flood the LAN with an endless exchange.
         public var defendIntervalSeconds = 10.0
+        /// How long after a conflict the defending announcement goes out. 0: at once. An HA pair's box
+        /// waits: the claim may be its partner taking over, and a box that becomes the standby meanwhile
+        /// cancels what it had scheduled instead of pulling the LAN's caches back to itself.
+        public var defenseDelaySeconds = 0.0
         /// Replies per second per requesting MAC (sustained) and burst: no ARP amplifier.
         public var repliesPerSecond = 5.0
         public var replyBurst = 10.0
@@ -81,6 +85,19 @@ public struct ProxyARPResponder: Sendable {
         }
     }
 
+    /// Schedules every ghost host's announcements afresh from `now`: when this box becomes the active
+    /// one of an HA pair, the LAN's caches must move to it.
+    public mutating func announceAll(now: Double) {
+        pendingAnnouncements = ghosts.keys.sorted().flatMap { address in
+            (0..<options.announcements).map { (ghost: address, due: now + Double($0) * options.announcementInterval) }
+        }
+    }
+
+    /// Forgets the announcements still due (a standby announces nothing).
+    public mutating func cancelAnnouncements() {
+        pendingAnnouncements = []
+    }
+
     /// Takes over a ghost host's state (conflict hold) from a previous responder.
     public mutating func restore(_ ghost: Ghost) {
         ghosts[ghost.address] = ghost
@@ -128,7 +145,11 @@ public struct ProxyARPResponder: Sendable {
             var defense: [UInt8]?
             if !options.yieldOnConflict && now - ghost.lastDefense >= options.defendIntervalSeconds {
                 ghosts[arp.senderProtocol]!.lastDefense = now
-                defense = ARPBuilder.announcement(mac: ghost.mac, address: ghost.address, vlanID: ethernet.vlanID)
+                if options.defenseDelaySeconds > 0 {
+                    pendingAnnouncements.append((ghost.address, now + options.defenseDelaySeconds))
+                } else {
+                    defense = ARPBuilder.announcement(mac: ghost.mac, address: ghost.address, vlanID: ethernet.vlanID)
+                }
             }
             return .conflict(ghost: ghost.address, mac: arp.senderHardware, sender: arp.senderProtocol, defense: defense)
         }
@@ -160,6 +181,7 @@ extension ProxyARPResponder {
         var options = Options()
         options.answerProbes = config.proxyARP.answerProbes
         options.yieldOnConflict = config.proxyARP.onConflict == .yield
+        if config.uplink.standbyWhenAbsent { options.defenseDelaySeconds = 1 }
         self.init(interfaceMAC: mac, options: options)
         for ghost in config.ghostHosts where ghost.interface == interface {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)

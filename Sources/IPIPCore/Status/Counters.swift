@@ -27,6 +27,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case martianSource = "martian-source"     // captured: inner source 0/8, 127/8, multicast, class E, broadcast or ours
     case martianDestination = "martian-destination" // captured: inner destination 0/8, 127/8, multicast, class E or a broadcast
     case sourceRoute = "source-route"         // captured: inner packet with a loose or strict source route
+    case standby = "standby"                  // captured or from the TUN while this box is an HA pair's standby
 }
 
 extension DropReason {
@@ -58,6 +59,7 @@ extension DropReason {
         case .martianSource: 21
         case .martianDestination: 22
         case .sourceRoute: 23
+        case .standby: 24
         }
     }
 }

@@ -66,6 +66,22 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var lastError: String?
     }
 
+    /// Whether the gateway carries traffic; for an HA pair's box, also how often that changed.
+    public struct Role: Codable, Sendable, Equatable {
+        public var role: GatewayRole
+        /// `uplink.standby-when-absent`: the role follows the uplink address (keepalived).
+        public var highAvailability: Bool
+        public var changes: UInt64
+        /// How long the gateway has had its role (since the start when it never changed).
+        public var seconds: Double
+        public init(role: GatewayRole, highAvailability: Bool, changes: UInt64, seconds: Double) {
+            self.role = role
+            self.highAvailability = highAvailability
+            self.changes = changes
+            self.seconds = seconds
+        }
+    }
+
     public struct GhostHost: Codable, Sendable, Equatable {
         public var address: String
         public var interface: String
@@ -86,6 +102,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tunnel: String
     public var tunnelMTU: Int
     public var localAddress: String
+    public var role: Role
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
     public var loops: [Loop]
@@ -101,7 +118,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
-                now: Double) {
+                role: Role? = nil, now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
@@ -111,6 +128,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         tunnel = config.tunnel.name
         self.tunnelMTU = tunnelMTU
         localAddress = "\(config.uplink.address)"
+        self.role = role ?? Role(role: .active, highAvailability: config.uplink.standbyWhenAbsent, changes: 0, seconds: uptimeSeconds)
         peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
             let (counter, path) = state
             return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),

@@ -101,9 +101,16 @@ public final class PacketCapture: @unchecked Sendable {
     /// Waits up to `timeoutMilliseconds` for traffic; true when frames are waiting. Throws what the
     /// kernel reported on the socket (ENETDOWN when the interface went down, ENODEV when it went away),
     /// which also clears it: a pending error would otherwise make every poll return at once.
-    public func waitForTraffic(timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
-        var descriptor = pollfd(fd: selectableFD, events: Int16(POLLIN), revents: 0)
-        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return false }
+    public func waitForTraffic(timeoutMilliseconds: Int32, orWakeUp wakeUp: WakeUp? = nil) throws(SystemError) -> Bool {
+        // Two pollfds on the stack (no allocation on the capture's hot path); fd -1 is ignored by poll.
+        var descriptors = (pollfd(fd: selectableFD, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: wakeUp?.fd ?? -1, events: Int16(POLLIN), revents: 0))
+        let ready = withUnsafeMutableBytes(of: &descriptors) {
+            poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds)
+        }
+        guard ready > 0 else { return false }
+        if descriptors.1.revents != 0 { wakeUp?.clear() }
+        let descriptor = descriptors.0
         if descriptor.revents & Int16(POLLERR) != 0 {
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)

@@ -42,6 +42,8 @@ public enum Netlink {
 
     /// RTMGRP_IPV4_ROUTE: notifications of IPv4 route changes.
     public static let ipv4RouteGroup: UInt32 = 0x40
+    /// RTMGRP_IPV4_IFADDR: notifications of IPv4 addresses added and removed.
+    public static let ipv4AddressGroup: UInt32 = 0x10
 
     public static let familyInet: UInt8 = 2
     public static let mainTable: UInt8 = 254

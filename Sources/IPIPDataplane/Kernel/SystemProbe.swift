@@ -43,6 +43,11 @@ public enum SystemProbe {
         })
     }
 
+    /// Whether `address` is assigned to `interface` now (the HA role: keepalived adds and removes it).
+    public static func isAssigned(_ address: IPv4Address, to interface: String) -> Bool {
+        interfaceAddresses()[interface]?.contains(address) ?? false
+    }
+
     /// Every interface's IPv4 addresses (getifaddrs; interfaces without one map to none).
     static func interfaceAddresses() -> [String: [IPv4Address]] {
         interfaceNetworks().mapValues { $0.map(\.address) }

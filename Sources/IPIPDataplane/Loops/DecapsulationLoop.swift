@@ -72,6 +72,7 @@ struct DecapsulationLoop {
             do {
                 guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
                 now = monotonicSeconds()
+                path.standby = !context.role.isActive   // as it is now, not before the wait
                 // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
                 // come back to check the stop signal now and then.
                 try capture.dispatch(limit: 256) { frame in

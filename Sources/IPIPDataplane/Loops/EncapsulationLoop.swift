@@ -36,6 +36,7 @@ struct EncapsulationLoop {
             // Drain what the TUN has queued, a burst at a time; each read lands in the batch's next
             // slot, its virtio header just before the inner packet's place.
             var drained = false
+            path.standby = !context.role.isActive
             let flushesBefore = batch.flushes
             do {
                 for _ in 0..<PacketBatch.capacity {

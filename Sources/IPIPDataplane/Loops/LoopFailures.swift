@@ -48,10 +48,11 @@ struct LoopFailures {
     }
 }
 
-/// What every dataplane loop gets from the gateway: the published snapshot, the stop signal, the
-/// logger, and whom to tell when it gives up.
+/// What every dataplane loop gets from the gateway: the published snapshot, the role (active or an HA
+/// pair's standby), the stop signal, the logger, and whom to tell when it gives up.
 struct LoopContext: Sendable {
     let box: SnapshotBox
+    let role: RoleState
     let stop: StopSignal
     let logger: Logger
     let giveUpAfter: Double

@@ -2,12 +2,15 @@ import IPIPCore
 import Logging
 
 /// The proxy-ARP responder's thread for one LAN interface: ARP frames for ghost addresses from libpcap
-/// → `ProxyARPResponder` → replies with pcap_inject; plus the scheduled announcements.
+/// → `ProxyARPResponder` → replies with pcap_inject; plus the scheduled announcements. As an HA pair's
+/// standby it reads and discards (the active box answers; its announcements are no conflict), and on
+/// becoming active it announces every ghost host at once (`wakeUp` ends its wait).
 struct ProxyARPLoop {
     let context: LoopContext
     let health: LoopHealth
     let capture: PacketCapture
     let mac: MACAddress
+    let wakeUp: WakeUp?
 
     func run() {
         let (box, stop, logger) = (context.box, context.stop, context.logger)
@@ -17,6 +20,8 @@ struct ProxyARPLoop {
         let interface = capture.interface
         var snapshot = box.current
         var responder = ProxyARPResponder(interface: interface, mac: mac, config: snapshot.config, now: monotonicSeconds())
+        var active = context.role.isActive
+        if !active { responder.cancelAnnouncements() }
         var ghostCounters: [IPv4Address: GhostCounters] = [:]
         func takeCounters() {
             ghostCounters = Dictionary(snapshot.counters.ghosts.filter { $0.interface == interface }.map { ($0.address, $0) },
@@ -63,6 +68,7 @@ struct ProxyARPLoop {
                 snapshot = box.current
                 takeCounters()
                 responder = responder.reconfigured(for: snapshot.config, interface: interface, previous: previous, now: monotonicSeconds())
+                if !active { responder.cancelAnnouncements() }
                 let ghosts = snapshot.config.ghostHosts.filter { $0.interface == interface }.map(\.address)
                 conflictLogs = conflictLogs.filter { ghosts.contains($0.key) }
                 do {
@@ -71,12 +77,18 @@ struct ProxyARPLoop {
                     logger.error("cannot update the ARP filter", metadata: ["interface": "\(interface)", "error": "\(error)"])
                 }
             }
-            for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
-                ghostCounters[ghost]?.announcements.add()
+            if context.role.isActive != active {
+                active.toggle()
+                if active { responder.announceAll(now: monotonicSeconds()) } else { responder.cancelAnnouncements() }
+            }
+            if active {
+                for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
+                    ghostCounters[ghost]?.announcements.add()
+                }
             }
             do {
-                guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
-                try capture.dispatch(limit: 256, handle)
+                guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds, orWakeUp: wakeUp) else { continue }
+                try capture.dispatch(limit: 256, active ? handle : { _ in })
                 failures.succeeded()
             } catch {
                 guard failures.failed(error) else { return }

@@ -35,6 +35,10 @@ public final class Gateway: @unchecked Sendable {
     private let stop = StopSignal()
     private let startedAt = Date()
     private let box: SnapshotBox
+    /// Active, or an HA pair's standby while keepalived gives the uplink address to the other box.
+    private let role: RoleState
+    /// The proxy-ARP loops' wake-ups, signalled when the role changes.
+    private let roleWakeUps = WakeUpList()
     /// The plan of the running config (routes and pins in the kernel); changed only by `reload`.
     private var plan: KernelPlan
     private var tunnelMTU = 0
@@ -56,6 +60,8 @@ public final class Gateway: @unchecked Sendable {
         self.plan = plan
         self.options = options
         self.logger = logger
+        let absent = config.uplink.standbyWhenAbsent && !SystemProbe.isAssigned(config.uplink.address, to: config.uplink.interface)
+        role = RoleState(absent ? .standby : .active, now: monotonicSeconds())
         box = SnapshotBox(DataplaneSnapshot(
             generation: 0, config: config,
             counters: TunnelCounters(peerNames: config.peers.map(\.name), ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) }),
@@ -101,6 +107,10 @@ public final class Gateway: @unchecked Sendable {
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
             threads.append(try DedicatedThread(name: routes.health.name) { routes.run() })
+            if config.uplink.standbyWhenAbsent {
+                let roles = RoleWatcherLoop(context: loopContext, health: health("ipipd-role"), uplink: config.uplink, wakeUps: roleWakeUps)
+                threads.append(try DedicatedThread(name: roles.health.name) { roles.run() })
+            }
             try startARPThreads()
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { command in self.handle(command) }
@@ -111,7 +121,7 @@ public final class Gateway: @unchecked Sendable {
             throw error
         }
         logger.info("tunnel up", metadata: ["device": "\(config.tunnel.name)", "mtu": "\(plan.tunnelMTU)",
-                                           "local": "\(config.uplink.address)",
+                                           "local": "\(config.uplink.address)", "role": "\(role.current)",
                                            "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
     }
 
@@ -122,14 +132,17 @@ public final class Gateway: @unchecked Sendable {
     private func startARPThreads() throws {
         guard let configurator else { return }
         for (interface, opened) in configurator.arpCaptures.sorted(by: { $0.key < $1.key }) where !arpInterfaces.contains(interface) {
-            let loop = ProxyARPLoop(context: loopContext, health: health("ipipd-arp-\(interface)"), capture: opened.capture, mac: opened.mac)
+            let wakeUp = try WakeUp()
+            roleWakeUps.add(wakeUp)
+            let loop = ProxyARPLoop(context: loopContext, health: health("ipipd-arp-\(interface)"), capture: opened.capture, mac: opened.mac,
+                                    wakeUp: wakeUp)
             threads.append(try DedicatedThread(name: loop.health.name) { loop.run() })
             arpInterfaces.insert(interface)
         }
     }
 
     private var loopContext: LoopContext {
-        LoopContext(box: box, stop: stop, logger: logger, giveUpAfter: options.loopFailureTimeout) { [weak self] reason in
+        LoopContext(box: box, role: role, stop: stop, logger: logger, giveUpAfter: options.loopFailureTimeout) { [weak self] reason in
             self?.logger.critical("a dataplane loop gave up; ipipd ends so that it can be restarted", metadata: ["reason": "\(reason)"])
             self?.onFatal?(reason)
         }
@@ -221,7 +234,10 @@ public final class Gateway: @unchecked Sendable {
         return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: snapshot.configSHA256,
                              startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
                              config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
-                             paths: snapshot.paths, loops: loopHealth.withLock { $0 }, now: monotonicSeconds())
+                             paths: snapshot.paths, loops: loopHealth.withLock { $0 },
+                             role: .init(role: role.current, highAvailability: snapshot.config.uplink.standbyWhenAbsent,
+                                         changes: role.changes, seconds: monotonicSeconds() - role.since),
+                             now: monotonicSeconds())
     }
 
     /// The current counters (for the metrics endpoint).

@@ -1,0 +1,66 @@
+import Foundation
+import IPIPCore
+import Testing
+
+/// An HA pair's box (`uplink.standby-when-absent`, config/ha-pair-b.yaml) follows its uplink address:
+/// standby — silent — while the address is elsewhere, active within milliseconds of its arrival, with
+/// every ghost host announced; and the whole pair under keepalived fails over and back
+/// (scripts/failover.sh, whose figures are in docs/BENCHMARKS.md).
+@Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
+struct HAPairTests {
+    @Test func aStandbyIsSilentUntilTheAddressArrivesThenAnnouncesAtOnce() throws {
+        let lab = Lab("ipha")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(addressOfB: "203.0.113.81")
+        let config = Lab.config("ha-pair-b.yaml")
+        _ = try lab.startIpipd(in: "a", config: Lab.config("machine-a.yaml"))
+        let b = try lab.startIpipd(in: "b", config: config)
+        #expect(b.output.contains("role=standby"), "\(b.output)")
+        var status = try lab.status("b", config: config)
+        #expect(status.role.role == .standby && status.role.highAvailability && status.role.changes == 0)
+
+        // Standby: no ARP answer for the ghost, no announcement, nothing through the tunnel.
+        let arpWatch = try lab.watch(in: "c", "eth0", "arp and ether src \(try lab.mac("b", "eth0"))", logName: "arp-c")
+        #expect(lab.run(in: lab.ns("c"), "arping -c 2 -w 2 -I eth0 203.0.113.87").status != 0)
+        #expect(lab.run(in: lab.ns("b"), "ping -c 2 -i 0.2 -W 1 203.0.113.87").status != 0)
+        status = try lab.status("b", config: config)
+        #expect(status.dropped("standby") >= 2, "\(status.drops)")
+        #expect(status.peers[0].encapsulated.packets == 0)
+
+        // keepalived's move, by hand: the address arrives, the box is active and announces the ghost.
+        let before = Date().timeIntervalSince1970
+        try lab.sh(in: lab.ns("b"), "ip addr add 203.0.113.86/24 dev eth0")
+        #expect(arpWatch.waitForLog("Request who-has 203.0.113.87 tell 203.0.113.87", timeout: 5), "\(arpWatch.output)")
+        status = try lab.waitForStatus("b", config: config) { $0.role.role == .active }
+        #expect(status.role.role == .active && status.role.changes == 1)
+        let tookOver = Date().timeIntervalSince1970 - status.role.seconds - before
+        #expect(tookOver < 0.5, "the role changed \(tookOver) s after the address arrived")
+        #expect(status.ghostHosts[0].announcements >= 1)
+        try lab.sh(in: lab.ns("c"), "ping -c 3 -i 0.2 -W 2 203.0.113.87")
+        let arping = try lab.sh(in: lab.ns("c"), "arping -c 1 -w 2 -I eth0 203.0.113.87")
+        #expect(arping.contains("reply from 203.0.113.87"), "\(arping)")
+
+        // The address goes: standby again, silent again.
+        try lab.sh(in: lab.ns("b"), "ip addr del 203.0.113.86/24 dev eth0")
+        status = try lab.waitForStatus("b", config: config) { $0.role.role == .standby }
+        #expect(status.role.role == .standby && status.role.changes == 2)
+        #expect(lab.run(in: lab.ns("c"), "arping -c 2 -w 2 -I eth0 203.0.113.87").status != 0)
+        _ = arpWatch.stop()
+    }
+
+    @Test func aKeepalivedPairFailsOverAndBackWithTheTransferIntact() throws {
+        let lab = Lab("iphk")
+        defer { lab.teardown() }
+        let json = lab.scratch.appendingPathComponent("failover.json").path
+        let run = lab.run("\(Lab.repository.path)/scripts/failover.sh --binary \(Lab.ipipd) --json \(json)", timeout: 300)
+        #expect(run.status == 0, "\(run.output)")
+        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any] ?? [:]
+        #expect(figures["passed"] as? Bool == true, "\(figures)")
+        #expect(figures["transfer_sha256_matches"] as? Bool == true)
+        #expect(figures["lan_cache_moved_to_b2"] as? Bool == true)
+        #expect(figures["lan_cache_back_to_b1"] as? Bool == true)
+        // VRRP's own bound: 3 advertisement intervals and B2's skew after the last advertisement heard.
+        #expect((figures["failover_longest_silence_seconds"] as? Double ?? 99) < 5, "\(figures)")
+        #expect((figures["failback_longest_silence_seconds"] as? Double ?? 99) < 3, "\(figures)")
+    }
+}

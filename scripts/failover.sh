@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The HA pair's failover test (issue 16): the seed's scenario with machine B as two boxes, B1 and B2, that
+# run keepalived (config/keepalived-b1.conf, keepalived-b2.conf) for B's address 203.0.113.86 and ipipd with
+# config/ha-pair-b.yaml, which follows that address (uplink.standby-when-absent):
+#
+#   A (198.51.100.37) ── R ── LAN switch 203.0.113.0/24 ─┬─ B1 (203.0.113.81, keepalived priority 254)
+#                                                        ├─ B2 (203.0.113.82, keepalived priority 253)
+#                                                        └─ C  (203.0.113.20)
+#
+# Host C pings A's ghost address 203.0.113.87 at 20/s while it sends A a paced TCP transfer through the
+# tunnel; then B1 dies as a box dies: keepalived and ipipd get SIGKILL and its link goes down. B2 takes
+# over; the script measures the pings lost, the longest silence, and whether the transfer arrives whole
+# (SHA-256). Then B1 comes back (link up, ipipd and keepalived started) and takes the address back, with
+# pings measured again. Everything in network namespaces on documentation addresses; everything it
+# starts ends, also when it fails.
+#
+# Usage: scripts/failover.sh [--binary FILE] [--json FILE] [--logs DIR]
+#   --binary FILE  the ipipd to test (default: a release build of this tree)
+#   --json FILE    also write the figures as JSON
+#   --logs DIR     keep the logs of ipipd, keepalived and ping there
+# Exit status 0 when B2 took over and B1 took back, the LAN's caches followed, the transfer's SHA-256
+# matched, and the pings' longest silence stayed under 5 s at the failover (VRRP alone allows up to 3 s
+# and B2's skew) and under 3 s at the failback; 1 otherwise. The figures say whether the failover's
+# silence stayed under 3 s (the target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+binary="" json="" logs=""
+while (($#)); do
+    case $1 in
+        --binary) binary=$2; shift 2 ;;
+        --json) json=$2; shift 2 ;;
+        --logs) logs=$2; shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 64 ;;
+    esac
+done
+[[ $(id -u) -eq 0 ]] || { echo "failover.sh needs root (network namespaces)" >&2; exit 1; }
+
+if [[ -z $binary ]]; then
+    scripts/install-deps.sh
+    swift build -c release --product ipipd 2>&1 | tail -1
+    binary=$(swift build -c release --show-bin-path)/ipipd
+fi
+command -v keepalived >/dev/null || { echo "keepalived is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
+
+LAB_PREFIX=iptfo
+LAB_B_ADDRESS=203.0.113.81
+source scripts/lib/lab.sh
+LAB_NAMESPACES+=(b2)
+WORK=$(mktemp -d /tmp/ipipd-failover.XXXXXX)
+finish() {
+    local status=$?
+    trap '' INT TERM
+    lab_down
+    if [[ -n $logs ]]; then mkdir -p "$logs" && cp "$WORK"/*.log "$logs"/; fi
+    if [[ $status -ne 0 ]]; then
+        for log in "$WORK"/*.log; do [[ -s $log ]] && { echo "--- last lines of $(basename "$log")" >&2; tail -n 25 "$log" >&2; }; done
+    fi
+    rm -rf "$WORK"
+    exit $status
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+now() { date +%s.%N; }
+# The role of the ipipd in namespace $1 (b or b2) and when it took it, in epoch seconds: "active 1796...".
+role_of() {
+    local asked_at
+    asked_at=$(now)
+    "$binary" status --json -c config/ha-pair-b.yaml --runtime-dir "$WORK/run-$1" 2>/dev/null \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["role"]; print(r["role"], round(float(sys.argv[1]) - r["seconds"], 3))' \
+            "$asked_at" 2>/dev/null || echo none 0
+}
+# Waits up to $3 seconds for the ipipd in $1 to have role $2; prints when it took it (epoch seconds).
+wait_for_role() {
+    local role since
+    for _ in $(seq $(($3 * 10))); do
+        read -r role since < <(role_of "$1")
+        if [[ $role == "$2" ]]; then echo "$since"; return 0; fi
+        sleep 0.1
+    done
+    echo "ipipd on $1 did not become $2 within $3 s" >&2
+    return 1
+}
+start_ipipd() {   # namespace config → PID (each start logs to a file of its own)
+    local machine=$1 config=$2 pid log
+    log=$WORK/ipipd-$machine-$(date +%s%N).log
+    mkdir -p "$WORK/run-$machine"
+    ip netns exec "$(ns "$machine")" "$binary" run -c "$config" --runtime-dir "$WORK/run-$machine" >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        grep -q "tunnel up" "$log" && { echo "$pid"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ipipd on $machine did not come up" >&2
+    return 1
+}
+start_keepalived() {   # box (1 or 2) → PID of keepalived's parent (its VRRP child lives in the same namespace)
+    local box=$1 machine
+    machine=$([[ $box == 1 ]] && echo b || echo b2)
+    ip netns exec "$(ns "$machine")" keepalived --dont-fork --log-console --log-detail --vrrp \
+        --use-file "config/keepalived-b$box.conf" --pid "$WORK/keepalived-b$box.pid" --vrrp_pid "$WORK/vrrp-b$box.pid" \
+        >>"$WORK/keepalived-b$box.log" 2>&1 &
+    echo $!
+}
+# From a `ping -D -O` log, what happened between epoch seconds $2 and $3 → "sent lost longest-silence-seconds":
+# sent counts every icmp_seq seen (answered, or "no answer yet"); the silence is the longest time between
+# two replies (or a bound and a reply).
+ping_figures() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+lines = [(float(t), int(s), "ttl=" in line)
+         for line in open(path) for t, s in re.findall(r"\[(\d+\.\d+)\] .*icmp_seq=(\d+)", line)]
+inside = [(t, s, answered) for t, s, answered in lines if start <= t <= end]
+seqs = [s for _, s, _ in inside]
+replies = [t for t, _, answered in inside if answered]
+sent = len(set(seqs))
+lost = sent - len({s for _, s, answered in inside if answered})
+times = [start] + replies + [end]
+print(sent, lost, round(max(b - a for a, b in zip(times, times[1:])), 2))
+PY
+}
+mac_of() { ip -n "$(ns "$1")" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+c_maps_ghost_to() { ip -n "$(ns c)" neigh show 203.0.113.87 | grep -q "$1" && echo true || echo false; }
+
+say "lab: A -- R -- LAN(B1, B2, C)"
+lab_down
+lab_up
+ip netns add "$(ns b2)"; ip -n "$(ns b2)" link set lo up
+lab_link b2 eth0 lan pb2
+ip -n "$(ns lan)" link set pb2 master br0
+ip -n "$(ns b2)" addr add 203.0.113.82/24 dev eth0
+ip -n "$(ns b2)" route add default via 203.0.113.1
+
+say "ipipd on A, B1 and B2 (both B boxes standby: nobody holds 203.0.113.86 yet)"
+pid_a=$(start_ipipd a config/machine-a.yaml); LAB_PIDS+=("$pid_a")
+pid_b1=$(start_ipipd b config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b1")
+pid_b2=$(start_ipipd b2 config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b2")
+read -r role_b1 _ < <(role_of b); read -r role_b2 _ < <(role_of b2)
+[[ $role_b1 == standby && $role_b2 == standby ]] || { echo "the B boxes did not start as standby ($role_b1, $role_b2)" >&2; exit 1; }
+
+say "keepalived on B1 and B2: B1 becomes master and its ipipd active"
+# B1 first, then B2, which then hears B1's advertisements and stays backup (two started at once may
+# both become master for a moment, a startup race of VRRP's, not the failover measured here).
+LAB_PIDS+=("$(start_keepalived 1)")
+wait_for_role b active 15 >/dev/null
+LAB_PIDS+=("$(start_keepalived 2)")
+sleep 1
+read -r role_b2 _ < <(role_of b2)
+[[ $role_b2 == standby ]] || { echo "B2 is $role_b2 while B1 is the master" >&2; exit 1; }
+in_ns c ping -c 3 -i 0.2 -W 2 203.0.113.87 >/dev/null || { echo "C cannot reach A's ghost through B1" >&2; exit 1; }
+b1_mac=$(mac_of b); b2_mac=$(mac_of b2)
+[[ $(c_maps_ghost_to "$b1_mac") == true ]] || { echo "C does not map the ghost to B1's MAC" >&2; exit 1; }
+echo "C reaches A's ghost through B1 ($b1_mac)"
+
+say "C pings the ghost at 20/s and sends A 16 MiB at 2 MiB/s through the tunnel"
+head -c $((16 << 20)) /dev/urandom >"$WORK/payload"
+ip netns exec "$(ns a)" timeout 60 sh -c "nc.openbsd -l 5001 > '$WORK/received'" &
+receiver_pid=$!; LAB_PIDS+=("$receiver_pid")
+for _ in $(seq 50); do in_ns a ss -Hltn 'sport = :5001' | grep -q 5001 && break; sleep 0.1; done
+ip netns exec "$(ns c)" stdbuf -oL ping -D -O -i 0.05 -W 1 -w 120 203.0.113.87 >"$WORK/ping.log" 2>&1 &
+ping_pid=$!; LAB_PIDS+=("$ping_pid")
+ip netns exec "$(ns c)" timeout 50 python3 - "$WORK/payload" <<'PY' >"$WORK/sender.log" 2>&1 &
+import socket, sys, time
+data = open(sys.argv[1], "rb").read()
+sock = socket.create_connection(("203.0.113.87", 5001), timeout=40)
+start, chunk, rate = time.monotonic(), 65536, 2 << 20
+for offset in range(0, len(data), chunk):
+    delay = start + offset / rate - time.monotonic()   # paced: the transfer spans the failover
+    if delay > 0: time.sleep(delay)
+    sock.sendall(data[offset:offset + chunk])
+sock.shutdown(socket.SHUT_WR)
+sock.recv(1)
+print(f"sent {len(data)} bytes in {time.monotonic() - start:.2f} s")
+PY
+sender_pid=$!; LAB_PIDS+=("$sender_pid")
+sleep 3
+
+say "B1 dies: keepalived and ipipd get SIGKILL, its link goes down"
+killed_at=$(now)
+for pid in $(ip netns pids "$(ns b)"); do kill -KILL "$pid" 2>/dev/null || true; done
+ip -n "$(ns b)" link set eth0 down
+b2_active_at=$(wait_for_role b2 active 15)
+takeover=$(python3 -c "print(round($b2_active_at - $killed_at, 2))")
+echo "B2 active $takeover s after the kill"
+sleep 6
+read -r fo_sent fo_lost fo_gap < <(ping_figures "$WORK/ping.log" "$killed_at" "$(now)")
+echo "pings from the kill to 6 s after the takeover: $fo_sent sent, $fo_lost lost, longest silence $fo_gap s"
+c_moved=$(c_maps_ghost_to "$b2_mac")
+echo "C maps the ghost to B2's MAC: $c_moved"
+
+say "the transfer ends"
+transfer_ok=false
+if wait "$sender_pid"; then cat "$WORK/sender.log"; fi
+for _ in $(seq 100); do kill -0 "$receiver_pid" 2>/dev/null || break; sleep 0.1; done
+sent_sum=$(sha256sum <"$WORK/payload" | cut -d' ' -f1)
+received_sum=$(sha256sum <"$WORK/received" | cut -d' ' -f1)
+[[ $sent_sum == "$received_sum" ]] && transfer_ok=true
+echo "SHA-256 matches: $transfer_ok ($(stat -c %s "$WORK/received") of $((16 << 20)) bytes)"
+
+say "B1 comes back (link up, ipipd, keepalived) and takes the address back"
+# A box that rebooted holds no virtual address; the one keepalived left on the dead box's link goes.
+ip -n "$(ns b)" addr del 203.0.113.86/24 dev eth0 2>/dev/null || true
+ip -n "$(ns b)" link set eth0 up
+ip -n "$(ns b)" route replace default via 203.0.113.1   # went with the link, as a reboot would restore it
+pid_b1=$(start_ipipd b config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b1")
+returned_at=$(now)
+LAB_PIDS+=("$(start_keepalived 1)")
+wait_for_role b active 15 >/dev/null
+wait_for_role b2 standby 15 >/dev/null
+sleep 4
+read -r fb_sent fb_lost fb_gap < <(ping_figures "$WORK/ping.log" "$returned_at" "$(now)")
+echo "pings from B1's return to 4 s after it took over: $fb_sent sent, $fb_lost lost, longest silence $fb_gap s"
+c_back=$(c_maps_ghost_to "$b1_mac")
+echo "C maps the ghost to B1's MAC again: $c_back"
+b2_changes=$("$binary" status --json -c config/ha-pair-b.yaml --runtime-dir "$WORK/run-b2" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"]["changes"])')
+
+passed=false
+if $transfer_ok && $c_moved && $c_back && ((fo_sent > 0 && fb_sent > 0)) \
+   && python3 -c "import sys; sys.exit(0 if $fo_gap < 5 and $fb_gap < 3 else 1)"; then passed=true; fi
+target_met=$(python3 -c "print(str($fo_gap < 3).lower())")
+figures=$(cat <<EOF
+{"takeover_seconds": $takeover, "failover_pings_sent": $fo_sent, "failover_pings_lost": $fo_lost,
+ "failover_longest_silence_seconds": $fo_gap, "under_3_seconds": $target_met, "lan_cache_moved_to_b2": $c_moved,
+ "transfer_sha256_matches": $transfer_ok, "failback_pings_sent": $fb_sent, "failback_pings_lost": $fb_lost,
+ "failback_longest_silence_seconds": $fb_gap, "lan_cache_back_to_b1": $c_back, "b2_role_changes": $b2_changes,
+ "passed": $passed}
+EOF
+)
+say "figures"
+echo "$figures"
+if [[ -n $json ]]; then echo "$figures" >"$json"; fi
+$passed
