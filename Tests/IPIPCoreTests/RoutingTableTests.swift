@@ -95,6 +95,26 @@ import Testing
         }
     }
 
+    /// A hub's table, shaped as scripts/hub-config.py writes it — runs of consecutive /32s, /31s and /30s,
+    /// which a hash must spread — answers every address of the space as the longest prefix says.
+    @Test func aHubsConsecutivePrefixesAreAllFoundAtEveryLength() {
+        let base: UInt32 = 0xC612_0000   // 198.18.0.0
+        var entries: [(IPv4Prefix, Int)] = []
+        for offset in 0..<30_000 { entries.append((IPv4Prefix(IPv4Address(base + UInt32(offset)), length: 32), offset)) }
+        for offset in stride(from: 0, to: 50_000, by: 2) { entries.append((IPv4Prefix(IPv4Address(base + UInt32(offset)), length: 31), 100_000 + offset)) }
+        for offset in stride(from: 0, to: 65_536, by: 4) { entries.append((IPv4Prefix(IPv4Address(base + UInt32(offset)), length: 30), 200_000 + offset)) }
+        let table = RoutingTable(entries, uniquingPrefixesWith: { _, later in later })
+        #expect(table.count == entries.count)
+        var wrong = 0
+        for offset in 0..<(65_536 + 64) {
+            let expected: Int? = offset < 30_000 ? offset : offset < 50_000 ? 100_000 + offset & ~1 : offset < 65_536 ? 200_000 + offset & ~3 : nil
+            if table.lookup(IPv4Address(base + UInt32(offset))) != expected { wrong += 1 }
+        }
+        #expect(wrong == 0)
+        #expect(table.value(for: IPv4Prefix(IPv4Address(base + 7), length: 32)) == 7)
+        #expect(table.value(for: IPv4Prefix(IPv4Address(base + 40_000), length: 32)) == nil)
+    }
+
     /// Built at once, the table equals the one built by inserting in order, duplicates combined as told.
     @Test func buildingAtOnceAgreesWithInsertingInOrder() async {
         let entry = zip(Gen.uint32(in: 0...0xFF), Gen.int(in: 0...32), Gen.int(in: 0...99))

@@ -126,16 +126,41 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("route lookup among 1000 prefixes") { benchmark in
-        var table = RoutingTable<Int>()
-        for index in 0..<1000 {
-            let length = 16 + index % 17
-            table.insert(IPv4Prefix(IPv4Address(UInt32(0xC612_0000) &+ UInt32(index) &* 0x0101), length: length).network, index)
+    // A hub's table as scripts/hub-config.py writes it (/32s, /31s, /30s of 198.18.0.0/16, 10 per
+    // peer), at 10, 1,000 and 10,000 peers: the lookup may cost more per prefix length in use, not per prefix.
+    for peers in [10, 1000, 10_000] {
+        // Built once, outside the measurement: freeing a 100,000-prefix table costs more than 1,000 lookups.
+        let table = hubTable(prefixes: peers * 10)
+        // Addresses covered by the table, spread over it, visited in an order the cache cannot follow.
+        let probes = (0..<4096).map { IPv4Address(UInt32(0xC612_0000) &+ UInt32(($0 &* 2_654_435_761) % UInt(min(peers * 10, 65536)))) }
+        Benchmark("route lookup in a hub's table: \(peers) peers, \(peers * 10) prefixes of 3 lengths") { benchmark in
+            for iteration in benchmark.scaledIterations {
+                blackHole(table.lookup(probes[iteration & 4095]))
+            }
         }
+    }
+
+    Benchmark("route lookup among 1000 prefixes of 17 lengths") { benchmark in
+        let table = RoutingTable((0..<1000).map { index in
+            (IPv4Prefix(IPv4Address(UInt32(0xC612_0000) &+ UInt32(index) &* 0x0101), length: 16 + index % 17).network, index)
+        }, uniquingPrefixesWith: { _, later in later })
         let probes = (0..<256).map { IPv4Address(UInt32(0xC612_0000) &+ UInt32($0) &* 0x0305) }
         benchmark.startMeasurement()
         for iteration in benchmark.scaledIterations {
             blackHole(table.lookup(probes[iteration & 255]))
         }
     }
+}
+
+/// The prefixes of scripts/hub-config.py, in its order: every /32 of 198.18.0.0/16, then every /31,
+/// then every /30; the first `prefixes` of them, ten to a peer.
+func hubTable(prefixes: Int) -> RoutingTable<Int> {
+    var entries: [(IPv4Prefix, Int)] = []
+    for length in [32, 31, 30] {
+        let step = 1 << (32 - length)
+        for offset in stride(from: 0, to: 1 << 16, by: step) where entries.count < prefixes {
+            entries.append((IPv4Prefix(IPv4Address(UInt32(0xC612_0000) + UInt32(offset)), length: length), entries.count / 10))
+        }
+    }
+    return RoutingTable(entries, uniquingPrefixesWith: { _, later in later })
 }

@@ -1,6 +1,6 @@
 extension UnsafeBufferPointer where Element == UInt32 {
     /// In these ascending values, the index of the first one not below `value` (`count` when none is):
-    /// where `value` is, or where it would go. The search by halves behind `RoutingTable` and `AddressSet`.
+    /// where `value` is, or where it would go. The search by halves behind `AddressSet`.
     @inline(__always)
     func lowerBound(of value: UInt32) -> Int {
         var low = 0, high = count
