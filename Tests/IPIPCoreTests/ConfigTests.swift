@@ -126,4 +126,15 @@ import Testing
         #expect(load(minimal.replacingOccurrences(of: "name: b", with: "name: 'b c'")).errors.map(\.key) == ["peers[0].name"])
         #expect(load(minimal + "\ntunnel:\n  name: a-very-long-interface-name\n").errors.map(\.key) == ["tunnel.name"])
     }
+
+    /// What `status` and `reload` read to find the control socket: the tunnel's name, from its block
+    /// alone when it has one, from the whole file otherwise.
+    @Test func theTunnelNameIsFoundInEveryShapeOfFile() {
+        #expect(ConfigLoader.tunnelName(yaml: "uplink: {interface: eth0}\ntunnel:\n  # the device\n  name: tun7\n\n  mtu: 1400\npeers: []\n") == "tun7")
+        #expect(ConfigLoader.tunnelName(yaml: "tunnel: {name: tun8}\npeers: []\n") == "tun8")
+        #expect(ConfigLoader.tunnelName(yaml: "{uplink: {interface: eth0}, tunnel: {name: tun9}}\n") == "tun9")
+        #expect(ConfigLoader.tunnelName(yaml: "peers:\n  - name: tunnel-a\n") == "tunl")
+        #expect(ConfigLoader.tunnelName(yaml: "uplink: {interface: eth0}\n") == "tunl")
+        #expect(ConfigLoader.tunnelName(yaml: Repository.text("config/machine-a.yaml")) == "tunl")
+    }
 }

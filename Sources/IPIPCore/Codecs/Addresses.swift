@@ -9,17 +9,31 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 
     /// Strict dotted-quad parser: exactly four decimal octets, no leading zeros (which inet_aton would
-    /// read as octal), no surrounding spaces.
+    /// read as octal), no surrounding spaces. Reads the UTF-8 bytes once (a hub's config holds 100,000).
     public init?(_ text: some StringProtocol) {
-        var octets: [UInt32] = []
-        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  !(part.count > 1 && part.first == "0"),
-                  let octet = UInt32(part), octet <= 255 else { return nil }
-            octets.append(octet)
+        guard let value = Self.parse(text.utf8) else { return nil }
+        self.value = value
+    }
+
+    static func parse(_ bytes: some Collection<UInt8>) -> UInt32? {
+        var value: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
+        for byte in bytes {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                octet = 0
+                digits = 0
+                dots += 1
+                continue
+            }
+            // A digit; after a first digit 0 (the octet still 0), none may follow: no octal look-alikes.
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits == 0 || octet != 0 else { return nil }
+            octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+            digits += 1
+            guard octet <= 255 else { return nil }
         }
-        guard octets.count == 4 else { return nil }
-        value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+        guard digits > 0, dots == 3 else { return nil }
+        return value << 8 | octet
     }
 
     public static let any = IPv4Address(0)
@@ -60,15 +74,18 @@ public struct IPv4Prefix: Hashable, Comparable, Sendable, CustomStringConvertibl
 
     /// Parses "a.b.c.d/n"; a bare address is a /32.
     public init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPv4Address(parts[0]) else { return nil }
+        let bytes = text.utf8
+        let slash = bytes.firstIndex(of: UInt8(ascii: "/"))
+        guard let address = IPv4Address.parse(bytes[..<(slash ?? bytes.endIndex)]) else { return nil }
         var length = 32
-        if parts.count == 2 {
-            guard !parts[1].isEmpty, parts[1].count <= 2, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let parsed = Int(parts[1]), (0...32).contains(parsed) else { return nil }
-            length = parsed
+        if let slash {
+            let digits = bytes[bytes.index(after: slash)...]
+            guard !digits.isEmpty, digits.count <= 2, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+            else { return nil }
+            length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+            guard length <= 32 else { return nil }
         }
-        self.init(address, length: length)
+        self.init(IPv4Address(address), length: length)
     }
 
     public var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - length) }

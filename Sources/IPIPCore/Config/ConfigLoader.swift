@@ -9,7 +9,7 @@ public enum ConfigLoader {
         var reader = NodeReader(file: file)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try Yams.compose(yaml: text, .basic)   // every value is read as text, by ipipd: no regex per scalar
         } catch let error as YamlError {
             return ConfigLoadResult(config: nil, diagnostics: [reader.diagnostic(for: error)])
         } catch {
@@ -38,8 +38,23 @@ public enum ConfigLoader {
 extension ConfigLoader {
     /// The TUN device name a file asks for, read leniently (the rest of the file may be invalid): what
     /// `status` and `reload` need to find the daemon's control socket.
+    /// Only the top-level `tunnel:` block is parsed when the file has one of its own (a hub's file has
+    /// 30,000 lines, and `status` should answer at once); any other file is parsed whole.
     public static func tunnelName(yaml text: String) -> String {
-        guard YAMLLimits.check(text, file: "").isEmpty, let root = try? Yams.compose(yaml: text), let name = root.mapping?["tunnel"]?.mapping?["name"]?.string else {
+        var yaml = text
+        // Lines as bytes: splitting a 3 MB String into Characters costs more than the whole lookup.
+        let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        if let start = lines.firstIndex(where: { $0.starts(with: "tunnel:".utf8) }) {
+            var end = start + 1
+            while end < lines.count, lines[end].isEmpty || lines[end].first == UInt8(ascii: " ") || lines[end].first == UInt8(ascii: "#") {
+                end += 1
+            }
+            yaml = String(decoding: text.utf8[lines[start].startIndex..<lines[end - 1].endIndex], as: UTF8.self)
+        } else if !text.contains("tunnel") {
+            return GatewayConfig.Tunnel.defaultName
+        }
+        guard YAMLLimits.check(yaml, file: "").isEmpty, let root = try? Yams.compose(yaml: yaml, .basic),
+              let name = root.mapping?["tunnel"]?.mapping?["name"]?.string else {
             return GatewayConfig.Tunnel.defaultName
         }
         return name
@@ -47,15 +62,37 @@ extension ConfigLoader {
 }
 
 /// Where each key of the file was, so that semantic checks made after parsing can name the line.
-public struct SourceLocations: Sendable {
-    var lines: [String: (line: Int, column: Int)] = [:]
+/// Where each key of a config is in its file, found on demand by walking the YAML node tree along the
+/// key's path (`peers[3].routes[2]`): only messages need positions, so a hub's 100,000 prefixes cost no
+/// table of them.
+public struct SourceLocations: @unchecked Sendable {   // Node is an immutable value tree
+    var root: Node?
     /// The position in the file's list of each peer / ghost host that could be read (entries with
     /// unreadable values are left out of the config but keep their numbers in messages).
     var peerIndex: [Int] = []
     var ghostIndex: [Int] = []
 
-    public func line(of key: String) -> Int? { lines[key]?.line }
-    func column(of key: String) -> Int? { lines[key]?.column }
+    public func line(of key: String) -> Int? { node(at: key)?.mark?.line }
+    func column(of key: String) -> Int? { node(at: key)?.mark?.column }
+
+    /// The node at `key`: names separated by dots, list positions in brackets.
+    func node(at key: String) -> Node? {
+        var node = root
+        for component in key.split(separator: ".") {
+            var name = Substring(component)
+            var positions: [Int] = []
+            while name.hasSuffix("]"), let open = name.lastIndex(of: "["), let position = Int(name[name.index(after: open)..<name.index(before: name.endIndex)]) {
+                positions.insert(position, at: 0)
+                name = name[..<open]
+            }
+            node = node?.mapping?[String(name)]
+            for position in positions {
+                guard let list = node?.sequence, list.indices.contains(position) else { return nil }
+                node = list[position]
+            }
+        }
+        return node
+    }
 }
 
 /// Walks the YAML node tree, recording every problem instead of stopping at the first.
@@ -88,10 +125,6 @@ struct NodeReader {
         }
     }
 
-    mutating func remember(_ node: Node, as key: String) {
-        if let mark = node.mark { locations.lines[key] = (mark.line, mark.column) }
-    }
-
     // MARK: - Structure
 
     /// Reads a mapping, reporting unknown keys (typos) and missing required ones.
@@ -104,13 +137,11 @@ struct NodeReader {
         var result: [String: Node] = [:]
         for (keyNode, value) in mapping {
             let name = keyNode.string ?? ""
-            let path = key.isEmpty ? name : "\(key).\(name)"
             guard allowed.contains(name) else {
                 let hint = closest(to: name, in: allowed).map { "; did you mean `\($0)`?" } ?? ""
-                error(keyNode, key: path, "unknown key\(hint) (known here: \(allowed.joined(separator: ", ")))")
+                error(keyNode, key: key.isEmpty ? name : "\(key).\(name)", "unknown key\(hint) (known here: \(allowed.joined(separator: ", ")))")
                 continue
             }
-            remember(value, as: path)
             result[name] = value
         }
         for name in required where result[name] == nil {
@@ -120,9 +151,10 @@ struct NodeReader {
         return result
     }
 
-    mutating func scalar(_ node: Node, key: String) -> String? {
+    /// `key` is built only for a message (a hub's config reads 100,000 values).
+    mutating func scalar(_ node: Node, key: @autoclosure () -> String) -> String? {
         guard case .scalar(let scalar) = node else {
-            error(node, key: key, "expected a single value, found \(kind(of: node))")
+            error(node, key: key(), "expected a single value, found \(kind(of: node))")
             incomplete = true
             return nil
         }
@@ -167,15 +199,15 @@ struct NodeReader {
         return address
     }
 
-    mutating func prefix(_ node: Node, key: String) -> IPv4Prefix? {
-        guard let text = scalar(node, key: key) else { return nil }
+    mutating func prefix(_ node: Node, key: @autoclosure () -> String) -> IPv4Prefix? {
+        guard let text = scalar(node, key: key()) else { return nil }
         guard let prefix = IPv4Prefix(text) else {
-            error(node, key: key, "`\(text)` is not an IPv4 prefix (write it as address/length, e.g. 203.0.113.0/24)")
+            error(node, key: key(), "`\(text)` is not an IPv4 prefix (write it as address/length, e.g. 203.0.113.0/24)")
             incomplete = true
             return nil
         }
         if prefix.hasHostBitsSet {
-            error(node, key: key, "\(text) has host bits set; did you mean \(prefix.network)?")
+            error(node, key: key(), "\(text) has host bits set; did you mean \(prefix.network)?")
         }
         return prefix.network
     }
@@ -221,6 +253,7 @@ struct NodeReader {
     /// uplink becomes a placeholder that matches no real address), so that the caller can still run
     /// the semantic checks; `incomplete` then keeps the result from being used.
     mutating func readGateway(_ root: Node) -> GatewayConfig? {
+        locations.root = root
         guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp", "metrics"],
                                required: ["uplink", "peers"]) else { return nil }
         let uplink = top["uplink"].flatMap { readUplink($0) }
@@ -302,7 +335,6 @@ struct NodeReader {
         var peers: [GatewayConfig.Peer] = []
         for (index, item) in items.enumerated() {
             let key = "peers[\(index)]"
-            remember(item, as: key)
             guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes", "accept-sources"],
                                  required: ["name", "remote"]) else { continue }
             let name = f["name"].flatMap { scalar($0, key: "\(key).name") }
@@ -315,18 +347,14 @@ struct NodeReader {
             var routes: [IPv4Prefix] = []
             if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") {
                 for (routeIndex, routeNode) in list.enumerated() {
-                    let routeKey = "\(key).routes[\(routeIndex)]"
-                    remember(routeNode, as: routeKey)
-                    if let prefix = prefix(routeNode, key: routeKey) { routes.append(prefix) }
+                    if let prefix = prefix(routeNode, key: "\(key).routes[\(routeIndex)]") { routes.append(prefix) }
                 }
             }
             var acceptSources: [IPv4Prefix]?
             if let sourcesNode = f["accept-sources"], let list = sequence(sourcesNode, key: "\(key).accept-sources") {
                 acceptSources = []
                 for (sourceIndex, sourceNode) in list.enumerated() {
-                    let sourceKey = "\(key).accept-sources[\(sourceIndex)]"
-                    remember(sourceNode, as: sourceKey)
-                    if let prefix = prefix(sourceNode, key: sourceKey) { acceptSources?.append(prefix) }
+                    if let prefix = prefix(sourceNode, key: "\(key).accept-sources[\(sourceIndex)]") { acceptSources?.append(prefix) }
                 }
             }
             if let name, let remote {
@@ -375,7 +403,6 @@ struct NodeReader {
         var ghosts: [GatewayConfig.GhostHost] = []
         for (index, item) in items.enumerated() {
             let key = "ghost-hosts[\(index)]"
-            remember(item, as: key)
             guard let f = fields(of: item, key: key, allowed: ["address", "interface", "mac"],
                                  required: ["address", "interface"]) else { continue }
             let address = f["address"].flatMap { unicastAddress($0, key: "\(key).address") }

@@ -48,7 +48,6 @@ struct ConfigValidator {
         }
         var peerByName: [String: Int] = [:]
         var peerByRemote: [IPv4Address: Int] = [:]
-        var owner: [IPv4Prefix: (peer: Int, route: Int, name: String)] = [:]
         for (position, peer) in config.peers.enumerated() {
             let index = locations.peerIndex[position]
             let key = "peers[\(index)]"
@@ -78,15 +77,19 @@ struct ConfigValidator {
                            + "anyone who forges its address can put packets from any address on this side", .warning)
                 }
             }
-            for (routeIndex, prefix) in peer.routes.enumerated() {
-                let routeKey = "\(key).routes[\(routeIndex)]"
-                if let first = owner[prefix] {
-                    let firstKey = "peers[\(first.peer)].routes[\(first.route)]"
-                    report(routeKey, "duplicate prefix \(prefix): already routed to `\(first.name)` by \(firstKey)\(lineSuffix(firstKey))")
-                } else {
-                    owner[prefix] = (index, routeIndex, peer.name)
-                }
-            }
+        }
+        // A prefix routed twice: found by sorting (a hub has 100,000), reported at each later mention.
+        var duplicates: [(kept: (peer: Int, route: Int), repeated: (peer: Int, route: Int), prefix: IPv4Prefix)] = []
+        let mentions = config.peers.indices.flatMap { position in
+            config.peers[position].routes.enumerated().map { ($1, (peer: position, route: $0)) }
+        }
+        _ = PrefixMerge.uniqueSorted(mentions) { kept, repeated in
+            duplicates.append((kept, repeated, config.peers[repeated.peer].routes[repeated.route]))
+        }
+        for (kept, repeated, prefix) in duplicates {
+            let firstKey = "peers[\(locations.peerIndex[kept.peer])].routes[\(kept.route)]"
+            report("peers[\(locations.peerIndex[repeated.peer])].routes[\(repeated.route)]",
+                   "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
         }
     }
 
