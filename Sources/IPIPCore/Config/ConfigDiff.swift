@@ -41,11 +41,18 @@ public struct ConfigDiff: Sendable, Equatable {
         acceptSourcesChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.allowedSources != peer.allowedSources } ?? false }
             .map(\.name)
 
-        let oldRoutes = Dictionary(old.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
-        let newRoutes = Dictionary(new.peers.flatMap { peer in peer.routes.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
-        routesAdded = newRoutes.keys.filter { oldRoutes[$0] == nil }.sorted()
-        routesRemoved = oldRoutes.keys.filter { newRoutes[$0] == nil }.sorted()
-        routesMoved = newRoutes.keys.filter { oldRoutes[$0] != nil && oldRoutes[$0] != newRoutes[$0] }.sorted()
+        // Each prefix's peer, by position (names compared only where a prefix is in both): a hub has 100,000.
+        func owners(_ config: GatewayConfig) -> [(prefix: IPv4Prefix, owner: Int)] {
+            PrefixMerge.uniqueSorted(config.peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } })
+        }
+        var added: [IPv4Prefix] = [], removed: [IPv4Prefix] = [], moved: [IPv4Prefix] = []
+        PrefixMerge.compare(owners(old), owners(new),
+                            onlyOld: { prefix, _ in removed.append(prefix) },
+                            onlyNew: { prefix, _ in added.append(prefix) },
+                            both: { prefix, oldOwner, newOwner in
+                                if old.peers[oldOwner].name != new.peers[newOwner].name { moved.append(prefix) }
+                            })
+        (routesAdded, routesRemoved, routesMoved) = (added, removed, moved)
 
         let oldGhosts = Dictionary(old.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         let newGhosts = Dictionary(new.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
@@ -60,15 +67,26 @@ public struct ConfigDiff: Sendable, Equatable {
             && ghostsRemoved.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged && acceptSourcesChanged.isEmpty
     }
 
-    /// One line per change, for the log and `ipipd reload`.
+    /// One line per change, for the log and `ipipd reload` — or, for more than `itemsListedOneByOne`
+    /// of a kind (a hub's reload may move thousands of routes), one line for them all.
     public var descriptions: [String] {
-        peersAdded.map { "peer \($0) added" } + peersRemoved.map { "peer \($0) removed" }
-            + endpointsChanged.map { "peer \($0): endpoint changed" }
-            + acceptSourcesChanged.map { "peer \($0): accepted inner sources changed" }
-            + routesAdded.map { "route \($0) added" } + routesRemoved.map { "route \($0) removed" }
-            + routesMoved.map { "route \($0) now leads to another peer" }
-            + ghostsAdded.map { "ghost host \($0) added" } + ghostsRemoved.map { "ghost host \($0) removed" }
+        func lines(_ items: [String], _ one: (String) -> String, many: String) -> [String] {
+            guard items.count > Self.itemsListedOneByOne else { return items.map(one) }
+            return ["\(items.count) \(many): " + items.prefix(5).joined(separator: ", ") + ", … (\(items.count - 5) more)"]
+        }
+        return lines(peersAdded, { "peer \($0) added" }, many: "peers added")
+            + lines(peersRemoved, { "peer \($0) removed" }, many: "peers removed")
+            + lines(endpointsChanged, { "peer \($0): endpoint changed" }, many: "peers with a new endpoint")
+            + lines(acceptSourcesChanged, { "peer \($0): accepted inner sources changed" }, many: "peers whose accepted inner sources changed")
+            + lines(routesAdded.map(\.description), { "route \($0) added" }, many: "routes added")
+            + lines(routesRemoved.map(\.description), { "route \($0) removed" }, many: "routes removed")
+            + lines(routesMoved.map(\.description), { "route \($0) now leads to another peer" }, many: "routes that now lead to another peer")
+            + lines(ghostsAdded.map(\.description), { "ghost host \($0) added" }, many: "ghost hosts added")
+            + lines(ghostsRemoved.map(\.description), { "ghost host \($0) removed" }, many: "ghost hosts removed")
             + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc/min-pmtu changed"] : [])
             + (proxyARPOptionsChanged ? ["proxy-arp options changed"] : [])
     }
+
+    /// Up to this many changes of one kind are described one per line.
+    public static let itemsListedOneByOne = 16
 }

@@ -78,6 +78,9 @@ public struct KernelPlan: Sendable, Equatable {
     public var warnings: [String] = []
     public var tunnelMTU: Int = 0
 
+    /// Up to this many peers, the plan notes each one's accepted sources on a line of its own.
+    public static let peersNotedOneByOne = 16
+
     /// IP header bytes added by encapsulation.
     public static let encapsulationOverhead = 20
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
@@ -159,10 +162,16 @@ public struct KernelPlan: Sendable, Equatable {
 
         changes.append(.claimProtocol4)
         changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .libnet ? tunnel.reinjectionMark : nil))
-        for peer in config.peers {
+        // One line per peer — but a hub's thousands of peers with the default get one line together.
+        let defaults = config.peers.filter { $0.acceptSources == nil }
+        for peer in config.peers where peer.acceptSources != nil || defaults.count <= Self.peersNotedOneByOne {
             notes.append("peer \(peer.name): inner packets accepted only from "
                          + peer.allowedSources.map(\.description).joined(separator: ", ")
                          + (peer.acceptSources == nil ? " (its routes and endpoint: the default of accept-sources)" : " (accept-sources)"))
+        }
+        if defaults.count > Self.peersNotedOneByOne {
+            notes.append("\(defaults.count) peers accept inner packets only from their own routes and endpoint "
+                         + "(the default of accept-sources; `ipipd check` shows each peer's)")
         }
         notes.append(tunnel.delivery == .kernel
             ? "delivery: kernel — decapsulated packets are received by the kernel on \(tunnel.name): firewall them in INPUT and FORWARD with iifname \"\(tunnel.name)\""

@@ -23,7 +23,8 @@ public struct SystemFacts: Sendable, Equatable {
     }
 
     public var interfaces: [String: Interface] = [:]
-    /// Route to each peer endpoint; missing: no route at all.
+    /// Route to each peer endpoint that lies inside a tunneled prefix (those the plan may pin); missing:
+    /// no route at all.
     public var routes: [IPv4Address: Route] = [:]
     public var ipv6Available = true
     /// Interfaces where the kernel's own proxy ARP is on (`net.ipv4.conf.{all,IF}.proxy_arp`).

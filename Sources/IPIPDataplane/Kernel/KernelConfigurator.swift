@@ -48,9 +48,20 @@ public final class KernelConfigurator: @unchecked Sendable {
     public func apply(_ plan: KernelPlan) throws(SystemError) {
         try takeOverLeftovers(plan)
         state.record.pid = getpid()
+        let changes = plan.changes
         do {
-            for (index, change) in plan.changes.enumerated() {
-                try apply(change, step: "\(index + 1)/\(plan.changes.count)")
+            var index = 0
+            while index < changes.count {
+                // A run of tunnel routes goes to the kernel in batches: a hub's 100,000 in seconds.
+                var end = index
+                while end < changes.count, case .addTunnelRoute = changes[end] { end += 1 }
+                if end > index {
+                    try addTunnelRoutes(changes[index..<end], step: { "\($0 + index + 1)/\(changes.count)" })
+                    index = end
+                } else {
+                    try apply(changes[index], step: "\(index + 1)/\(changes.count)")
+                    index += 1
+                }
             }
         } catch {
             logger.error("setup failed, undoing what was done", metadata: ["error": "\(error)"])
@@ -91,15 +102,9 @@ public final class KernelConfigurator: @unchecked Sendable {
                 try state.save()
                 outcome = " (a route to \(endpoint) exists already: kept as it is, for peer \(peer))"
             }
-        case let .addTunnelRoute(prefix, interface, _):
-            let route = Netlink.RouteMessage(prefix: prefix, outputInterface: try interfaceIndex(interface))
-            do {
-                try netlink.change("add route \(prefix) dev \(interface)") { Netlink.addRoute(route, sequence: $0) }
-            } catch where error.errno == EEXIST {
-                throw SystemError("add route \(prefix) dev \(interface)", errno: EEXIST,
-                                  detail: "a route to \(prefix) already exists (see `ip route show \(prefix)`); remove it or take the prefix out of the config")
-            }
-            // Routes through the TUN disappear with the device; nothing to undo separately.
+        case .addTunnelRoute:
+            try addTunnelRoutes([change][...], step: { _ in step })
+            return
         case .claimProtocol4:
             protocolClaim = try ProtocolClaim()
         case .openRawSockets(let mark):
@@ -148,10 +153,11 @@ public final class KernelConfigurator: @unchecked Sendable {
                 if case let .pinEndpoint(_, endpoint, _, _) = change { (endpoint, change) } else { nil }
             }, uniquingKeysWith: { a, _ in a })
         }
-        func routes(_ plan: KernelPlan) -> [IPv4Prefix: KernelChange] {
-            Dictionary(plan.changes.compactMap { change in
+        /// Each tunnel route with its step, sorted (a hub's plan has 100,000).
+        func routes(_ plan: KernelPlan) -> [(prefix: IPv4Prefix, owner: KernelChange)] {
+            PrefixMerge.uniqueSorted(plan.changes.compactMap { change in
                 if case let .addTunnelRoute(prefix, _, _) = change { (prefix, change) } else { nil }
-            }, uniquingKeysWith: { a, _ in a })
+            })
         }
         let oldPins = pins(old), newPins = pins(new), oldRoutes = routes(old), newRoutes = routes(new)
         var done: [() -> Void] = []
@@ -161,13 +167,16 @@ public final class KernelConfigurator: @unchecked Sendable {
                 try apply(change, step: "reload")
                 done.append { [self] in try? removePin(endpoint) }
             }
-            for (prefix, change) in newRoutes where oldRoutes[prefix] == nil {
-                try apply(change, step: "reload")
-                done.append { [self] in try? deleteTunnelRoute(prefix) }
+            var added: [(prefix: IPv4Prefix, change: KernelChange)] = [], removed: [(prefix: IPv4Prefix, change: KernelChange)] = []
+            PrefixMerge.compare(oldRoutes, newRoutes, onlyOld: { removed.append(($0, $1)) }, onlyNew: { added.append(($0, $1)) },
+                                both: { _, _, _ in })
+            if !added.isEmpty {
+                try addTunnelRoutes(added.map(\.change)[...], step: { _ in "reload" })
+                done.append { [self] in try? deleteTunnelRoutes(added.map(\.prefix)) }
             }
-            for (prefix, change) in oldRoutes where newRoutes[prefix] == nil {
-                try deleteTunnelRoute(prefix)
-                done.append { [self] in try? apply(change, step: "reload (undone)") }
+            if !removed.isEmpty {
+                try deleteTunnelRoutes(removed.map(\.prefix))
+                done.append { [self] in try? addTunnelRoutes(removed.map(\.change)[...], step: { _ in "reload (undone)" }) }
             }
             for (endpoint, change) in oldPins where newPins[endpoint] == nil {
                 try removePin(endpoint)
@@ -186,11 +195,57 @@ public final class KernelConfigurator: @unchecked Sendable {
         }
     }
 
-    private func deleteTunnelRoute(_ prefix: IPv4Prefix) throws(SystemError) {
+    /// Adds tunnel routes (`.addTunnelRoute` steps) in netlink batches, all or nothing: when the kernel
+    /// refuses one, those it took are deleted again. Logs each step as `step <step(offset)>: …`, or —
+    /// a long run, such as a hub's — one line for the run (each route at debug level).
+    private func addTunnelRoutes(_ changes: ArraySlice<KernelChange>, step: (Int) -> String) throws(SystemError) {
+        var routes: [Netlink.RouteMessage] = []
+        var indexes: [String: Int32] = [:]
+        for change in changes {
+            guard case let .addTunnelRoute(prefix, interface, _) = change else { continue }
+            let index: Int32
+            if let known = indexes[interface] { index = known } else { index = try interfaceIndex(interface); indexes[interface] = index }
+            routes.append(Netlink.RouteMessage(prefix: prefix, outputInterface: index))
+        }
+        let interface = indexes.keys.sorted().joined(separator: ",")
+        let refused = try netlink.changeAll("add routes dev \(interface)", count: routes.count) { Netlink.addRoute(routes[$0], sequence: $1) }
+        if let first = refused.first {
+            let refusedIndexes = Set(refused.map(\.index))
+            let taken = routes.indices.filter { !refusedIndexes.contains($0) }
+            _ = try? netlink.changeAll("delete routes dev \(interface)", count: taken.count) { Netlink.deleteRoute(routes[taken[$0]], sequence: $1) }
+            let prefix = routes[first.index].prefix
+            throw SystemError("add route \(prefix) dev \(interface)", errno: first.errno,
+                              detail: first.errno == EEXIST
+                                ? "a route to \(prefix) already exists (see `ip route show \(prefix)`); remove it or take the prefix out of the config"
+                                : "")
+        }
+        // Routes through the TUN disappear with the device: nothing to undo at teardown.
+        let logged = Array(changes)
+        if logged.count <= Self.routesLoggedOneByOne {
+            for (offset, change) in logged.enumerated() { logger.info("step \(step(offset)): \(change)") }
+        } else {
+            for (offset, change) in logged.enumerated() { logger.debug("step \(step(offset)): \(change)") }
+            let batches = (logged.count + NetlinkSocket.changesPerBatch - 1) / NetlinkSocket.changesPerBatch
+            let summary = "steps \(step(0)) to \(step(logged.count - 1)): \(logged.count) routes `ip route add PREFIX dev \(interface)` "
+                + "as `ipipd plan` lists them, in \(batches) netlink batches (each route at --log-level debug)"
+            logger.info("\(summary)")
+        }
+    }
+
+    /// A run of tunnel routes longer than this is logged as one line.
+    static let routesLoggedOneByOne = 16
+
+    /// Deletes tunnel routes in netlink batches; a route already gone is no error.
+    private func deleteTunnelRoutes(_ prefixes: [IPv4Prefix]) throws(SystemError) {
         guard let tun else { return }
-        let route = Netlink.RouteMessage(prefix: prefix, outputInterface: try interfaceIndex(tun.name))
-        try netlink.change("delete route \(prefix) dev \(tun.name)") { Netlink.deleteRoute(route, sequence: $0) }
-        logger.info("removed prefix from the tunnel", metadata: ["prefix": "\(prefix)"])
+        let index = try interfaceIndex(tun.name)
+        let refused = try netlink.changeAll("delete routes dev \(tun.name)", count: prefixes.count) {
+            Netlink.deleteRoute(Netlink.RouteMessage(prefix: prefixes[$0], outputInterface: index), sequence: $1)
+        }
+        if let failure = refused.first(where: { $0.errno != ESRCH }) {
+            throw SystemError("delete route \(prefixes[failure.index]) dev \(tun.name)", errno: failure.errno)
+        }
+        logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(prefixes.count <= 16 ? prefixes.map(\.description).joined(separator: ",") : "\(prefixes.count)")"])
     }
 
     /// Deletes a pinned endpoint route this instance added, and forgets it.

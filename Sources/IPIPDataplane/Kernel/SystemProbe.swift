@@ -98,7 +98,8 @@ public enum SystemProbe {
                 }
             }
             let tunnelIndex = interfaceIndex(config.tunnel.name)
-            for peer in config.peers {
+            // Only the endpoints the plan may pin: a hub's thousands of others need no lookup each.
+            for peer in config.endpointsNeedingPins {
                 guard var route = try? netlink.route(to: peer.remote) else { continue }
                 // While ipipd runs (a reload), an endpoint inside a tunneled prefix routes into the tunnel:
                 // what counts is the route it would take without ipipd's tunnel routes.

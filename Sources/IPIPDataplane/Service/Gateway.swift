@@ -165,9 +165,11 @@ public final class Gateway: @unchecked Sendable {
             guard !stop.isStopped else { return ReloadOutcome(applied: false, messages: ["stopping"]) }
             onReload?(true)
             defer { onReload?(false) }
+            let started = monotonicSeconds()
             let outcome = reloadLocked()
             if outcome.applied {
-                logger.notice("reloaded", metadata: ["file": "\(options.configFile)", "changes": "\(outcome.messages.joined(separator: "; "))"])
+                logger.notice("reloaded", metadata: ["file": "\(options.configFile)", "changes": "\(outcome.messages.joined(separator: "; "))",
+                                                     "seconds": "\(((monotonicSeconds() - started) * 1000).rounded() / 1000)"])
             } else {
                 for message in outcome.messages { logger.error("reload refused; the running configuration stays", metadata: ["reason": "\(message)"]) }
             }
