@@ -5,10 +5,10 @@ import Testing
     let counters = TunnelCounters(peerNames: ["machine-b"])
     let state = PeerPathState()
 
-    func path(local: Set<IPv4Address> = [], delivery: GatewayConfig.Delivery = .libnet) -> DecapsulationPath {
+    func path(local: Set<IPv4Address> = [], delivery: GatewayConfig.Delivery = .libnet, tunnelMTU: Int = 1480) -> DecapsulationPath {
         var config = MachineA.config
         config.tunnel.delivery = delivery
-        return DecapsulationPath(config: config, tunnelMTU: 1480, counters: counters, paths: [state], localNetworks: LocalNetworks(addresses: local))
+        return DecapsulationPath(config: config, tunnelMTU: tunnelMTU, counters: counters, paths: [state], localNetworks: LocalNetworks(addresses: local))
     }
 
     func capture(_ path: DecapsulationPath, _ packet: [UInt8], _ sent: SentPackets, now: Double = 0) {
@@ -29,7 +29,8 @@ import Testing
 
     @Test(arguments: [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]])
     func outerFragmentsInAnyOrderAreDeliveredOnce(order: [Int]) throws {
-        let sent = SentPackets(), path = path(), inner = MachineA.inner(length: 1800)
+        // Host C lies in A's tunneled prefix: the tunnel MTU is set above the packet so it goes whole.
+        let sent = SentPackets(), path = path(tunnelMTU: 9000), inner = MachineA.inner(length: 1800)
         let pieces = try MachineA.outerFromB(inner).withUnsafeBytes { IPv4Fragmenter.fragments(of: try IPv4PacketView(validating: $0), mtu: 500) }
         try #require(pieces.count == 4)
         for index in order { capture(path, pieces[index], sent) }
@@ -37,6 +38,22 @@ import Testing
         try #require(packets.count == 1)
         #expect(Array(packets[0].bytes[20...]) == Array(inner[20...]))
         #expect(path.pendingReassemblies == 0)
+    }
+
+    /// A packet whose destination lies in a tunneled prefix (a hub passing it from peer to peer) leaves
+    /// through the tunnel: the tunnel MTU applies when that prefix is the longest match, whatever the
+    /// route watcher published for the other routes.
+    @Test func aPacketBackIntoTheTunnelIsCutToTheTunnelMTU() throws {
+        let sent = SentPackets(), path = path(), inner = MachineA.inner(length: 1800)
+        path.egressMTUs = RoutingTable([(IPv4Prefix("0.0.0.0/0")!, 9000), (IPv4Prefix("203.0.112.0/23")!, 9000)], uniquingPrefixesWith: { $1 })
+        capture(path, MachineA.outerFromB(inner), sent)
+        let packets = sent.flush()
+        #expect(packets.count == 2 && packets.allSatisfy { $0.bytes.count <= 1480 }, "\(packets.map(\.bytes.count))")
+        // A longer route outside the tunnel wins, with its own MTU.
+        let sentOutside = SentPackets(), outside = self.path()
+        outside.egressMTUs = RoutingTable([(IPv4Prefix("203.0.113.0/25")!, 9000)], uniquingPrefixesWith: { $1 })
+        capture(outside, MachineA.outerFromB(inner), sentOutside)
+        #expect(sentOutside.flush().count == 1)
     }
 
     @Test func anExpiringInnerPacketIsAnsweredWithTimeExceeded() throws {

@@ -25,6 +25,7 @@ public final class DecapsulationPath {
                 localNetworks: LocalNetworks) {
         decapsulator = Decapsulator(config: config, localNetworks: localNetworks)
         minimumPathMTU = config.tunnel.minimumPathMTU
+        tunnelRoutes = config.routingTable
         self.tunnelMTU = tunnelMTU
         self.counters = counters
         self.paths = paths
@@ -34,6 +35,7 @@ public final class DecapsulationPath {
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
         decapsulator = Decapsulator(config: config, localNetworks: decapsulator.localNetworks)
         minimumPathMTU = config.tunnel.minimumPathMTU
+        tunnelRoutes = config.routingTable
         self.counters = counters
         self.paths = paths
     }
@@ -46,8 +48,11 @@ public final class DecapsulationPath {
     }
 
     /// The MTU of the interface each destination is routed to (libnet delivery), from the route
-    /// watcher: larger inner packets are fragmented, or answered with "fragmentation needed".
+    /// watcher: larger inner packets are fragmented, or answered with "fragmentation needed". The
+    /// routes through the tunnel are not in it: destinations in a tunneled prefix (a hub passing packets
+    /// from peer to peer) take the tunnel MTU when that prefix is the longer match.
     public var egressMTUs = RoutingTable<Int>()
+    private var tunnelRoutes: RoutingTable<Int>
 
     /// Once a second or so: drops reassembly state that timed out.
     public func expire(now: Double) {
@@ -140,7 +145,9 @@ public final class DecapsulationPath {
     private func route(_ inner: UnsafeMutableRawBufferPointer, at range: Range<Int>, from peer: Int, in batch: PacketBatch, now: Double) {
         let packet = UnsafeRawBufferPointer(inner)
         let destination = packet.ipv4Destination
-        let mtu = egressMTUs.lookup(destination) ?? PacketSlot.maximumPacketLength
+        let egress = egressMTUs.lookupEntry(destination)
+        var mtu = egress?.value ?? PacketSlot.maximumPacketLength
+        if let tunneled = tunnelRoutes.lookupEntry(destination), tunneled.prefix.length >= egress?.prefix.length ?? -1 { mtu = tunnelMTU }
         if packet.count <= mtu {
             batch.append(range, destination: destination, kind: .decapsulated(peer: peer, innerLength: packet.count, viaTUN: false))
             return

@@ -9,7 +9,9 @@ import Logging
 /// peer's loop guard so the encapsulator drops its traffic instead of looping; and it publishes the MTU
 /// of the interface each destination leaves by, for the libnet delivery. It listens for the kernel's
 /// route-change notifications and then reads the main table once (one dump, not a query per peer), a
-/// few times a second at most, and every 30 s in any case; no dataplane thread does any of it.
+/// few times a second at most, and every 30 s in any case; no dataplane thread does any of it. The
+/// routes through the tunnel — ipipd's own, a hub's 100,000 — are skipped as the dump is read: what
+/// they decide is known from the config (`tunnelRoutes`), so the work grows with the other routes only.
 struct RouteWatcherLoop {
     let context: LoopContext
     let health: LoopHealth
@@ -25,10 +27,15 @@ struct RouteWatcherLoop {
             uniquingPrefixesWith: { earlier, later in later.priority < earlier.priority ? later : earlier })
     }
 
-    /// The interface each endpoint's route goes out of.
-    static func outputInterfaces(for endpoints: [IPv4Address], routes: [Netlink.RouteInfo]) -> [Int32?] {
-        let table = outputInterfaces(routes)
-        return endpoints.map { table.lookup($0)?.interface ?? nil }
+    /// Whether the kernel sends each endpoint into the tunnel: the longest match among the tunnel's
+    /// prefixes (`tunnelRoutes`, ipipd's routes through the TUN device) against the longest among the other
+    /// routes (`routes`, the tunnel's left out); on a tie the tunnel's wins, as its routes have metric 0.
+    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: RoutingTable<Int>, routes: [Netlink.RouteInfo]) -> [Bool] {
+        let outside = outputInterfaces(routes)
+        return endpoints.map { endpoint in
+            guard let inside = tunnelRoutes.lookupEntry(endpoint) else { return false }
+            return (outside.lookupEntry(endpoint)?.prefix.length ?? -1) <= inside.prefix.length
+        }
     }
 
     /// Each route's prefix with the MTU of its output interface.
@@ -60,11 +67,13 @@ struct RouteWatcherLoop {
             return
         }
         var snapshot = box.current
+        var tunnelRoutes = snapshot.config.routingTable
         var changed = true
         var lastCheck = -Double.infinity
         while !stop.isStopped {
             if box.generation != snapshot.generation {
                 snapshot = box.current
+                tunnelRoutes = snapshot.config.routingTable
                 changed = true
             }
             if notifications.drainNotifications(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) { changed = true }
@@ -75,11 +84,10 @@ struct RouteWatcherLoop {
             let endpoints = snapshot.config.peers.map(\.remote)
             let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
             do {
-                let routes = try netlink.routes()
+                let routes = try netlink.routes(skippingInterface: tunnelIndex)
                 egressMTUs.publish(Self.egressMTUs(routes))
-                let interfaces = Self.outputInterfaces(for: endpoints, routes: routes)
-                for (peer, interface) in interfaces.enumerated() {
-                    let looping = tunnelIndex != nil && interface == tunnelIndex
+                let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? RoutingTable() : tunnelRoutes, routes: routes)
+                for (peer, looping) in loops.enumerated() {
                     snapshot.paths[peer].setLooping(looping)
                     if looping { loopLog.note(["peer": "\(snapshot.config.peers[peer].name)", "endpoint": "\(endpoints[peer])"]) }
                 }
