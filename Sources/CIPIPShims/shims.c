@@ -19,6 +19,7 @@
 #include <linux/capability.h>
 #include <linux/if_packet.h>
 #include <sys/eventfd.h>
+#include <malloc.h>
 #include <linux/bpf.h>
 #include <linux/netlink.h>
 
@@ -226,4 +227,8 @@ int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups) {
 
 int CIPIPShims_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+int CIPIPShims_tuneMalloc(size_t mmapThreshold, int arenas) {
+    return mallopt(M_MMAP_THRESHOLD, (int)mmapThreshold) && mallopt(M_ARENA_MAX, arenas);
 }

@@ -61,6 +61,7 @@ struct Run: ParsableCommand {
     var loopFailureTimeout: Double = 30
 
     func run() throws {
+        MemoryTuning.apply()   // before the config is read and any thread starts
         let (config, configText) = try loadConfigWithTextOrExit(options.path)
         let level = logLevel
         LoggingSystem.bootstrap { label in

@@ -65,6 +65,10 @@ int CIPIPShims_netlinkSubscribe(int fd, unsigned int groups);
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): Glibc's module map leaves out <sys/eventfd.h>.
 int CIPIPShims_eventfd(void);
 
+/// mallopt(M_MMAP_THRESHOLD, mmapThreshold) and mallopt(M_ARENA_MAX, arenas): Glibc's module map
+/// leaves out <malloc.h>. Returns 0 when glibc refused either.
+int CIPIPShims_tuneMalloc(size_t mmapThreshold, int arenas);
+
 // capset(2) again, for the calling thread only: Linux keeps capabilities per thread. Clears the
 // effective, permitted and inheritable sets of the thread that calls it (the process's other threads
 // keep theirs), for threads that parse packets and need no privilege for the handles they were given.
