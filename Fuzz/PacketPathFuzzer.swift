@@ -8,7 +8,8 @@
 //                  with the frames before it, up to the next other event)
 //   kind % 5 == 1  a fragment of one of four outer datagrams from peer B, sharing their IDs: offset (2),
 //                  length (2), flags (1: bit 0 more fragments), options length (1), then payload bytes
-//   kind % 5 == 2  time passes: bytes[0] seconds, and expiry runs
+//   kind % 5 == 2  time passes: bytes[0] seconds, and expiry runs; bytes[1], when there, sets the HA role
+//                  (bit 0: standby — then nothing may be queued — or active, announcing the ghosts)
 //   kind % 5 == 3  a read from the TUN device (virtio-net header and packet) → EncapsulationPath
 //   kind % 5 == 4  ICMP "fragmentation needed" or "unreachable" from a router about an outer packet of ours
 //                  with a chosen identification and next-hop MTU
@@ -115,6 +116,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         case 2:
             clock += Double(bytes.first ?? 1)
             decapsulation.expire(now: clock)
+            if bytes.count >= 2 {
+                checkAndEmpty(batch)   // the burst queued before the role changes is the active box's
+                let standby = bytes[1] & 1 != 0
+                (decapsulation.standby, encapsulation.standby) = (standby, standby)
+                if standby { responder.cancelAnnouncements() } else { responder.announceAll(now: clock) }
+            }
         case 3:
             // A virtio-net header and a packet, as the TUN device hands them over.
             let readLength = min(bytes.count, PacketSlot.size - PacketSlot.virtioHeaderOffset)
@@ -137,6 +144,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             frame(packet).withUnsafeBytes { decapsulation.process(frame: $0, wireLength: $0.count, in: batch, now: clock) }
             if let mtu = paths[0].currentMTU(now: clock) { precondition(mtu >= PeerPathState.defaultMinimumPathMTU - 20) }
         }
+        precondition(!decapsulation.standby || batch.isEmpty, "the standby queued a packet")
+        if decapsulation.standby { precondition(responder.dueAnnouncements(now: clock).isEmpty, "the standby announced") }
         // Captured frames stay queued like one capture burst (so that TCP segments can be joined); every
         // other event ends the burst.
         if kind % 5 != 0 { checkAndEmpty(batch) }

@@ -73,18 +73,11 @@ in_ns a setpriv --reuid=65534 --regid=65534 --clear-groups "$IPIPD" plan -c conf
 
 step "start ipipd on machine A and machine B"
 start_ipipd() {
-    local machine=$1
-    mkdir -p "$LOGDIR/run-$machine"
-    ip netns exec "$(ns "$machine")" "$IPIPD" run -c "config/machine-$machine.yaml" --runtime-dir "$LOGDIR/run-$machine" \
-        >"$LOGDIR/$machine.log" 2>&1 &
-    LAB_PIDS+=($!)
-    for _ in $(seq 50); do
-        grep -q "tunnel up" "$LOGDIR/$machine.log" && { echo "machine $machine: tunnel up (log: $LOGDIR/$machine.log)"; return 0; }
-        kill -0 "${LAB_PIDS[-1]}" 2>/dev/null || break
-        sleep 0.2
-    done
-    cat "$LOGDIR/$machine.log" >&2
-    return 1
+    local machine=$1 pid
+    pid=$(lab_start_ipipd "$IPIPD" "$machine" "config/machine-$machine.yaml" "$LOGDIR/run-$machine" "$LOGDIR/$machine.log") \
+        || { cat "$LOGDIR/$machine.log" >&2; return 1; }
+    LAB_PIDS+=("$pid")
+    echo "machine $machine: tunnel up (log: $LOGDIR/$machine.log)"
 }
 start_ipipd a
 start_ipipd b

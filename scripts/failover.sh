@@ -84,20 +84,8 @@ wait_for_role() {
     echo "ipipd on $1 did not become $2 within $3 s" >&2
     return 1
 }
-start_ipipd() {   # namespace config → PID (each start logs to a file of its own)
-    local machine=$1 config=$2 pid log
-    log=$WORK/ipipd-$machine-$(date +%s%N).log
-    mkdir -p "$WORK/run-$machine"
-    ip netns exec "$(ns "$machine")" "$binary" run -c "$config" --runtime-dir "$WORK/run-$machine" >"$log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q "tunnel up" "$log" && { echo "$pid"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "ipipd on $machine did not come up" >&2
-    return 1
-}
+# namespace config → PID (each start logs to a file of its own)
+start_ipipd() { lab_start_ipipd "$binary" "$1" "$2" "$WORK/run-$1" "$WORK/ipipd-$1-$(date +%s%N).log"; }
 start_keepalived() {   # box (1 or 2) → PID of keepalived's parent (its VRRP child lives in the same namespace)
     local box=$1 machine
     machine=$([[ $box == 1 ]] && echo b || echo b2)

@@ -81,18 +81,8 @@ PY
 }
 write_b with
 mkdir -p "$WORK/run-a" "$WORK/run-b"
-start_ipipd() {   # machine, config file, "tunnel up" lines already in its log; prints the PID once up
-    local machine=$1 config=$2 log="$WORK/$1.log"
-    ip netns exec "$(ns "$machine")" "$binary" run -c "$config" --runtime-dir "$WORK/run-$machine" >>"$log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do
-        [[ $(grep -c "tunnel up" "$log") -gt ${3:-0} ]] && { echo "$pid"; return 0; }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "ipipd on $machine did not come up" >&2
-    return 1
-}
+# machine, config file, "tunnel up" lines already in its log; prints the PID once up
+start_ipipd() { lab_start_ipipd "$binary" "$1" "$2" "$WORK/run-$1" "$WORK/$1.log" "${3:-0}"; }
 pid_a=$(start_ipipd a config/machine-a.yaml); LAB_PIDS+=("$pid_a")
 pid_b=$(start_ipipd b "$WORK/b.yaml"); LAB_PIDS+=("$pid_b")
 in_ns c ping -c 2 -W 2 203.0.113.87 >/dev/null

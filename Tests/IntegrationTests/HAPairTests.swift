@@ -51,10 +51,7 @@ struct HAPairTests {
     @Test func aKeepalivedPairFailsOverAndBackWithTheTransferIntact() throws {
         let lab = Lab("iphk")
         defer { lab.teardown() }
-        let json = lab.scratch.appendingPathComponent("failover.json").path
-        let run = lab.run("\(Lab.repository.path)/scripts/failover.sh --binary \(Lab.ipipd) --json \(json)", timeout: 300)
-        #expect(run.status == 0, "\(run.output)")
-        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any] ?? [:]
+        let figures = try lab.runScript("failover.sh", timeout: 300) as? [String: Any] ?? [:]
         #expect(figures["passed"] as? Bool == true, "\(figures)")
         #expect(figures["transfer_sha256_matches"] as? Bool == true)
         #expect(figures["lan_cache_moved_to_b2"] as? Bool == true)

@@ -10,10 +10,7 @@ struct ScaleTests {
     @Test func hubsOfTenAndAThousandPeersComeUpAndReloadWithEveryRouteInTheKernel() throws {
         let lab = Lab("scal")
         defer { lab.teardown() }
-        let json = lab.scratch.appendingPathComponent("scale.json").path
-        let run = lab.run("\(Lab.repository.path)/scripts/scale.sh --peers '10 1000' --binary \(Lab.ipipd) --json \(json)", timeout: 600)
-        #expect(run.status == 0, "\(run.output)")
-        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]] ?? []
+        let figures = try lab.runScript("scale.sh", "--peers '10 1000'", timeout: 600) as? [[String: Any]] ?? []
         #expect(figures.map { $0["prefixes"] as? Int } == [100, 10_000], "\(figures)")
         #expect(figures.allSatisfy { ($0["reload_daemon_seconds"] as? Double) != nil }, "\(figures)")
     }

@@ -136,6 +136,17 @@ extension Lab {
     }
 }
 
+extension Lab {
+    /// Runs `scripts/<name>` with the tests' ipipd (`--binary`) and `--json`, expects it to succeed, and
+    /// returns the figures it wrote.
+    func runScript(_ name: String, _ arguments: String = "", timeout: TimeInterval) throws -> Any {
+        let json = scratch.appendingPathComponent("\(name).json").path
+        let run = run("\(Lab.repository.path)/scripts/\(name) \(arguments) --binary \(Lab.ipipd) --json \(json)", timeout: timeout)
+        #expect(run.status == 0, "\(run.output)")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json)))
+    }
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
 @discardableResult
 func eventually(timeout: TimeInterval = 5, _ condition: () throws -> Bool) rethrows -> Bool {

@@ -9,11 +9,7 @@ struct TortureTests {
     @Test func aShortTortureRunPasses() throws {
         let lab = Lab("trtr")
         defer { lab.teardown() }
-        let json = lab.scratch.appendingPathComponent("torture.json").path
-        let run = lab.run("\(Lab.repository.path)/scripts/torture.sh --packets 30000 --restarts 3 --binary \(Lab.ipipd) --json \(json)",
-                          timeout: 600)
-        #expect(run.status == 0, "\(run.output)")
-        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any] ?? [:]
+        let figures = try lab.runScript("torture.sh", "--packets 30000 --restarts 3", timeout: 600) as? [String: Any] ?? [:]
         #expect(figures["passed"] as? Bool == true, "\(figures)")
         #expect(figures["capture_unaccounted"] as? Int == 0)
         #expect(figures["transfer_sha256_matches"] as? Bool == true)

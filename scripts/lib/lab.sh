@@ -53,6 +53,23 @@ lab_up() {
     ip -n "$(ns c)" route add default via 203.0.113.1
 }
 
+# Starts `ipipd run` in a machine's namespace and prints its PID once it is up:
+# lab_start_ipipd BINARY MACHINE CONFIG RUNTIME_DIR LOG [TUNNEL_UP_LINES_ALREADY_IN_LOG]
+# (the process is inside the namespace: lab_down ends it even when it never came up).
+lab_start_ipipd() {
+    local binary=$1 machine=$2 config=$3 runtime=$4 log=$5 before=${6:-0} pid
+    mkdir -p "$runtime"
+    ip netns exec "$(ns "$machine")" "$binary" run -c "$config" --runtime-dir "$runtime" >>"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        [[ $(grep -c "tunnel up" "$log") -gt $before ]] && { echo "$pid"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ipipd on $machine did not come up (log: $log)" >&2
+    return 1
+}
+
 # Ends every process the lab started (by PID), then deletes the namespaces.
 lab_down() {
     local pid n
