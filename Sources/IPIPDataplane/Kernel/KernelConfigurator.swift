@@ -235,17 +235,21 @@ public final class KernelConfigurator: @unchecked Sendable {
     /// A run of tunnel routes longer than this is logged as one line.
     static let routesLoggedOneByOne = 16
 
-    /// Deletes tunnel routes in netlink batches; a route already gone is no error.
+    /// Deletes tunnel routes in netlink batches, all or nothing (a route already gone is no error):
+    /// when the kernel refuses one, those it deleted are added back.
     private func deleteTunnelRoutes(_ prefixes: [IPv4Prefix]) throws(SystemError) {
         guard let tun else { return }
         let index = try interfaceIndex(tun.name)
-        let refused = try netlink.changeAll("delete routes dev \(tun.name)", count: prefixes.count) {
-            Netlink.deleteRoute(Netlink.RouteMessage(prefix: prefixes[$0], outputInterface: index), sequence: $1)
-        }
+        let routes = prefixes.map { Netlink.RouteMessage(prefix: $0, outputInterface: index) }
+        let refused = try netlink.changeAll("delete routes dev \(tun.name)", count: routes.count) { Netlink.deleteRoute(routes[$0], sequence: $1) }
         if let failure = refused.first(where: { $0.errno != ESRCH }) {
+            let refusedIndexes = Set(refused.map(\.index))
+            let deleted = routes.indices.filter { !refusedIndexes.contains($0) }
+            _ = try? netlink.changeAll("add routes dev \(tun.name)", count: deleted.count) { Netlink.addRoute(routes[deleted[$0]], sequence: $1) }
             throw SystemError("delete route \(prefixes[failure.index]) dev \(tun.name)", errno: failure.errno)
         }
-        logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(prefixes.count <= 16 ? prefixes.map(\.description).joined(separator: ",") : "\(prefixes.count)")"])
+        let listed = prefixes.count <= Self.routesLoggedOneByOne ? prefixes.map(\.description).joined(separator: ",") : "\(prefixes.count)"
+        logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(listed)"])
     }
 
     /// Deletes a pinned endpoint route this instance added, and forgets it.
