@@ -32,9 +32,8 @@ done
 [[ $(id -u) -eq 0 ]] || { echo "torture.sh needs root (network namespaces)" >&2; exit 1; }
 
 if [[ -z $binary ]]; then
-    scripts/install-deps.sh
-    swift build -c release --product ipipd 2>&1 | tail -1
-    binary=$(swift build -c release --show-bin-path)/ipipd
+    source scripts/lib/release-build.sh
+    binary=$(release_binary)
 fi
 
 LAB_PREFIX=iptort

@@ -17,8 +17,12 @@ public struct AddressSet: Sendable, Equatable, ExpressibleByArrayLiteral {
     @inline(__always)
     public func contains(_ address: IPv4Address) -> Bool {
         sorted.withUnsafeBufferPointer { sorted in
-            let index = sorted.lowerBound(of: address.value)
-            return index < sorted.count && sorted[index] == address.value
+            var low = 0, high = sorted.count   // the first value not below the address
+            while low < high {
+                let middle = (low + high) / 2
+                if sorted[middle] < address.value { low = middle + 1 } else { high = middle }
+            }
+            return low < sorted.count && sorted[low] == address.value
         }
     }
 }

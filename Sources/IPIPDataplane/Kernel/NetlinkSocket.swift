@@ -122,7 +122,8 @@ public final class NetlinkSocket {
         try request("list proxy neighbours") { Netlink.dumpProxyNeighbours(sequence: $0) }.compactMap(Netlink.proxyNeighbour(from:))
     }
 
-    /// Every IPv4 route in every table, but those out of `skippingInterface` (left out as they are read).
+    /// Every IPv4 route in every table, but those out of `skippingInterface` (not kept: a hub's tunnel
+    /// routes would be most of the list).
     public func routes(skippingInterface: Int32? = nil) throws(SystemError) -> [Netlink.RouteInfo] {
         try request("list routes") { Netlink.dumpRoutes(sequence: $0) }.compactMap { message in
             Netlink.route(from: message).flatMap { $0.outputInterface == skippingInterface && skippingInterface != nil ? nil : $0 }
