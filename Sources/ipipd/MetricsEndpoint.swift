@@ -69,6 +69,10 @@ final class MetricsEndpoint: @unchecked Sendable {
             counter("ipipd_peer_packets_total", "Inner packets carried, by peer and direction.", labels + [("direction", "received")], peer.decapsulated.packets)
             counter("ipipd_peer_bytes_total", "Inner bytes carried, by peer and direction.", labels + [("direction", "sent")], peer.encapsulated.bytes)
             counter("ipipd_peer_bytes_total", "Inner bytes carried, by peer and direction.", labels + [("direction", "received")], peer.decapsulated.bytes)
+            counter("ipipd_peer_ipv6_packets_total", "The IPv6 (protocol 41) share of ipipd_peer_packets_total.", labels + [("direction", "sent")], peer.encapsulatedIPv6.packets)
+            counter("ipipd_peer_ipv6_packets_total", "The IPv6 (protocol 41) share of ipipd_peer_packets_total.", labels + [("direction", "received")], peer.decapsulatedIPv6.packets)
+            counter("ipipd_peer_ipv6_bytes_total", "The IPv6 (protocol 41) share of ipipd_peer_bytes_total.", labels + [("direction", "sent")], peer.encapsulatedIPv6.bytes)
+            counter("ipipd_peer_ipv6_bytes_total", "The IPv6 (protocol 41) share of ipipd_peer_bytes_total.", labels + [("direction", "received")], peer.decapsulatedIPv6.bytes)
             counter("ipipd_peer_fragmented_total", "Inner packets fragmented to fit the path to the peer.", labels, peer.fragmented)
             counter("ipipd_peer_icmp_errors_sent_total", "ICMP errors sent to senders of the peer's traffic.", labels, peer.icmpErrorsSent)
             for (reason, count) in peer.drops {
@@ -87,10 +91,10 @@ final class MetricsEndpoint: @unchecked Sendable {
                 status.tcpSegmentsCoalesced)
         for ghost in status.ghostHosts {
             let labels = [("ghost", ghost.address), ("interface", ghost.interface)]
-            counter("ipipd_ghost_arp_replies_total", "ARP replies sent for the ghost host.", labels, ghost.replies)
-            counter("ipipd_ghost_arp_announcements_total", "Gratuitous ARP announcements sent.", labels, ghost.announcements)
-            counter("ipipd_ghost_arp_probes_ignored_total", "RFC 5227 probes for the ghost host not answered.", labels, ghost.probesIgnored)
-            counter("ipipd_ghost_arp_conflicts_total", "ARP packets from other machines claiming the ghost address.", labels, ghost.conflicts)
+            counter("ipipd_ghost_arp_replies_total", "ARP replies (NDP advertisements for an IPv6 ghost) sent for the ghost host.", labels, ghost.replies)
+            counter("ipipd_ghost_arp_announcements_total", "Gratuitous ARP (unsolicited NDP advertisement) announcements sent.", labels, ghost.announcements)
+            counter("ipipd_ghost_arp_probes_ignored_total", "RFC 5227 probes (IPv6 DAD solicitations) for the ghost host not answered.", labels, ghost.probesIgnored)
+            counter("ipipd_ghost_arp_conflicts_total", "ARP (or NDP) packets from other machines claiming the ghost address.", labels, ghost.conflicts)
         }
         return registry.emitToBuffer()
     }

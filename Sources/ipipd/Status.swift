@@ -61,8 +61,12 @@ enum StatusPrinter {
         for row in rows {
             out += zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n"
         }
+        for peer in status.peers where peer.encapsulatedIPv6.packets + peer.decapsulatedIPv6.packets > 0 {
+            out += "  \(peer.name), IPv6 share: sent \(peer.encapsulatedIPv6.packets) pkts / \(peer.encapsulatedIPv6.bytes) bytes, "
+                + "received \(peer.decapsulatedIPv6.packets) pkts / \(peer.decapsulatedIPv6.bytes) bytes\n"
+        }
         if !status.ghostHosts.isEmpty {
-            out += "\nghost hosts (proxy ARP):\n"
+            out += "\nghost hosts (proxy ARP; proxy NDP for IPv6):\n"
             for ghost in status.ghostHosts {
                 out += "  \(ghost.address) on \(ghost.interface): \(ghost.replies) replies, \(ghost.announcements) announcements, "
                     + "\(ghost.probesIgnored) probes ignored, \(ghost.conflicts) conflicts, \(ghost.otherIgnored) other ignored\n"

@@ -87,16 +87,17 @@ import Testing
 
     @Test func dropsWhatItCannotCarry() {
         var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480)
-        // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it.
+        // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it: no IPv6 route covers ff02::2.
         let ipv6 = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 255] + [UInt8](repeating: 0, count: 40)
-        #expect(encapsulate(ipv6, encapsulator: &encapsulator).0 == .drop(.notIPv4, peer: nil))
+        #expect(encapsulate(ipv6, encapsulator: &encapsulator).0 == .drop(.noRoute, peer: nil))
+        #expect(encapsulate([0x50] + [UInt8](repeating: 0, count: 39), encapsulator: &encapsulator).0 == .drop(.notIP, peer: nil))
         let noRoute = IPv4HeaderFields(protocolNumber: 17, source: IPv4Address("203.0.113.87")!, destination: IPv4Address("192.0.2.1")!)
             .bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])
         #expect(encapsulate(noRoute, encapsulator: &encapsulator).0 == .drop(.noRoute, peer: nil))
         var corrupt = inner()
         corrupt[10] ^= 0xFF
         #expect(encapsulate(corrupt, encapsulator: &encapsulator).0 == .drop(.malformedInner, peer: nil))
-        #expect(encapsulate([], encapsulator: &encapsulator).0 == .drop(.notIPv4, peer: nil))
+        #expect(encapsulate([], encapsulator: &encapsulator).0 == .drop(.notIP, peer: nil))
     }
 
     @Test func dropReasonOrdinalsMatchTheirPositions() {

@@ -78,7 +78,8 @@ public enum ChecksumOffload {
         let sum = InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: packet[start...]))
         var result = ~UInt16(truncatingIfNeeded: sum)
         // A UDP checksum of zero means "none": the kernel, like RFC 768, sends 0xFFFF instead.
-        if result == 0 && packet.count > 9 && packet[9] == IPProtocolNumber.udp { result = 0xFFFF }
+        let transport = packet.count > 9 ? (packet[0] >> 4 == 6 ? packet[6] : packet[9]) : 0
+        if result == 0 && transport == IPProtocolNumber.udp { result = 0xFFFF }
         packet.storeBytes(of: result.bigEndian, toByteOffset: start + offset, as: UInt16.self)
         return true
     }

@@ -71,6 +71,11 @@ public struct SourceLocations: @unchecked Sendable {   // Node is an immutable v
     /// unreadable values are left out of the config but keep their numbers in messages).
     var peerIndex: [Int] = []
     var ghostIndex: [Int] = []
+    var ghostIndex6: [Int] = []
+    /// Per peer read: the position in its `routes` list of each IPv4 and each IPv6 prefix (one list
+    /// holds both families).
+    var routePositions: [[Int]] = []
+    var routePositions6: [[Int]] = []
 
     public func line(of key: String) -> Int? { node(at: key)?.mark?.line }
     func column(of key: String) -> Int? { node(at: key)?.mark?.column }
@@ -212,6 +217,38 @@ struct NodeReader {
         return prefix.network
     }
 
+    /// A prefix of either family: IPv6 when the text has a ':'.
+    mutating func anyPrefix(_ node: Node, key: @autoclosure () -> String) -> AnyPrefix? {
+        guard case .scalar(let scalar) = node, scalar.string.utf8.contains(UInt8(ascii: ":")) else {
+            return prefix(node, key: key()).map(AnyPrefix.v4)
+        }
+        let text = scalar.string
+        guard let prefix = IPv6Prefix(text) else {
+            error(node, key: key(), "`\(text)` is not an IPv6 prefix (write it as address/length, e.g. 2001:db8:b::/64)")
+            incomplete = true
+            return nil
+        }
+        if prefix.hasHostBitsSet {
+            error(node, key: key(), "\(text) has host bits set; did you mean \(prefix.network)?")
+        }
+        return .v6(prefix.network)
+    }
+
+    mutating func unicastAddress6(_ node: Node, key: String) -> IPv6Address? {
+        guard let text = scalar(node, key: key) else { return nil }
+        guard let address = IPv6Address(text) else {
+            let hint = text.contains("/") ? " (a single address, without a prefix length)" : ""
+            error(node, key: key, "`\(text)` is not an IPv6 address\(hint)")
+            incomplete = true
+            return nil
+        }
+        guard address.isUnicastCandidate, !address.isLinkLocal else {
+            error(node, key: key, "\(address) is not a usable unicast address (not ::, ::1, multicast, IPv4-mapped or link-local)")
+            return address
+        }
+        return address
+    }
+
     mutating func interfaceName(_ node: Node, key: String) -> String? {
         guard let name = scalar(node, key: key) else { return nil }
         // The kernel's rules (dev_valid_name): 1–15 bytes, not "." or "..", no '/', ':' or whitespace.
@@ -259,12 +296,14 @@ struct NodeReader {
         let uplink = top["uplink"].flatMap { readUplink($0) }
         let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
         let peers = top["peers"].map { readPeers($0) } ?? []
-        let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
+        let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? (v4: [], v6: [])
         let proxyARP = top["proxy-arp"].map { readProxyARP($0) } ?? GatewayConfig.ProxyARP()
         let metrics = top["metrics"].flatMap { readMetrics($0) }
         if uplink == nil { incomplete = true }
-        return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
-                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP, metricsListen: metrics)
+        var config = GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
+                                   tunnel: tunnel, peers: peers, ghostHosts: ghosts.v4, proxyARP: proxyARP, metricsListen: metrics)
+        config.ghostHosts6 = ghosts.v6
+        return config
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
@@ -280,11 +319,12 @@ struct NodeReader {
 
     mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {
         var tunnel = GatewayConfig.Tunnel()
-        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu",
+        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "address6", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu",
                                                                 "delivery", "reinjection-mark"],
                              required: []) else { return tunnel }
         if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
         if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
+        if let node = f["address6"] { tunnel.address6 = unicastAddress6(node, key: "tunnel.address6") }
         if let node = f["mtu"] {
             // 68 is IPv4's minimum (RFC 791); 65515 leaves room for the outer header in 65535.
             tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU")
@@ -344,22 +384,35 @@ struct NodeReader {
                       "`\(name)` is not a usable peer name (1–32 letters, digits, '-', '_' or '.'; it labels logs and metrics)")
             }
             let remote = f["remote"].flatMap { unicastAddress($0, key: "\(key).remote") }
-            var routes: [IPv4Prefix] = []
+            var routes: [IPv4Prefix] = [], routes6: [IPv6Prefix] = []
+            var positions: [Int] = [], positions6: [Int] = []
             if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") {
                 for (routeIndex, routeNode) in list.enumerated() {
-                    if let prefix = prefix(routeNode, key: "\(key).routes[\(routeIndex)]") { routes.append(prefix) }
+                    switch anyPrefix(routeNode, key: "\(key).routes[\(routeIndex)]") {
+                    case .v4(let prefix): routes.append(prefix); positions.append(routeIndex)
+                    case .v6(let prefix): routes6.append(prefix); positions6.append(routeIndex)
+                    case nil: break
+                    }
                 }
             }
-            var acceptSources: [IPv4Prefix]?
+            var acceptSources: [IPv4Prefix]?, acceptSources6: [IPv6Prefix]?
             if let sourcesNode = f["accept-sources"], let list = sequence(sourcesNode, key: "\(key).accept-sources") {
                 acceptSources = []
+                acceptSources6 = []
                 for (sourceIndex, sourceNode) in list.enumerated() {
-                    if let prefix = prefix(sourceNode, key: "\(key).accept-sources[\(sourceIndex)]") { acceptSources?.append(prefix) }
+                    switch anyPrefix(sourceNode, key: "\(key).accept-sources[\(sourceIndex)]") {
+                    case .v4(let prefix): acceptSources?.append(prefix)
+                    case .v6(let prefix): acceptSources6?.append(prefix)
+                    case nil: break
+                    }
                 }
             }
             if let name, let remote {
-                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources))
+                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources,
+                                                routes6: routes6, acceptSources6: acceptSources6))
                 locations.peerIndex.append(index)
+                locations.routePositions.append(positions)
+                locations.routePositions6.append(positions6)
             } else {
                 incomplete = true
             }
@@ -398,14 +451,17 @@ struct NodeReader {
         return (address, port)
     }
 
-    mutating func readGhostHosts(_ node: Node) -> [GatewayConfig.GhostHost] {
-        guard let items = sequence(node, key: "ghost-hosts") else { return [] }
-        var ghosts: [GatewayConfig.GhostHost] = []
+    mutating func readGhostHosts(_ node: Node) -> (v4: [GatewayConfig.GhostHost], v6: [GatewayConfig.GhostHost6]) {
+        guard let items = sequence(node, key: "ghost-hosts") else { return ([], []) }
+        var ghosts: [GatewayConfig.GhostHost] = [], ghosts6: [GatewayConfig.GhostHost6] = []
         for (index, item) in items.enumerated() {
             let key = "ghost-hosts[\(index)]"
             guard let f = fields(of: item, key: key, allowed: ["address", "interface", "mac"],
                                  required: ["address", "interface"]) else { continue }
-            let address = f["address"].flatMap { unicastAddress($0, key: "\(key).address") }
+            // IPv4 (answered by proxy ARP) or IPv6 (by proxy NDP), told apart by a ':'.
+            let isIPv6 = f["address"]?.scalar?.string.contains(":") == true
+            let address = isIPv6 ? nil : f["address"].flatMap { unicastAddress($0, key: "\(key).address") }
+            let address6 = isIPv6 ? f["address"].flatMap { unicastAddress6($0, key: "\(key).address") } : nil
             let interface = f["interface"].flatMap { interfaceName($0, key: "\(key).interface") }
             var mac: MACAddress?
             if let macNode = f["mac"], let text = scalar(macNode, key: "\(key).mac") {
@@ -420,12 +476,21 @@ struct NodeReader {
             if let address, let interface {
                 ghosts.append(GatewayConfig.GhostHost(address: address, interface: interface, mac: mac))
                 locations.ghostIndex.append(index)
+            } else if let address6, let interface {
+                ghosts6.append(GatewayConfig.GhostHost6(address: address6, interface: interface, mac: mac))
+                locations.ghostIndex6.append(index)
             } else {
                 incomplete = true
             }
         }
-        return ghosts
+        return (ghosts, ghosts6)
     }
+}
+
+/// A prefix of either family, as one `routes` or `accept-sources` list holds them.
+enum AnyPrefix {
+    case v4(IPv4Prefix)
+    case v6(IPv6Prefix)
 }
 
 /// The allowed key nearest to a typo (edit distance ≤ 2), for "did you mean" hints.

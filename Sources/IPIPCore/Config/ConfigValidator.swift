@@ -21,6 +21,7 @@ struct ConfigValidator {
         checkTunnelOptions()
         checkPeers()
         checkGhostHosts()
+        checkGhostHosts6()
         checkEndpointsCanBePinned()
     }
 
@@ -37,9 +38,23 @@ struct ConfigValidator {
         if config.tunnel.name == config.uplink.interface {
             report("tunnel.name", "the tunnel device cannot have the uplink's name `\(config.uplink.interface)`")
         }
+        if let mtu = config.tunnel.mtu, mtu < Self.minimumIPv6MTU, config.peers.contains(where: { !$0.routes6.isEmpty }) {
+            report("tunnel.mtu", "\(mtu) is below 1280, the least MTU IPv6 allows on a link (RFC 8200 §5), and some peer has IPv6 routes; "
+                   + "set at least 1280 (with an uplink of 1300 or more) or remove the IPv6 prefixes")
+        }
         if let address = config.tunnel.address, address == config.uplink.address {
             report("tunnel.address", "\(address) is already the uplink address; the tunnel needs its own address (or none)")
         }
+    }
+
+    /// RFC 8200 §5: every link that carries IPv6 has an MTU of 1280 or more.
+    static let minimumIPv6MTU = 1280
+
+    /// The file key of a peer's IPv4 (or IPv6) route: one `routes` list holds both families.
+    func routeKey(peer position: Int, route: Int, ipv6: Bool = false) -> String {
+        let positions = ipv6 ? locations.routePositions6 : locations.routePositions
+        let index = positions.indices.contains(position) && positions[position].indices.contains(route) ? positions[position][route] : route
+        return "peers[\(locations.peerIndex[position])].routes[\(index)]"
     }
 
     mutating func checkPeers() {
@@ -65,17 +80,21 @@ struct ConfigValidator {
             if peer.remote == config.uplink.address {
                 report("\(key).remote", "\(peer.remote) is this gateway's own uplink address")
             }
-            if peer.routes.isEmpty {
+            if peer.routes.isEmpty && peer.routes6.isEmpty {
                 report("\(key).routes", "peer `\(peer.name)` has no routes: nothing will be sent to it (packets from it are still accepted)",
                        .warning)
             }
             if let sources = peer.acceptSources {
                 if sources.isEmpty {
                     report("\(key).accept-sources", "no inner source is accepted from `\(peer.name)`: everything it sends is dropped", .warning)
-                } else if let index = sources.firstIndex(where: { $0.length == 0 }) {
-                    report("\(key).accept-sources[\(index)]", "0.0.0.0/0 accepts any inner source from `\(peer.name)`, as Linux's ipip does: "
+                } else if sources.contains(where: { $0.length == 0 }) {
+                    report("\(key).accept-sources", "0.0.0.0/0 accepts any inner source from `\(peer.name)`, as Linux's ipip does: "
                            + "anyone who forges its address can put packets from any address on this side", .warning)
                 }
+            }
+            if peer.acceptSources6?.contains(where: { $0.length == 0 }) == true {
+                report("\(key).accept-sources", "::/0 accepts any inner IPv6 source from `\(peer.name)`, as Linux's sit does: "
+                       + "anyone who forges its address can put packets from any address on this side", .warning)
             }
         }
         // A prefix routed twice: found by sorting (a hub has 100,000), reported at each later mention.
@@ -87,9 +106,21 @@ struct ConfigValidator {
             duplicates.append((kept, repeated, config.peers[repeated.peer].routes[repeated.route]))
         }
         for (kept, repeated, prefix) in duplicates {
-            let firstKey = "peers[\(locations.peerIndex[kept.peer])].routes[\(kept.route)]"
-            report("peers[\(locations.peerIndex[repeated.peer])].routes[\(repeated.route)]",
+            let firstKey = routeKey(peer: kept.peer, route: kept.route)
+            report(routeKey(peer: repeated.peer, route: repeated.route),
                    "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
+        }
+        var seen6: [IPv6Prefix: (peer: Int, route: Int)] = [:]
+        for (position, peer) in config.peers.enumerated() {
+            for (route, prefix) in peer.routes6.enumerated() {
+                if let kept = seen6[prefix] {
+                    let firstKey = routeKey(peer: kept.peer, route: kept.route, ipv6: true)
+                    report(routeKey(peer: position, route: route, ipv6: true),
+                           "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
+                } else {
+                    seen6[prefix] = (position, route)
+                }
+            }
         }
     }
 
@@ -110,6 +141,27 @@ struct ConfigValidator {
             }
             if ghost.address == config.uplink.address || ghost.address == config.tunnel.address {
                 report(key, "\(ghost.address) is one of this gateway's own addresses, not a ghost")
+            }
+        }
+    }
+
+    mutating func checkGhostHosts6() {
+        let table = config.routingTable6
+        var seen: [IPv6Address: Int] = [:]
+        for (position, ghost) in config.ghostHosts6.enumerated() {
+            let index = locations.ghostIndex6[position]
+            let key = "ghost-hosts[\(index)].address"
+            if let first = seen[ghost.address] {
+                report(key, "duplicate ghost host \(ghost.address) (first listed as ghost-hosts[\(first)])")
+            } else {
+                seen[ghost.address] = index
+            }
+            if table.lookup(ghost.address) == nil {
+                report(key, "no peer route covers ghost host \(ghost.address): ipipd would answer Neighbor Solicitations for it "
+                       + "but have nowhere to send its traffic; add an IPv6 prefix containing it to a peer's routes")
+            }
+            if ghost.address == config.tunnel.address6 {
+                report(key, "\(ghost.address) is this gateway's own tunnel address, not a ghost")
             }
         }
     }

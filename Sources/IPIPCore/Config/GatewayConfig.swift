@@ -56,6 +56,8 @@ public struct GatewayConfig: Sendable, Equatable {
         public var name = Tunnel.defaultName
         /// The tunnel's own address (a /32 on the TUN device), e.g. machine A's ghost address.
         public var address: IPv4Address?
+        /// The tunnel's own IPv6 address (a /128 on the TUN device), e.g. machine A's ghost IPv6 address.
+        public var address6: IPv6Address?
         /// nil: the uplink MTU minus 20, found at run time.
         public var mtu: Int?
         public var ttl = TTLSetting.inherit
@@ -79,11 +81,18 @@ public struct GatewayConfig: Sendable, Equatable {
         public var routes: [IPv4Prefix]
         /// The inner source addresses accepted from this peer, as set in the file (nil: the default).
         public var acceptSources: [IPv4Prefix]?
-        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix], acceptSources: [IPv4Prefix]? = nil) {
+        /// Inner IPv6 prefixes routed into the tunnel towards this peer (carried as protocol 41).
+        public var routes6: [IPv6Prefix]
+        /// The IPv6 half of `accept-sources` (nil when the file has no `accept-sources`).
+        public var acceptSources6: [IPv6Prefix]?
+        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix], acceptSources: [IPv4Prefix]? = nil,
+                    routes6: [IPv6Prefix] = [], acceptSources6: [IPv6Prefix]? = nil) {
             self.name = name
             self.remote = remote
             self.routes = routes
             self.acceptSources = acceptSources
+            self.routes6 = routes6
+            self.acceptSources6 = acceptSources6 ?? acceptSources.map { _ in [] }
         }
 
         /// The inner sources a packet from this peer may have (WireGuard's AllowedIPs, for the receiving
@@ -91,6 +100,12 @@ public struct GatewayConfig: Sendable, Equatable {
         /// endpoint, from which its gateway sends its own ICMP errors.
         public var allowedSources: [IPv4Prefix] {
             acceptSources ?? routes + [IPv4Prefix(remote, length: 32)]
+        }
+
+        /// The inner IPv6 sources a packet from this peer may have: the IPv6 prefixes of
+        /// `accept-sources`, or by default the peer's IPv6 routes.
+        public var allowedSources6: [IPv6Prefix] {
+            acceptSources6 ?? routes6
         }
     }
 
@@ -101,6 +116,19 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The MAC given in replies; nil: the interface's own.
         public var mac: MACAddress?
         public init(address: IPv4Address, interface: String, mac: MACAddress?) {
+            self.address = address
+            self.interface = interface
+            self.mac = mac
+        }
+    }
+
+    /// An IPv6 ghost host: ipipd answers Neighbor Solicitations for it on a LAN interface (proxy NDP).
+    public struct GhostHost6: Sendable, Hashable {
+        public var address: IPv6Address
+        public var interface: String
+        /// The MAC given in advertisements; nil: the interface's own.
+        public var mac: MACAddress?
+        public init(address: IPv6Address, interface: String, mac: MACAddress?) {
             self.address = address
             self.interface = interface
             self.mac = mac
@@ -125,6 +153,7 @@ public struct GatewayConfig: Sendable, Equatable {
     public var tunnel: Tunnel
     public var peers: [Peer]
     public var ghostHosts: [GhostHost]
+    public var ghostHosts6: [GhostHost6] = []
     public var proxyARP = ProxyARP()
     /// Where to serve Prometheus metrics (`metrics.listen: 127.0.0.1:9473`); nil: not served.
     public var metricsListen: (address: IPv4Address, port: UInt16)?
@@ -141,7 +170,7 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public static func == (lhs: GatewayConfig, rhs: GatewayConfig) -> Bool {
         lhs.uplink == rhs.uplink && lhs.tunnel == rhs.tunnel && lhs.peers == rhs.peers && lhs.ghostHosts == rhs.ghostHosts
-            && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen?.address == rhs.metricsListen?.address
+            && lhs.ghostHosts6 == rhs.ghostHosts6 && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen?.address == rhs.metricsListen?.address
             && lhs.metricsListen?.port == rhs.metricsListen?.port
     }
 
@@ -149,6 +178,27 @@ public struct GatewayConfig: Sendable, Equatable {
     public var routingTable: RoutingTable<Int> {
         RoutingTable(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
                      uniquingPrefixesWith: { _, later in later })
+    }
+
+    /// The IPv6 tunnel-routing table this config describes.
+    public var routingTable6: IPv6RoutingTable<Int> {
+        IPv6RoutingTable(peers.enumerated().flatMap { index, peer in peer.routes6.map { ($0, index) } },
+                         uniquingPrefixesWith: { _, later in later })
+    }
+
+    /// Whether the tunnel carries IPv6: some peer has IPv6 routes, or the tunnel an IPv6 address.
+    public var carriesIPv6: Bool {
+        tunnel.address6 != nil || peers.contains { !$0.routes6.isEmpty } || !ghostHosts6.isEmpty
+    }
+
+    /// Every ghost host of both families as (address text, interface): what ghost counters are kept for.
+    public var ghostCounterKeys: [(address: String, interface: String)] {
+        ghostHosts.map { ("\($0.address)", $0.interface) } + ghostHosts6.map { ("\($0.address)", $0.interface) }
+    }
+
+    /// The LAN interfaces with ghost hosts of either family, sorted.
+    public var ghostInterfaces: [String] {
+        Set(ghostHosts.map(\.interface) + ghostHosts6.map(\.interface)).sorted()
     }
 
     /// Peer endpoints that fall inside a tunneled prefix: the seed's "looping tunnel". Each needs a host

@@ -131,7 +131,7 @@ public final class DecapsulationPath {
                 icmp.report(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
                             peer: peer, counters: counters, into: batch, now: now)
             case .aboutOuter(let report):
-                learn(from: report, reporter: UnsafeRawBufferPointer(packet).ipv4Source, now: now)
+                learn(from: report, reporter: UnsafeRawBufferPointer(packet), in: batch, now: now)
             case let .drop(reason, peer):
                 counters.dropCaptured(reason, peer: peer)
             }
@@ -175,7 +175,8 @@ public final class DecapsulationPath {
 
     /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err), believed only when it quotes
     /// an outer packet we sent to that peer lately: anyone can forge a router's ICMP error.
-    private func learn(from report: OuterICMP, reporter: IPv4Address, now: Double) {
+    private func learn(from report: OuterICMP, reporter packet: UnsafeRawBufferPointer, in batch: PacketBatch, now: Double) {
+        let reporter = packet.ipv4Source
         switch report {
         case let .fragmentationNeeded(peer, outerMTU, identification):
             guard paths[peer].sentRecently(identification: identification, now: now) else {
@@ -194,6 +195,16 @@ public final class DecapsulationPath {
             counters.capture.icmpActedOn.add()
             paths[peer].noteError(now: now)
             self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
+        case let .relayToIPv6Source(peer, identification, timeExceeded):
+            guard paths[peer].sentRecently(identification: identification, now: now) else {
+                counters.dropCaptured(.icmpUnverified, peer: peer)
+                return
+            }
+            counters.capture.icmpActedOn.add()
+            guard let inner = OuterICMP.quotedInner6(inPacket: packet) else { return }
+            icmp.report6(type: timeExceeded ? ICMPv6Type.timeExceeded : ICMPv6Type.destinationUnreachable,
+                         code: timeExceeded ? 0 : ICMPv6UnreachableCode.addressUnreachable,
+                         about: inner, peer: peer, counters: counters, into: batch, now: now)
         case .ignore:
             counters.dropCaptured(.icmpIgnored)
         }

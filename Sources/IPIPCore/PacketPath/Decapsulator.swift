@@ -53,6 +53,8 @@ public struct Decapsulator: Sendable {
     public var peerByEndpoint: [IPv4Address: Int]
     /// Each peer's accepted inner sources, by peer index.
     public let acceptSources: [RoutingTable<Bool>]
+    /// Each peer's accepted inner IPv6 sources, by peer index.
+    public let acceptSources6: [IPv6RoutingTable<Bool>]
     public var localNetworks: LocalNetworks
 
     public init(config: GatewayConfig, localNetworks: LocalNetworks) {
@@ -63,6 +65,9 @@ public struct Decapsulator: Sendable {
                                     uniquingKeysWith: { first, _ in first })
         acceptSources = config.peers.map { peer in
             RoutingTable(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
+        }
+        acceptSources6 = config.peers.map { peer in
+            IPv6RoutingTable(peer.allowedSources6.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
         }
         self.localNetworks = localNetworks
     }
@@ -91,12 +96,17 @@ public struct Decapsulator: Sendable {
         if outer.protocolNumber == IPProtocolNumber.icmp {
             return .aboutOuter(OuterICMP.classify(outer.bytes, local: local, peerByEndpoint: peerByEndpoint, ttlInherited: ttlInherited))
         }
-        guard outer.protocolNumber == IPProtocolNumber.ipip else { return .drop(.malformedOuter, peer: nil) }
+        guard outer.protocolNumber == IPProtocolNumber.ipip || outer.protocolNumber == IPProtocolNumber.ipv6 else {
+            return .drop(.malformedOuter, peer: nil)
+        }
         guard let peer = peerByEndpoint[outer.source] else { return .drop(.unknownPeer, peer: nil) }
         guard !outer.isFragment else { return .reassemble(peer: peer) }
 
         let innerStart = outer.headerLength
         let innerEnd = outer.totalLength
+        if outer.protocolNumber == IPProtocolNumber.ipv6 {
+            return decapsulate6(packet, inner: innerStart..<innerEnd, outerECN: outer.ecn, peer: peer)
+        }
         let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[innerStart..<innerEnd])
         let inner: IPv4PacketView
         do {
@@ -135,6 +145,39 @@ public struct Decapsulator: Sendable {
         guard inner.ttl > 1 else { return .timeExceeded(peer: peer, inner: innerStart..<innerEnd) }
         IPv4HeaderEditor.decrementTTL(innerBytes)
         return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .routed)
+    }
+
+    /// ::, ::1, multicast and IPv4-mapped: never an inner IPv6 packet's source.
+    @inline(__always)
+    static func isMartian6(_ address: IPv6Address) -> Bool {
+        address.isUnspecified || address.isLoopback || address.isMulticast || address.isIPv4Mapped
+    }
+
+    /// Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more): the inner IPv6 packet must be
+    /// whole, its source inside the peer's accepted IPv6 sources and no martian, its destination no
+    /// martian (ipipd carries no multicast), then RFC 6040 ECN. It always goes to the TUN device, in
+    /// both delivery modes, as sit hands its packets to the kernel: the kernel's forwarding decrements
+    /// the hop limit and sends "time exceeded" and "packet too big" itself, and ip6tables sees
+    /// `iif tunl`.
+    @inline(__always)
+    func decapsulate6(_ packet: UnsafeMutableRawBufferPointer, inner range: Range<Int>, outerECN: ECN, peer: Int) -> Verdict {
+        let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[range])
+        let inner: IPv6PacketView
+        do {
+            inner = try IPv6PacketView(validating: UnsafeRawBufferPointer(innerBytes), exactLength: true)
+        } catch {
+            return .drop(.malformedInner, peer: peer)
+        }
+        let source = inner.source, destination = inner.destination
+        if Self.isMartian6(source) { return .drop(.martianSource, peer: peer) }
+        if Self.isMartian6(destination) { return .drop(.martianDestination, peer: peer) }
+        guard acceptSources6[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
+        switch ECNDecapsulation.decide(outer: outerECN, inner: inner.ecn) {
+        case .pass: break
+        case .drop: return .drop(.ecnNotECT, peer: peer)
+        case .setCE: IPv6HeaderEditor.setCE(innerBytes)
+        }
+        return .deliver(peer: peer, inner: range, route: .tun)
     }
 }
 

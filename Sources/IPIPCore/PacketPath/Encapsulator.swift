@@ -20,6 +20,7 @@ public struct Encapsulator: Sendable {
     public private(set) var rules: EncapsulationRules
     public let tunnelMTU: Int
     public private(set) var routes: RoutingTable<Int>
+    public private(set) var routes6: IPv6RoutingTable<Int>
     public private(set) var endpoints: [IPv4Address]
     public private(set) var paths: [PeerPathState]
 
@@ -28,6 +29,7 @@ public struct Encapsulator: Sendable {
         rules = EncapsulationRules(config.tunnel)
         self.tunnelMTU = tunnelMTU
         routes = config.routingTable
+        routes6 = config.routingTable6
         endpoints = config.peers.map(\.remote)
         self.paths = paths ?? config.peers.map { _ in PeerPathState() }
     }
@@ -36,6 +38,7 @@ public struct Encapsulator: Sendable {
     public mutating func reconfigure(_ config: GatewayConfig, paths: [PeerPathState]) {
         rules = EncapsulationRules(config.tunnel)
         routes = config.routingTable
+        routes6 = config.routingTable6
         endpoints = config.peers.map(\.remote)
         self.paths = paths
     }
@@ -50,7 +53,9 @@ public struct Encapsulator: Sendable {
     @inline(__always)
     public mutating func encapsulate(_ buffer: UnsafeMutableRawBufferPointer, innerLength: Int, now: Double) -> Verdict {
         let inner = UnsafeRawBufferPointer(rebasing: buffer[Self.headroom..<(Self.headroom + innerLength)])
-        guard innerLength >= 1, inner[0] >> 4 == 4 else { return .drop(.notIPv4, peer: nil) }
+        guard innerLength >= 1 else { return .drop(.notIP, peer: nil) }
+        if inner[0] >> 4 == 6 { return encapsulate6(buffer, inner: inner, now: now) }
+        guard inner[0] >> 4 == 4 else { return .drop(.notIP, peer: nil) }
         let packet: IPv4PacketView
         do {
             packet = try IPv4PacketView(validating: inner, exactLength: true)
@@ -83,4 +88,40 @@ public struct Encapsulator: Sendable {
         return .send(length: Self.headroom + innerLength, peer: peer, destination: destination,
                      notifyUnreachable: path.takeError(now: now))
     }
+
+    /// IPv6 in IPv4 (RFC 4213 §3, as Linux's sit sends it): protocol 41, the outer TTL and TOS by the
+    /// same rules as for IPv4 (the hop limit and traffic class stand in for TTL and TOS). IPv6 packets
+    /// are never fragmented on the way: one that does not fit gets "packet too big" — but the inner MTU
+    /// never drops below IPv6's 1280, and when the path to the peer is smaller than 1280 + 20, the outer
+    /// packet goes without DF so that routers may fragment it (RFC 4213 §3.2, sit's ipip6_tunnel_xmit).
+    @inline(__always)
+    mutating func encapsulate6(_ buffer: UnsafeMutableRawBufferPointer, inner: UnsafeRawBufferPointer, now: Double) -> Verdict {
+        let packet: IPv6PacketView
+        do {
+            packet = try IPv6PacketView(validating: inner, exactLength: true)
+        } catch {
+            return .drop(.malformedInner, peer: nil)
+        }
+        guard let peer = routes6.lookup(packet.destination) else { return .drop(.noRoute, peer: nil) }
+        let path = paths[peer]
+        if path.isLooping { return .drop(.loop, peer: peer) }
+        let pathMTU = mtu(toPeer: peer, now: now)
+        let mtu = max(pathMTU, Self.minimumIPv6MTU)
+        if inner.count > mtu { return .tooBig(peer: peer, mtu: mtu) }
+        let destination = endpoints[peer]
+        IPv4HeaderFields(tos: rules.outerTOS(innerTOS: packet.trafficClass),
+                         totalLength: Self.headroom + inner.count,
+                         identification: path.takeIdentification(now: now),
+                         dontFragment: rules.pmtudisc && pathMTU >= Self.minimumIPv6MTU,
+                         ttl: rules.outerTTL(innerTTL: packet.hopLimit),
+                         protocolNumber: IPProtocolNumber.ipv6,
+                         source: local,
+                         destination: destination)
+            .write(into: buffer)
+        return .send(length: Self.headroom + inner.count, peer: peer, destination: destination,
+                     notifyUnreachable: path.takeError(now: now))
+    }
+
+    /// RFC 8200 §5: the least MTU of a link that carries IPv6.
+    public static let minimumIPv6MTU = 1280
 }

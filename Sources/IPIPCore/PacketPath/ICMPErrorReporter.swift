@@ -3,9 +3,10 @@
 /// slot. One per path, used by its thread only.
 final class ICMPErrorReporter {
     private var limiter = ICMPRateLimiter()
+    private var limiter6 = ICMPv6RateLimiter()
     /// The quoted part of the original, copied out first: the original may lie in the slot the error
     /// is built in.
-    private let quote = UnsafeMutableRawBufferPointer.allocate(byteCount: 576, alignment: 8)
+    private let quote = UnsafeMutableRawBufferPointer.allocate(byteCount: ICMPv6ErrorRules.maximumErrorLength, alignment: 8)
 
     deinit { quote.deallocate() }
 
@@ -24,6 +25,21 @@ final class ICMPErrorReporter {
         let length = ICMPErrorRules.write(type: type, code: code, nextHopMTU: nextHopMTU,
                                           quote: UnsafeRawBufferPointer(rebasing: quote[0..<quoted]), into: batch.nextSlot)
         batch.append(0..<length, destination: destination, kind: .icmpError(peer: peer))
+    }
+
+    /// The same for an IPv6 packet: an ICMPv6 error to its source, sent through the ICMPv6 socket.
+    func report6(type: UInt8, code: UInt8, parameter: UInt32 = 0, about original: UnsafeRawBufferPointer, peer: Int,
+                 counters: TunnelCounters, into batch: PacketBatch, now: Double) {
+        guard ICMPv6ErrorRules.mayReport(on: original, type: type) else { return }
+        guard limiter6.allow(to: original.ipv6Address(at: 8), type: type, now: now) else {
+            counters.icmpRateLimited.add()
+            return
+        }
+        let quoted = ICMPv6ErrorRules.quoteLength(of: original)
+        quote.copyMemory(from: UnsafeRawBufferPointer(rebasing: original[0..<quoted]))
+        let length = ICMPv6ErrorRules.write(type: type, code: code, parameter: parameter,
+                                            quote: UnsafeRawBufferPointer(rebasing: quote[0..<quoted]), into: batch.nextSlot)
+        batch.append(0..<length, destination: .any, kind: .icmpv6Error(peer: peer))
     }
 }
 

@@ -83,6 +83,10 @@ public enum OuterICMP: Equatable, Sendable {
     case fragmentationNeeded(peer: Int, outerMTU: Int, identification: UInt16)
     /// Another error that senders to `peer` should hear about, as host unreachable, for 30 s.
     case peerError(peer: Int, identification: UInt16)
+    /// An error about one of our protocol-41 packets that quotes its inner IPv6 header: relayed at once
+    /// to the IPv6 source as ICMPv6 (RFC 4213 §3.4, sit's ip6_err_gen_icmpv6_unreach) — time exceeded
+    /// as "hop limit exceeded", the rest as "address unreachable".
+    case relayToIPv6Source(peer: Int, identification: UInt16, timeExceeded: Bool)
     case ignore
 
     /// `packet` is the whole IPv4 packet carrying the ICMP message, addressed to us.
@@ -91,16 +95,21 @@ public enum OuterICMP: Equatable, Sendable {
         guard let ip = try? IPv4PacketView(validating: packet), ip.protocolNumber == IPProtocolNumber.icmp,
               !ip.isFragment, let icmp = try? ICMPMessageView(validating: ip.payload) else { return .ignore }
         let quoted = icmp.body
-        // The quoted header must be one of ours: from the local address, protocol 4, to a peer.
-        guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip,
+        // The quoted header must be one of ours: from the local address, protocol 4 or 41, to a peer.
+        guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip || quoted[9] == IPProtocolNumber.ipv6,
               quoted.ipv4Address(at: 12) == local, let peer = peerByEndpoint[quoted.ipv4Address(at: 16)] else { return .ignore }
         let identification = quoted.uint16(at: 4)
+        let quotesIPv6Header = quotedInner6(of: quoted) != nil
         switch (icmp.type, icmp.code) {
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
             let mtu = icmp.nextHopMTU
             return mtu >= 68 ? .fragmentationNeeded(peer: peer, outerMTU: mtu, identification: identification) : .ignore
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed):
             return .ignore   // "impossible" for us, as ipip_err says
+        case (ICMPType.destinationUnreachable, _) where quotesIPv6Header:
+            return .relayToIPv6Source(peer: peer, identification: identification, timeExceeded: false)
+        case (ICMPType.timeExceeded, 0) where quotesIPv6Header:
+            return .relayToIPv6Source(peer: peer, identification: identification, timeExceeded: true)
         case (ICMPType.destinationUnreachable, _):
             return .peerError(peer: peer, identification: identification)
         case (ICMPType.timeExceeded, 0):
@@ -109,5 +118,20 @@ public enum OuterICMP: Equatable, Sendable {
         default:
             return .ignore
         }
+    }
+
+    /// The inner IPv6 packet an ICMP error quotes after our protocol-41 outer header, when the quote
+    /// holds its whole header and 8 bytes more (what ip6_err_gen_icmpv6_unreach requires).
+    static func quotedInner6(of quoted: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard quoted.count >= 20, quoted[9] == IPProtocolNumber.ipv6 else { return nil }
+        let start = Int(quoted[0] & 0x0F) * 4
+        guard start >= 20, quoted.count >= start + IPv6PacketView.headerLength + 8, quoted[start] >> 4 == 6 else { return nil }
+        return UnsafeRawBufferPointer(rebasing: quoted[start...])
+    }
+
+    /// The same, from the whole IPv4 packet that carries the ICMP error.
+    public static func quotedInner6(inPacket packet: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        guard let ip = try? IPv4PacketView(validating: packet), let icmp = try? ICMPMessageView(validating: ip.payload) else { return nil }
+        return quotedInner6(of: icmp.body)
     }
 }

@@ -20,6 +20,9 @@ public final class PacketBatch {
         case coalesced(peer: Int, innerLength: Int, segments: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
         case icmpError(peer: Int)
+        /// An ICMPv6 error (a whole IPv6 packet, source ::): its ICMPv6 message goes through the ICMPv6
+        /// socket to the IPv6 header's destination.
+        case icmpv6Error(peer: Int)
     }
 
     private let storage: UnsafeMutableRawBufferPointer
@@ -96,6 +99,22 @@ public final class PacketBatch {
         switch kind(at: index) {
         case .decapsulated(_, _, true), .coalesced: true
         default: false
+        }
+    }
+
+    /// Whether the packet is an ICMPv6 error, for the ICMPv6 socket.
+    public func goesToICMPv6Socket(at index: Int) -> Bool {
+        if case .icmpv6Error = kind(at: index) { true } else { false }
+    }
+
+    /// Whether the packet carries (or is) IPv6: an outer packet with protocol 41, or an inner IPv6
+    /// packet for the TUN device (after its virtio-net header) — for the per-family counters.
+    public func carriesIPv6(at index: Int) -> Bool {
+        let packet = self.packet(at: index)
+        switch kind(at: index) {
+        case .encapsulated: return packet.count > 9 && packet[9] == IPProtocolNumber.ipv6
+        case .decapsulated(_, _, true): return packet.count > VirtioNetHeader.size && packet[VirtioNetHeader.size] >> 4 == 6
+        default: return false
         }
     }
 

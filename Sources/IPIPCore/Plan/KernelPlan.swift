@@ -6,14 +6,18 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     case createTUN(name: String)
     case setMTU(interface: String, mtu: Int)
     case addAddress(interface: String, address: IPv4Address)
+    case addAddress6(interface: String, address: IPv6Address)
     case setSysctl(key: String, value: String)
     case linkUp(interface: String)
     /// A host route keeping a peer endpoint outside the tunnel (the seed's `route add B dev eth0`).
     case pinEndpoint(peer: String, endpoint: IPv4Address, interface: String, gateway: IPv4Address?)
     case addTunnelRoute(prefix: IPv4Prefix, interface: String, peer: String)
-    /// A raw IPPROTO_IPIP socket that receives nothing, so the kernel stops answering protocol 4 with
-    /// ICMP "protocol unreachable".
-    case claimProtocol4
+    case addTunnelRoute6(prefix: IPv6Prefix, interface: String, peer: String)
+    /// A raw socket for protocol 4 (or 41) that receives nothing, so the kernel stops answering those
+    /// packets with ICMP "protocol unreachable".
+    case claimProtocol(UInt8)
+    /// The raw ICMPv6 socket ICMPv6 errors to IPv6 senders leave by (the tunnel carries IPv6).
+    case openICMPv6Socket
     /// The raw IPv4 sockets (libnet) that send outer packets to the peers, and ICMP errors and (libnet
     /// delivery) decapsulated packets, marked with `reinjectionMark`.
     case openRawSockets(reinjectionMark: UInt32?)
@@ -24,6 +28,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// The capture the proxy-ARP responder of one LAN interface reads requests from and answers on.
     case captureARP(interface: String, filter: String)
     case answerARP(address: IPv4Address, interface: String, mac: MACAddress?)
+    /// Proxy NDP for an IPv6 ghost host, on the ARP capture of its interface, which also joins the
+    /// address's solicited-node multicast group.
+    case answerNDP(address: IPv6Address, interface: String, mac: MACAddress?)
     case listenControlSocket(path: String)
     case serveMetrics(address: IPv4Address, port: UInt16)
 
@@ -35,6 +42,8 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "ip link set dev \(interface) mtu \(mtu)"
         case let .addAddress(interface, address):
             "ip address add \(address)/32 dev \(interface)"
+        case let .addAddress6(interface, address):
+            "ip -6 address add \(address)/128 dev \(interface) nodad"
         case let .setSysctl(key, value):
             "sysctl -w \(key)=\(value)"
         case .linkUp(let interface):
@@ -44,8 +53,13 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
                 + "    # pin peer \(peer)'s endpoint outside the tunnel"
         case let .addTunnelRoute(prefix, interface, peer):
             "ip route add \(prefix) dev \(interface)    # to peer \(peer)"
-        case .claimProtocol4:
-            "open a raw IPPROTO_IPIP socket that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case let .addTunnelRoute6(prefix, interface, peer):
+            "ip -6 route add \(prefix) dev \(interface)    # to peer \(peer)"
+        case .claimProtocol(let number):
+            "open a raw IPv4 socket for protocol \(number) that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case .openICMPv6Socket:
+            "open a raw ICMPv6 socket (blocking every type it could receive) to send ICMPv6 errors to IPv6 senders: "
+                + "packet too big, address unreachable, hop limit exceeded"
         case .openRawSockets(let mark):
             "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets"
                 + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: libnet)" }
@@ -59,6 +73,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "capture ARP on \(interface), inbound only, filter: \(filter)"
         case let .answerARP(address, interface, mac):
             "answer ARP for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
+        case let .answerNDP(address, interface, mac):
+            "answer Neighbor Solicitations for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
+                + " (join \(address.solicitedNode), link-layer \(address.solicitedNode.multicastMAC))"
         case .listenControlSocket(let path):
             "listen on the control socket \(path) (mode 0600: status and reload)"
         case let .serveMetrics(address, port):
@@ -123,6 +140,11 @@ public struct KernelPlan: Sendable, Equatable {
             notes.append("tunnel MTU \(tunnelMTU) = \(uplink.interface) MTU \(uplinkMTU)"
                          + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − 20")
         }
+        let routesIPv6 = config.peers.contains { !$0.routes6.isEmpty }
+        if config.carriesIPv6 && tunnelMTU < Encapsulator.minimumIPv6MTU {
+            problems.append("the tunnel carries IPv6 but its MTU is \(tunnelMTU), below IPv6's least 1280 (RFC 8200 §5): "
+                            + "the uplink needs an MTU of 1300 or more, or set tunnel.mtu")
+        }
         if let uplinkMTU = uplinkFacts?.mtu, tunnelMTU + Self.encapsulationOverhead > uplinkMTU {
             notes.append("tunnel MTU \(tunnelMTU) + 20 exceeds \(uplink.interface) MTU \(uplinkMTU): large packets will be fragmented or refused")
         }
@@ -132,12 +154,24 @@ public struct KernelPlan: Sendable, Equatable {
         if let address = tunnel.address {
             changes.append(.addAddress(interface: tunnel.name, address: address))
         }
-        if facts.ipv6Available {
+        if config.carriesIPv6 {
+            if !facts.ipv6Available {
+                problems.append("the config routes IPv6, but this kernel has IPv6 turned off (no /proc/sys/net/ipv6)")
+            }
+            // Nothing answers router solicitations through the tunnel, and nothing should configure it.
+            changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).accept_ra", value: "0"))
+            if let address = tunnel.address6 { changes.append(.addAddress6(interface: tunnel.name, address: address)) }
+        } else if facts.ipv6Available {
             // A TUN with IPv6 sends router solicitations nobody can answer through an IPv4 tunnel.
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).disable_ipv6", value: "1"))
         }
         changes.append(.linkUp(interface: tunnel.name))
         changes.append(.setSysctl(key: "net.ipv4.ip_forward", value: "1"))
+        if routesIPv6 {
+            changes.append(.setSysctl(key: "net.ipv6.conf.all.forwarding", value: "1"))
+            notes.append("net.ipv6.conf.all.forwarding=1 makes this machine an IPv6 router: interfaces with accept_ra=1 stop "
+                         + "taking router advertisements (set accept_ra=2 on an uplink that SLAAC configures)")
+        }
 
         for peer in config.endpointsNeedingPins {
             guard let route = facts.routes[peer.remote] else {
@@ -160,13 +194,21 @@ public struct KernelPlan: Sendable, Equatable {
             }
         }
 
-        changes.append(.claimProtocol4)
+        for peer in config.peers {
+            for prefix in peer.routes6 {
+                changes.append(.addTunnelRoute6(prefix: prefix, interface: tunnel.name, peer: peer.name))
+            }
+        }
+
+        changes.append(.claimProtocol(IPProtocolNumber.ipip))
+        if config.carriesIPv6 { changes.append(.claimProtocol(IPProtocolNumber.ipv6)) }
         changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .libnet ? tunnel.reinjectionMark : nil))
+        if config.carriesIPv6 { changes.append(.openICMPv6Socket) }
         // One line per peer — but a hub's thousands of peers with the default get one line together.
         let defaults = config.peers.filter { $0.acceptSources == nil }
         for peer in config.peers where peer.acceptSources != nil || defaults.count <= Self.peersNotedOneByOne {
             notes.append("peer \(peer.name): inner packets accepted only from "
-                         + peer.allowedSources.map(\.description).joined(separator: ", ")
+                         + (peer.allowedSources.map(\.description) + peer.allowedSources6.map(\.description)).joined(separator: ", ")
                          + (peer.acceptSources == nil ? " (its routes and endpoint: the default of accept-sources)" : " (accept-sources)"))
         }
         if defaults.count > Self.peersNotedOneByOne {
@@ -176,17 +218,37 @@ public struct KernelPlan: Sendable, Equatable {
         notes.append(tunnel.delivery == .kernel
             ? "delivery: kernel — decapsulated packets are received by the kernel on \(tunnel.name): firewall them in INPUT and FORWARD with iifname \"\(tunnel.name)\""
             : "delivery: libnet — decapsulated packets are sent as locally generated (OUTPUT, meta mark 0x\(String(tunnel.reinjectionMark, radix: 16))), those for this machine go to \(tunnel.name) (INPUT, iifname \"\(tunnel.name)\")")
-        changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address)))
+        if config.carriesIPv6 {
+            notes.append("IPv6 (protocol 41) is delivered to \(tunnel.name) in both delivery modes, as Linux's sit delivers it: "
+                         + "the kernel forwards it (hop limit, time exceeded, packet too big); firewall it with ip6tables/nft "
+                         + "in INPUT and FORWARD with iifname \"\(tunnel.name)\"")
+        }
+        changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address, ipv6: config.carriesIPv6)))
         changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
 
         let ghostsByInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
-        for interface in ghostsByInterface.keys.sorted() {
-            let ghosts = ghostsByInterface[interface]!
+        let ghosts6ByInterface = Dictionary(grouping: config.ghostHosts6, by: \.interface)
+        for interface in config.ghostInterfaces {
+            let ghosts = ghostsByInterface[interface] ?? []
+            let ghosts6 = ghosts6ByInterface[interface] ?? []
             let interfaceFacts = facts.interfaces[interface]
             if interfaceFacts == nil {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
-            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts.map(\.address))))
+            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts.map(\.address),
+                                                                                           ghosts6: ghosts6.map(\.address))))
+            if !ghosts6.isEmpty && facts.kernelProxyNDPInterfaces.contains(interface) {
+                warnings.append("the kernel's own proxy NDP is on for \(interface) (net.ipv6.conf.\(interface).proxy_ndp or "
+                                + "net.ipv6.conf.all.proxy_ndp is 1): with `ip -6 neigh add proxy` entries it answers too; "
+                                + "set it to 0 unless you need it")
+            }
+            for ghost in ghosts6 {
+                if facts.kernelProxyEntries6[interface]?.contains(ghost.address) == true {
+                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip -6 neigh show proxy` lists it): "
+                                    + "hosts may get two different answers; remove it with `ip -6 neigh del proxy \(ghost.address) dev \(interface)`")
+                }
+                changes.append(.answerNDP(address: ghost.address, interface: interface, mac: ghost.mac))
+            }
             if facts.kernelProxyARPInterfaces.contains(interface) {
                 warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
                                 + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "

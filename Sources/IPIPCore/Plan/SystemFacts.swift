@@ -31,6 +31,10 @@ public struct SystemFacts: Sendable, Equatable {
     public var kernelProxyARPInterfaces: Set<String> = []
     /// Kernel proxy-neighbour entries (`ip neigh add proxy ADDRESS dev IF`), as (interface, address).
     public var kernelProxyEntries: [String: Set<IPv4Address>] = [:]
+    /// Interfaces where the kernel's proxy NDP is on (`net.ipv6.conf.{all,IF}.proxy_ndp`).
+    public var kernelProxyNDPInterfaces: Set<String> = []
+    /// Kernel IPv6 proxy-neighbour entries (`ip -6 neigh add proxy ADDRESS dev IF`).
+    public var kernelProxyEntries6: [String: Set<IPv6Address>] = [:]
 
     public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true,
                 kernelProxyARPInterfaces: Set<String> = [], kernelProxyEntries: [String: Set<IPv4Address>] = [:]) {

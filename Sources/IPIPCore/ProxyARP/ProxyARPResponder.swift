@@ -175,14 +175,20 @@ public struct ProxyARPResponder: Sendable {
     }
 }
 
+extension ProxyARPResponder.Options {
+    /// The options `proxy-arp` sets (for proxy NDP too); an HA pair's box defends a second late.
+    public init(_ config: GatewayConfig) {
+        self.init()
+        answerProbes = config.proxyARP.answerProbes
+        yieldOnConflict = config.proxyARP.onConflict == .yield
+        if config.uplink.standbyWhenAbsent { defenseDelaySeconds = 1 }
+    }
+}
+
 extension ProxyARPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every ghost host from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
-        var options = Options()
-        options.answerProbes = config.proxyARP.answerProbes
-        options.yieldOnConflict = config.proxyARP.onConflict == .yield
-        if config.uplink.standbyWhenAbsent { options.defenseDelaySeconds = 1 }
-        self.init(interfaceMAC: mac, options: options)
+        self.init(interfaceMAC: mac, options: Options(config))
         for ghost in config.ghostHosts where ghost.interface == interface {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }

@@ -3,7 +3,7 @@ import Synchronization
 /// Why a packet was not carried. Counted per reason (and per peer when the peer is known); the raw
 /// value is the label used in status output and metrics.
 public enum DropReason: String, CaseIterable, Sendable, Codable {
-    case notIPv4 = "not-ipv4"                 // from the TUN: not an IPv4 packet (e.g. IPv6 RS)
+    case notIP = "not-ip"                     // from the TUN: neither IPv4 nor IPv6
     case noRoute = "no-route"                 // from the TUN: no peer prefix covers the destination
     case malformedOuter = "malformed-outer"   // captured: outer header invalid
     case malformedInner = "malformed-inner"   // captured or from the TUN: inner header invalid
@@ -35,7 +35,7 @@ extension DropReason {
     @inline(__always)
     var ordinal: Int {
         switch self {
-        case .notIPv4: 0
+        case .notIP: 0
         case .noRoute: 1
         case .malformedOuter: 2
         case .malformedInner: 3
@@ -110,6 +110,11 @@ public final class PeerCounters: Sendable {
     public let encapsulatedBytes = Counter()
     public let decapsulatedPackets = Counter()
     public let decapsulatedBytes = Counter()
+    /// The IPv6 share of the four above (protocol 41): the rest is IPv4.
+    public let encapsulatedIPv6Packets = Counter()
+    public let encapsulatedIPv6Bytes = Counter()
+    public let decapsulatedIPv6Packets = Counter()
+    public let decapsulatedIPv6Bytes = Counter()
     /// Inner packets without DF split to fit the path to this peer.
     public let fragmented = Counter()
     /// Fragments of the peer's outer packets that were put together again (each whole datagram is then
@@ -123,9 +128,10 @@ public final class PeerCounters: Sendable {
     public init(name: String) { self.name = name }
 }
 
-/// What the proxy-ARP responder did for one ghost host.
+/// What the proxy-ARP (or proxy-NDP) responder did for one ghost host.
 public final class GhostCounters: Sendable {
-    public let address: IPv4Address
+    /// The ghost's address as text: IPv4 (proxy ARP) or IPv6 (proxy NDP).
+    public let address: String
     public let interface: String
     public let replies = Counter()
     public let announcements = Counter()
@@ -134,7 +140,7 @@ public final class GhostCounters: Sendable {
     /// Requests not answered for another reason (gratuitous, rate-limited, yielding).
     public let otherIgnored = Counter()
 
-    public init(address: IPv4Address, interface: String) {
+    public init(address: String, interface: String) {
         self.address = address
         self.interface = interface
     }
@@ -175,7 +181,7 @@ public final class TunnelCounters: Sendable {
     public let tcpSegmentsCoalesced: Counter
     public let capture: CaptureCounters
 
-    public init(peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)] = []) {
+    public init(peerNames: [String], ghostHosts: [(address: String, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
         ghosts = ghostHosts.map { GhostCounters(address: $0.address, interface: $0.interface) }
         drops = DropCounters()
@@ -187,7 +193,7 @@ public final class TunnelCounters: Sendable {
 
     /// The counters for a reloaded config: peers and ghost hosts that stay keep their counts (matched by
     /// name, and by address and interface); the global ones carry on.
-    public init(continuing previous: TunnelCounters, peerNames: [String], ghostHosts: [(address: IPv4Address, interface: String)]) {
+    public init(continuing previous: TunnelCounters, peerNames: [String], ghostHosts: [(address: String, interface: String)]) {
         let oldPeers = Dictionary(previous.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         peers = peerNames.map { oldPeers[$0] ?? PeerCounters(name: $0) }
         ghosts = ghostHosts.map { ghost in

@@ -15,6 +15,9 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var routes: [String]
         public var encapsulated: Traffic
         public var decapsulated: Traffic
+        /// The IPv6 (protocol 41) share of `encapsulated` and `decapsulated`.
+        public var encapsulatedIPv6: Traffic
+        public var decapsulatedIPv6: Traffic
         public var fragmented: UInt64
         /// Fragments of the peer's outer packets put together again.
         public var fragmentsReassembled: UInt64
@@ -131,9 +134,11 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         self.role = role ?? Role(role: .active, highAvailability: config.uplink.standbyWhenAbsent, changes: 0, seconds: uptimeSeconds)
         peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
             let (counter, path) = state
-            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
+            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description) + peer.routes6.map(\.description),
                         encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
                         decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
+                        encapsulatedIPv6: Traffic(packets: counter.encapsulatedIPv6Packets.value, bytes: counter.encapsulatedIPv6Bytes.value),
+                        decapsulatedIPv6: Traffic(packets: counter.decapsulatedIPv6Packets.value, bytes: counter.decapsulatedIPv6Bytes.value),
                         fragmented: counter.fragmented.value, fragmentsReassembled: counter.fragmentsReassembled.value,
                         icmpErrorsSent: counter.icmpErrorsSent.value,
                         pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),

@@ -121,6 +121,15 @@ public final class PacketCapture: @unchecked Sendable {
     }
 
     /// False when `interface` no longer exists or is another interface now.
+    /// Joins a link-layer multicast group on the capture's packet socket (PACKET_ADD_MEMBERSHIP), so that
+    /// a NIC that filters multicast delivers it: a solicited-node group for proxy NDP. The membership
+    /// ends with the socket. Joining twice only counts twice.
+    public func joinMulticast(_ mac: MACAddress) throws(SystemError) {
+        guard CIPIPShims_joinLinkMulticast(pcap_fileno(handle), Int32(interfaceIndex), mac.array) == 0 else {
+            throw SystemError.fromErrno("join link-layer multicast group \(mac) on \(interface)")
+        }
+    }
+
     public var isStillBound: Bool { if_nametoindex(interface) == interfaceIndex }
 
     /// Hands the frames that are waiting, up to `limit`, to `body`, each valid only during its call;

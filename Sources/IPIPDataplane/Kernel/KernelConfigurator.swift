@@ -24,11 +24,13 @@ public final class KernelConfigurator: @unchecked Sendable {
     private let state: StateFile
     private var undoLog: [Undo] = []
     public private(set) var tun: TUNDevice?
-    private var protocolClaim: ProtocolClaim?
+    private var protocolClaims: [ProtocolClaim] = []
     private var ingressConsumer: IngressConsumer?
     /// Outer packets to the peers, and decapsulated packets (and ICMP errors) back into the kernel.
     public private(set) var encapsulationSender: RawIPv4Sender?
     public private(set) var reinjectionSender: RawIPv4Sender?
+    /// ICMPv6 errors to IPv6 senders (the tunnel carries IPv6).
+    public private(set) var icmpv6Sender: RawICMPv6Sender?
     public private(set) var capture: PacketCapture?
     /// The proxy-ARP captures opened by the steps taken so far, by interface (with its MAC).
     public private(set) var arpCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
@@ -105,8 +107,16 @@ public final class KernelConfigurator: @unchecked Sendable {
         case .addTunnelRoute:
             try addTunnelRoutes([change][...], step: { _ in step })
             return
-        case .claimProtocol4:
-            protocolClaim = try ProtocolClaim()
+        case let .addAddress6(interface, address):
+            let index = try interfaceIndex(interface)
+            try netlink.change("add address \(address)/128 to \(interface)") { Netlink.addAddress6(address, interface: index, sequence: $0) }
+        case let .addTunnelRoute6(prefix, interface, _):
+            let index = try interfaceIndex(interface)
+            try netlink.change("add route \(prefix) dev \(interface)") { Netlink.route6(prefix, interface: index, add: true, sequence: $0) }
+        case .claimProtocol(let number):
+            protocolClaims.append(try ProtocolClaim(protocolNumber: number))
+        case .openICMPv6Socket:
+            icmpv6Sender = try RawICMPv6Sender()
         case .openRawSockets(let mark):
             encapsulationSender = try RawIPv4Sender()
             reinjectionSender = try RawIPv4Sender(mark: mark ?? 0)
@@ -134,8 +144,8 @@ public final class KernelConfigurator: @unchecked Sendable {
             } else {
                 arpCaptures[interface] = (try PacketCapture(interface: interface, filter: filter, settings: settings), mac)
             }
-        case .answerARP:
-            break   // the responder of the interface's capture answers for it
+        case .answerARP, .answerNDP:
+            break   // the responder of the interface's capture answers for it (and joins the multicast groups)
         case .listenControlSocket(let path):
             controlSocket = try ControlSocket(path: path, in: runtimeDirectory)
         case let .serveMetrics(address, port):
@@ -177,6 +187,21 @@ public final class KernelConfigurator: @unchecked Sendable {
             if !removed.isEmpty {
                 try deleteTunnelRoutes(removed.map(\.prefix))
                 done.append { [self] in try? addTunnelRoutes(removed.map(\.change)[...], step: { _ in "reload (undone)" }) }
+            }
+            // IPv6 routes: one by one (no hub of IPv6 peers yet).
+            func routes6(_ plan: KernelPlan) -> [IPv6Prefix: KernelChange] {
+                Dictionary(plan.changes.compactMap { change in
+                    if case let .addTunnelRoute6(prefix, _, _) = change { (prefix, change) } else { nil }
+                }, uniquingKeysWith: { a, _ in a })
+            }
+            let oldRoutes6 = routes6(old), newRoutes6 = routes6(new)
+            for (prefix, change) in newRoutes6.sorted(by: { $0.key < $1.key }) where oldRoutes6[prefix] == nil {
+                try apply(change, step: "reload")
+                done.append { [self] in try? deleteTunnelRoute6(prefix) }
+            }
+            for (prefix, change) in oldRoutes6.sorted(by: { $0.key < $1.key }) where newRoutes6[prefix] == nil {
+                try deleteTunnelRoute6(prefix)
+                done.append { [self] in try? apply(change, step: "reload (undone)") }
             }
             for (endpoint, change) in oldPins where newPins[endpoint] == nil {
                 try removePin(endpoint)
@@ -250,6 +275,18 @@ public final class KernelConfigurator: @unchecked Sendable {
         }
         let listed = prefixes.count <= Self.routesLoggedOneByOne ? prefixes.map(\.description).joined(separator: ",") : "\(prefixes.count)"
         logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(listed)"])
+    }
+
+    /// Deletes one IPv6 tunnel route (a route already gone is no error).
+    private func deleteTunnelRoute6(_ prefix: IPv6Prefix) throws(SystemError) {
+        guard let tun else { return }
+        let index = try interfaceIndex(tun.name)
+        do {
+            try netlink.change("delete route \(prefix) dev \(tun.name)") { Netlink.route6(prefix, interface: index, add: false, sequence: $0) }
+        } catch where error.errno == ESRCH {
+            return
+        }
+        logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(prefix)"])
     }
 
     /// Deletes a pinned endpoint route this instance added, and forgets it.
@@ -336,7 +373,8 @@ public final class KernelConfigurator: @unchecked Sendable {
         capture = nil
         encapsulationSender = nil
         reinjectionSender = nil
-        protocolClaim = nil
+        protocolClaims = []
+        icmpv6Sender = nil
         for undo in undoLog.reversed() {
             switch undo {
             case .closeTUN:

@@ -46,6 +46,9 @@ public enum Netlink {
     public static let ipv4AddressGroup: UInt32 = 0x10
 
     public static let familyInet: UInt8 = 2
+    public static let familyInet6: UInt8 = 10
+    /// IFA_F_NODAD: no duplicate address detection for an address on a point-to-point TUN device.
+    public static let addressNoDAD: UInt8 = 0x02
     public static let mainTable: UInt8 = 254
     public static let scopeUniverse: UInt8 = 0
     public static let scopeLink: UInt8 = 253
@@ -153,11 +156,11 @@ public enum Netlink {
         return message(type: getRoute, flags: request | dump, sequence: sequence, body: body)
     }
 
-    /// RTM_GETNEIGH dump of the IPv4 proxy-neighbour entries (`ip neigh show proxy`).
-    public static func dumpProxyNeighbours(sequence: UInt32) -> [UInt8] {
+    /// RTM_GETNEIGH dump of the IPv4 (or IPv6) proxy-neighbour entries (`ip neigh show proxy`).
+    public static func dumpProxyNeighbours(family: UInt8 = familyInet, sequence: UInt32) -> [UInt8] {
         // struct ndmsg: family, 3 pad bytes, ifindex, state, flags, type. The kernel dumps the proxy
         // table when the flags are exactly NTF_PROXY.
-        var body: [UInt8] = [familyInet, 0, 0, 0]
+        var body: [UInt8] = [family, 0, 0, 0]
         body.appendLittleEndian(Int32(0))
         body.appendLittleEndian(UInt16(0))
         body += [neighbourProxyFlag, 0]
@@ -171,6 +174,36 @@ public enum Netlink {
         let index = Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4))
         guard let address = attributes(of: message.body, headerSize: 12)[neighbourDestination].flatMap(address(from:)) else { return nil }
         return (index, address)
+    }
+
+    /// RTM_NEWROUTE / RTM_DELROUTE for an IPv6 prefix through a device: `ip -6 route add|del PREFIX dev
+    /// IFINDEX proto 73` (IPv6 routes have universe scope).
+    public static func route6(_ prefix: IPv6Prefix, interface: Int32, add: Bool, sequence: UInt32) -> [UInt8] {
+        var body: [UInt8] = [familyInet6, UInt8(prefix.length), 0, 0, mainTable, ipipdRouteProtocol, scopeUniverse, routeTypeUnicast]
+        body.appendLittleEndian(UInt32(0))
+        body += attribute(routeDestination, prefix.network.address.bytes)
+        body += attribute(routeOutputInterface, littleEndian(UInt32(bitPattern: interface)))
+        return message(type: add ? newRoute : deleteRoute,
+                       flags: add ? request | acknowledge | create | exclusive : request | acknowledge,
+                       sequence: sequence, body: body)
+    }
+
+    /// RTM_NEWADDR: `ip -6 address add ADDRESS/128 dev IFINDEX nodad`.
+    public static func addAddress6(_ address: IPv6Address, interface: Int32, sequence: UInt32) -> [UInt8] {
+        var body: [UInt8] = [familyInet6, 128, addressNoDAD, scopeUniverse]
+        body.appendLittleEndian(UInt32(bitPattern: interface))
+        body += attribute(addressLocal, address.bytes)
+        body += attribute(addressAddress, address.bytes)
+        return message(type: newAddress, flags: request | acknowledge | create | replace, sequence: sequence, body: body)
+    }
+
+    /// An IPv6 proxy-neighbour entry from an RTM_NEWNEIGH message: (interface index, address).
+    public static func proxyNeighbour6(from message: Message) -> (interface: Int32, address: IPv6Address)? {
+        guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == familyInet6,
+              message.body[10] & neighbourProxyFlag != 0,
+              let bytes = attributes(of: message.body, headerSize: 12)[neighbourDestination], bytes.count == 16 else { return nil }
+        let index = Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4))
+        return (index, bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) })
     }
 
     /// RTM_NEWADDR: `ip address add ADDRESS/32 dev IFINDEX`.

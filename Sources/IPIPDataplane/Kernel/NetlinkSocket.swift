@@ -122,6 +122,12 @@ public final class NetlinkSocket {
         try request("list proxy neighbours") { Netlink.dumpProxyNeighbours(sequence: $0) }.compactMap(Netlink.proxyNeighbour(from:))
     }
 
+    public func proxyNeighbours6() throws(SystemError) -> [(interface: Int32, address: IPv6Address)] {
+        try request("list IPv6 proxy neighbours") {
+            Netlink.dumpProxyNeighbours(family: Netlink.familyInet6, sequence: $0)
+        }.compactMap(Netlink.proxyNeighbour6(from:))
+    }
+
     /// Every IPv4 route in every table, but those out of `skippingInterface` (not kept: a hub's tunnel
     /// routes would be most of the list).
     public func routes(skippingInterface: Int32? = nil) throws(SystemError) -> [Netlink.RouteInfo] {

@@ -91,10 +91,21 @@ public enum SystemProbe {
         where proxyEverywhere || (try? readSmallFile("/proc/sys/net/ipv4/conf/\(interface)/proxy_arp")) == "1" {
             facts.kernelProxyARPInterfaces.insert(interface)
         }
+        let lanInterfaces6 = Set(config.ghostHosts6.map(\.interface))
+        let proxyNDPEverywhere = (try? readSmallFile("/proc/sys/net/ipv6/conf/all/proxy_ndp")) == "1"
+        for interface in lanInterfaces6
+        where proxyNDPEverywhere || (try? readSmallFile("/proc/sys/net/ipv6/conf/\(interface)/proxy_ndp")) == "1" {
+            facts.kernelProxyNDPInterfaces.insert(interface)
+        }
         if let netlink = try? NetlinkSocket() {
             if !lanInterfaces.isEmpty, let entries = try? netlink.proxyNeighbours() {
                 for (index, address) in entries {
                     if let name = interfaceName(index: index) { facts.kernelProxyEntries[name, default: []].insert(address) }
+                }
+            }
+            if !lanInterfaces6.isEmpty, let entries = try? netlink.proxyNeighbours6() {
+                for (index, address) in entries {
+                    if let name = interfaceName(index: index) { facts.kernelProxyEntries6[name, default: []].insert(address) }
                 }
             }
             let tunnelIndex = interfaceIndex(config.tunnel.name)

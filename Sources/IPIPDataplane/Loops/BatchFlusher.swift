@@ -13,14 +13,17 @@ final class BatchFlusher {
     private let fd: Int32
     /// The TUN device, for packets delivered into the kernel's receive path (-1: none go there).
     private let tunFD: Int32
+    /// ICMPv6 errors go here (nil: the tunnel carries no IPv6, and none are queued).
+    private let icmpv6: RawICMPv6Sender?
     /// The counters of the snapshot the batch was filled from; replaced by the loop on a reload, after
     /// it flushed what the old snapshot queued.
     var counters: TunnelCounters
     private let failures: ThrottledLog
 
-    init(rawSocket fd: Int32, tun tunFD: Int32 = -1, counters: TunnelCounters, failures: ThrottledLog) {
+    init(rawSocket fd: Int32, tun tunFD: Int32 = -1, icmpv6: RawICMPv6Sender?, counters: TunnelCounters, failures: ThrottledLog) {
         self.fd = fd
         self.tunFD = tunFD
+        self.icmpv6 = icmpv6
         self.counters = counters
         self.failures = failures
     }
@@ -32,17 +35,22 @@ final class BatchFlusher {
                 let packet = batch.packet(at: start)
                 var written: Int
                 repeat { written = write(tunFD, packet.baseAddress, packet.count) } while written < 0 && errno == EINTR
-                if written == packet.count { countSent(batch.kind(at: start)) } else { countFailed(batch.kind(at: start), errno: errno) }
+                if written == packet.count { countSent(batch, start) } else { countFailed(batch.kind(at: start), errno: errno) }
                 start += 1
                 continue
             }
-            // The run of packets for the raw socket, up to the next one for the TUN device.
+            if batch.goesToICMPv6Socket(at: start) {
+                if icmpv6?.send(batch.packet(at: start)) == true { countSent(batch, start) } else { countFailed(batch.kind(at: start), errno: errno) }
+                start += 1
+                continue
+            }
+            // The run of packets for the raw socket, up to the next one for the TUN device or the ICMPv6 socket.
             var end = start + 1
-            while end < batch.count && !batch.goesToTUN(at: end) { end += 1 }
+            while end < batch.count && !batch.goesToTUN(at: end) && !batch.goesToICMPv6Socket(at: end) { end += 1 }
             let result = CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start,
                                               UInt32(end - start))
             if result > 0 {
-                for index in start..<(start + Int(result)) { countSent(batch.kind(at: index)) }
+                for index in start..<(start + Int(result)) { countSent(batch, index) }
                 start += Int(result)
             } else {
                 let code = errno
@@ -55,15 +63,23 @@ final class BatchFlusher {
     }
 
     @inline(__always)
-    private func countSent(_ kind: PacketBatch.Kind) {
-        switch kind {
+    private func countSent(_ batch: PacketBatch, _ index: Int) {
+        switch batch.kind(at: index) {
         case let .encapsulated(peer, innerLength):
             counters.peers[peer].encapsulatedPackets.add()
             counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
+            if batch.carriesIPv6(at: index) {
+                counters.peers[peer].encapsulatedIPv6Packets.add()
+                counters.peers[peer].encapsulatedIPv6Bytes.add(UInt64(innerLength))
+            }
         case let .decapsulated(peer, innerLength, _):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add()
+            if batch.carriesIPv6(at: index) {
+                counters.peers[peer].decapsulatedIPv6Packets.add()
+                counters.peers[peer].decapsulatedIPv6Bytes.add(UInt64(innerLength))
+            }
         case let .decapsulatedPiece(peer, innerLength):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
@@ -73,7 +89,7 @@ final class BatchFlusher {
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add(UInt64(segments))
             counters.tcpSegmentsCoalesced.add(UInt64(segments))
-        case .icmpError(let peer):
+        case .icmpError(let peer), .icmpv6Error(let peer):
             counters.peers[peer].icmpErrorsSent.add()
         }
     }
@@ -93,7 +109,7 @@ final class BatchFlusher {
         case .decapsulatedPiece(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-        case .icmpError(let p):
+        case .icmpError(let p), .icmpv6Error(let p):
             peer = p
         }
         failures.note(["peer": "\(counters.peers[peer].name)", "error": "\(String(cString: strerror(code)))"])

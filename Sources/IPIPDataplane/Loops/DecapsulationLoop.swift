@@ -11,6 +11,8 @@ struct DecapsulationLoop {
     let health: LoopHealth
     let capture: PacketCapture
     let sender: RawIPv4Sender
+    /// Where ICMPv6 errors go (nil: the tunnel carries no IPv6).
+    let icmpv6: RawICMPv6Sender?
     /// Where the kernel's receive path starts: decapsulated packets are written to it.
     let tun: TUNDevice
     let egressMTUs: EgressMTUs
@@ -25,7 +27,7 @@ struct DecapsulationLoop {
         let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
                                      paths: snapshot.paths, localNetworks: SystemProbe.localNetworks())
         let batch = PacketBatch()
-        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, tun: tun.fd, counters: snapshot.counters,
+        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, tun: tun.fd, icmpv6: icmpv6, counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet"))
         batch.whenFull = flusher.flush
         let pathLog = ThrottledLog(logger: logger, message: "a router reported a problem on the path to a peer", interval: 5)

@@ -11,6 +11,8 @@ struct EncapsulationLoop {
     let health: LoopHealth
     let tun: TUNDevice
     let sender: RawIPv4Sender
+    /// Where ICMPv6 errors go (nil: the tunnel carries no IPv6).
+    let icmpv6: RawICMPv6Sender?
     let tunnelMTU: Int
 
     func run() {
@@ -22,7 +24,7 @@ struct EncapsulationLoop {
         let path = EncapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
                                      paths: snapshot.paths)
         let batch = PacketBatch()
-        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, counters: snapshot.counters,
+        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, icmpv6: icmpv6, counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot send to peer"))
         batch.whenFull = flusher.flush
 

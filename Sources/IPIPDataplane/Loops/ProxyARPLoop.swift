@@ -1,8 +1,9 @@
 import IPIPCore
 import Logging
 
-/// The proxy-ARP responder's thread for one LAN interface: ARP frames for ghost addresses from libpcap
-/// → `ProxyARPResponder` → replies with pcap_inject; plus the scheduled announcements. As an HA pair's
+/// The proxy-ARP and proxy-NDP responders' thread for one LAN interface: ARP frames for IPv4 ghost
+/// addresses and Neighbor Solicitations/Advertisements from libpcap → `ProxyARPResponder` or
+/// `ProxyNDPResponder` → replies with pcap_inject; plus the scheduled announcements. As an HA pair's
 /// standby it reads and discards (the active box answers; its announcements are no conflict), and on
 /// becoming active it announces every ghost host at once (`wakeUp` ends its wait).
 struct ProxyARPLoop {
@@ -20,40 +21,76 @@ struct ProxyARPLoop {
         let interface = capture.interface
         var snapshot = box.current
         var responder = ProxyARPResponder(interface: interface, mac: mac, config: snapshot.config, now: monotonicSeconds())
+        var responder6 = ProxyNDPResponder(interface: interface, mac: mac, config: snapshot.config, now: monotonicSeconds())
         var active = context.role.isActive
-        if !active { responder.cancelAnnouncements() }
-        var ghostCounters: [IPv4Address: GhostCounters] = [:]
+        if !active {
+            responder.cancelAnnouncements()
+            responder6.cancelAnnouncements()
+        }
+        var joined: Set<MACAddress> = []
+        /// The solicited-node groups of the IPv6 ghosts: NICs that filter multicast must deliver their NS.
+        func joinGroups() {
+            for ghost in snapshot.config.ghostHosts6 where ghost.interface == interface {
+                let group = ghost.address.solicitedNode.multicastMAC
+                guard !joined.contains(group) else { continue }
+                do {
+                    try capture.joinMulticast(group)
+                    joined.insert(group)
+                    logger.info("joined solicited-node group", metadata: ["interface": "\(interface)", "ghost": "\(ghost.address)",
+                                                                          "group": "\(ghost.address.solicitedNode)", "mac": "\(group)"])
+                } catch {
+                    logger.error("cannot join a solicited-node group; Neighbor Solicitations may not reach ipipd",
+                                 metadata: ["interface": "\(interface)", "ghost": "\(ghost.address)", "error": "\(error)"])
+                }
+            }
+        }
+        joinGroups()
+        var ghostCounters: [String: GhostCounters] = [:]
         func takeCounters() {
             ghostCounters = Dictionary(snapshot.counters.ghosts.filter { $0.interface == interface }.map { ($0.address, $0) },
                                        uniquingKeysWith: { a, _ in a })
         }
         takeCounters()
-        var conflictLogs: [IPv4Address: ThrottledLog] = [:]
-        let injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP frame")
+        var conflictLogs: [String: ThrottledLog] = [:]
+        let injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP or NDP frame")
         func inject(_ frame: [UInt8]) -> Bool {
             let sent = frame.withUnsafeBytes { capture.inject($0) }
             if !sent { injectErrors.note(["interface": "\(interface)"]) }
             return sent
         }
+        func conflict(_ ghost: String, mac: MACAddress, sender: String, defense: [UInt8]?) {
+            ghostCounters[ghost]?.conflicts.add()
+            if let defense, inject(defense) { ghostCounters[ghost]?.announcements.add() }
+            let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts"
+                : "still answering for it and announcing it (at most every 10 s)"
+            let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
+            conflictLogs[ghost] = log
+            log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)", "action": "\(action)"])
+        }
+        func ignored(_ reason: ProxyARPResponder.Ignored, _ ghost: String?) {
+            guard let ghost else { return }
+            if reason == .probe { ghostCounters[ghost]?.probesIgnored.add() } else { ghostCounters[ghost]?.otherIgnored.add() }
+        }
         func handle(_ frame: PacketCapture.Frame) {
-            switch responder.handle(frame.bytes, now: monotonicSeconds()) {
+            let now = monotonicSeconds()
+            if let ethernet = try? EthernetFrameView(parsing: frame.bytes), ethernet.etherType == EtherType.ipv6 {
+                switch responder6.handle(frame.bytes, now: now) {
+                case let .reply(ghost, reply):
+                    if inject(reply) { ghostCounters["\(ghost)"]?.replies.add() }
+                case let .conflict(ghost, mac, defense):
+                    conflict("\(ghost)", mac: mac, sender: "\(ghost)", defense: defense)
+                case let .ignore(reason, ghost):
+                    ignored(reason, ghost.map { "\($0)" })
+                }
+                return
+            }
+            switch responder.handle(frame.bytes, now: now) {
             case let .reply(ghost, reply):
-                if inject(reply) { ghostCounters[ghost]?.replies.add() }
+                if inject(reply) { ghostCounters["\(ghost)"]?.replies.add() }
             case let .conflict(ghost, mac, sender, defense):
-                ghostCounters[ghost]?.conflicts.add()
-                if let defense, inject(defense) { ghostCounters[ghost]?.announcements.add() }
-                let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts"
-                    : "still answering for it and announcing it (at most every 10 s)"
-                let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
-                conflictLogs[ghost] = log
-                log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)",
-                          "action": "\(action)"])
-            case .ignore(.probe, let ghost?):
-                ghostCounters[ghost]?.probesIgnored.add()
-            case .ignore(_, let ghost?):
-                ghostCounters[ghost]?.otherIgnored.add()
-            case .ignore(_, nil):
-                break
+                conflict("\(ghost)", mac: mac, sender: "\(sender)", defense: defense)
+            case let .ignore(reason, ghost):
+                ignored(reason, ghost.map { "\($0)" })
             }
         }
         var kernelCounts = KernelCaptureCounts()
@@ -68,22 +105,38 @@ struct ProxyARPLoop {
                 snapshot = box.current
                 takeCounters()
                 responder = responder.reconfigured(for: snapshot.config, interface: interface, previous: previous, now: monotonicSeconds())
-                if !active { responder.cancelAnnouncements() }
+                responder6 = responder6.reconfigured(for: snapshot.config, interface: interface, previous: previous, now: monotonicSeconds())
+                if !active {
+                    responder.cancelAnnouncements()
+                    responder6.cancelAnnouncements()
+                }
+                joinGroups()
                 let ghosts = snapshot.config.ghostHosts.filter { $0.interface == interface }.map(\.address)
-                conflictLogs = conflictLogs.filter { ghosts.contains($0.key) }
+                let ghosts6 = snapshot.config.ghostHosts6.filter { $0.interface == interface }.map(\.address)
+                let names = Set(ghosts.map(\.description) + ghosts6.map(\.description))
+                conflictLogs = conflictLogs.filter { names.contains($0.key) }
                 do {
-                    try capture.setFilter(CaptureFilter.proxyARP(ghosts: ghosts))
+                    try capture.setFilter(CaptureFilter.proxyARP(ghosts: ghosts, ghosts6: ghosts6))
                 } catch {
                     logger.error("cannot update the ARP filter", metadata: ["interface": "\(interface)", "error": "\(error)"])
                 }
             }
             if context.role.isActive != active {
                 active.toggle()
-                if active { responder.announceAll(now: monotonicSeconds()) } else { responder.cancelAnnouncements() }
+                if active {
+                    responder.announceAll(now: monotonicSeconds())
+                    responder6.announceAll(now: monotonicSeconds())
+                } else {
+                    responder.cancelAnnouncements()
+                    responder6.cancelAnnouncements()
+                }
             }
             if active {
                 for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
-                    ghostCounters[ghost]?.announcements.add()
+                    ghostCounters["\(ghost)"]?.announcements.add()
+                }
+                for (ghost, frame) in responder6.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {
+                    ghostCounters["\(ghost)"]?.announcements.add()
                 }
             }
             do {

@@ -29,7 +29,7 @@ public final class DataplaneSnapshot: Sendable {
             oldByName[peer.name].flatMap { $0.0 == peer.remote ? $0.1 : nil } ?? PeerPathState()
         }
         let counters = TunnelCounters(continuing: counters, peerNames: config.peers.map(\.name),
-                                      ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) })
+                                      ghostHosts: config.ghostCounterKeys)
         return DataplaneSnapshot(generation: generation + 1, config: config, counters: counters, paths: paths,
                                  configSHA256: configSHA256)
     }

@@ -64,7 +64,7 @@ public final class Gateway: @unchecked Sendable {
         role = RoleState(absent ? .standby : .active, now: monotonicSeconds())
         box = SnapshotBox(DataplaneSnapshot(
             generation: 0, config: config,
-            counters: TunnelCounters(peerNames: config.peers.map(\.name), ghostHosts: config.ghostHosts.map { ($0.address, $0.interface) }),
+            counters: TunnelCounters(peerNames: config.peers.map(\.name), ghostHosts: config.ghostCounterKeys),
             paths: config.peers.map { _ in PeerPathState() }, configSHA256: SHA256.hex(Array(configText.utf8))))
     }
 
@@ -99,10 +99,11 @@ public final class Gateway: @unchecked Sendable {
             tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
             try beforeThreads()
             let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
-                                                  sender: encapsulationSender, tunnelMTU: tunnelMTU)
+                                                  sender: encapsulationSender, icmpv6: configurator.icmpv6Sender, tunnelMTU: tunnelMTU)
             let egressMTUs = EgressMTUs()
             let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: capture,
-                                                  sender: reinjectionSender, tun: tun, egressMTUs: egressMTUs, tunnelMTU: tunnelMTU)
+                                                  sender: reinjectionSender, icmpv6: configurator.icmpv6Sender, tun: tun,
+                                                  egressMTUs: egressMTUs, tunnelMTU: tunnelMTU)
             let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, egressMTUs: egressMTUs)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
