@@ -10,6 +10,7 @@ enum ConfigPrinter {
         out += "tunnel:\n"
         out += "  name: \(config.tunnel.name)\n"
         if let address = config.tunnel.address { out += "  address: \(address)\n" }
+        if let address = config.tunnel.address6 { out += "  address6: \(address)\n" }
         out += "  mtu: " + (config.tunnel.mtu.map(String.init) ?? "auto   # uplink MTU - 20") + "\n"
         out += "  ttl: \(config.tunnel.ttl)\n"
         out += "  tos: \(config.tunnel.tos)\n"
@@ -25,19 +26,21 @@ enum ConfigPrinter {
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
-            out += "    routes: [\(peer.routes.map(\.description).joined(separator: ", "))]\n"
-            out += "    accept-sources: [\(peer.allowedSources.map(\.description).joined(separator: ", "))]"
+            out += "    routes: [\((peer.routes.map(\.description) + peer.routes6.map(\.description)).joined(separator: ", "))]\n"
+            out += "    accept-sources: [\((peer.allowedSources.map(\.description) + peer.allowedSources6.map(\.description)).joined(separator: ", "))]"
                 + (peer.acceptSources == nil ? "   # the default: its routes and its endpoint" : "") + "\n"
             if pinned.contains(peer.name) {
                 out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
             }
         }
-        if !config.ghostHosts.isEmpty {
+        if !config.ghostHosts.isEmpty || !config.ghostHosts6.isEmpty {
             out += "ghost-hosts:\n"
-            for ghost in config.ghostHosts {
-                out += "  - address: \(ghost.address)\n"
-                out += "    interface: \(ghost.interface)\n"
-                out += "    mac: " + (ghost.mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
+            let ghosts = config.ghostHosts.map { ("\($0.address)", $0.interface, $0.mac, "proxy ARP") }
+                + config.ghostHosts6.map { ("\($0.address)", $0.interface, $0.mac, "proxy NDP") }
+            for (address, interface, mac, how) in ghosts {
+                out += "  - address: \(address)   # \(how)\n"
+                out += "    interface: \(interface)\n"
+                out += "    mac: " + (mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
             }
             out += "proxy-arp:\n"
             out += "  answer-probes: \(config.proxyARP.answerProbes ? "yes" : "no")\n"

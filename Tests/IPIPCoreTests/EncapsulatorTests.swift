@@ -87,9 +87,15 @@ import Testing
 
     @Test func dropsWhatItCannotCarry() {
         var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480)
-        // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it: no IPv6 route covers ff02::2.
-        let ipv6 = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 255] + [UInt8](repeating: 0, count: 40)
-        #expect(encapsulate(ipv6, encapsulator: &encapsulator).0 == .drop(.noRoute, peer: nil))
+        // An IPv6 router solicitation, as a TUN with IPv6 enabled emits it (to ff02::2), and one to a
+        // unicast address no IPv6 route covers.
+        var solicitation = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 255] + [UInt8](repeating: 0, count: 40)
+        solicitation[24] = 0xFF
+        solicitation[25] = 0x02
+        solicitation[39] = 2
+        #expect(encapsulate(solicitation, encapsulator: &encapsulator).0 == .drop(.linkScope, peer: nil))
+        solicitation[24] = 0x20
+        #expect(encapsulate(solicitation, encapsulator: &encapsulator).0 == .drop(.noRoute, peer: nil))
         #expect(encapsulate([0x50] + [UInt8](repeating: 0, count: 39), encapsulator: &encapsulator).0 == .drop(.notIP, peer: nil))
         let noRoute = IPv4HeaderFields(protocolNumber: 17, source: IPv4Address("203.0.113.87")!, destination: IPv4Address("192.0.2.1")!)
             .bytes(payload: [0, 0, 0, 0, 0, 0, 0, 0])

@@ -7,7 +7,8 @@ extension Lab {
     static func config(_ name: String) -> String { repository.appendingPathComponent("config/\(name)").path }
 
     /// h1 — A — R — B — h2. R routes between the gateways' uplinks (198.51.100.0/24, 203.0.113.0/24)
-    /// and knows nothing of 192.0.2.0/24, which the gateways split between their LANs.
+    /// and knows nothing of 192.0.2.0/24, which the gateways split between their LANs, nor of IPv6:
+    /// h1's 2001:db8:1::/64 and h2's 2001:db8:2::/64 reach each other only as protocol 41.
     func buildTwoSites() throws {
         for role in ["h1", "a", "r", "b", "h2"] { try namespace(role) }
         try link(ns("h1"), "eth0", ns("a"), "lan0")
@@ -19,9 +20,14 @@ extension Lab {
         try sh(in: ns("r"), "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
         try sh(in: ns("b"), "ip addr add 203.0.113.86/24 dev eth0 && ip route add default via 203.0.113.1 && ip addr add 192.0.2.129/25 dev lan0")
         try sh(in: ns("h2"), "ip addr add 192.0.2.130/25 dev eth0 && ip route add default via 192.0.2.129")
+        try sh(in: ns("h1"), "ip addr add 2001:db8:1::10/64 dev eth0 nodad && ip -6 route add default via 2001:db8:1::1")
+        try sh(in: ns("a"), "ip addr add 2001:db8:1::1/64 dev lan0 nodad")
+        try sh(in: ns("b"), "ip addr add 2001:db8:2::1/64 dev lan0 nodad")
+        try sh(in: ns("h2"), "ip addr add 2001:db8:2::10/64 dev eth0 nodad && ip -6 route add default via 2001:db8:2::1")
     }
 
-    /// The seed's lab: A — R — LAN(B, C, and optionally D), with the LAN a bridge in its own namespace.
+    /// The seed's lab: A — R — LAN(B, C, and optionally D), with the LAN a bridge in its own namespace;
+    /// the LAN is dual stack (2001:db8:b::/64), the uplinks IPv4 only.
     /// `addressOfB`: B's own address (an HA pair's box leaves the seed's .86 to keepalived).
     func buildSeedLab(withSecondHost: Bool = false, addressOfB: String = "203.0.113.86") throws {
         var roles = ["a", "r", "lan", "b", "c"]
@@ -39,17 +45,20 @@ extension Lab {
         try sh(in: ns("b"), "ip addr add \(addressOfB)/24 dev eth0 && ip route add default via 203.0.113.1")
         try sh(in: ns("c"), "ip addr add 203.0.113.20/24 dev eth0 && ip route add default via 203.0.113.1")
         if withSecondHost { try sh(in: ns("d"), "ip addr add 203.0.113.30/24 dev eth0") }
+        try sh(in: ns("b"), "ip addr add 2001:db8:b::86/64 dev eth0 nodad")
+        try sh(in: ns("c"), "ip addr add 2001:db8:b::20/64 dev eth0 nodad")
     }
 
     func ns(_ role: String) -> String { "\(tag)-\(role)" }
 
     /// Sends `megabytes` of random data with netcat from one machine to another and checks that the
-    /// SHA-256 on both ends agree.
+    /// SHA-256 on both ends agree (over IPv6 when `address` is an IPv6 address).
     func transfer(from sender: String, to receiver: String, address: String, megabytes: Int = 10) throws {
         let input = scratch.appendingPathComponent("in-\(sender)").path
         let output = scratch.appendingPathComponent("out-\(receiver)").path
+        let family = address.contains(":") ? "-6" : "-4"
         try sh("head -c \(megabytes << 20) /dev/urandom > \(input)")
-        let server = try spawn(in: ns(receiver), ["sh", "-c", "nc.openbsd -l 5001 > \(output)"], logName: "nc-\(receiver)")
+        let server = try spawn(in: ns(receiver), ["sh", "-c", "nc.openbsd \(family) -l 5001 > \(output)"], logName: "nc-\(receiver)")
         var listening = false
         for _ in 0..<100 where !listening {
             listening = run(in: ns(receiver), "ss -Hltn 'sport = :5001' | grep -q 5001").status == 0

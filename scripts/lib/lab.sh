@@ -1,11 +1,12 @@
 # shellcheck shell=bash
 # The seed's scenario as network namespaces (sourced by demo.sh):
 #
-#   A (198.51.100.37) ── R ── LAN switch 203.0.113.0/24 ── B (203.0.113.86)
-#                                                      └── C (203.0.113.20)
+#   A (198.51.100.37) ── R ── LAN switch 203.0.113.0/24 ── B (203.0.113.86, 2001:db8:b::86)
+#                             2001:db8:b::/64          └── C (203.0.113.20, 2001:db8:b::20)
 #
-# A's tunnel address 203.0.113.87 is the ghost host B answers ARP for. Only documentation addresses are
-# used, and everything lives in namespaces named "${LAB_PREFIX}-*".
+# A's tunnel addresses 203.0.113.87 and 2001:db8:b::87 are the ghost host B answers ARP and Neighbor
+# Solicitations for; the IPv4-only uplinks carry A's IPv6 as protocol 41. Only documentation addresses
+# are used, and everything lives in namespaces named "${LAB_PREFIX}-*".
 
 LAB_PREFIX=${LAB_PREFIX:-ipipdemo}
 LAB_PIDS=()
@@ -51,6 +52,9 @@ lab_up() {
     ip -n "$(ns b)" route add default via 203.0.113.1
     ip -n "$(ns c)" addr add 203.0.113.20/24 dev eth0
     ip -n "$(ns c)" route add default via 203.0.113.1
+    # The LAN's IPv6 prefix (no DAD: the addresses work at once); R routes no IPv6.
+    ip -n "$(ns b)" addr add 2001:db8:b::86/64 dev eth0 nodad
+    ip -n "$(ns c)" addr add 2001:db8:b::20/64 dev eth0 nodad
 }
 
 # Starts `ipipd run` in a machine's namespace and prints its PID once it is up:

@@ -102,7 +102,11 @@ public struct Encapsulator: Sendable {
         } catch {
             return .drop(.malformedInner, peer: nil)
         }
-        guard let peer = routes6.lookup(packet.destination) else { return .drop(.noRoute, peer: nil) }
+        // The kernel's own chatter on the TUN device (MLD reports, to ff02::16): a tunnel to many peers
+        // carries no link-scope traffic.
+        let destination6 = packet.destination
+        if destination6.isMulticast || destination6.isLinkLocal { return .drop(.linkScope, peer: nil) }
+        guard let peer = routes6.lookup(destination6) else { return .drop(.noRoute, peer: nil) }
         let path = paths[peer]
         if path.isLooping { return .drop(.loop, peer: peer) }
         let pathMTU = mtu(toPeer: peer, now: now)

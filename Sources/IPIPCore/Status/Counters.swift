@@ -28,6 +28,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case martianDestination = "martian-destination" // captured: inner destination 0/8, 127/8, multicast, class E or a broadcast
     case sourceRoute = "source-route"         // captured: inner packet with a loose or strict source route
     case standby = "standby"                  // captured or from the TUN while this box is an HA pair's standby
+    case linkScope = "link-scope"             // from the TUN: IPv6 to a multicast or link-local address (the TUN's own MLD and the like)
 }
 
 extension DropReason {
@@ -60,6 +61,7 @@ extension DropReason {
         case .martianDestination: 22
         case .sourceRoute: 23
         case .standby: 24
+        case .linkScope: 25
         }
     }
 }
