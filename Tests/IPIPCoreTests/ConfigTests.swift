@@ -138,3 +138,91 @@ import Testing
         #expect(ConfigLoader.tunnelName(yaml: Repository.text("config/machine-a.yaml")) == "tunl")
     }
 }
+
+/// Configs with IPv6: IPv4 only, IPv6 routes only, both; every mistake located by line and key.
+@Suite struct ConfigIPv6Tests {
+    func load(_ yaml: String) -> ConfigLoadResult { ConfigLoader.load(yaml: yaml, file: "six.yaml") }
+
+    @Test func theDualStackExamplesLoad() throws {
+        let a = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "a").config)
+        #expect(a.tunnel.address6 == IPv6Address("2001:db8:b::87") && a.peers[0].routes6 == [IPv6Prefix("2001:db8:b::/64")!])
+        #expect(a.peers[0].allowedSources6 == [IPv6Prefix("2001:db8:b::/64")!], "the default: the peer's IPv6 routes")
+        let b = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
+        #expect(b.ghostHosts6 == [.init(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)])
+        #expect(b.routingTable6.lookup(IPv6Address("2001:db8:b::87")!) == 0 && b.carriesIPv6)
+    }
+
+    @Test(arguments: [
+        ("routes: [192.0.2.0/24]", false, 1, 0),
+        ("routes: [2001:db8:2::/64]", true, 0, 1),
+        ("routes: [192.0.2.0/24, 2001:db8:2::/64, 2001:db8:3::/48]", true, 1, 2),
+    ])
+    func mixedRoutesLoad(routes: String, carriesIPv6: Bool, ipv4: Int, ipv6: Int) throws {
+        let config = try #require(load("""
+            uplink: {interface: eth0, address: 198.51.100.37}
+            peers:
+              - name: b
+                remote: 203.0.113.86
+                \(routes)
+            """).config)
+        #expect(config.carriesIPv6 == carriesIPv6 && config.peers[0].routes.count == ipv4 && config.peers[0].routes6.count == ipv6)
+    }
+
+    @Test func everyIPv6MistakeIsLocated() {
+        let result = load("""
+            uplink:
+              interface: eth0
+              address: 198.51.100.37
+            tunnel:
+              mtu: 1200
+              address6: ff02::1
+            peers:
+              - name: b
+                remote: 203.0.113.86
+                routes:
+                  - 192.0.2.0/24
+                  - 2001:db8:2::1/64
+                  - 2001:db8:4::/64
+                  - 2001:db8::zz/64
+              - name: c
+                remote: 203.0.113.87
+                routes: [2001:db8:4::/64]
+                accept-sources: [192.0.2.128/25, "::/0"]   # quoted: a flow list reads a bare "::" as a key
+            ghost-hosts:
+              - address: 2001:db8:9::1
+                interface: eth1
+              - address: fe80::1
+                interface: eth1
+            """)
+        #expect(result.config == nil)
+        let found = result.diagnostics.map { "\($0.line ?? 0) \($0.key) \($0.severity)" }
+        #expect(found == [
+            "5 tunnel.mtu error",                   // below 1280 with IPv6 routes
+            "6 tunnel.address6 error",              // multicast
+            "12 peers[0].routes[1] error",          // host bits
+            "14 peers[0].routes[3] error",          // not an address
+            "17 peers[1].routes[0] error",          // routed twice
+            "18 peers[1].accept-sources warning",   // ::/0
+            "20 ghost-hosts[0].address error",      // no IPv6 route covers it
+            "22 ghost-hosts[1].address error",      // link-local
+            "22 ghost-hosts[1].address error",      // and no IPv6 route covers it
+        ], "\(result.diagnostics)")
+        #expect(result.diagnostics.first { $0.key == "peers[0].routes[1]" }?.message.contains("did you mean 2001:db8:2::/64?") == true)
+        #expect(result.diagnostics.first { $0.key == "peers[1].routes[0]" }?.message.contains("peers[0].routes[2], line 13") == true)
+    }
+
+    @Test func reloadsDiffIPv6AndRestartForTurningItOn() throws {
+        let old = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
+        var new = old
+        new.peers[0].routes6 = [IPv6Prefix("2001:db8:b::88/128")!]
+        new.ghostHosts6 = [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
+        let diff = ConfigDiff(from: old, to: new)
+        #expect(diff.needsRestart.isEmpty)
+        #expect(diff.routesAdded6 == [IPv6Prefix("2001:db8:b::88/128")!] && diff.routesRemoved6 == [IPv6Prefix("2001:db8:b::87/128")!])
+        #expect(diff.ghostsAdded6 == [IPv6Address("2001:db8:b::88")!] && diff.acceptSourcesChanged == ["machine-a"])
+        var ipv4Only = old
+        ipv4Only.peers[0].routes6 = []
+        ipv4Only.ghostHosts6 = []
+        #expect(ConfigDiff(from: ipv4Only, to: old).needsRestart.contains { $0.contains("carries IPv6") })
+    }
+}

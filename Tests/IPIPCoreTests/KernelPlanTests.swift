@@ -21,7 +21,7 @@ import Testing
         #expect(plan.changes.firstIndex(of: pin)! < plan.changes.firstIndex(of: route)!)
         #expect(plan.changes.first == .createTUN(name: "tunl"))
         #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPv4Address("203.0.113.87")!)))
-        #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!))))
+        #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!, ipv6: true))))
         // The kernel is spared its own pass over the captured packets only after the capture is open.
         let capture = plan.changes.firstIndex { if case .capture = $0 { true } else { false } }
         let consume = plan.changes.firstIndex(of: .consumeAfterCapture(interface: "eth0", local: IPv4Address("198.51.100.37")!))
@@ -53,15 +53,61 @@ import Testing
         #expect(KernelPlan(config: machineA, facts: facts).problems.contains { $0.contains("not assigned") })
     }
 
-    @Test func machineBAnswersARPForTheGhost() {
+    @Test func machineBAnswersARPForTheGhost() throws {
         let mac = MACAddress("02:00:00:00:00:86")!
         let facts = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, mac: mac, addresses: [IPv4Address("203.0.113.86")!])])
         let plan = KernelPlan(config: machineB, facts: facts)
         #expect(plan.problems.isEmpty)
-        let capture = KernelChange.captureARP(interface: "eth0", filter: "arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157)")
+        let capture = KernelChange.captureARP(interface: "eth0", filter: "(arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157)) or "
+                                              + "(ip6 and ip6[6] = 58 and ip6[7] = 255 and (ip6[40] = 135 or ip6[40] = 136))")
         let answer = KernelChange.answerARP(address: IPv4Address("203.0.113.87")!, interface: "eth0", mac: nil)
+        let answer6 = KernelChange.answerNDP(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)
+        try #require(plan.changes.contains(capture) && plan.changes.contains(answer) && plan.changes.contains(answer6), "\(plan.changes)")
         #expect(plan.changes.firstIndex(of: capture)! < plan.changes.firstIndex(of: answer)!)
+        #expect(plan.changes.firstIndex(of: capture)! < plan.changes.firstIndex(of: answer6)!)
+        #expect(answer6.description.contains("ff02::1:ff00:87") && answer6.description.contains("33:33:ff:00:00:87"))
         #expect(!plan.changes.contains { if case .pinEndpoint = $0 { true } else { false } })
+    }
+
+    /// IPv6 in the plan: the TUN keeps IPv6 (no router advertisements taken), gets its /128, the IPv6
+    /// routes, forwarding, the protocol-41 claim and the ICMPv6 socket; an IPv4-only config has none of it.
+    @Test func theTunnelCarriesIPv6OnlyWhenTheConfigRoutesIt() throws {
+        let plan = KernelPlan(config: machineA, facts: factsA)
+        for change: KernelChange in [
+            .setSysctl(key: "net.ipv6.conf.tunl.accept_ra", value: "0"),
+            .addAddress6(interface: "tunl", address: IPv6Address("2001:db8:b::87")!),
+            .addTunnelRoute6(prefix: IPv6Prefix("2001:db8:b::/64")!, interface: "tunl", peer: "machine-b"),
+            .setSysctl(key: "net.ipv6.conf.all.forwarding", value: "1"),
+            .claimProtocol(IPProtocolNumber.ipv6), .openICMPv6Socket,
+        ] {
+            #expect(plan.changes.contains(change), "\(change)")
+        }
+        #expect(!plan.changes.contains(.setSysctl(key: "net.ipv6.conf.tunl.disable_ipv6", value: "1")))
+        #expect(plan.changes.firstIndex(of: .setMTU(interface: "tunl", mtu: 1480))!
+                < plan.changes.firstIndex(of: .addAddress6(interface: "tunl", address: IPv6Address("2001:db8:b::87")!))!,
+                "the TUN has IPv6 state only once its MTU is 1280 or more")
+
+        var ipv4Only = machineA
+        ipv4Only.tunnel.address6 = nil
+        ipv4Only.peers[0].routes6 = []
+        let plain = KernelPlan(config: ipv4Only, facts: factsA)
+        #expect(plain.changes.contains(.setSysctl(key: "net.ipv6.conf.tunl.disable_ipv6", value: "1")))
+        #expect(!plain.changes.contains(.openICMPv6Socket) && !plain.changes.contains(.claimProtocol(IPProtocolNumber.ipv6)))
+        #expect(plain.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!))))
+
+        var small = factsA
+        small.interfaces["eth0"]!.mtu = 1280
+        #expect(KernelPlan(config: machineA, facts: small).problems.contains { $0.contains("below IPv6's least 1280") })
+        #expect(KernelPlan(config: ipv4Only, facts: small).problems.isEmpty)
+    }
+
+    @Test func kernelProxyNDPIsWarnedAbout() {
+        var facts = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("203.0.113.86")!])])
+        facts.kernelProxyNDPInterfaces = ["eth0"]
+        facts.kernelProxyEntries6 = ["eth0": [IPv6Address("2001:db8:b::87")!]]
+        let warnings = KernelPlan(config: machineB, facts: facts).warnings
+        #expect(warnings.contains { $0.contains("proxy_ndp") })
+        #expect(warnings.contains { $0.contains("ip -6 neigh del proxy 2001:db8:b::87 dev eth0") })
     }
 
     @Test func ghostAssignedLocallyIsRefused() {

@@ -63,6 +63,24 @@ fixtures["ipip-fragmented-whole"] = fragmented_whole
 for index, piece in enumerate(fragment(fragmented_whole, fragsize=304)):
     fixtures[f"ipip-fragment-{index}"] = piece
 
+# IPv6 (issue 15): an inner ICMPv6 echo (ECT(0), a flow label), the same packet in a 6in4 (protocol 41)
+# outer header, the ICMPv6 errors ipipd writes about it (source :: until the ICMPv6 socket picks one), and
+# Neighbor Discovery: a solicitation for the ghost, a DAD probe, and the advertisements a proxy sends.
+from scapy.all import IPv6, ICMPv6EchoRequest, ICMPv6PacketTooBig, ICMPv6DestUnreach, ICMPv6ND_NS, ICMPv6ND_NA, \
+    ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr
+C6, GHOST6 = "2001:db8:b::20", "2001:db8:b::87"
+inner_echo6 = IPv6(src=C6, dst=GHOST6, hlim=63, tc=0x02, fl=0x12345) / ICMPv6EchoRequest(id=0x77, seq=3) / Raw(b"ipipd-fixture-payload")
+fixtures["ipv6-icmpv6-echo"] = inner_echo6
+fixtures["sit-encapsulated-echo"] = IP(src=B, dst=A, ttl=63, id=0x0100, flags="DF", proto=41, tos=0x02) / inner_echo6
+fixtures["ether-sit"] = Ether(src=MAC_B, dst="02:00:00:00:00:37") / IP(src=B, dst=A, proto=41) / inner_echo6
+fixtures["icmpv6-packet-too-big"] = IPv6(src="::", dst=C6, hlim=64) / ICMPv6PacketTooBig(mtu=1380) / inner_echo6
+fixtures["icmpv6-address-unreachable"] = IPv6(src="::", dst=C6, hlim=64) / ICMPv6DestUnreach(code=3) / inner_echo6
+solicited_node, solicited_mac = "ff02::1:ff00:87", "33:33:ff:00:00:87"
+fixtures["ndp-ns"] = Ether(src=MAC_C, dst=solicited_mac) / IPv6(src=C6, dst=solicited_node, hlim=255) / ICMPv6ND_NS(tgt=GHOST6) / ICMPv6NDOptSrcLLAddr(lladdr=MAC_C)
+fixtures["ndp-ns-dad"] = Ether(src=MAC_C, dst=solicited_mac) / IPv6(src="::", dst=solicited_node, hlim=255) / ICMPv6ND_NS(tgt=GHOST6)
+fixtures["ndp-na-solicited"] = Ether(src=MAC_B, dst=MAC_C) / IPv6(src=GHOST6, dst=C6, hlim=255) / ICMPv6ND_NA(tgt=GHOST6, R=0, S=1, O=0) / ICMPv6NDOptDstLLAddr(lladdr=MAC_B)
+fixtures["ndp-na-unsolicited"] = Ether(src=MAC_B, dst="33:33:00:00:00:01") / IPv6(src=GHOST6, dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=GHOST6, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=MAC_B)
+
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:
         f.write(raw(packet).hex() + "\n")
