@@ -12,10 +12,14 @@
 //                  (bit 0: standby — then nothing may be queued — or active, announcing the ghosts)
 //   kind % 5 == 3  a read from the TUN device (virtio-net header and packet) → EncapsulationPath
 //   kind % 5 == 4  ICMP "fragmentation needed" or "unreachable" from a router about an outer packet of ours
-//                  with a chosen identification and next-hop MTU
+//                  (protocol 4, or protocol 41 quoting an IPv6 header to relay) with a chosen identification
+//                  and next-hop MTU
+// Captured frames also go to the proxy-ARP and proxy-NDP responders. The gateway is dual stack: IPv6
+// rides the tunnel as protocol 41.
 //
-// Every packet a path queues must be a well-formed IPv4 packet; once time has passed beyond the
-// reassembly timeout, nothing may be left held and no memory charged.
+// Every packet a path queues must be a well-formed IPv4 or IPv6 packet of its kind (an ICMPv6 error
+// with a valid checksum, no larger than 1280 bytes); once time has passed beyond the reassembly
+// timeout, nothing may be left held and no memory charged.
 // Built by scripts/fuzz.sh with -sanitize=fuzzer,address; not part of the Swift package.
 
 let machineA = GatewayConfig(
@@ -23,11 +27,14 @@ let machineA = GatewayConfig(
     tunnel: {
         var tunnel = GatewayConfig.Tunnel()
         tunnel.address = IPv4Address(203, 0, 113, 87)
+        tunnel.address6 = ghost6
         return tunnel
     }(),
-    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)])],
+    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)],
+                  routes6: [IPv6Prefix(IPv6Address(high: 0x2001_0DB8_000B_0000, low: 0), length: 64)])],
     ghostHosts: [.init(address: IPv4Address(203, 0, 113, 87), interface: "eth0", mac: nil)]
 )
+let ghost6 = IPv6Address(high: 0x2001_0DB8_000B_0000, low: 0x87)
 let local = IPv4Address(198, 51, 100, 37), peerB = IPv4Address(203, 0, 113, 86)
 let batch: PacketBatch = {
     let batch = PacketBatch()
@@ -42,6 +49,18 @@ func checkAndEmpty(_ batch: PacketBatch) {
         let packet = batch.packet(at: index)
         // What goes to the TUN device starts with its virtio-net header.
         let ipPacket = batch.goesToTUN(at: index) ? UnsafeRawBufferPointer(rebasing: packet[VirtioNetHeader.size...]) : packet
+        if batch.goesToICMPv6Socket(at: index) {
+            guard let error = try? IPv6PacketView(validating: ipPacket, exactLength: true), error.nextHeader == IPv6NextHeader.icmpv6,
+                  ipPacket.count <= 1280, InternetChecksum.verifyIPv6Upper(ipPacket, nextHeader: IPv6NextHeader.icmpv6),
+                  ICMPv6Type.isError(ipPacket[40]) else {
+                preconditionFailure("queued an invalid ICMPv6 error")
+            }
+            continue
+        }
+        if batch.goesToTUN(at: index), ipPacket.count >= 1, ipPacket[0] >> 4 == 6 {
+            guard (try? IPv6PacketView(validating: ipPacket, exactLength: true)) != nil else { preconditionFailure("queued an invalid IPv6 packet") }
+            continue
+        }
         guard let ip = try? IPv4PacketView(validating: ipPacket, exactLength: true) else {
             preconditionFailure("queued an invalid IPv4 packet: \(batch.kind(at: index))")
         }
@@ -56,8 +75,12 @@ func checkAndEmpty(_ batch: PacketBatch) {
             precondition(segments >= 2 && segmenter.segmentCount == segments && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4)
         }
         if case .encapsulated = batch.kind(at: index) {
-            precondition(ip.protocolNumber == IPProtocolNumber.ipip && ip.headerLength == 20 && ip.totalLength <= 1400)
-            precondition((try? IPv4PacketView(validating: ip.payload, exactLength: true)) != nil)
+            precondition(ip.headerLength == 20 && ip.totalLength <= 1400)
+            if ip.protocolNumber == IPProtocolNumber.ipv6 {
+                precondition((try? IPv6PacketView(validating: ip.payload, exactLength: true)) != nil)
+            } else {
+                precondition(ip.protocolNumber == IPProtocolNumber.ipip && (try? IPv4PacketView(validating: ip.payload, exactLength: true)) != nil)
+            }
         }
     }
     batch.removeAll()
@@ -85,6 +108,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let encapsulation = EncapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths)
     var responder = ProxyARPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
     responder.add(IPv4Address(203, 0, 113, 87), mac: nil, now: 0)
+    var responder6 = ProxyNDPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
+    responder6.add(ghost6, mac: nil, now: 0)
     var clock = 1.0
 
     var position = 0
@@ -96,6 +121,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         switch kind % 5 {
         case 0:
             _ = responder.handle(bytes, now: clock)
+            if case let .reply(_, answer) = responder6.handle(bytes, now: clock) {
+                // An advertisement ipipd sends must itself pass RFC 4861's checks.
+                answer.withUnsafeBytes { precondition((try? NDPMessageView(validating: UnsafeRawBufferPointer(rebasing: $0[14...]))) != nil) }
+            }
             decapsulation.process(frame: bytes, wireLength: bytes.count, in: batch, now: clock)
         case 1:
             guard bytes.count >= 6 else { continue }
@@ -120,7 +149,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 checkAndEmpty(batch)   // the burst queued before the role changes is the active box's
                 let standby = bytes[1] & 1 != 0
                 (decapsulation.standby, encapsulation.standby) = (standby, standby)
-                if standby { responder.cancelAnnouncements() } else { responder.announceAll(now: clock) }
+                if standby {
+                    responder.cancelAnnouncements()
+                    responder6.cancelAnnouncements()
+                } else {
+                    responder.announceAll(now: clock)
+                    responder6.announceAll(now: clock)
+                }
             }
         case 3:
             // A virtio-net header and a packet, as the TUN device hands them over.
@@ -130,9 +165,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             encapsulation.process(readLength: readLength, in: batch, now: clock)
         default:
             guard bytes.count >= 4 else { continue }
+            // Protocol 41 quoting an IPv6 header (from the fuzzed bytes that follow) to relay, or protocol 4.
+            let sixInFour = bytes[2] & 2 != 0
+            let inner6 = [UInt8(0x60), 0, 0, 0, 0, 8, 58, 64] + Array(bytes.dropFirst(4).prefix(32)) + [UInt8](repeating: 0x80, count: 8)
             let quoted = IPv4HeaderFields(identification: UInt16(bytes[0]) << 8 | UInt16(bytes[1]) &+ 100, dontFragment: true,
-                                          protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
-                .bytes(payload: [0x45, 0, 5, 0xC8, 0, 0, 0, 0])
+                                          protocolNumber: sixInFour ? IPProtocolNumber.ipv6 : IPProtocolNumber.ipip, source: local, destination: peerB)
+                .bytes(payload: sixInFour ? inner6 : [0x45, 0, 5, 0xC8, 0, 0, 0, 0])
             let message = quoted.withUnsafeBytes {
                 bytes[2] & 1 == 0
                     ? ICMPBuilder.destinationUnreachable(code: ICMPUnreachableCode.fragmentationNeeded,
@@ -145,7 +183,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             if let mtu = paths[0].currentMTU(now: clock) { precondition(mtu >= PeerPathState.defaultMinimumPathMTU - 20) }
         }
         precondition(!decapsulation.standby || batch.isEmpty, "the standby queued a packet")
-        if decapsulation.standby { precondition(responder.dueAnnouncements(now: clock).isEmpty, "the standby announced") }
+        if decapsulation.standby {
+            precondition(responder.dueAnnouncements(now: clock).isEmpty && responder6.dueAnnouncements(now: clock).isEmpty, "the standby announced")
+        }
         // Captured frames stay queued like one capture burst (so that TCP segments can be joined); every
         // other event ends the burst.
         if kind % 5 != 0 { checkAndEmpty(batch) }

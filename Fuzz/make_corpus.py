@@ -50,8 +50,8 @@ for name in sorted(os.listdir(FIXTURES)):
     if not name.endswith(".hex"):
         continue
     data = bytes.fromhex(open(os.path.join(FIXTURES, name)).read().strip())
-    frame = data if name.startswith(("ether-", "arp-")) else ETHER_IPV4 + data
-    packet = data[14:] if name.startswith("ether-") else data
+    frame = data if name.startswith(("ether-", "arp-", "ndp-")) else ETHER_IPV4 + data
+    packet = data[14:] if name.startswith(("ether-", "ndp-")) else data
     seed = event(0, frame) + event(3, bytes(10) + packet)
     open(os.path.join(OUT, name.replace(".hex", ".bin")), "wb").write(seed)
 sequences = {
@@ -62,6 +62,12 @@ sequences = {
     "reassembly-timeout": [fragment(8, 8, True), event(2, bytes([40])), fragment(0, 8, True)],
     "icmp-about-outer": [event(3, bytes(10) + bytes.fromhex(open(f"{FIXTURES}/ipv4-icmp-echo.hex").read().strip())),
                          event(4, bytes([0, 0, 0, 170])), event(4, bytes([0, 0, 1, 0]))],
+    # An IPv6 packet into the tunnel (protocol 41), then a router's errors about it: "fragmentation
+    # needed", and "unreachable" quoting the IPv6 header (C → the ghost) to relay to its source.
+    "icmp-about-6in4": [event(3, bytes(10) + bytes.fromhex(open(f"{FIXTURES}/ipv6-icmpv6-echo.hex").read().strip())),
+                        event(4, bytes([0, 0, 2, 170])),
+                        event(4, bytes([0, 0, 3, 0]) + bytes.fromhex("20010db8000b00000000000000000020"
+                                                                     "20010db8000b00000000000000000087"))],
     # Consecutive segments of one flow: joined into one super-packet with kernel delivery (an input of
     # even length; the time event pads it to one).
     "tcp-segments-coalesced": [event(0, from_peer_b(bytes.fromhex(open(f"{FIXTURES}/tcp-segment-{index}.hex").read().strip()),

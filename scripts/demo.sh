@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The seed's worked example, end to end, in network namespaces: machine A (198.51.100.37) appears on
-# machine B's LAN as the ghost host 203.0.113.87, through an IP-in-IP tunnel run by ipipd on A and B.
+# machine B's LAN as the ghost host 203.0.113.87, through an IP-in-IP tunnel run by ipipd on A and B —
+# and, dual stack, as 2001:db8:b::87 (proxy NDP on B, IPv6 carried as protocol 41 in the same tunnel).
 #
 # Usage: scripts/demo.sh [--keep]     (root; builds ipipd first)
 #   --keep   leave the lab running afterwards and print how to explore and remove it
@@ -13,7 +14,7 @@ keep=no
 for arg in "$@"; do
     case $arg in
         --keep) keep=yes ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 64 ;;
     esac
 done
@@ -103,6 +104,26 @@ ghost_mac=$(ip -n "$(ns c)" neigh show 203.0.113.87 | grep -o 'lladdr [0-9a-f:]*
 echo "C: 203.0.113.87 is-at ${ghost_mac:-nothing}; machine B's eth0 is $b_mac"
 [[ -n $ghost_mac && $ghost_mac == "$b_mac" ]]
 
+step "IPv6: host C pings the ghost host 2001:db8:b::87 (B answers its Neighbor Solicitation)"
+# The same tunnel carries it, as protocol 41 (6in4): watch the router's link to A.
+ip netns exec "$(ns r)" timeout 10 tcpdump -lni eth0 -c 6 'ip proto 41' >"$LOGDIR/router6.txt" 2>/dev/null &
+tcpdump_pid=$!
+LAB_PIDS+=($tcpdump_pid)
+sleep 1
+in_ns c ping -6 -c 3 -i 0.5 -W 2 2001:db8:b::87
+wait "$tcpdump_pid" || true
+echo "-- seen on the router's link to A (outer IPv4 header, then the inner IPv6 packet):"
+sed 's/^/   /' "$LOGDIR/router6.txt"
+grep -q "198.51.100.37 > 203.0.113.86: IP6 2001:db8:b::87 > 2001:db8:b::20: ICMP6, echo reply" "$LOGDIR/router6.txt"
+
+step "IPv6: machine A reaches host C at 2001:db8:b::20"
+in_ns a ping -6 -c 3 -i 0.5 -W 2 2001:db8:b::20
+
+step "C's neighbour table maps the ghost 2001:db8:b::87 to machine B's MAC"
+ghost6_mac=$(ip -n "$(ns c)" -6 neigh show 2001:db8:b::87 | grep -o 'lladdr [0-9a-f:]*' | cut -d' ' -f2)
+echo "C: 2001:db8:b::87 is-at ${ghost6_mac:-nothing}; machine B's eth0 is $b_mac"
+[[ -n $ghost6_mac && $ghost6_mac == "$b_mac" ]]
+
 step "per-peer counters of both daemons"
 echo "-- machine A"
 "$IPIPD" status -c config/machine-a.yaml --runtime-dir "$LOGDIR/run-a"
@@ -110,4 +131,4 @@ echo "-- machine B"
 "$IPIPD" status -c config/machine-b.yaml --runtime-dir "$LOGDIR/run-b"
 
 current_step="done"
-bold "all steps passed: machine A appears on machine B's LAN as 203.0.113.87"
+bold "all steps passed: machine A appears on machine B's LAN as 203.0.113.87 and 2001:db8:b::87"

@@ -7,13 +7,15 @@ struct Ipipd: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "ipipd",
-        abstract: "A user-space IP-in-IP (RFC 2003) tunnel gateway with proxy ARP for ghost hosts.",
+        abstract: "A user-space IP-in-IP (RFC 2003) and 6in4 (RFC 4213) tunnel gateway with proxy ARP and proxy NDP for ghost hosts.",
         discussion: """
         ipipd makes a remote machine appear on a local LAN through an IP-in-IP tunnel (IP protocol 4), \
-        without the kernel's ipip module. It reads inner packets from a TUN device, wraps them and sends \
-        them to the peer that the longest matching prefix names; it captures protocol-4 packets on the \
-        uplink with libpcap, checks and unwraps them, and hands the inner packet back to the kernel's \
-        routing; and it answers ARP on the LAN for "ghost hosts", the addresses of remote machines.
+        without the kernel's ipip module, and carries IPv6 through the same IPv4 tunnel as protocol 41 \
+        (what Linux's sit does). It reads inner packets from a TUN device, wraps them and sends them to \
+        the peer that the longest matching prefix names; it captures protocol-4 and protocol-41 packets on \
+        the uplink with libpcap, checks and unwraps them, and hands the inner packet back to the kernel's \
+        routing; and it answers ARP (IPv4) and Neighbor Solicitations (IPv6, proxy NDP) on the LAN for \
+        "ghost hosts", the addresses of remote machines.
 
         Everything comes from one YAML file (default \(ConfigOptions.defaultPath)). Run `ipipd check` to \
         validate it, `ipipd plan` to see every change `ipipd run` would make to the kernel, then `ipipd run` \

@@ -217,6 +217,25 @@ import Testing
         #expect(handle(NDPBuilder.announcement(target: ghost, mac: macB), &proxy) == .ignore(.ownFrame, ghost: nil))
     }
 
+    /// Becoming an HA pair's active box, or a reload adding a ghost, announces it again.
+    @Test func activationAndReloadsAnnounce() throws {
+        var proxy = responder()
+        proxy.cancelAnnouncements()
+        #expect(proxy.dueAnnouncements(now: 100).isEmpty)
+        proxy.announceAll(now: 100)
+        #expect(proxy.dueAnnouncements(now: 100).count == 1 && proxy.dueAnnouncements(now: 102).count == 1)
+        let config = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
+        var moved = config
+        moved.ghostHosts6 = [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
+        moved.peers[0].routes6 = [IPv6Prefix("2001:db8:b::88/128")!]
+        let started = ProxyNDPResponder(interface: "eth0", mac: macB, config: config, now: 0, announce: false)
+        var reloaded = started.reconfigured(for: moved, interface: "eth0", previous: config, now: 50)
+        #expect(Array(reloaded.ghosts.keys) == [IPv6Address("2001:db8:b::88")!])
+        #expect(reloaded.dueAnnouncements(now: 50).map(\.ghost) == [IPv6Address("2001:db8:b::88")!])
+        var kept = started.reconfigured(for: config, interface: "eth0", previous: config, now: 50)
+        #expect(kept.dueAnnouncements(now: 60).isEmpty, "a ghost that stays is not announced again")
+    }
+
     @Test func requestersAreRateLimited() {
         var proxy = responder()
         let answered = (0..<40).filter { index in

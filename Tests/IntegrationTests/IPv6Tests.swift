@@ -49,10 +49,13 @@ struct IPv6Tests {
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: siteA)
         _ = try lab.startIpipd(in: "b", config: siteB)
+        // No kernel answers protocol 41 with "protocol unreachable": the claim's raw socket takes it.
+        let unreachable = try capture(lab, "r", "eth1", "icmp[0] = 3 and icmp[1] = 2", name: "protocol-unreachable")
         try lab.sh(in: lab.ns("h1"), "ping -6 -c 3 -i 0.2 -W 2 2001:db8:2::10")
         try lab.sh(in: lab.ns("h2"), "ping -6 -c 3 -i 0.2 -W 2 2001:db8:1::10")
         try lab.transfer(from: "h1", to: "h2", address: "2001:db8:2::10")
         try lab.transfer(from: "h2", to: "h1", address: "2001:db8:1::10")
+        #expect(try dissect(lab, unreachable(), ["ip.src"]).isEmpty, "B answered protocol 41 with protocol unreachable")
         // IPv4 still works next to it.
         try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
         let peer = try lab.status("a", config: siteA).peer("site-b")
@@ -76,6 +79,38 @@ struct IPv6Tests {
         try lab.transfer(from: "a", to: "c", address: "2001:db8:b::20")
         let ghost = try #require(try lab.status("b", config: machineB).ghostHosts.first { $0.address == "2001:db8:b::87" })
         #expect(ghost.replies >= 1 && ghost.announcements == 2, "\(ghost)")
+    }
+
+    /// A reload moves machine A's IPv6 ghost from ::87 to ::88: the kernel route, the NDP answers and the
+    /// solicited-node group follow, with no restart; turning IPv6 off altogether needs one.
+    @Test func aReloadMovesAnIPv6GhostAndItsRoute() throws {
+        let lab = Lab("six6")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        // The daemon reads its own file again on a reload: a copy of machine B's, edited below.
+        let file = lab.scratch.appendingPathComponent("b.yaml").path
+        let original = try String(contentsOfFile: machineB, encoding: .utf8)
+        try original.write(toFile: file, atomically: true, encoding: .utf8)
+        _ = try lab.startIpipd(in: "b", config: file)
+        try original.replacingOccurrences(of: "2001:db8:b::87", with: "2001:db8:b::88").write(toFile: file, atomically: true, encoding: .utf8)
+        let reload = try lab.sh("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("b"))")
+        #expect(reload.contains("route 2001:db8:b::88/128 added") && reload.contains("ghost host 2001:db8:b::87 removed"), "\(reload)")
+        let routes = try lab.sh(in: lab.ns("b"), "ip -6 route show dev tunl")
+        #expect(routes.contains("2001:db8:b::88") && !routes.contains("2001:db8:b::87"), "\(routes)")
+        // The responder's thread takes the new config on its next turn, and joins the new group.
+        #expect(eventually { (try? lab.sh(in: lab.ns("b"), "ip maddr show dev eth0"))?.contains("33:33:ff:00:00:88") == true })
+        // C resolves the new ghost (no A behind it here: the ping itself goes unanswered).
+        _ = lab.run(in: lab.ns("c"), "ping -6 -c 1 -W 1 2001:db8:b::88")
+        let neighbour = try lab.sh(in: lab.ns("c"), "ip -6 neigh show 2001:db8:b::88")
+        #expect(neighbour.contains("lladdr \(try lab.mac("b", "eth0"))"), "\(neighbour)")
+
+        try ["uplink: {interface: eth0, address: 203.0.113.86}", "peers:",
+             "  - {name: machine-a, remote: 198.51.100.37, routes: [203.0.113.87/32]}",
+             "ghost-hosts:", "  - {address: 203.0.113.87, interface: eth0}"]
+            .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let refused = lab.run("\(Lab.ipipd) reload -c \(file) --runtime-dir \(lab.runtimeDirectory("b"))")
+        #expect(refused.status == 1 && refused.output.contains("needs a restart"), "\(refused.output)")
+        #expect(try lab.sh(in: lab.ns("b"), "ip -6 route show dev tunl").contains("2001:db8:b::88"), "the running config stays")
     }
 
     // MARK: - What ipipd sends

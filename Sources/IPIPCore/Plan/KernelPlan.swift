@@ -237,6 +237,17 @@ public struct KernelPlan: Sendable, Equatable {
             }
             changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts.map(\.address),
                                                                                            ghosts6: ghosts6.map(\.address))))
+            for ghost in ghosts {
+                if interfaceFacts?.addresses.contains(ghost.address) == true {
+                    problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
+                                    + "answers ARP for it itself, and traffic to it would never enter the tunnel")
+                }
+                if facts.kernelProxyEntries[interface]?.contains(ghost.address) == true {
+                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
+                                    + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
+                }
+                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac))
+            }
             if !ghosts6.isEmpty && facts.kernelProxyNDPInterfaces.contains(interface) {
                 warnings.append("the kernel's own proxy NDP is on for \(interface) (net.ipv6.conf.\(interface).proxy_ndp or "
                                 + "net.ipv6.conf.all.proxy_ndp is 1): with `ip -6 neigh add proxy` entries it answers too; "
@@ -253,17 +264,6 @@ public struct KernelPlan: Sendable, Equatable {
                 warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
                                 + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "
                                 + "set it to 0 unless you need it")
-            }
-            for ghost in ghosts {
-                if interfaceFacts?.addresses.contains(ghost.address) == true {
-                    problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
-                                    + "answers ARP for it itself, and traffic to it would never enter the tunnel")
-                }
-                if facts.kernelProxyEntries[interface]?.contains(ghost.address) == true {
-                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
-                                    + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
-                }
-                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac))
             }
         }
         if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
