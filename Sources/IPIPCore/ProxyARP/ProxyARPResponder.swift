@@ -42,92 +42,41 @@ public struct ProxyARPResponder: Sendable {
         case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address, defense: [UInt8]?)
     }
 
-    public struct Ghost: Sendable, Equatable {
-        public var address: IPv4Address
-        public var mac: MACAddress
-        public var conflictUntil = -Double.infinity
-        /// When the last defending announcement went out.
-        public var lastDefense = -Double.infinity
-        public init(address: IPv4Address, mac: MACAddress) {
-            self.address = address
-            self.mac = mac
-        }
-    }
+    public typealias Ghost = GhostTable<IPv4Address>.Ghost
 
-    public let interfaceMAC: MACAddress
-    public let options: Options
-    public private(set) var ghosts: [IPv4Address: Ghost] = [:]
+    /// The ghosts, their conflicts, the announcements due and the reply budgets.
+    public private(set) var table: GhostTable<IPv4Address>
+    public var interfaceMAC: MACAddress { table.interfaceMAC }
+    public var options: Options { table.options }
+    public var ghosts: [IPv4Address: Ghost] { table.ghosts }
+    public var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] { table.pendingAnnouncements }
     /// Requesting MACs whose rate the responder tracks (bounded by twice `maximumTrackedRequesters`).
-    public var trackedRequesters: Int { requesters.count }
-
-    /// Replies per requesting MAC, and in all.
-    private var requesters: TokenBucketTable<MACAddress>
-    private var total: TokenBucket
-    /// Announcements still to send: (ghost, when).
-    public private(set) var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] = []
-    static let maximumTrackedRequesters = 4096
+    public var trackedRequesters: Int { table.trackedRequesters }
+    static var maximumTrackedRequesters: Int { GhostTable<IPv4Address>.maximumTrackedRequesters }
 
     public init(interfaceMAC: MACAddress, options: Options = Options()) {
-        self.interfaceMAC = interfaceMAC
-        self.options = options
-        requesters = TokenBucketTable(rate: options.repliesPerSecond, burst: options.replyBurst, capacity: Self.maximumTrackedRequesters)
-        total = TokenBucket(rate: options.totalRepliesPerSecond, burst: options.totalReplyBurst)
+        table = GhostTable(interfaceMAC: interfaceMAC, options: options)
     }
 
     /// Starts answering for `address` and, with `announce`, schedules its gratuitous announcements
     /// from `now`.
     public mutating func add(_ address: IPv4Address, mac: MACAddress?, now: Double, announce: Bool = true) {
-        pendingAnnouncements.removeAll { $0.ghost == address }
-        ghosts[address] = Ghost(address: address, mac: mac ?? interfaceMAC)
-        guard announce else { return }
-        for index in 0..<options.announcements {
-            pendingAnnouncements.append((address, now + Double(index) * options.announcementInterval))
-        }
+        table.add(address, mac: mac, now: now, announce: announce)
     }
 
-    /// Schedules every ghost host's announcements afresh from `now`: when this box becomes the active
-    /// one of an HA pair, the LAN's caches must move to it.
-    public mutating func announceAll(now: Double) {
-        pendingAnnouncements = ghosts.keys.sorted().flatMap { address in
-            (0..<options.announcements).map { (ghost: address, due: now + Double($0) * options.announcementInterval) }
-        }
-    }
+    /// Schedules every ghost host's announcements afresh from `now` (an HA pair's box becoming active).
+    public mutating func announceAll(now: Double) { table.announceAll(now: now) }
 
     /// Forgets the announcements still due (a standby announces nothing).
-    public mutating func cancelAnnouncements() {
-        pendingAnnouncements = []
-    }
+    public mutating func cancelAnnouncements() { table.cancelAnnouncements() }
 
-    /// Takes over a ghost host's state (conflict hold) from a previous responder.
-    public mutating func restore(_ ghost: Ghost) {
-        ghosts[ghost.address] = ghost
-    }
+    public mutating func remove(_ address: IPv4Address) { table.remove(address) }
 
-    public mutating func remove(_ address: IPv4Address) {
-        ghosts[address] = nil
-        pendingAnnouncements.removeAll { $0.ghost == address }
-    }
-
-    public func isYielding(_ address: IPv4Address, now: Double) -> Bool {
-        guard options.yieldOnConflict, let ghost = ghosts[address] else { return false }
-        return now < ghost.conflictUntil
-    }
+    public func isYielding(_ address: IPv4Address, now: Double) -> Bool { table.isYielding(address, now: now) }
 
     /// Announcement frames due at `now` (RFC 5227 ARP announcements: request with sender = target).
     public mutating func dueAnnouncements(now: Double) -> [(ghost: IPv4Address, frame: [UInt8])] {
-        var due: [(IPv4Address, [UInt8])] = []
-        var later: [(ghost: IPv4Address, due: Double)] = []
-        for entry in pendingAnnouncements {
-            guard entry.due <= now else {
-                later.append(entry)
-                continue
-            }
-            if let ghost = ghosts[entry.ghost], !isYielding(entry.ghost, now: now) {
-                due.append((entry.ghost, ARPBuilder.announcement(mac: ghost.mac, address: ghost.address)))
-            }
-        }
-        pendingAnnouncements = later
-        return due
+        table.dueAnnouncements(now: now).map { ($0.address, ARPBuilder.announcement(mac: $0.mac, address: $0.address)) }
     }
 
     public mutating func handle(_ frame: UnsafeRawBufferPointer, now: Double) -> Decision {
@@ -135,21 +84,11 @@ public struct ProxyARPResponder: Sendable {
               let arp = try? ARPPacketView(validating: ethernet.payload) else {
             return .ignore(.malformed, ghost: nil)
         }
-        let source = ethernet.source
-        if source == interfaceMAC || ghosts.values.contains(where: { $0.mac == source }) {
-            return .ignore(.ownFrame, ghost: nil)
-        }
+        if table.isOwn(ethernet.source) { return .ignore(.ownFrame, ghost: nil) }
         // Someone else using a ghost address as its own: in a request, reply or announcement.
         if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
-            ghosts[arp.senderProtocol]!.conflictUntil = now + options.conflictHoldSeconds
-            var defense: [UInt8]?
-            if !options.yieldOnConflict && now - ghost.lastDefense >= options.defendIntervalSeconds {
-                ghosts[arp.senderProtocol]!.lastDefense = now
-                if options.defenseDelaySeconds > 0 {
-                    pendingAnnouncements.append((ghost.address, now + options.defenseDelaySeconds))
-                } else {
-                    defense = ARPBuilder.announcement(mac: ghost.mac, address: ghost.address, vlanID: ethernet.vlanID)
-                }
+            let defense = table.claim(ghost.address, now: now).map {
+                ARPBuilder.announcement(mac: $0.mac, address: $0.address, vlanID: ethernet.vlanID)
             }
             return .conflict(ghost: ghost.address, mac: arp.senderHardware, sender: arp.senderProtocol, defense: defense)
         }
@@ -161,7 +100,7 @@ public struct ProxyARPResponder: Sendable {
         default: break
         }
         if isYielding(ghost.address, now: now) { return .ignore(.yielding, ghost: ghost.address) }
-        guard requesters.take(arp.senderHardware, now: now), total.take(now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
+        guard table.allowReply(to: arp.senderHardware, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
 
         // A probe's sender has no address yet: answer it as RFC 5227 defends, by broadcast.
         let isProbe = arp.senderProtocol.isUnspecified
@@ -197,14 +136,9 @@ extension ProxyARPResponder {
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
         let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
-        var next = ProxyARPResponder(interface: interface, mac: interfaceMAC, config: config, now: now, announce: false)
-        for ghost in config.ghostHosts where ghost.interface == interface {
-            if kept.contains(ghost), let state = ghosts[ghost.address] {
-                next.restore(state)
-            } else {
-                next.add(ghost.address, mac: ghost.mac, now: now, announce: true)
-            }
-        }
+        var next = self
+        next.table = table.reconfigured(options: Options(config), ghosts: config.ghostHosts.filter { $0.interface == interface }.map { ($0.address, $0.mac) },
+                                        kept: { address in kept.contains { $0.address == address } }, now: now)
         return next
     }
 }
