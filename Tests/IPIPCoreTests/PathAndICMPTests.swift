@@ -58,6 +58,10 @@ import Testing
         let ownOuter = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
             .bytes(payload: inner(length: 60, dontFragment: false))
         #expect(verdict(ownOuter, &encapsulator) == .drop(.loop, peer: 0))
+        // A protocol-41 packet of ours (IPv6 inside) coming back the same way.
+        let ownSixInFour = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipv6, source: local, destination: peerB)
+            .bytes(payload: Fixture.bytes("ipv6-icmpv6-echo"))
+        #expect(verdict(ownSixInFour, &encapsulator) == .drop(.loop, peer: 0))
         let path = PeerPathState()
         path.setLooping(true)
         var guarded = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [path])

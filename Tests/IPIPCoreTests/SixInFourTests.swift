@@ -102,6 +102,11 @@ import Testing
         #expect(verdict(with(echo, [8: 0x20, 9: 0x01, 10: 0x0D, 11: 0xB9, 12: 0, 13: 0x0C])) == .drop(.sourceNotAllowed, peer: 0))   // 2001:db9:c::…
         #expect(verdict(with(echo, Dictionary(uniqueKeysWithValues: (8..<24).map { ($0, 0) }))) == .drop(.martianSource, peer: 0))   // ::
         #expect(verdict(with(echo, [8: 0xFF, 9: 0x02])) == .drop(.martianSource, peer: 0))                  // multicast source
+        // From machine A's own ghost address, which lies inside the /64 B's side sends from.
+        let own = Decapsulator(config: machineA, localNetworks: LocalNetworks(addresses6: [IPv6Address("2001:db8:b::20")!]))
+        var fromSelf = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipv6, source: IPv4Address("203.0.113.86")!,
+                                        destination: IPv4Address("198.51.100.37")!).bytes(payload: echo)
+        #expect(fromSelf.withUnsafeMutableBytes { own.decapsulate($0) } == .drop(.martianSource, peer: 0))
         #expect(verdict(with(echo, [24: 0xFF, 25: 0x02])) == .drop(.martianDestination, peer: 0))          // multicast destination
         // RFC 6040: CE over Not-ECT is dropped; CE over ECT(0) marks the inner packet CE.
         #expect(verdict(with(echo, [1: 0x00]), outerTOS: 0x03) == .drop(.ecnNotECT, peer: 0))

@@ -153,7 +153,7 @@ struct IPv6Tests {
         #expect(peer.drops["malformed-inner"] == 4, "\(peer.drops)")
         #expect(status.drops["unknown-peer"] == 1, "\(status.drops)")
         #expect(peer.drops["source-not-allowed"] == 2, "\(peer.drops)")
-        #expect(peer.drops["martian-source"] == 3, "\(peer.drops)")
+        #expect(peer.drops["martian-source"] == 4, "\(peer.drops)")
         #expect(peer.drops["martian-destination"] == 2, "\(peer.drops)")
         #expect(peer.drops["ecn-ce-on-not-ect"] == 1, "\(peer.drops)")
         #expect(status.capture.unaccounted == 0, "\(status.capture)")

@@ -17,6 +17,11 @@ import Testing
         #expect(unit.contains("ExecStartPre=/usr/local/sbin/ipipd check --quiet -c /etc/ipipd/ipipd.yaml"))
         #expect(unit.contains("ExecStart=/usr/local/sbin/ipipd run -c /etc/ipipd/ipipd.yaml --user ipipd"))
         #expect(!unit.contains("@"), "a placeholder was left in the unit")
+        // Every socket family ipipd opens: IPv4 raw sockets, netlink, libpcap, the control socket, and
+        // the ICMPv6 socket of a tunnel that carries IPv6 (which fails to open without AF_INET6).
+        let families = unit.split(separator: "\n").first { $0.hasPrefix("RestrictAddressFamilies=") }?.split(separator: "=")[1]
+            .split(separator: " ").map(String.init) ?? []
+        #expect(Set(families) == ["AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_UNIX"], "\(families)")
         // systemd's own check of the unit (where its tools exist), with the paths pointing at this build.
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {
             let binDirectory = URL(fileURLWithPath: Lab.ipipd).deletingLastPathComponent().path

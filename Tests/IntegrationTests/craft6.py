@@ -52,6 +52,7 @@ elif scenario == "forged-inner":
     send([to_b(IPv6(src=source, dst=destination) / ICMPv6EchoRequest(id=0x6603)) for source, destination in [
         ("2001:db8:3::1", H2),    # source-not-allowed: not behind A
         (H2, H2),                 # source-not-allowed: h2's own side
+        ("2001:db8:2::1", H2),    # martian-source: B's own LAN address
         ("::", H2),               # martian-source
         ("::1", H2),              # martian-source
         ("ff02::1", H2),          # martian-source (multicast)

@@ -1,12 +1,15 @@
-/// This machine's IPv4 addresses, and the broadcast addresses of its subnets: what an inner packet may
-/// not claim to come from, or be sent to, when it arrives through the tunnel.
+/// This machine's IPv4 addresses, and the broadcast addresses of its subnets, and its IPv6 addresses:
+/// what an inner packet may not claim to come from, or be sent to, when it arrives through the tunnel.
 public struct LocalNetworks: Sendable, Equatable {
     public var addresses: AddressSet
     /// Directed broadcasts (and the all-zeros host of each subnet, which old stacks took for one).
     public var broadcasts: AddressSet
+    /// This machine's IPv6 addresses (the tunnel's own among them).
+    public var addresses6: Set<IPv6Address>
 
     /// `networks`: each local address with its prefix length, as the interfaces have them.
-    public init(addresses: Set<IPv4Address> = [], networks: [IPv4Prefix] = []) {
+    public init(addresses: Set<IPv4Address> = [], networks: [IPv4Prefix] = [], addresses6: Set<IPv6Address> = []) {
+        self.addresses6 = addresses6
         self.addresses = AddressSet(addresses.union(networks.map(\.address)))
         broadcasts = AddressSet(networks.filter { $0.length <= 30 }.flatMap { network in
             [IPv4Address(network.address.value | ~network.mask), IPv4Address(network.address.value & network.mask)]
@@ -154,7 +157,8 @@ public struct Decapsulator: Sendable {
     }
 
     /// Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more): the inner IPv6 packet must be
-    /// whole, its source inside the peer's accepted IPv6 sources and no martian, its destination no
+    /// whole, its source inside the peer's accepted IPv6 sources, no martian and none of this machine's
+    /// addresses (machine A's own ghost address lies inside the prefix B's side sends from), its destination no
     /// martian (ipipd carries no multicast), then RFC 6040 ECN. It always goes to the TUN device, in
     /// both delivery modes, as sit hands its packets to the kernel: the kernel's forwarding decrements
     /// the hop limit and sends "time exceeded" and "packet too big" itself, and ip6tables sees
@@ -169,7 +173,7 @@ public struct Decapsulator: Sendable {
             return .drop(.malformedInner, peer: peer)
         }
         let source = inner.source, destination = inner.destination
-        if Self.isMartian6(source) { return .drop(.martianSource, peer: peer) }
+        if Self.isMartian6(source) || localNetworks.addresses6.contains(source) { return .drop(.martianSource, peer: peer) }
         if Self.isMartian6(destination) { return .drop(.martianDestination, peer: peer) }
         guard acceptSources6[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
         switch ECNDecapsulation.decide(outer: outerECN, inner: inner.ecn) {

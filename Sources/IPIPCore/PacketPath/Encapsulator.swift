@@ -66,7 +66,8 @@ public struct Encapsulator: Sendable {
         let path = paths[peer]
         // One of our own outer packets came back through the TUN: the route to the endpoint leads into
         // the tunnel. Caught per packet here; the route watcher then stops the peer's traffic.
-        if path.isLooping || (packet.protocolNumber == IPProtocolNumber.ipip && packet.source == local) {
+        if path.isLooping || ((packet.protocolNumber == IPProtocolNumber.ipip || packet.protocolNumber == IPProtocolNumber.ipv6)
+                              && packet.source == local) {
             return .drop(.loop, peer: peer)
         }
         let mtu = mtu(toPeer: peer, now: now)

@@ -75,10 +75,27 @@ public enum SystemProbe {
         return result
     }
 
+    /// Every IPv6 address configured on this machine (in this network namespace).
+    static func localAddresses6() -> Set<IPv6Address> {
+        var result: Set<IPv6Address> = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return result }
+        defer { freeifaddrs(list) }
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET6) else { continue }
+            address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { socket in
+                withUnsafeBytes(of: socket.pointee.sin6_addr) { result.insert($0.loadIPv6Address(at: 0)) }
+            }
+        }
+        return result
+    }
+
     /// Every IPv4 address configured on this machine (in this network namespace), with its subnet.
     /// Cheap enough for the capture thread's once-a-second refresh: no per-interface ioctls.
     public static func localNetworks() -> LocalNetworks {
-        LocalNetworks(networks: interfaceNetworks().values.flatMap { $0 })
+        LocalNetworks(networks: interfaceNetworks().values.flatMap { $0 }, addresses6: localAddresses6())
     }
 
     /// The facts `KernelPlan` needs for `config`.
