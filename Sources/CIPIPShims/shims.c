@@ -233,12 +233,12 @@ int CIPIPShims_tuneMalloc(size_t mmapThreshold, int arenas) {
     return mallopt(M_MMAP_THRESHOLD, (int)mmapThreshold) && mallopt(M_ARENA_MAX, arenas);
 }
 
-int CIPIPShims_joinLinkMulticast(int fd, int ifindex, const unsigned char *mac) {
+int CIPIPShims_linkMulticast(int fd, int ifindex, const unsigned char *mac, int join) {
     struct packet_mreq request;
     memset(&request, 0, sizeof request);
     request.mr_ifindex = ifindex;
     request.mr_type = PACKET_MR_MULTICAST;
     request.mr_alen = 6;
     memcpy(request.mr_address, mac, 6);
-    return setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &request, sizeof request);
+    return setsockopt(fd, SOL_PACKET, join ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP, &request, sizeof request);
 }

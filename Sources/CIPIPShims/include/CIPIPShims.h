@@ -36,8 +36,9 @@ int CIPIPShims_attachDropAllFilter(int fd);
 // (libpcap's) to skip the packets this machine sends, so the kernel no longer clones every outgoing
 // packet for it just to have the direction check discard it (libpcap 1.10 checks in user space).
 int CIPIPShims_ignoreOutgoingPackets(int fd);
-/// PACKET_ADD_MEMBERSHIP of a link-layer multicast address (6 bytes) on a packet socket: 0 or -1 (errno).
-int CIPIPShims_joinLinkMulticast(int fd, int ifindex, const unsigned char *mac);
+/// PACKET_ADD_MEMBERSHIP (join != 0) or PACKET_DROP_MEMBERSHIP of a link-layer multicast address (6 bytes)
+/// on a packet socket: 0 or -1 (errno).
+int CIPIPShims_linkMulticast(int fd, int ifindex, const unsigned char *mac, int join);
 // Whether the option above is on for `fd` (1 or 0).
 int CIPIPShims_ignoresOutgoingPackets(int fd);
 

@@ -121,12 +121,12 @@ public final class PacketCapture: @unchecked Sendable {
     }
 
     /// False when `interface` no longer exists or is another interface now.
-    /// Joins a link-layer multicast group on the capture's packet socket (PACKET_ADD_MEMBERSHIP), so that
-    /// a NIC that filters multicast delivers it: a solicited-node group for proxy NDP. The membership
-    /// ends with the socket. Joining twice only counts twice.
-    public func joinMulticast(_ mac: MACAddress) throws(SystemError) {
-        guard CIPIPShims_joinLinkMulticast(pcap_fileno(handle), Int32(interfaceIndex), mac.array) == 0 else {
-            throw SystemError.fromErrno("join link-layer multicast group \(mac) on \(interface)")
+    /// Joins (or leaves) a link-layer multicast group on the capture's packet socket (PACKET_ADD_MEMBERSHIP),
+    /// so that a NIC that filters multicast delivers it: a solicited-node group for proxy NDP. The
+    /// memberships end with the socket.
+    public func setMulticast(_ mac: MACAddress, joined: Bool) throws(SystemError) {
+        guard CIPIPShims_linkMulticast(pcap_fileno(handle), Int32(interfaceIndex), mac.array, joined ? 1 : 0) == 0 else {
+            throw SystemError.fromErrno("\(joined ? "join" : "leave") link-layer multicast group \(mac) on \(interface)")
         }
     }
 

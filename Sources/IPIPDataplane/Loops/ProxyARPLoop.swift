@@ -28,13 +28,14 @@ struct ProxyARPLoop {
             responder6.cancelAnnouncements()
         }
         var joined: Set<MACAddress> = []
-        /// The solicited-node groups of the IPv6 ghosts: NICs that filter multicast must deliver their NS.
+        /// The solicited-node groups of the IPv6 ghosts, joined (and left when their last ghost goes):
+        /// NICs that filter multicast must deliver their solicitations.
         func joinGroups() {
-            for ghost in snapshot.config.ghostHosts6 where ghost.interface == interface {
+            let ghosts = snapshot.config.ghostHosts6.filter { $0.interface == interface }
+            for ghost in ghosts where !joined.contains(ghost.address.solicitedNode.multicastMAC) {
                 let group = ghost.address.solicitedNode.multicastMAC
-                guard !joined.contains(group) else { continue }
                 do {
-                    try capture.joinMulticast(group)
+                    try capture.setMulticast(group, joined: true)
                     joined.insert(group)
                     logger.info("joined solicited-node group", metadata: ["interface": "\(interface)", "ghost": "\(ghost.address)",
                                                                           "group": "\(ghost.address.solicitedNode)", "mac": "\(group)"])
@@ -42,6 +43,10 @@ struct ProxyARPLoop {
                     logger.error("cannot join a solicited-node group; Neighbor Solicitations may not reach ipipd",
                                  metadata: ["interface": "\(interface)", "ghost": "\(ghost.address)", "error": "\(error)"])
                 }
+            }
+            for group in joined.subtracting(ghosts.map(\.address.solicitedNode.multicastMAC)) {
+                try? capture.setMulticast(group, joined: false)
+                joined.remove(group)
             }
         }
         joinGroups()
