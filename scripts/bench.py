@@ -148,18 +148,20 @@ def setup_direct(lab, args):
     return []
 
 
-def setup_ipipd(lab, args, delivery=None, binary=None):
+def setup_ipipd(lab, args, delivery=None, binary=None, ipv4_only=False):
     """Both gateways on the example configs; with `delivery`, that `tunnel.delivery` added (without it,
-    the default, kernel: and a binary from before the key existed runs them too)."""
+    the default, kernel: and a binary from before the key existed runs them too); with `ipv4_only`,
+    without their IPv6 routes (for a binary from before IPv6 existed)."""
     pids = []
     for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
         runtime = os.path.join(lab.scratch, f"run-{role}")
         os.makedirs(runtime, exist_ok=True)
         path = os.path.join(REPO, "config", config)
-        if delivery:
-            path = os.path.join(lab.scratch, f"{role}-{delivery}.yaml")
+        if delivery or ipv4_only:
+            path = os.path.join(lab.scratch, f"{role}-{delivery or 'ipv4'}.yaml")
             with open(os.path.join(REPO, "config", config)) as source, open(path, "w") as target:
-                target.write(source.read() + f"tunnel: {{delivery: {delivery}}}\n")
+                lines = [line for line in source.read().split("\n") if not (ipv4_only and "2001:db8" in line)]
+                target.write("\n".join(lines) + (f"tunnel: {{delivery: {delivery}}}\n" if delivery else ""))
         process = lab.spawn(role, [binary or args.ipipd, "run", "-c", path, "--runtime-dir", runtime,
                                    "--user", "root", "--log-level", "warning"], f"ipipd-{role}.log")
         pids.append(process.pid)
@@ -171,7 +173,7 @@ def setup_ipipd_libnet(lab, args):
 
 
 def setup_baseline(lab, args):
-    return setup_ipipd(lab, args, binary=args.baseline)
+    return setup_ipipd(lab, args, binary=args.baseline, ipv4_only=True)
 
 
 def setup_openvpn(lab, args):
@@ -431,8 +433,8 @@ def main():
                              "the report then gives each target's median over the runs and how many runs met it")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
-    parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs as they are "
-                                           "(configuration \"baseline\"), to compare this build against")
+    parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs without their IPv6 "
+                                           "routes (configuration \"baseline\"), to compare this build against")
     args = parser.parse_args()
     if "baseline" in (args.only or []) and not args.baseline:
         parser.error("--only baseline needs --baseline BINARY")
