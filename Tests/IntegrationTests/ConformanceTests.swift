@@ -11,32 +11,6 @@ struct ConformanceTests {
     let siteB = Lab.config("lab-site-b.yaml")
     static let craft = Lab.repository.appendingPathComponent("Tests/IntegrationTests/craft.py").path
 
-    /// Runs a craft.py scenario from `role`, out of `interface`, to the MAC of `target`'s `targetInterface`.
-    func craft(_ lab: Lab, _ scenario: String, from role: String, _ interface: String, to target: String, _ targetInterface: String) throws {
-        let mac = try lab.mac(target, targetInterface)
-        try lab.sh(in: lab.ns(role), "python3 \(Self.craft) \(scenario) \(interface) \(mac)")
-    }
-
-    /// A packet capture in `role` on `interface`; `finish()` stops it and returns the file.
-    func capture(_ lab: Lab, _ role: String, _ interface: String, _ filter: String, name: String) throws -> () -> String {
-        let file = lab.scratch.appendingPathComponent("\(name).pcap").path
-        let daemon = try lab.spawn(in: lab.ns(role), ["tcpdump", "-ni", interface, "-U", "-w", file, filter], logName: "tcpdump-\(name)")
-        #expect(daemon.waitForLog("listening on"))
-        return {
-            Lab.settle(file: file)
-            _ = daemon.stop(signal: SIGINT)
-            return file
-        }
-    }
-
-    /// tshark's dissection: one row per packet, the given fields of the first (outer) IP layer.
-    func dissect(_ lab: Lab, _ file: String, _ fields: [String], occurrence: String = "f", filter: String = "") throws -> [[String]] {
-        let arguments = fields.map { "-e \($0)" }.joined(separator: " ")
-        let display = filter.isEmpty ? "" : "-Y '\(filter)'"
-        let output = try lab.sh("tshark -r \(file) \(display) -T fields -E occurrence=\(occurrence) -o ip.check_checksum:TRUE \(arguments) 2>/dev/null")
-        return output.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
-    }
-
     /// `base` without its IPv6 routes: a tunnel that carries IPv6 needs an MTU of 1280 or more.
     func ipv4Only(_ lab: Lab, _ base: String, _ extra: String = "", name: String) throws -> String {
         let path = lab.scratch.appendingPathComponent(name).path
@@ -66,9 +40,9 @@ struct ConformanceTests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: try config(lab, siteA, options, name: "a.yaml"))
-        let finish = try capture(lab, "r", "eth0", "ip proto 4 and src host 198.51.100.37", name: "outer")
-        try craft(lab, "inner-marks", from: "h1", "eth0", to: "a", "lan0")
-        let rows = try dissect(lab, finish(), ["ip.hdr_len", "ip.proto", "ip.src", "ip.dst", "ip.checksum.status", "ip.id",
+        let finish = try lab.capture("r", "eth0", "ip proto 4 and src host 198.51.100.37", name: "outer")
+        try lab.craft(Self.craft, "inner-marks", from: "h1", "eth0", to: "a", "lan0")
+        let rows = try lab.dissect(finish(), ["ip.hdr_len", "ip.proto", "ip.src", "ip.dst", "ip.checksum.status", "ip.id",
                                                "ip.ttl", "ip.dsfield.dscp", "ip.dsfield.ecn", "ip.flags.df"])
         try #require(rows.count == 2, "\(rows)")
         for (row, want) in zip(rows, expected) {
@@ -89,20 +63,20 @@ struct ConformanceTests {
         try lab.sh("ip -n \(lab.ns("a")) link set eth0 mtu 1400 && ip -n \(lab.ns("r")) link set eth0 mtu 1400")
         _ = try lab.startIpipd(in: "a", config: try config(lab, siteA, "tunnel: {mtu: 1480}\n", name: "a.yaml"))
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let toH1 = try capture(lab, "h1", "eth0", "icmp[0] = 3 and icmp[1] = 4", name: "frag-needed")
-        let atH2 = try capture(lab, "h2", "eth0", "icmp", name: "h2")
+        let toH1 = try lab.capture("h1", "eth0", "icmp[0] = 3 and icmp[1] = 4", name: "frag-needed")
+        let atH2 = try lab.capture("h2", "eth0", "icmp", name: "h2")
         let big = lab.run(in: lab.ns("h1"), "ping -M do -s 1422 -c 1 -W 2 192.0.2.130")
         #expect(big.output.contains("mtu = 1380") || big.output.contains("mtu=1380"), "\(big.output)")
         // Without DF (scapy, so that h1's own path-MTU cache does not fragment it first): ipipd fragments.
-        try craft(lab, "big-no-df", from: "h1", "eth0", to: "a", "lan0")
+        try lab.craft(Self.craft, "big-no-df", from: "h1", "eth0", to: "a", "lan0")
         // 30 DF packets at once (scapy ignores h1's path-MTU cache): the answers are rate-limited.
         let started = Date()
-        try craft(lab, "big-df-burst", from: "h1", "eth0", to: "a", "lan0")
+        try lab.craft(Self.craft, "big-df-burst", from: "h1", "eth0", to: "a", "lan0")
         let allowed = 1 + 10 + Int((Date().timeIntervalSince(started) * 10).rounded(.up))   // the ping, burst, rate
-        let answers = try dissect(lab, toH1(), ["icmp.mtu"])
+        let answers = try lab.dissect(toH1(), ["icmp.mtu"])
         #expect(answers.allSatisfy { $0 == ["1380"] }, "\(answers)")
         #expect(answers.count >= 2 && answers.count <= allowed, "\(answers.count) fragmentation-needed for 31 packets; at most \(allowed) allowed")
-        let delivered = try dissect(lab, atH2(), ["icmp.ident"], filter: "icmp.type == 8")
+        let delivered = try lab.dissect(atH2(), ["icmp.ident"], filter: "icmp.type == 8")
         #expect(delivered.contains(["2845"]), "the fragmented packet (id 0xb1d) did not arrive: \(delivered)")
         let status = try lab.status("a", config: siteA)
         #expect((try status.peer("site-b").fragmented) == 1)
@@ -133,8 +107,8 @@ struct ConformanceTests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         let b = try lab.startIpipd(in: "b", config: siteB)
-        let replies = try capture(lab, "r", "eth1", "src host 203.0.113.86", name: "replies")
-        try craft(lab, "malformed", from: "r", "eth1", to: "b", "eth0")
+        let replies = try lab.capture("r", "eth1", "src host 203.0.113.86", name: "replies")
+        try lab.craft(Self.craft, "malformed", from: "r", "eth1", to: "b", "eth0")
         let status = try lab.status("b", config: siteB)
         // The outer packet whose total length is shorter than the data is itself valid (the rest is
         // read as padding); what it carries is a truncated inner header.
@@ -142,7 +116,7 @@ struct ConformanceTests {
         #expect(status.dropped("malformed-inner") == 7, "\(status)")
         #expect((try status.peer("site-a").decapsulated.packets) == 0)
         #expect(b.process.isRunning)
-        #expect(try dissect(lab, replies(), ["ip.src"]).isEmpty, "B answered a malformed packet")
+        #expect(try lab.dissect(replies(), ["ip.src"]).isEmpty, "B answered a malformed packet")
     }
 
     /// D3: a fragmenting router between the gateways, scapy's fragments, and overlapping fragments.
@@ -156,14 +130,14 @@ struct ConformanceTests {
         _ = try lab.startIpipd(in: "a", config: try ipv4Only(lab, siteA, "tunnel: {pmtudisc: no}\n", name: "a.yaml"))
         let siteB = try ipv4Only(lab, self.siteB, name: "b.yaml")
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let onB = try capture(lab, "b", "eth0", "ip proto 4 and (ip[6:2] & 0x3fff != 0)", name: "fragments")
+        let onB = try lab.capture("b", "eth0", "ip proto 4 and (ip[6:2] & 0x3fff != 0)", name: "fragments")
         try lab.sh(in: lab.ns("h1"), "ping -M dont -s 1200 -c 3 -i 0.2 -W 2 192.0.2.130")
-        #expect(try dissect(lab, onB(), ["ip.id"]).count >= 6, "R did not fragment")
+        #expect(try lab.dissect(onB(), ["ip.id"]).count >= 6, "R did not fragment")
 
-        let atH2 = try capture(lab, "h2", "eth0", "icmp", name: "h2")
-        try craft(lab, "fragmented", from: "r", "eth1", to: "b", "eth0")
-        try craft(lab, "overlapping", from: "r", "eth1", to: "b", "eth0")
-        let seen = try dissect(lab, atH2(), ["icmp.ident"], filter: "icmp.type == 8")
+        let atH2 = try lab.capture("h2", "eth0", "icmp", name: "h2")
+        try lab.craft(Self.craft, "fragmented", from: "r", "eth1", to: "b", "eth0")
+        try lab.craft(Self.craft, "overlapping", from: "r", "eth1", to: "b", "eth0")
+        let seen = try lab.dissect(atH2(), ["icmp.ident"], filter: "icmp.type == 8")
         #expect(seen.contains(["62630"]), "scapy's fragmented packet (id 0xf4a6) did not arrive: \(seen)")
         #expect(!seen.contains(["2989"]), "an overlapping set (id 0x0bad) was reassembled")
         // Drops count packets: the first fragment and the forged one that overlaps it.
@@ -176,9 +150,9 @@ struct ConformanceTests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let atH2 = try capture(lab, "h2", "eth0", "icmp", name: "h2")
-        try craft(lab, "ecn", from: "r", "eth1", to: "b", "eth0")
-        let rows = try dissect(lab, atH2(), ["icmp.ident", "ip.dsfield.ecn"], filter: "icmp.type == 8")
+        let atH2 = try lab.capture("h2", "eth0", "icmp", name: "h2")
+        try lab.craft(Self.craft, "ecn", from: "r", "eth1", to: "b", "eth0")
+        let rows = try lab.dissect(atH2(), ["icmp.ident", "ip.dsfield.ecn"], filter: "icmp.type == 8")
         // ICMP identifiers: 0xec00 = 60416, 0xec02 = 60418, 0xec01 = 60417.
         #expect(!rows.contains { $0[0] == "60416" }, "Not-ECT under CE was delivered")
         #expect(rows.contains(["60418", "3"]), "ECT(0) under CE did not become CE: \(rows)")
@@ -198,13 +172,13 @@ struct ConformanceTests {
         _ = try lab.startIpipd(in: "a", config: try config(lab, siteA, mode, name: "a.yaml"))
         let siteB = try config(lab, self.siteB, mode, name: "b.yaml")
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let atH2 = try capture(lab, "h2", "eth0", "icmp", name: "h2")
-        let atH1 = try capture(lab, "h1", "eth0", "icmp", name: "h1")
-        try craft(lab, "ttl", from: "r", "eth1", to: "b", "eth0")
-        let delivered = try dissect(lab, atH2(), ["icmp.ident", "ip.ttl"], filter: "icmp.type == 8")
+        let atH2 = try lab.capture("h2", "eth0", "icmp", name: "h2")
+        let atH1 = try lab.capture("h1", "eth0", "icmp", name: "h1")
+        try lab.craft(Self.craft, "ttl", from: "r", "eth1", to: "b", "eth0")
+        let delivered = try lab.dissect(atH2(), ["icmp.ident", "ip.ttl"], filter: "icmp.type == 8")
         #expect(delivered == [["30469", "4"]], "id 0x7705 must arrive with TTL 4: \(delivered)")
         // All occurrences: the time-exceeded message, then the echo request it quotes (id 0x7701).
-        let exceeded = try dissect(lab, atH1(), ["icmp.type", "icmp.code", "icmp.ident"], occurrence: "a", filter: "icmp.type == 11")
+        let exceeded = try lab.dissect(atH1(), ["icmp.type", "icmp.code", "icmp.ident"], occurrence: "a", filter: "icmp.type == 11")
         #expect(exceeded == [["11,8", "0,0", "30465"]], "\(exceeded)")
         #expect(try lab.status("b", config: siteB).dropped("ttl-expired") == (delivery == "libnet" ? 1 : 0))
     }
@@ -250,15 +224,15 @@ struct ConformanceTests {
         _ = try lab.startIpipd(in: "a", config: siteA)
         let siteB = try config(lab, self.siteB, "tunnel: {delivery: libnet}\n", name: "b.yaml")
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let atH1 = try capture(lab, "h1", "eth0", "icmp[0] = 11", name: "h1")
-        try craft(lab, "no-icmp-about", from: "r", "eth1", to: "b", "eth0")
+        let atH1 = try lab.capture("h1", "eth0", "icmp[0] = 11", name: "h1")
+        try lab.craft(Self.craft, "no-icmp-about", from: "r", "eth1", to: "b", "eth0")
         // The broadcast never gets as far as its TTL: no inner packet may be sent to one.
         let status = try lab.waitForStatus("b", config: siteB) { $0.dropped("ttl-expired") >= 2 && $0.dropped("martian-destination") >= 1 }
         #expect(status.dropped("ttl-expired") == 2 && status.dropped("martian-destination") == 1, "\(status.drops)")
         let started = Date()
-        try craft(lab, "ttl-flood", from: "r", "eth1", to: "b", "eth0")
+        try lab.craft(Self.craft, "ttl-flood", from: "r", "eth1", to: "b", "eth0")
         let allowed = 10 + Int((Date().timeIntervalSince(started) * 10).rounded(.up))
-        let exceeded = try dissect(lab, atH1(), ["icmp.ident"], occurrence: "l")
+        let exceeded = try lab.dissect(atH1(), ["icmp.ident"], occurrence: "l")
         #expect(!exceeded.isEmpty && exceeded.count <= allowed,
                 "\(exceeded.count) time-exceeded for 30 expiring packets (and none for the 3 exempt); at most \(allowed) allowed")
         #expect(exceeded.allSatisfy { $0 == ["30464"] }, "all quote the flood's id 0x7700: \(exceeded)")

@@ -13,29 +13,6 @@ struct IPv6Tests {
     let machineB = Lab.config("machine-b.yaml")
     static let craft = Lab.repository.appendingPathComponent("Tests/IntegrationTests/craft6.py").path
 
-    func craft(_ lab: Lab, _ scenario: String, from role: String, _ interface: String, to target: String, _ targetInterface: String) throws -> String {
-        let mac = try lab.mac(target, targetInterface)
-        return try lab.sh(in: lab.ns(role), "python3 \(Self.craft) \(scenario) \(interface) \(mac)")
-    }
-
-    func capture(_ lab: Lab, _ role: String, _ interface: String, _ filter: String, name: String) throws -> () -> String {
-        let file = lab.scratch.appendingPathComponent("\(name).pcap").path
-        let daemon = try lab.spawn(in: lab.ns(role), ["tcpdump", "-ni", interface, "-U", "-w", file, filter], logName: "tcpdump-\(name)")
-        #expect(daemon.waitForLog("listening on"))
-        return {
-            Lab.settle(file: file)
-            _ = daemon.stop(signal: SIGINT)
-            return file
-        }
-    }
-
-    func dissect(_ lab: Lab, _ file: String, _ fields: [String], filter: String = "") throws -> [[String]] {
-        let arguments = fields.map { "-e \($0)" }.joined(separator: " ")
-        let display = filter.isEmpty ? "" : "-Y '\(filter)'"
-        let output = try lab.sh("tshark -r \(file) \(display) -T fields -E occurrence=f -o ip.check_checksum:TRUE \(arguments) 2>/dev/null")
-        return output.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
-    }
-
     /// An ICMPv6 counter of `role`'s kernel (/proc/net/snmp6), e.g. Icmp6OutTimeExcds.
     func icmp6Counter(_ lab: Lab, _ name: String, in role: String) throws -> Int {
         Int(try lab.sh(in: lab.ns(role), "awk '$1 == \"\(name)\" { print $2 }' /proc/net/snmp6").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
@@ -50,12 +27,12 @@ struct IPv6Tests {
         _ = try lab.startIpipd(in: "a", config: siteA)
         _ = try lab.startIpipd(in: "b", config: siteB)
         // No kernel answers protocol 41 with "protocol unreachable": the claim's raw socket takes it.
-        let unreachable = try capture(lab, "r", "eth1", "icmp[0] = 3 and icmp[1] = 2", name: "protocol-unreachable")
+        let unreachable = try lab.capture("r", "eth1", "icmp[0] = 3 and icmp[1] = 2", name: "protocol-unreachable")
         try lab.sh(in: lab.ns("h1"), "ping -6 -c 3 -i 0.2 -W 2 2001:db8:2::10")
         try lab.sh(in: lab.ns("h2"), "ping -6 -c 3 -i 0.2 -W 2 2001:db8:1::10")
         try lab.transfer(from: "h1", to: "h2", address: "2001:db8:2::10")
         try lab.transfer(from: "h2", to: "h1", address: "2001:db8:1::10")
-        #expect(try dissect(lab, unreachable(), ["ip.src"]).isEmpty, "B answered protocol 41 with protocol unreachable")
+        #expect(try lab.dissect(unreachable(), ["ip.src"]).isEmpty, "B answered protocol 41 with protocol unreachable")
         // IPv4 still works next to it.
         try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
         let peer = try lab.status("a", config: siteA).peer("site-b")
@@ -125,9 +102,9 @@ struct IPv6Tests {
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: siteA)
-        let finish = try capture(lab, "r", "eth0", "ip proto 41 and src host 198.51.100.37", name: "outer6")
+        let finish = try lab.capture("r", "eth0", "ip proto 41 and src host 198.51.100.37", name: "outer6")
         _ = lab.run(in: lab.ns("h1"), "ping -6 -c 2 -i 0.2 -W 1 -Q 0xb9 -t 64 2001:db8:2::10")
-        let rows = try dissect(lab, finish(), ["ip.proto", "ip.src", "ip.dst", "ip.checksum.status", "ip.ttl", "ip.dsfield.dscp",
+        let rows = try lab.dissect(finish(), ["ip.proto", "ip.src", "ip.dst", "ip.checksum.status", "ip.ttl", "ip.dsfield.dscp",
                                                 "ip.dsfield.ecn", "ip.flags.df", "ipv6.src", "ipv6.dst", "ipv6.hlim", "ipv6.tclass",
                                                 "icmpv6.checksum.status"])
         try #require(rows.count == 2, "\(rows)")
@@ -146,10 +123,10 @@ struct IPv6Tests {
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: siteA)
         let b = try lab.startIpipd(in: "b", config: siteB)
-        let atH2 = try capture(lab, "h2", "eth0", "icmp6 and ip6[40] = 128", name: "h2")
+        let atH2 = try lab.capture("h2", "eth0", "icmp6 and ip6[40] = 128", name: "h2")
         let timeExceededBefore = try icmp6Counter(lab, "Icmp6OutTimeExcds", in: "b")
         for scenario in ["malformed", "non-peer", "forged-inner", "ecn", "hop-limit"] {
-            _ = try craft(lab, scenario, from: "r", "eth1", to: "b", "eth0")
+            _ = try lab.craft(Self.craft, scenario, from: "r", "eth1", to: "b", "eth0")
         }
         let status = try lab.waitForStatus("b", config: siteB) { ($0.drops["martian-destination"] ?? 0) >= 2 }
         let peer = try status.peer("site-a")
@@ -162,7 +139,7 @@ struct IPv6Tests {
         #expect(status.capture.unaccounted == 0, "\(status.capture)")
         // What got through: the CE-marked echo (inner ECT(0) → CE) and the hop-limit 5 echo (4 at h2);
         // the hop-limit 1 echo was the kernel's to drop, with "time exceeded".
-        let delivered = try dissect(lab, atH2(), ["icmpv6.echo.identifier", "ipv6.tclass", "ipv6.hlim"])
+        let delivered = try lab.dissect(atH2(), ["icmpv6.echo.identifier", "ipv6.tclass", "ipv6.hlim"])
         #expect(delivered.contains { $0[0] == "0x660b" && $0[1] == "0x00000003" }, "\(delivered)")
         #expect(delivered.contains { $0[0] == "0x6605" && $0[2] == "4" }, "\(delivered)")
         #expect(!delivered.contains { ["0x6601", "0x660a", "0x6602", "0x6603"].contains($0[0]) }, "\(delivered)")
@@ -181,7 +158,7 @@ struct IPv6Tests {
         try lab.sh("ip -n \(lab.ns("r")) link set eth1 mtu 1400 && ip -n \(lab.ns("b")) link set eth0 mtu 1400")
         _ = try lab.startIpipd(in: "a", config: siteA)
         _ = try lab.startIpipd(in: "b", config: siteB)
-        let toH1 = try capture(lab, "h1", "eth0", "icmp6 and (ip6[40] = 1 or ip6[40] = 2)", name: "errors")
+        let toH1 = try lab.capture("h1", "eth0", "icmp6 and (ip6[40] = 1 or ip6[40] = 2)", name: "errors")
         // The first one goes out at 1448 + 20 bytes and meets R's 1400; the later ones meet ipipd's PTB.
         _ = lab.run(in: lab.ns("h1"), "ping -6 -M do -s 1400 -c 3 -i 0.3 -W 1 2001:db8:2::10")
         let route = try lab.sh(in: lab.ns("h1"), "ip -6 route get 2001:db8:2::10")
@@ -192,7 +169,7 @@ struct IPv6Tests {
         // R stops reaching B: its "host unreachable" quotes A's outer packet and the IPv6 header inside.
         try lab.sh(in: lab.ns("r"), "ip route add unreachable 203.0.113.86/32")
         _ = lab.run(in: lab.ns("h1"), "ping -6 -c 2 -i 0.3 -W 1 2001:db8:2::10")
-        let errors = try dissect(lab, toH1(), ["icmpv6.type", "icmpv6.code", "icmpv6.mtu", "ipv6.dst"])
+        let errors = try lab.dissect(toH1(), ["icmpv6.type", "icmpv6.code", "icmpv6.mtu", "ipv6.dst"])
         #expect(errors.contains { $0[0] == "2" && $0[2] == "1380" }, "packet too big, MTU 1380: \(errors)")
         #expect(errors.contains { $0[0] == "1" && $0[1] == "3" && $0[3] == "2001:db8:1::10" }, "address unreachable: \(errors)")
     }
@@ -206,19 +183,19 @@ struct IPv6Tests {
         let lab = Lab("ndp1")
         defer { lab.teardown() }
         try lab.buildSeedLab()
-        let announcements = try capture(lab, "c", "eth0", "icmp6 and ip6[40] = 136", name: "unsolicited")
+        let announcements = try lab.capture("c", "eth0", "icmp6 and ip6[40] = 136", name: "unsolicited")
         _ = try lab.startIpipd(in: "b", config: machineB)
         let macB = try lab.mac("b", "eth0"), macC = try lab.mac("c", "eth0")
         // Both announcements (2 s apart) before the cases start.
-        #expect(eventually(timeout: 5) { (try? dissect(lab, lab.scratch.appendingPathComponent("unsolicited.pcap").path, ["ipv6.dst"]).count) ?? 0 >= 2 })
-        let unsolicited = try dissect(lab, announcements(), ["ipv6.src", "ipv6.dst", "ipv6.hlim", "icmpv6.nd.na.flag.s",
+        #expect(eventually(timeout: 5) { (try? lab.dissect(lab.scratch.appendingPathComponent("unsolicited.pcap").path, ["ipv6.dst"]).count) ?? 0 >= 2 })
+        let unsolicited = try lab.dissect(announcements(), ["ipv6.src", "ipv6.dst", "ipv6.hlim", "icmpv6.nd.na.flag.s",
                                                               "icmpv6.nd.na.flag.o", "icmpv6.nd.na.flag.r", "icmpv6.opt.linkaddr"])
         #expect(unsolicited.count == 2, "\(unsolicited)")
         for row in unsolicited {
             #expect(row == ["2001:db8:b::87", "ff02::1", "255", "0", "1", "0", macB], "S clear, O set, R clear: \(row)")
         }
 
-        let output = try craft(lab, "ns-cases", from: "c", "eth0", to: "b", "eth0")
+        let output = try lab.craft(Self.craft, "ns-cases", from: "c", "eth0", to: "b", "eth0")
         let cases = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: [[String: Any]]] ?? [:]
         for name in ["valid", "valid-without-lladdr"] {
             let answers = cases[name] ?? []
@@ -243,7 +220,7 @@ struct IPv6Tests {
         defer { lab.teardown() }
         try lab.buildSeedLab(withSecondHost: true)
         let b = try lab.startIpipd(in: "b", config: machineB)
-        _ = try craft(lab, "claim", from: "d", "eth0", to: "b", "eth0")
+        _ = try lab.craft(Self.craft, "claim", from: "d", "eth0", to: "b", "eth0")
         // The conflict is counted before the defending advertisement goes out: wait for both.
         let status = try lab.waitForStatus("b", config: machineB) { status in
             let ghost = status.ghostHosts.first { $0.address == "2001:db8:b::87" }

@@ -10,11 +10,6 @@ struct RobustnessTests {
     let siteB = Lab.config("lab-site-b.yaml")
     static let craft = Lab.repository.appendingPathComponent("Tests/IntegrationTests/craft.py").path
 
-    func craft(_ lab: Lab, _ scenario: String, from role: String, _ interface: String, to target: String, _ targetInterface: String) throws {
-        let mac = try lab.mac(target, targetInterface)
-        try lab.sh(in: lab.ns(role), "python3 \(Self.craft) \(scenario) \(interface) \(mac)")
-    }
-
     /// 47 forged fragments whose datagram would be 65,575 bytes long used to trap the daemon.
     @Test func fragmentsOfADatagramLongerThan65535AreDroppedAndTheDaemonLives() throws {
         let lab = Lab("crsh")
@@ -22,7 +17,7 @@ struct RobustnessTests {
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: siteA)
         let b = try lab.startIpipd(in: "b", config: siteB)
-        try craft(lab, "oversized-reassembly", from: "r", "eth1", to: "b", "eth0")
+        try lab.craft(Self.craft, "oversized-reassembly", from: "r", "eth1", to: "b", "eth0")
         let status = try lab.waitForStatus("b", config: siteB) { $0.dropped("malformed-outer") >= 47 }
         #expect(status.dropped("malformed-outer") == 47, "\(status.drops)")
         #expect(b.process.isRunning, "\(b.output)")
@@ -37,7 +32,7 @@ struct RobustnessTests {
         _ = try lab.startIpipd(in: "a", config: siteA)
         _ = try lab.startIpipd(in: "b", config: siteB)
         try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
-        try craft(lab, "forged-frag-needed", from: "r", "eth0", to: "a", "eth0")
+        try lab.craft(Self.craft, "forged-frag-needed", from: "r", "eth0", to: "a", "eth0")
         let status = try lab.waitForStatus("a", config: siteA) { try $0.peer("site-b").drops["icmp-unverified"] ?? 0 >= 1 }
         #expect((try status.peer("site-b").drops["icmp-unverified"]) == 1)
         #expect((try status.peer("site-b").pathMTU) == 1480)

@@ -72,6 +72,34 @@ extension Lab {
         #expect(sums.count == 2 && sums[0] == sums[1], "SHA-256 differs after \(sender) → \(receiver)")
     }
 
+    /// Runs a scapy scenario of `script` (craft.py, craft6.py) from `role`, out of `interface`, to the MAC
+    /// of `target`'s `targetInterface`; returns what the script printed.
+    @discardableResult
+    func craft(_ script: String, _ scenario: String, from role: String, _ interface: String, to target: String, _ targetInterface: String) throws -> String {
+        let mac = try mac(target, targetInterface)
+        return try sh(in: ns(role), "python3 \(script) \(scenario) \(interface) \(mac)")
+    }
+
+    /// A packet capture in `role` on `interface`; `finish()` stops it and returns the file.
+    func capture(_ role: String, _ interface: String, _ filter: String, name: String) throws -> () -> String {
+        let file = scratch.appendingPathComponent("\(name).pcap").path
+        let daemon = try spawn(in: ns(role), ["tcpdump", "-ni", interface, "-U", "-w", file, filter], logName: "tcpdump-\(name)")
+        #expect(daemon.waitForLog("listening on"))
+        return {
+            Lab.settle(file: file)
+            _ = daemon.stop(signal: SIGINT)
+            return file
+        }
+    }
+
+    /// tshark's dissection: one row per packet, the given fields of the first (outer) IP layer.
+    func dissect(_ file: String, _ fields: [String], occurrence: String = "f", filter: String = "") throws -> [[String]] {
+        let arguments = fields.map { "-e \($0)" }.joined(separator: " ")
+        let display = filter.isEmpty ? "" : "-Y '\(filter)'"
+        let output = try sh("tshark -r \(file) \(display) -T fields -E occurrence=\(occurrence) -o ip.check_checksum:TRUE \(arguments) 2>/dev/null")
+        return output.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+    }
+
     /// tcpdump printing what `filter` matches on `interface` in `role`'s namespace, line by line, once
     /// it is listening (the caller stops it and reads `output`).
     func watch(in role: String, _ interface: String, _ filter: String, logName: String) throws -> Daemon {

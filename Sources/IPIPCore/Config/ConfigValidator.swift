@@ -106,17 +106,13 @@ struct ConfigValidator {
             duplicates.append((kept, repeated, config.peers[repeated.peer].routes[repeated.route]))
         }
         for (kept, repeated, prefix) in duplicates {
-            let firstKey = routeKey(peer: kept.peer, route: kept.route)
-            report(routeKey(peer: repeated.peer, route: repeated.route),
-                   "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
+            reportDuplicateRoute(prefix, kept: kept, repeated: repeated, ipv6: false)
         }
         var seen6: [IPv6Prefix: (peer: Int, route: Int)] = [:]
         for (position, peer) in config.peers.enumerated() {
             for (route, prefix) in peer.routes6.enumerated() {
                 if let kept = seen6[prefix] {
-                    let firstKey = routeKey(peer: kept.peer, route: kept.route, ipv6: true)
-                    report(routeKey(peer: position, route: route, ipv6: true),
-                           "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
+                    reportDuplicateRoute(prefix, kept: kept, repeated: (position, route), ipv6: true)
                 } else {
                     seen6[prefix] = (position, route)
                 }
@@ -124,44 +120,49 @@ struct ConfigValidator {
         }
     }
 
+    /// A prefix routed twice, reported at its later mention.
+    mutating func reportDuplicateRoute(_ prefix: some CustomStringConvertible, kept: (peer: Int, route: Int),
+                                       repeated: (peer: Int, route: Int), ipv6: Bool) {
+        let firstKey = routeKey(peer: kept.peer, route: kept.route, ipv6: ipv6)
+        report(routeKey(peer: repeated.peer, route: repeated.route, ipv6: ipv6),
+               "duplicate prefix \(prefix): already routed to `\(config.peers[kept.peer].name)` by \(firstKey)\(lineSuffix(firstKey))")
+    }
+
     mutating func checkGhostHosts() {
-        let table = config.routingTable
-        var seen: [IPv4Address: Int] = [:]
-        for (position, ghost) in config.ghostHosts.enumerated() {
-            let index = locations.ghostIndex[position]
-            let key = "ghost-hosts[\(index)].address"
-            if let first = seen[ghost.address] {
-                report(key, "duplicate ghost host \(ghost.address) (first listed as ghost-hosts[\(first)])")
-            } else {
-                seen[ghost.address] = index
-            }
-            if table.lookup(ghost.address) == nil {
-                report(key, "no peer route covers ghost host \(ghost.address): ipipd would answer ARP for it "
-                       + "but have nowhere to send its traffic; add a prefix containing it to a peer's routes")
-            }
-            if ghost.address == config.uplink.address || ghost.address == config.tunnel.address {
-                report(key, "\(ghost.address) is one of this gateway's own addresses, not a ghost")
-            }
-        }
+        let (table, uplink, tunnel) = (config.routingTable, config.uplink.address, config.tunnel.address)
+        checkGhosts(config.ghostHosts.map(\.address), positions: locations.ghostIndex, covered: { table.lookup($0) != nil },
+                    answeredBy: "ARP", prefix: "a prefix",
+                    own: { $0 == uplink || $0 == tunnel }, ownDescription: "one of this gateway's own addresses")
     }
 
     mutating func checkGhostHosts6() {
-        let table = config.routingTable6
-        var seen: [IPv6Address: Int] = [:]
-        for (position, ghost) in config.ghostHosts6.enumerated() {
-            let index = locations.ghostIndex6[position]
+        let (table, tunnel) = (config.routingTable6, config.tunnel.address6)
+        checkGhosts(config.ghostHosts6.map(\.address), positions: locations.ghostIndex6, covered: { table.lookup($0) != nil },
+                    answeredBy: "Neighbor Solicitations", prefix: "an IPv6 prefix",
+                    own: { $0 == tunnel }, ownDescription: "this gateway's own tunnel address")
+    }
+
+    /// What every ghost host must be, whichever family: listed once, covered by a peer route of its
+    /// family, and none of this gateway's own addresses. `positions`: each one's place in the file's list.
+    mutating func checkGhosts<Address: Hashable & CustomStringConvertible>(
+        _ addresses: [Address], positions: [Int], covered: (Address) -> Bool, answeredBy: String, prefix: String,
+        own: (Address) -> Bool, ownDescription: String
+    ) {
+        var seen: [Address: Int] = [:]
+        for (position, address) in addresses.enumerated() {
+            let index = positions[position]
             let key = "ghost-hosts[\(index)].address"
-            if let first = seen[ghost.address] {
-                report(key, "duplicate ghost host \(ghost.address) (first listed as ghost-hosts[\(first)])")
+            if let first = seen[address] {
+                report(key, "duplicate ghost host \(address) (first listed as ghost-hosts[\(first)])")
             } else {
-                seen[ghost.address] = index
+                seen[address] = index
             }
-            if table.lookup(ghost.address) == nil {
-                report(key, "no peer route covers ghost host \(ghost.address): ipipd would answer Neighbor Solicitations for it "
-                       + "but have nowhere to send its traffic; add an IPv6 prefix containing it to a peer's routes")
+            if !covered(address) {
+                report(key, "no peer route covers ghost host \(address): ipipd would answer \(answeredBy) for it "
+                       + "but have nowhere to send its traffic; add \(prefix) containing it to a peer's routes")
             }
-            if ghost.address == config.tunnel.address6 {
-                report(key, "\(ghost.address) is this gateway's own tunnel address, not a ghost")
+            if own(address) {
+                report(key, "\(address) is \(ownDescription), not a ghost")
             }
         }
     }

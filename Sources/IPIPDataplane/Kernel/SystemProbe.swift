@@ -55,47 +55,46 @@ public enum SystemProbe {
 
     /// Every interface's IPv4 addresses with their prefix lengths.
     static func interfaceNetworks() -> [String: [IPv4Prefix]] {
-        var result: [String: [IPv4Prefix]] = [:]
+        addressWalk().networks
+    }
+
+    /// One walk over getifaddrs: each interface's IPv4 addresses with their prefix lengths (interfaces
+    /// without one map to none), and every IPv6 address of the machine.
+    static func addressWalk() -> (networks: [String: [IPv4Prefix]], addresses6: Set<IPv6Address>) {
+        var networks: [String: [IPv4Prefix]] = [:]
+        var addresses6: Set<IPv6Address> = []
         var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return result }
+        guard getifaddrs(&list) == 0 else { return (networks, addresses6) }
         defer { freeifaddrs(list) }
         var cursor = list
         while let entry = cursor {
             defer { cursor = entry.pointee.ifa_next }
             let name = String(cString: entry.pointee.ifa_name)
-            if result[name] == nil { result[name] = [] }
-            if let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) {
+            if networks[name] == nil { networks[name] = [] }
+            guard let address = entry.pointee.ifa_addr else { continue }
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
                 func value(_ pointer: UnsafeMutablePointer<sockaddr>) -> UInt32 {
                     pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
                 }
                 let length = entry.pointee.ifa_netmask.map { value($0).nonzeroBitCount } ?? 32
-                result[name, default: []].append(IPv4Prefix(IPv4Address(value(address)), length: length))
+                networks[name, default: []].append(IPv4Prefix(IPv4Address(value(address)), length: length))
+            case AF_INET6:
+                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { socket in
+                    withUnsafeBytes(of: socket.pointee.sin6_addr) { addresses6.insert($0.loadIPv6Address(at: 0)) }
+                }
+            default:
+                break
             }
         }
-        return result
-    }
-
-    /// Every IPv6 address configured on this machine (in this network namespace).
-    static func localAddresses6() -> Set<IPv6Address> {
-        var result: Set<IPv6Address> = []
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return result }
-        defer { freeifaddrs(list) }
-        var cursor = list
-        while let entry = cursor {
-            defer { cursor = entry.pointee.ifa_next }
-            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET6) else { continue }
-            address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { socket in
-                withUnsafeBytes(of: socket.pointee.sin6_addr) { result.insert($0.loadIPv6Address(at: 0)) }
-            }
-        }
-        return result
+        return (networks, addresses6)
     }
 
     /// Every IPv4 address configured on this machine (in this network namespace), with its subnet.
     /// Cheap enough for the capture thread's once-a-second refresh: no per-interface ioctls.
     public static func localNetworks() -> LocalNetworks {
-        LocalNetworks(networks: interfaceNetworks().values.flatMap { $0 }, addresses6: localAddresses6())
+        let (networks, addresses6) = addressWalk()
+        return LocalNetworks(networks: networks.values.flatMap { $0 }, addresses6: addresses6)
     }
 
     /// The facts `KernelPlan` needs for `config`.
