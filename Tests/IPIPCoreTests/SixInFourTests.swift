@@ -172,6 +172,8 @@ import Testing
         #expect(refusal { $0[14 + 40 + 25] = 0 } == .badChecksum)
         #expect(refusal { $0[14 + 40 + 8] = 0xFF } != nil, "a multicast target")
         #expect(refusal { $0[14 + 40] = 128 } == .notNDP)
+        // A multicast source (ff02::1, found by the fuzzer: the answer went to all nodes with Solicited set).
+        #expect(refusal { $0[14 + 8] = 0xFF } == .multicastSource)
         #expect(refusal { _ in } == nil)
     }
 

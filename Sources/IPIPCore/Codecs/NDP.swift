@@ -17,6 +17,8 @@ public enum NDPParseError: Error, Hashable, Sendable {
     case badUnspecifiedSource
     /// An advertisement to a multicast address with the Solicited flag set.
     case solicitedToMulticast
+    /// From a multicast address, which is never a packet's source (RFC 4291 §2.7).
+    case multicastSource
 }
 
 /// A validated Neighbor Solicitation or Advertisement (the IPv6 packet, checked as RFC 4861 requires).
@@ -44,6 +46,7 @@ public struct NDPMessageView {
         type = icmp[0]
         guard type == ICMPv6Type.neighborSolicitation || type == ICMPv6Type.neighborAdvertisement else { throw .notNDP }
         guard packet.hopLimit == 255 else { throw .hopLimit }
+        guard !packet.source.isMulticast else { throw .multicastSource }
         guard icmp.count >= 24 else { throw .truncated }
         guard InternetChecksum.verifyIPv6Upper(packet.bytes, nextHeader: IPv6NextHeader.icmpv6) else { throw .badChecksum }
         guard icmp[1] == 0 else { throw .badCode }
