@@ -5,7 +5,9 @@
 //
 //   each event: kind (1 byte), length (2 bytes, big-endian), then that many bytes
 //   kind % 5 == 0  a frame captured on the uplink                       → DecapsulationPath (one burst
-//                  with the frames before it, up to the next other event)
+//                  with the frames before it, up to the next other event); when kind / 5 is odd, its
+//                  first 10 bytes are the virtio-net header the uplink's kernel put before it (a frame
+//                  its GRO merged, or one whose checksum a local sender left partial)
 //   kind % 5 == 1  a fragment of one of four outer datagrams from peer B, sharing their IDs: offset (2),
 //                  length (2), flags (1: bit 0 more fragments), options length (1), then payload bytes
 //   kind % 5 == 2  time passes: bytes[0] seconds, and expiry runs; bytes[1], when there, sets the HA role
@@ -69,10 +71,25 @@ func checkAndEmpty(_ batch: PacketBatch) {
             // A super-packet the kernel will cut back into exactly the segments that were joined.
             let header = VirtioNetHeader(packet)
             guard case .tcpIPv4(let segmentSize) = header.segmentation, header.checksum?.start == 20, header.checksum?.offset == 16,
-                  let segmenter = TCPSegmenter(superPacket: ipPacket, segmentSize: segmentSize) else {
+                  let segmenter = GSOSegmenter(superPacket: ipPacket, segmentSize: segmentSize) else {
                 preconditionFailure("a coalesced packet without its offload header: \(header)")
             }
             precondition(segments >= 2 && segmenter.segmentCount == segments && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4)
+        }
+        if case let .superPacket(_, _, segments) = batch.kind(at: index) {
+            // A merged frame written whole: its header says exactly how the kernel is to cut it.
+            let header = VirtioNetHeader(packet)
+            let transport = ipPacket[0] >> 4 == 6 ? 40 : 20
+            precondition(segments >= 2 && header.checksum?.start == transport && header.headersLength > transport,
+                         "a super-packet with a header that does not describe it: \(header)")
+            switch header.segmentation {
+            case .tcpIPv4(let size):
+                precondition(header.checksum?.offset == 16 && GSOSegmenter(superPacket: ipPacket, segmentSize: size)?.segmentCount == segments)
+            case .tcpIPv6(let size), .udp(let size):
+                precondition((ipPacket.count - header.headersLength + size - 1) / size == segments)
+            case .none, .unsupported:
+                preconditionFailure("a super-packet without its segmentation: \(header)")
+            }
         }
         if case .encapsulated = batch.kind(at: index) {
             precondition(ip.headerLength == 20 && ip.totalLength <= 1400)
@@ -125,7 +142,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 // An advertisement ipipd sends must itself pass RFC 4861's checks.
                 answer.withUnsafeBytes { precondition((try? NDPMessageView(validating: UnsafeRawBufferPointer(rebasing: $0[14...]))) != nil) }
             }
-            decapsulation.process(frame: bytes, wireLength: bytes.count, in: batch, now: clock)
+            if kind / 5 % 2 == 1 {
+                guard bytes.count >= VirtioNetHeader.size else { continue }
+                let frame = UnsafeRawBufferPointer(rebasing: bytes[VirtioNetHeader.size...])
+                decapsulation.process(frame: frame, wireLength: frame.count, offload: VirtioNetHeader(bytes), in: batch, now: clock)
+            } else {
+                decapsulation.process(frame: bytes, wireLength: bytes.count, in: batch, now: clock)
+            }
         case 1:
             guard bytes.count >= 6 else { continue }
             let offset = (Int(bytes[0]) << 8 | Int(bytes[1])) & 0x1FFF * 8

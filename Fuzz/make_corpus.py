@@ -73,6 +73,35 @@ sequences = {
     "tcp-segments-coalesced": [event(0, from_peer_b(bytes.fromhex(open(f"{FIXTURES}/tcp-segment-{index}.hex").read().strip()),
                                                     "203.0.113.20", "192.0.2.10")) for index in range(3)],
 }
+
+def merged(segments):
+    """What the uplink's GRO makes of `segments` (consecutive TCP/IPv4 segments of one flow, no IP
+    options): the first one's headers with lengths for the whole, the payloads one after the other, the
+    TCP checksum field holding the pseudo-header's sum (CHECKSUM_PARTIAL)."""
+    headers = 20 + (segments[0][32] >> 4) * 4
+    packet = bytearray(segments[0][:headers] + b"".join(segment[headers:] for segment in segments))
+    packet[2:4] = struct.pack("!H", len(packet))
+    packet[10:12] = b"\0\0"
+    packet[10:12] = struct.pack("!H", checksum(bytes(packet[:20])))
+    pseudo = sum(struct.unpack("!4H", bytes(packet[12:20]))) + 6 + len(packet) - 20
+    while pseudo >> 16:
+        pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    packet[36:38] = struct.pack("!H", pseudo)
+    return bytes(packet)
+
+
+def virtio(flags, gso_type, segment_size, checksum_start, checksum_offset):
+    return struct.pack("<BBHHHH", flags, gso_type, 0, segment_size, checksum_start, checksum_offset)
+
+
+segments = [bytes.fromhex(open(f"{FIXTURES}/tcp-segment-{index}.hex").read().strip()) for index in range(3)]
+whole = merged(segments)
+outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(whole), 1, 0x4000, 64, 4, 0, bytes([203, 0, 113, 86]), bytes([198, 51, 100, 37]))
+outer = outer[:10] + struct.pack("!H", checksum(outer)) + outer[12:]
+# A frame the uplink's GRO merged (kind 5: a virtio-net header first), and the same with a header that
+# lies about it (another family).
+sequences["gro-merged-tcp"] = [event(5, virtio(1, 1, 1200, 54, 16) + ETHER_IPV4 + outer + whole)]
+sequences["gro-merged-tcp-wrong-header"] = [event(5, virtio(1, 4, 1200, 54, 16) + ETHER_IPV4 + outer + whole)]
 for name, events in sequences.items():
     if name == "tcp-segments-coalesced" and len(b"".join(events)) % 2:
         events.append(event(2, b""))

@@ -22,6 +22,13 @@
 #include <malloc.h>
 #include <linux/bpf.h>
 #include <linux/netlink.h>
+#include <linux/if_ether.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <linux/virtio_net.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <sys/time.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut) {
     struct ifreq ifr;
@@ -241,4 +248,114 @@ int CIPIPShims_linkMulticast(int fd, int ifindex, const unsigned char *mac, int 
     request.mr_alen = 6;
     memcpy(request.mr_address, mac, 6);
     return setsockopt(fd, SOL_PACKET, join ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP, &request, sizeof request);
+}
+
+int CIPIPShims_openUplinkCapture(unsigned int ifindex, const void *filter, unsigned int length, int bufferBytes,
+                                 int timeoutMilliseconds) {
+    // Protocol 0: nothing is queued until bind(), by which time the filter is in place.
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int on = 1;
+    struct sock_fprog program = { .len = (unsigned short)length, .filter = (struct sock_filter *)filter };
+    struct timeval timeout = { .tv_sec = timeoutMilliseconds / 1000, .tv_usec = (timeoutMilliseconds % 1000) * 1000 };
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on) < 0
+        || setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof on) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0) {
+        goto fail;
+    }
+    // Beyond net.core.rmem_max only with CAP_NET_ADMIN; without it, as much as rmem_max allows.
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufferBytes, sizeof bufferBytes) < 0
+        && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufferBytes, sizeof bufferBytes) < 0) {
+        goto fail;
+    }
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof address);
+    address.sll_family = AF_PACKET;
+    address.sll_protocol = htons(ETH_P_ALL);
+    address.sll_ifindex = (int)ifindex;
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) goto fail;
+    return fd;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int CIPIPShims_receiveBatch(int fd, void *const *buffers, size_t capacity, unsigned int count, int wait, long *lengths) {
+    enum { maxBatch = 64 };
+    struct mmsghdr messages[maxBatch];
+    struct iovec vectors[maxBatch];
+    if (count > maxBatch) count = maxBatch;
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = buffers[i];
+        vectors[i].iov_len = capacity;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received;
+    do {
+        received = recvmmsg(fd, messages, count, wait ? MSG_WAITFORONE | MSG_TRUNC : MSG_DONTWAIT | MSG_TRUNC, NULL);
+    } while (received < 0 && errno == EINTR);
+    if (received < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    // With MSG_TRUNC a packet socket reports the frame's whole length, also when it did not fit.
+    for (int i = 0; i < received; i++) lengths[i] = (long)messages[i].msg_len;
+    return received;
+}
+
+int CIPIPShims_packetStatistics(int fd, unsigned int *received, unsigned int *dropped) {
+    struct tpacket_stats stats;
+    socklen_t length = sizeof stats;
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return -1;
+    *received = stats.tp_packets;
+    *dropped = stats.tp_drops;
+    return 0;
+}
+
+int CIPIPShims_interfaceFeature(const char *interface, const char *feature) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -1;
+    int result = -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, interface, IFNAMSIZ - 1);
+    // How many feature names there are, then the names, then the feature words.
+    // struct ethtool_sset_info ends in a flexible array: one entry follows it, for the one set asked.
+    uint64_t setsStorage[(sizeof(struct ethtool_sset_info) + sizeof(uint32_t) + 7) / 8];
+    memset(setsStorage, 0, sizeof setsStorage);
+    struct ethtool_sset_info *sets = (struct ethtool_sset_info *)setsStorage;
+    sets->cmd = ETHTOOL_GSSET_INFO;
+    sets->sset_mask = 1ULL << ETH_SS_FEATURES;
+    ifr.ifr_data = (void *)sets;
+    if (ioctl(sock, SIOCETHTOOL, &ifr) < 0 || sets->sset_mask == 0) goto done;
+    uint32_t count = sets->data[0];
+    if (count == 0 || count > 1024) goto done;
+    struct ethtool_gstrings *names = calloc(1, sizeof *names + (size_t)count * ETH_GSTRING_LEN);
+    uint32_t words = (count + 31) / 32;
+    struct ethtool_gfeatures *features = calloc(1, sizeof *features + words * sizeof(struct ethtool_get_features_block));
+    if (names == NULL || features == NULL) goto release;
+    names->cmd = ETHTOOL_GSTRINGS;
+    names->string_set = ETH_SS_FEATURES;
+    names->len = count;
+    ifr.ifr_data = (void *)names;
+    if (ioctl(sock, SIOCETHTOOL, &ifr) < 0) goto release;
+    features->cmd = ETHTOOL_GFEATURES;
+    features->size = words;
+    ifr.ifr_data = (void *)features;
+    if (ioctl(sock, SIOCETHTOOL, &ifr) < 0) goto release;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *name = (const char *)names->data + (size_t)i * ETH_GSTRING_LEN;
+        if (strncmp(name, feature, ETH_GSTRING_LEN) == 0) {
+            result = (features->features[i / 32].active >> (i % 32)) & 1;
+            break;
+        }
+    }
+release:
+    free(names);
+    free(features);
+done:
+    close(sock);
+    return result;
 }

@@ -34,7 +34,7 @@ import Testing
         let superPacket = Fixture.bytes("tcp-super-packet")
         var segments: [[UInt8]] = []
         superPacket.withUnsafeBytes { bytes in
-            guard let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1200) else { return }
+            guard let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: 1200) else { return }
             #expect(segmenter.segmentCount == 3)
             var buffer = [UInt8](repeating: 0xEE, count: 2000)
             for index in 0..<segmenter.segmentCount {
@@ -52,18 +52,18 @@ import Testing
         damaged[36] ^= 0xFF   // TCP checksum
         var out = [UInt8](repeating: 0, count: segment.count)
         damaged.withUnsafeBytes { bytes in
-            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1448)!
+            let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: 1448)!
             #expect(segmenter.segmentCount == 1)
             #expect(out.withUnsafeMutableBytes { segmenter.write(segment: 0, to: $0.baseAddress!) } == segment.count)
         }
         #expect(out == segment)
     }
 
-    @Test func notTCPOrTooShortIsRefused() {
-        Fixture.bytes("udp-checksum-complete").withUnsafeBytes { #expect(TCPSegmenter(superPacket: $0, segmentSize: 1200) == nil) }
+    @Test func notTCPNorUDPOrTooShortIsRefused() {
+        Fixture.bytes("ipv4-icmp-echo").withUnsafeBytes { #expect(GSOSegmenter(superPacket: $0, segmentSize: 1200) == nil) }
         Fixture.bytes("tcp-super-packet").withUnsafeBytes { bytes in
-            #expect(TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: bytes[0..<30]), segmentSize: 1200) == nil)
-            #expect(TCPSegmenter(superPacket: bytes, segmentSize: 0) == nil)
+            #expect(GSOSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: bytes[0..<30]), segmentSize: 1200) == nil)
+            #expect(GSOSegmenter(superPacket: bytes, segmentSize: 0) == nil)
         }
     }
 }

@@ -14,7 +14,7 @@ import Testing
     }
 
     /// `count` segments of one flow from the ghost address to host C, `segmentSize` payload bytes each
-    /// (the last `lastSize`), cut by `TCPSegmenter` so that their checksums are right; with timestamps.
+    /// (the last `lastSize`), cut by `GSOSegmenter` so that their checksums are right; with timestamps.
     static func segments(count: Int, segmentSize: Int = 1400, lastSize: Int? = nil, sequence: UInt32 = 0xFFFF_F000,
                          sourcePort: UInt16 = 40000, psh: Bool = true) -> [[UInt8]] {
         let payloadLength = segmentSize * (count - 1) + (lastSize ?? segmentSize)
@@ -26,7 +26,7 @@ import Testing
         let superPacket = IPv4HeaderFields(identification: 0x1000, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
                                            source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: tcp + payload)
         return superPacket.withUnsafeBytes { bytes in
-            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: segmentSize)!
+            let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: segmentSize)!
             var buffer = [UInt8](repeating: 0, count: 65_536)
             return (0..<segmenter.segmentCount).map { index in
                 let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
@@ -47,7 +47,7 @@ import Testing
         guard case .tcpIPv4(let segmentSize) = header.segmentation else { return [packet] }
         #expect(header.checksum?.start == 20 && header.checksum?.offset == 16 && header.headersLength == 52)
         return try packet.withUnsafeBytes { bytes in
-            let segmenter = try #require(TCPSegmenter(superPacket: bytes, segmentSize: segmentSize))
+            let segmenter = try #require(GSOSegmenter(superPacket: bytes, segmentSize: segmentSize))
             var buffer = [UInt8](repeating: 0, count: 65_536)
             return (0..<segmenter.segmentCount).map { index in
                 let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
@@ -59,7 +59,7 @@ import Testing
     static func withChecksumsRight(_ segment: [UInt8]) -> [UInt8] {
         var fixed = segment
         segment.withUnsafeBytes { bytes in
-            _ = fixed.withUnsafeMutableBytes { TCPSegmenter(superPacket: bytes, segmentSize: 65_535)!.write(segment: 0, to: $0.baseAddress!) }
+            _ = fixed.withUnsafeMutableBytes { GSOSegmenter(superPacket: bytes, segmentSize: 65_535)!.write(segment: 0, to: $0.baseAddress!) }
         }
         return fixed
     }

@@ -99,7 +99,7 @@ let benchmarks: @Sendable () -> Void = {
         stream[32] = 8 << 4   // TCP data offset: 32 bytes
         stream[33] = 0x10     // ACK
         let frames: [[UInt8]] = stream.withUnsafeBytes { bytes in
-            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: 1400)!
+            let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: 1400)!
             var segment = [UInt8](repeating: 0, count: 1452)
             return (0..<segmenter.segmentCount).map { index in
                 _ = segment.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
@@ -119,7 +119,7 @@ let benchmarks: @Sendable () -> Void = {
         defer { destination.deallocate() }
         benchmark.startMeasurement()
         superPacket.withUnsafeBytes { bytes in
-            let segmenter = TCPSegmenter(superPacket: bytes, segmentSize: segmentSize)!
+            let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: segmentSize)!
             for iteration in benchmark.scaledIterations {
                 blackHole(segmenter.write(segment: iteration % segmenter.segmentCount, to: destination))
             }

@@ -79,4 +79,26 @@ int CIPIPShims_dropThreadCapabilities(void);
 // The calling thread's effective capability set (low 64 bits), to log and test what a thread holds.
 unsigned long long CIPIPShims_threadEffectiveCapabilities(void);
 
+// The uplink's capture: libpcap's packet socket cannot carry the virtio-net header (PACKET_VNET_HDR must
+// be set before the ring that pcap_activate creates: EBUSY after), and only that header says how the
+// kernel's GRO merged a frame (its segment size and checksum state). mmsghdr is behind _GNU_SOURCE.
+// Opens an AF_PACKET SOCK_RAW socket that receives, on interface `ifindex`, only the inbound frames the
+// classic BPF program `filter` (`length` instructions, as pcap_compile makes them) accepts, each preceded
+// by a struct virtio_net_hdr; `bufferBytes` of receive buffer (SO_RCVBUFFORCE where allowed), blocking
+// reads wait at most `timeoutMilliseconds`. Returns the descriptor.
+int CIPIPShims_openUplinkCapture(unsigned int ifindex, const void *filter, unsigned int length, int bufferBytes,
+                                 int timeoutMilliseconds);
+// recvmmsg(2) with MSG_TRUNC: up to `count` (at most 64) frames, frame i into buffers[i] (`capacity` bytes
+// each); lengths[i] is the frame's whole length, larger than `capacity` when it did not fit. `wait`: block
+// until the first frame (at most the socket's timeout), else return at once. Returns how many; 0 when
+// none came (EAGAIN); -1 with errno for an error the socket reported.
+int CIPIPShims_receiveBatch(int fd, void *const *buffers, size_t capacity, unsigned int count, int wait, long *lengths);
+// PACKET_STATISTICS of a packet socket since the last call (the kernel resets them on each reading): the
+// frames that passed its filter, and those dropped for want of room.
+int CIPIPShims_packetStatistics(int fd, unsigned int *received, unsigned int *dropped);
+// SIOCETHTOOL's ETHTOOL_GFEATURES, looked up by the feature's name as `ethtool -k` prints it
+// ("rx-gro", "rx-lro", "rx-gro-hw", "rx-gro-list", "rx-udp-gro-forwarding", "rx-checksum",
+// "rx-vlan-hw-parse"): 1 when active, 0 when not, -1 when the interface or the name is unknown.
+int CIPIPShims_interfaceFeature(const char *interface, const char *feature);
+
 #endif

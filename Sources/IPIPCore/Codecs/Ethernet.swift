@@ -15,6 +15,8 @@ public enum EthernetParseError: Error, Hashable, Sendable {
 public struct EthernetFrameView {
     public static let headerLength = 14
     public static let maximumTags = 2
+    /// The header with `maximumTags` tags.
+    public static let maximumHeaderLength = headerLength + 4 * maximumTags
 
     public let bytes: UnsafeRawBufferPointer
     /// Offset of the payload (14, 18 or 22).

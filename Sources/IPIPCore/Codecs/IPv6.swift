@@ -270,22 +270,25 @@ public enum ICMPv6UnreachableCode {
 }
 
 extension InternetChecksum {
+    /// The sum of an IPv6 packet's pseudo-header (RFC 8200 §8.1: source, destination, upper-layer length,
+    /// next header), folded to 16 bits: the start of an upper-layer checksum over that length.
+    @inline(__always)
+    public static func pseudoHeaderSum(ofIPv6 packet: UnsafeRawBufferPointer, nextHeader: UInt8, transportLength: Int) -> UInt32 {
+        partialSum(UnsafeRawBufferPointer(rebasing: packet[8..<40]),
+                   initial: UInt32(nextHeader) + UInt32(transportLength & 0xFFFF) + UInt32(transportLength >> 16))
+    }
+
     /// The checksum field value of an ICMPv6 (or any upper-layer) message in the IPv6 packet `packet`:
-    /// over the RFC 8200 §8.1 pseudo-header (source, destination, upper-layer length, next header) and
-    /// the payload, whose checksum field must be zero.
+    /// over the pseudo-header and the payload, whose checksum field must be zero.
     public static func computeIPv6Upper(_ packet: UnsafeRawBufferPointer, nextHeader: UInt8) -> UInt16 {
         let payload = UnsafeRawBufferPointer(rebasing: packet[IPv6PacketView.headerLength...])
-        let addresses = partialSum(UnsafeRawBufferPointer(rebasing: packet[8..<40]),
-                                   initial: UInt32(nextHeader) + UInt32(payload.count & 0xFFFF) + UInt32(payload.count >> 16))
-        return ~UInt16(partialSum(payload, initial: addresses))
+        return ~UInt16(partialSum(payload, initial: pseudoHeaderSum(ofIPv6: packet, nextHeader: nextHeader, transportLength: payload.count)))
     }
 
     /// True when the upper-layer checksum of `packet` (a validated IPv6 packet) verifies.
     public static func verifyIPv6Upper(_ packet: UnsafeRawBufferPointer, nextHeader: UInt8) -> Bool {
         let payload = UnsafeRawBufferPointer(rebasing: packet[IPv6PacketView.headerLength...])
-        let addresses = partialSum(UnsafeRawBufferPointer(rebasing: packet[8..<40]),
-                                   initial: UInt32(nextHeader) + UInt32(payload.count & 0xFFFF) + UInt32(payload.count >> 16))
-        return partialSum(payload, initial: addresses) == 0xFFFF
+        return partialSum(payload, initial: pseudoHeaderSum(ofIPv6: packet, nextHeader: nextHeader, transportLength: payload.count)) == 0xFFFF
     }
 }
 

@@ -12,6 +12,8 @@ public final class DecapsulationPath {
     private let icmp = ICMPErrorReporter()
     /// Joins TCP segments for the TUN device (kernel delivery) the way GRO would.
     private var coalescer = TCPCoalescer()
+    /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (libnet delivery).
+    private let superPacketCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
     private let tunnelMTU: Int
     /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
     private var minimumPathMTU: Int
@@ -30,6 +32,8 @@ public final class DecapsulationPath {
         self.counters = counters
         self.paths = paths
     }
+
+    deinit { superPacketCopy.deallocate() }
 
     /// Takes a reloaded config; reassembly state and rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
@@ -64,9 +68,12 @@ public final class DecapsulationPath {
     /// Bytes the reassembly holds (its charge, bookkeeping included).
     public var reassemblyMemoryInUse: Int { reassembler.memoryInUse }
 
-    /// A frame as captured on the uplink: `frame` holds what was captured of its `wireLength` bytes.
+    /// A frame as captured on the uplink: `frame` holds what was captured of its `wireLength` bytes, and
+    /// `offload` what the kernel did to it before (merged it out of many segments: GRO, LRO), with
+    /// offsets from the frame's start.
     @inline(__always)
-    public func process(frame: UnsafeRawBufferPointer, wireLength: Int, in batch: PacketBatch, now: Double) {
+    public func process(frame: UnsafeRawBufferPointer, wireLength: Int, offload: VirtioNetHeader = .plain,
+                        in batch: PacketBatch, now: Double) {
         counters.capture.frames.add()
         guard !standby else {
             counters.dropCaptured(.standby)
@@ -80,30 +87,69 @@ public final class DecapsulationPath {
             counters.dropCaptured(.malformedOuter)
             return
         }
-        // Copied out of libpcap's ring into the next slot: the decapsulator edits the inner header, which
-        // is then delivered from where it lies.
+        // Copied out of the capture's buffer into the next slot: the decapsulator edits the inner header,
+        // which is then delivered from where it lies.
         let ip = ethernet.payload
         let length = min(ip.count, PacketSlot.size)
         batch.nextSlot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ip[0..<length]))
-        process(outerLength: length, in: batch, now: now)
+        process(outerLength: length, offload: offload, outerOffset: ethernet.payloadOffset, in: batch, now: now)
     }
 
-    /// An outer IPv4 packet at `batch.nextSlot[0..<outerLength]`.
-    public func process(outerLength: Int, in batch: PacketBatch, now: Double) {
+    /// An outer IPv4 packet at `batch.nextSlot[0..<outerLength]`; `offload` as the capture reported it, its
+    /// offsets from `outerOffset` bytes before the outer header.
+    public func process(outerLength: Int, offload: VirtioNetHeader = .plain, outerOffset: Int = 0, in batch: PacketBatch, now: Double) {
         var length = outerLength
         while true {
             let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
-            switch decapsulator.decapsulate(packet) {
+            let verdict = decapsulator.decapsulate(packet)
+            var superPacket: SuperPacket?
+            if offload != .plain {
+                switch verdict {
+                case let .deliver(peer, inner, _):
+                    do {
+                        superPacket = try ReceiveOffload.examine(offload, inner: UnsafeMutableRawBufferPointer(rebasing: packet[inner]),
+                                                                 innerOffset: outerOffset + inner.lowerBound)
+                    } catch {
+                        counters.dropCaptured(.unsupportedOffload, peer: peer)
+                        return
+                    }
+                    if let superPacket {
+                        counters.uplinkMergedFrames.add()
+                        counters.uplinkMergedSegments.add(UInt64(superPacket.segments))
+                    }
+                case .reassemble(let peer):
+                    // GRO merges no fragments, and a fragment's checksum is no one's to complete.
+                    counters.dropCaptured(.unsupportedOffload, peer: peer)
+                    return
+                case .timeExceeded, .aboutOuter, .drop:
+                    break
+                }
+            }
+            switch verdict {
             case let .deliver(peer, inner, .tun):
                 let innerBytes = UnsafeRawBufferPointer(rebasing: packet[inner])
+                let start = inner.lowerBound - VirtioNetHeader.size
+                let virtioHeader = UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound])
+                if let superPacket {
+                    // Whole, as Linux's ipip hands a GRO packet on: the kernel cuts it where the next hop needs it.
+                    coalescer.close()
+                    superPacket.prepareForTUN(UnsafeMutableRawBufferPointer(rebasing: packet[inner])).write(to: virtioHeader)
+                    batch.append(start..<inner.upperBound, destination: .any,
+                                 kind: .superPacket(peer: peer, innerLength: superPacket.sentLength(merged: inner.count),
+                                                    segments: superPacket.segments))
+                    return
+                }
                 if coalescer.join(innerBytes, peer: peer, in: batch) { return }
                 // The TUN device takes a virtio-net header before each packet: zeros, no offload asked.
-                let start = inner.lowerBound - VirtioNetHeader.size
-                UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound]).initializeMemory(as: UInt8.self, repeating: 0)
+                virtioHeader.initializeMemory(as: UInt8.self, repeating: 0)
                 batch.append(start..<inner.upperBound, destination: .any, kind: .decapsulated(peer: peer, innerLength: inner.count, viaTUN: true))
                 coalescer.started(innerBytes, peer: peer, in: batch)
             case let .deliver(peer, inner, .routed):
-                route(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), at: inner, from: peer, in: batch, now: now)
+                if let superPacket {
+                    routeSuperPacket(UnsafeRawBufferPointer(rebasing: packet[inner]), superPacket, from: peer, in: batch, now: now)
+                } else {
+                    route(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), at: inner, from: peer, in: batch, now: now)
+                }
             case .reassemble(let peer):
                 guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
                 let result = reassembler.add(fragment, now: now)
@@ -139,37 +185,78 @@ public final class DecapsulationPath {
         }
     }
 
+    /// The MTU of the interface `destination` is routed to (libnet delivery); the tunnel's when a tunneled
+    /// prefix is the longer match.
+    private func egressMTU(to destination: IPv4Address) -> Int {
+        let egress = egressMTUs.lookupEntry(destination)
+        if let tunneled = tunnelRoutes.lookupEntry(destination), tunneled.prefix.length >= egress?.prefix.length ?? -1 { return tunnelMTU }
+        return egress?.value ?? PacketSlot.maximumPacketLength
+    }
+
     /// An inner packet ipipd routes itself (libnet delivery), at `batch.nextSlot[range]`: sent as it is
     /// when it fits the interface its destination is routed to; otherwise, as a router would, cut into
     /// fragments (DF clear) or answered with "fragmentation needed" and that interface's MTU (DF set).
-    private func route(_ inner: UnsafeMutableRawBufferPointer, at range: Range<Int>, from peer: Int, in batch: PacketBatch, now: Double) {
+    /// `capturedFrame`: false for a segment after the first of a super-packet, which is no frame of its own.
+    private func route(_ inner: UnsafeMutableRawBufferPointer, at range: Range<Int>, from peer: Int, capturedFrame: Bool = true,
+                       in batch: PacketBatch, now: Double) {
         let packet = UnsafeRawBufferPointer(inner)
         let destination = packet.ipv4Destination
-        let egress = egressMTUs.lookupEntry(destination)
-        var mtu = egress?.value ?? PacketSlot.maximumPacketLength
-        if let tunneled = tunnelRoutes.lookupEntry(destination), tunneled.prefix.length >= egress?.prefix.length ?? -1 { mtu = tunnelMTU }
+        let mtu = egressMTU(to: destination)
         if packet.count <= mtu {
-            batch.append(range, destination: destination, kind: .decapsulated(peer: peer, innerLength: packet.count, viaTUN: false))
+            batch.append(range, destination: destination,
+                         kind: capturedFrame ? .decapsulated(peer: peer, innerLength: packet.count, viaTUN: false)
+                                             : .decapsulatedPiece(peer: peer, innerLength: packet.count))
             return
+        }
+        func drop(_ reason: DropReason) {
+            if capturedFrame { counters.dropCaptured(reason, peer: peer) } else { counters.drop(reason, peer: peer) }
         }
         guard let view = try? IPv4PacketView(validating: packet, exactLength: true) else { return }
         if view.dontFragment {
-            counters.dropCaptured(.tooBig, peer: peer)
+            drop(.tooBig)
             icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
                         about: packet, peer: peer, counters: counters, into: batch, now: now)
             return
         }
         let pieces = IPv4Fragmenter.fragments(of: view, mtu: mtu)   // copies: the slot is reused below
         guard !pieces.isEmpty else {
-            counters.dropCaptured(.tooBig, peer: peer)
+            drop(.tooBig)
             return
         }
         counters.peers[peer].fragmented.add()
         for (index, piece) in pieces.enumerated() {
             piece.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
             batch.append(0..<piece.count, destination: destination,
-                         kind: index == 0 ? .decapsulated(peer: peer, innerLength: piece.count, viaTUN: false)
-                                          : .decapsulatedPiece(peer: peer, innerLength: piece.count))
+                         kind: index == 0 && capturedFrame ? .decapsulated(peer: peer, innerLength: piece.count, viaTUN: false)
+                                                           : .decapsulatedPiece(peer: peer, innerLength: piece.count))
+        }
+    }
+
+    /// A super-packet the uplink's GRO merged, for ipipd to route (libnet delivery): cut back into the
+    /// segments its sender sent, as the kernel's GSO cuts one for a NIC without TSO, each routed as a
+    /// packet. As the kernel's forwarding treats a GSO packet, segments that do not fit the interface they
+    /// leave by get one "fragmentation needed" for the frame (DF set), or are fragmented (DF clear).
+    private func routeSuperPacket(_ inner: UnsafeRawBufferPointer, _ superPacket: SuperPacket, from peer: Int,
+                                  in batch: PacketBatch, now: Double) {
+        let mtu = egressMTU(to: inner.ipv4Destination)
+        if superPacket.headersLength + superPacket.segmentSize > mtu && inner[6] & 0x40 != 0 {
+            counters.dropCaptured(.tooBig, peer: peer)
+            icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
+                        about: inner, peer: peer, counters: counters, into: batch, now: now)
+            return
+        }
+        // The segments are built in the batch's slots, starting with the one the super-packet lies in.
+        let copy = UnsafeMutableRawBufferPointer(rebasing: superPacketCopy[0..<inner.count])
+        copy.copyMemory(from: inner)
+        guard let segmenter = GSOSegmenter(superPacket: UnsafeRawBufferPointer(copy), segmentSize: superPacket.segmentSize) else {
+            counters.dropCaptured(.unsupportedOffload, peer: peer)
+            return
+        }
+        for index in 0..<segmenter.segmentCount {
+            let slot = batch.nextSlot
+            let length = segmenter.write(segment: index, to: slot.baseAddress!)
+            route(UnsafeMutableRawBufferPointer(rebasing: slot[0..<length]), at: 0..<length, from: peer, capturedFrame: index == 0,
+                  in: batch, now: now)
         }
     }
 

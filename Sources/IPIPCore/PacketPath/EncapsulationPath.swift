@@ -52,7 +52,7 @@ public final class EncapsulationPath {
         case .tcpIPv4(let segmentSize):
             // The segments are built in the batch's slots, starting with this one: move the original aside.
             superPacket.copyMemory(from: UnsafeRawBufferPointer(packet))
-            guard let segmenter = TCPSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
+            guard let segmenter = GSOSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
                                                segmentSize: segmentSize) else {
                 counters.drop(.malformedInner)
                 return
@@ -62,7 +62,8 @@ public final class EncapsulationPath {
                 let segmentLength = segmenter.write(segment: index, to: batch.nextSlot.baseAddress!.advanced(by: PacketSlot.innerOffset))
                 encapsulateNextSlot(innerLength: segmentLength, in: batch, now: now)
             }
-        case .unsupported:
+        case .tcpIPv6, .udp, .unsupported:
+            // Offloads the TUN device was not given (TUNSETOFFLOAD asks for TCP/IPv4 only): never expected.
             counters.drop(.malformedInner)
         }
     }

@@ -18,6 +18,10 @@ public final class PacketBatch {
         /// `segments` consecutive TCP segments from `peer`, `innerLength` bytes as they arrived, joined
         /// into one super-packet for the TUN device (`TCPCoalescer`): the kernel cuts it again where it must.
         case coalesced(peer: Int, innerLength: Int, segments: Int)
+        /// A frame the uplink's GRO or LRO had merged out of `segments` of `peer`'s packets, written to the
+        /// TUN device whole (with a virtio-net header saying how to cut it); `innerLength` bytes as the
+        /// sender sent them. One captured frame.
+        case superPacket(peer: Int, innerLength: Int, segments: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
         case icmpError(peer: Int)
         /// An ICMPv6 error (a whole IPv6 packet, source ::): its ICMPv6 message goes through the ICMPv6
@@ -97,7 +101,7 @@ public final class PacketBatch {
     /// Whether the packet goes to the TUN device rather than the raw socket.
     public func goesToTUN(at index: Int) -> Bool {
         switch kind(at: index) {
-        case .decapsulated(_, _, true), .coalesced: true
+        case .decapsulated(_, _, true), .coalesced, .superPacket: true
         default: false
         }
     }
@@ -113,7 +117,7 @@ public final class PacketBatch {
         let packet = self.packet(at: index)
         switch kind(at: index) {
         case .encapsulated: return packet.count > 9 && packet[9] == IPProtocolNumber.ipv6
-        case .decapsulated(_, _, true): return packet.count > VirtioNetHeader.size && packet[VirtioNetHeader.size] >> 4 == 6
+        case .decapsulated(_, _, true), .superPacket: return packet.count > VirtioNetHeader.size && packet[VirtioNetHeader.size] >> 4 == 6
         default: return false
         }
     }

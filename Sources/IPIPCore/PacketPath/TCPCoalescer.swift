@@ -116,6 +116,9 @@ struct TCPCoalescer {
         return InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: packet[20...]), initial: pseudo) == 0xFFFF
     }
 
+    /// Nothing may join what the batch holds now (a super-packet the uplink's GRO merged went to it).
+    mutating func close() { open = nil }
+
     /// `inner` went to the batch as its own entry (the last one): the start of a super-packet if it can be.
     mutating func started(_ inner: UnsafeRawBufferPointer, peer: Int, in batch: PacketBatch) {
         // A batch that filled up with it was sent at once: nothing left to join to.

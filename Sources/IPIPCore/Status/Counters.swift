@@ -29,6 +29,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case sourceRoute = "source-route"         // captured: inner packet with a loose or strict source route
     case standby = "standby"                  // captured or from the TUN while this box is an HA pair's standby
     case linkScope = "link-scope"             // from the TUN: IPv6 to a multicast or link-local address (the TUN's own MLD and the like)
+    case unsupportedOffload = "unsupported-offload" // captured: a frame the uplink's kernel merged or marked in a way that does not fit its packet, or could not describe
 }
 
 extension DropReason {
@@ -62,6 +63,7 @@ extension DropReason {
         case .sourceRoute: 23
         case .standby: 24
         case .linkScope: 25
+        case .unsupportedOffload: 26
         }
     }
 }
@@ -181,6 +183,10 @@ public final class TunnelCounters: Sendable {
     public let tcpPacketsSegmented: Counter
     /// TCP segments from peers that reached the TUN device joined into super-packets (kernel delivery).
     public let tcpSegmentsCoalesced: Counter
+    /// Frames the uplink's GRO or LRO had merged before the capture took them, and the segments (TCP
+    /// segments or UDP datagrams, as their sender sent them) they held.
+    public let uplinkMergedFrames: Counter
+    public let uplinkMergedSegments: Counter
     public let capture: CaptureCounters
 
     public init(peerNames: [String], ghostHosts: [(address: String, interface: String)] = []) {
@@ -190,6 +196,8 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = Counter()
         tcpPacketsSegmented = Counter()
         tcpSegmentsCoalesced = Counter()
+        uplinkMergedFrames = Counter()
+        uplinkMergedSegments = Counter()
         capture = CaptureCounters()
     }
 
@@ -206,6 +214,8 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = previous.icmpRateLimited
         tcpPacketsSegmented = previous.tcpPacketsSegmented
         tcpSegmentsCoalesced = previous.tcpSegmentsCoalesced
+        uplinkMergedFrames = previous.uplinkMergedFrames
+        uplinkMergedSegments = previous.uplinkMergedSegments
         capture = previous.capture
     }
 

@@ -9,7 +9,7 @@ import CIPIPShims
 ///
 /// Checksum and TCP segmentation offload are switched on, so that the kernel forwards a TCP stream
 /// into the tunnel as packets of up to 64 KiB, each one read instead of one per segment; the reader
-/// completes checksums and cuts segments (`ChecksumOffload`, `TCPSegmenter`).
+/// completes checksums and cuts segments (`ChecksumOffload`, `GSOSegmenter`).
 public final class TUNDevice: @unchecked Sendable {
     public let fd: Int32
     public let name: String

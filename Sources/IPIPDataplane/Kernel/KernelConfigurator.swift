@@ -31,7 +31,7 @@ public final class KernelConfigurator: @unchecked Sendable {
     public private(set) var reinjectionSender: RawIPv4Sender?
     /// ICMPv6 errors to IPv6 senders (the tunnel carries IPv6).
     public private(set) var icmpv6Sender: RawICMPv6Sender?
-    public private(set) var capture: PacketCapture?
+    public private(set) var capture: UplinkCapture?
     /// The proxy-ARP captures opened by the steps taken so far, by interface (with its MAC).
     public private(set) var arpCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
     public private(set) var controlSocket: ControlSocket?
@@ -121,11 +121,7 @@ public final class KernelConfigurator: @unchecked Sendable {
             encapsulationSender = try RawIPv4Sender()
             reinjectionSender = try RawIPv4Sender(mark: mark ?? 0)
         case let .capture(interface, filter):
-            // The snapshot length covers the largest frame: the uplink MTU, Ethernet and two VLAN tags.
-            let mtu = SystemProbe.interfaceMTU(interface) ?? KernelPlan.fallbackUplinkMTU
-            var settings = PacketCapture.Settings(snapshotLength: Int32(mtu + 14 + 8))
-            settings.immediate = true
-            capture = try PacketCapture(interface: interface, filter: filter, settings: settings)
+            capture = try UplinkCapture(interface: interface, filter: filter, waitMilliseconds: StopSignal.pollIntervalMilliseconds)
         case let .consumeAfterCapture(interface, local):
             do {
                 ingressConsumer = try IngressConsumer(interface: interface, local: local)

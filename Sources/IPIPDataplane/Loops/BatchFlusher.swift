@@ -89,6 +89,15 @@ final class BatchFlusher {
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add(UInt64(segments))
             counters.tcpSegmentsCoalesced.add(UInt64(segments))
+        case let .superPacket(peer, innerLength, segments):
+            // The segments as their sender sent them, in one captured frame.
+            counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
+            counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
+            counters.capture.delivered.add()
+            if batch.carriesIPv6(at: index) {
+                counters.peers[peer].decapsulatedIPv6Packets.add(UInt64(segments))
+                counters.peers[peer].decapsulatedIPv6Bytes.add(UInt64(innerLength))
+            }
         case .icmpError(let peer), .icmpv6Error(let peer):
             counters.peers[peer].icmpErrorsSent.add()
         }
@@ -100,7 +109,7 @@ final class BatchFlusher {
         case .encapsulated(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-        case .decapsulated(let p, _, _):
+        case .decapsulated(let p, _, _), .superPacket(let p, _, _):
             peer = p
             counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
         case let .coalesced(p, _, segments):

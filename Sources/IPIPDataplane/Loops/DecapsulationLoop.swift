@@ -4,12 +4,13 @@ import Glibc
 import IPIPCore
 import Logging
 
-/// The capture engine's thread: takes the frames libpcap has ready, hands each to the
-/// `DecapsulationPath`, and reinjects what it queued with one sendmmsg(2) per 64 packets.
+/// The capture engine's thread: takes the frames the uplink's capture has queued, a burst per system
+/// call, hands each to the `DecapsulationPath`, and delivers what it queued (TUN writes, one sendmmsg(2)
+/// per 64 packets) before it waits again.
 struct DecapsulationLoop {
     let context: LoopContext
     let health: LoopHealth
-    let capture: PacketCapture
+    let capture: UplinkCapture
     let sender: RawIPv4Sender
     /// Where ICMPv6 errors go (nil: the tunnel carries no IPv6).
     let icmpv6: RawICMPv6Sender?
@@ -40,7 +41,6 @@ struct DecapsulationLoop {
                 pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
             }
         }
-        var kernelCounts = KernelCaptureCounts()
         var egressGeneration = -1
         var lastHousekeeping = -Double.infinity
 
@@ -57,9 +57,14 @@ struct DecapsulationLoop {
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {
                 lastHousekeeping = now
-                let counts = kernelCounts.update(from: capture)
+                let counts = capture.kernelCounts()
                 snapshot.counters.drops.count(.captureDrop, times: counts.dropped)
                 snapshot.counters.capture.kernelReceived.add(counts.received)
+                if capture.undescribedFrames > 0 {
+                    snapshot.counters.capture.frames.add(UInt64(capture.undescribedFrames))
+                    snapshot.counters.dropCaptured(.unsupportedOffload, count: capture.undescribedFrames)
+                    capture.undescribedFrames = 0
+                }
                 path.expire(now: now)
                 // Addresses come and go (DHCP, admins): no inner packet may claim to come from one.
                 path.localNetworks = SystemProbe.localNetworks()
@@ -72,13 +77,21 @@ struct DecapsulationLoop {
             }
             let flushesBefore = batch.flushes
             do {
-                guard try capture.waitForTraffic(timeoutMilliseconds: StopSignal.pollIntervalMilliseconds) else { continue }
+                // Blocks until a frame comes (or the stop-signal interval passes): one system call per wakeup.
+                var count = try capture.receive(wait: true)
+                guard count > 0 else { continue }
                 now = monotonicSeconds()
                 path.standby = !context.role.isActive   // as it is now, not before the wait
-                // Drain what is queued (from libpcap's ring, no system call while frames are waiting), but
-                // come back to check the stop signal now and then.
-                try capture.dispatch(limit: 256) { frame in
-                    path.process(frame: frame.bytes, wireLength: frame.wireLength, in: batch, now: now)
+                // Drain what is queued, a burst per call, but come back to check the stop signal now and then.
+                var taken = 0
+                while true {
+                    for index in 0..<count {
+                        let frame = capture.frame(at: index)
+                        path.process(frame: frame.bytes, wireLength: frame.wireLength, offload: frame.offload, in: batch, now: now)
+                    }
+                    taken += count
+                    guard count == UplinkCapture.burst, taken < 256 else { break }
+                    count = try capture.receive(wait: false)
                 }
                 failures.succeeded()
             } catch {
