@@ -6,7 +6,8 @@ Each configuration gets a fresh topology of network namespaces (documentation ad
     c1 192.0.2.10 -- A (198.51.100.37) -- R -- B (203.0.113.86) -- c2 192.0.2.130
 
 R routes only between the gateways' uplinks, so c1 <-> c2 traffic can only cross through the tunnel
-under test (or, for "direct", through routes R is given). Every load is bounded in time. Results: a
+under test (or, for "direct", through routes R is given). The gateways' uplinks receive like real NICs,
+GRO on (--gro off: bare veths); the -gro-off configurations run with bare veths in the same run. Every load is bounded in time. Results: a
 table with ratios to direct routing and to OpenVPN from the same run, each target of issues 6 and 13 judged on
 its ratio in every run (with the median when --runs repeats the comparison), and a JSON file.
 Run through scripts/bench.sh (root).
@@ -54,7 +55,7 @@ class Lab:
         self.scratch = scratch
         self.processes = []
 
-    def up(self, offloads=True):
+    def up(self, offloads=True, uplink_gro=True):
         self.down()
         # The previous configuration's processes end, and the kernel dismantles deleted namespaces in
         # the background: let that finish before the next configuration is measured.
@@ -69,11 +70,25 @@ class Lab:
             if not offloads:
                 for role, name in ((left, lname), (right, rname)):
                     inside(role, f"ethtool -K {name} gso off gro off tso off >/dev/null 2>&1")
+        if offloads and uplink_gro:
+            # The gateways' uplinks receive like real NICs: GRO on in NAPI (50 us flush timeout, two
+            # deferred interrupts), and R's side sending MTU-sized frames as a wire does (TSO off: a veth
+            # passes a sender's TSO super-packets through whole, and uses GRO only for frames from a peer
+            # without TSO). The kernel then merges IP-in-IP and 6in4 TCP flows before ipipd sees them.
+            for gateway, uplink, peer in (("a", "eth0", "eth0"), ("b", "eth0", "eth1")):
+                inside("r", f"ethtool -K {peer} tso off >/dev/null")
+                inside(gateway, f"ethtool -K {uplink} gro on >/dev/null && echo 50000 > /sys/class/net/{uplink}/gro_flush_timeout"
+                                f" && echo 2 > /sys/class/net/{uplink}/napi_defer_hard_irqs")
         inside("c1", "ip addr add 192.0.2.10/25 dev eth0 && ip route add default via 192.0.2.1")
         inside("a", "ip addr add 192.0.2.1/25 dev lan0 && ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1 && sysctl -qw net.ipv4.ip_forward=1")
         inside("r", "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
         inside("b", "ip addr add 203.0.113.86/24 dev eth0 && ip route add default via 203.0.113.1 && ip addr add 192.0.2.129/25 dev lan0 && sysctl -qw net.ipv4.ip_forward=1")
         inside("c2", "ip addr add 192.0.2.130/25 dev eth0 && ip route add default via 192.0.2.129")
+        # IPv6 between the LANs (the tunnels that carry it: 6in4 through ipipd).
+        inside("c1", "ip addr add 2001:db8:1::10/64 dev eth0 nodad && ip -6 route add default via 2001:db8:1::1")
+        inside("a", "ip addr add 2001:db8:1::1/64 dev lan0 nodad")
+        inside("b", "ip addr add 2001:db8:2::1/64 dev lan0 nodad")
+        inside("c2", "ip addr add 2001:db8:2::10/64 dev eth0 nodad && ip -6 route add default via 2001:db8:2::1")
 
     def spawn(self, role, argv, log):
         handle = open(os.path.join(self.scratch, log), "w")
@@ -172,6 +187,10 @@ def setup_ipipd_libnet(lab, args):
     return setup_ipipd(lab, args, delivery="libnet")
 
 
+def setup_ipipd_gro_off(lab, args):
+    return setup_ipipd(lab, args)
+
+
 def setup_baseline(lab, args):
     return setup_ipipd(lab, args, binary=args.baseline, ipv4_only=True)
 
@@ -214,15 +233,20 @@ def setup_tinc(lab, args):
     return pids
 
 
+# name: (setup, offloads on the veths, the uplinks receive like NICs: None = as --gro says, False = never)
 CONFIGURATIONS = {
-    "direct": (setup_direct, True),
-    "direct-no-offload": (setup_direct, False),
-    "ipipd": (setup_ipipd, True),                 # delivery: kernel, the default
-    "ipipd-libnet": (setup_ipipd_libnet, True),
-    "openvpn": (setup_openvpn, True),
-    "tinc": (setup_tinc, True),
-    "baseline": (setup_baseline, True),           # --baseline: an earlier ipipd binary, for "no slower than"
+    "direct": (setup_direct, True, None),
+    "direct-no-offload": (setup_direct, False, False),
+    "ipipd": (setup_ipipd, True, None),                 # delivery: kernel, the default
+    "ipipd-libnet": (setup_ipipd_libnet, True, None),
+    "ipipd-gro-off": (setup_ipipd, True, False),        # the same two with the uplinks as bare veths (GRO off)
+    "ipipd-libnet-gro-off": (setup_ipipd_libnet, True, False),
+    "openvpn": (setup_openvpn, True, None),
+    "tinc": (setup_tinc, True, None),
+    "baseline": (setup_baseline, True, None),           # --baseline: an earlier ipipd binary, for "no slower than"
 }
+# Configurations that carry IPv6 (6in4): they get an IPv6 TCP figure too.
+IPV6_CONFIGURATIONS = {"ipipd", "ipipd-libnet", "ipipd-gro-off", "ipipd-libnet-gro-off"}
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -254,15 +278,15 @@ def lan_packets_delivered():
     return int(inside("b", "cat /sys/class/net/lan0/statistics/tx_packets"))
 
 
-def iperf(lab, arguments, duration):
-    server = lab.spawn("c2", ["iperf3", "-s", "-1", "-B", "192.0.2.130"], "iperf-server.log")
+def iperf(lab, arguments, duration, server_address="192.0.2.130"):
+    server = lab.spawn("c2", ["iperf3", "-s", "-1", "-B", server_address], "iperf-server.log")
     time.sleep(0.5)
-    output = inside("c1", f"iperf3 -c 192.0.2.130 -J -t {duration} {arguments}", timeout=duration + 60)
+    output = inside("c1", f"iperf3 -c {server_address} -J -t {duration} {arguments}", timeout=duration + 60)
     server.wait(timeout=15)
     return json.loads(output)
 
 
-def measure(lab, pids, args):
+def measure(lab, pids, args, ipv6=False):
     result = {}
     cpu_before = cpu_seconds(pids)
     tcp = iperf(lab, "", args.duration)
@@ -271,6 +295,9 @@ def measure(lab, pids, args):
     result["tcp1_mbps"] = tcp["end"]["sum_received"]["bits_per_second"] / 1e6
     result["tcp1_retransmits"] = tcp["end"]["sum_sent"].get("retransmits", 0)
     result["cpu_seconds_per_gb"] = (cpu_after - cpu_before) / (received_bytes / 1e9) if pids and received_bytes else None
+    if ipv6:
+        tcp6 = iperf(lab, "", args.duration, server_address="2001:db8:2::10")
+        result["tcp1_ipv6_mbps"] = tcp6["end"]["sum_received"]["bits_per_second"] / 1e6
     tcp4 = iperf(lab, "-P 4", args.duration)
     result["tcp4_mbps"] = tcp4["end"]["sum_received"]["bits_per_second"] / 1e6
     result["tcp4_retransmits"] = tcp4["end"]["sum_sent"].get("retransmits", 0)
@@ -313,6 +340,7 @@ def soak(lab, pids, seconds):
 # --- report -------------------------------------------------------------------------------------
 
 FIGURES = [("tcp1_mbps", "TCP 1 stream, Mbit/s", True), ("tcp1_retransmits", "  retransmits", False),
+           ("tcp1_ipv6_mbps", "TCP 1 stream IPv6, Mbit/s", True),
            ("tcp4_mbps", "TCP 4 streams, Mbit/s", True), ("tcp4_retransmits", "  retransmits", False),
            ("udp64_received_pps", "UDP 64 B, received pkt/s", True), ("udp64_loss_percent", "  loss %", False),
            ("udp64_delivered_to_lan_pps", "  put on c2's LAN, pkt/s", True),
@@ -355,6 +383,11 @@ TARGETS = [("TCP 1 stream >= 1.5 x the best of OpenVPN and tinc", "tcp1_mbps", (
 TARGETS += [(f"{figure} kernel delivery >= {name}", key, (name,), ">=", 1.0)
             for name in ("ipipd-libnet", "baseline")
             for figure, key in (("TCP 1 stream", "tcp1_mbps"), ("UDP 64 B received", "udp64_received_pps"))]
+# Issue 22: uplinks that merge like real NICs cost no TCP throughput against bare veths, in both delivery
+# modes and both families (the ratio of the GRO-on configuration to its GRO-off twin in the same run).
+GRO_TARGETS = [(f"TCP 1 stream{family} {mode} with GRO on >= GRO off", key, on, off)
+               for mode, on, off in (("kernel delivery", "ipipd", "ipipd-gro-off"), ("libnet delivery", "ipipd-libnet", "ipipd-libnet-gro-off"))
+               for family, key in (("", "tcp1_mbps"), (" IPv6", "tcp1_ipv6_mbps"))]
 RSS_TARGET = ("RSS flat (within 10 %) over the soak", 10.0)
 
 
@@ -370,6 +403,9 @@ def judge(results):
         value = ours / (max(theirs) if comparison == ">=" else min(theirs))
         met = {">=": value >= bound, "<=": value <= bound, "<": value < bound}[comparison]
         verdicts.append((label, value, met))
+    for label, key, on, off in GRO_TARGETS:
+        ours, theirs = results.get(on, {}).get(key), results.get(off, {}).get(key)
+        verdicts.append((label, None, None) if not ours or not theirs else (label, ours / theirs, ours / theirs >= 1.0))
     growth = results.get("ipipd", {}).get("rss_growth_percent")
     label, bound = RSS_TARGET
     verdicts.append((label, growth, None if growth is None else abs(growth) <= bound))
@@ -408,12 +444,12 @@ def median_results(runs):
 def run_once(lab, args):
     results = {}
     for name in args.only or [name for name in CONFIGURATIONS if name != "baseline" or args.baseline]:
-        setup, offloads = CONFIGURATIONS[name]
+        setup, offloads, uplink_gro = CONFIGURATIONS[name]
         print(f"== {name}", flush=True)
-        lab.up(offloads=offloads)
+        lab.up(offloads=offloads, uplink_gro=args.gro == "on" if uplink_gro is None else uplink_gro)
         pids = setup(lab, args)
         wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
-        results[name] = measure(lab, pids, args)
+        results[name] = measure(lab, pids, args, ipv6=name in IPV6_CONFIGURATIONS)
         if name.startswith("ipipd"):
             if args.soak and name == "ipipd":
                 results[name].update(soak(lab, pids, args.soak))
@@ -433,6 +469,9 @@ def main():
                              "the report then gives each target's median over the runs and how many runs met it")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGURATIONS), help="configurations to run (default: all)")
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument("--gro", choices=["on", "off"], default="on",
+                        help="the gateways' uplinks receive like real NICs, GRO on (default), or as bare veths; "
+                             "the -gro-off configurations are bare veths either way")
     parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs without their IPv6 "
                                            "routes (configuration \"baseline\"), to compare this build against")
     args = parser.parse_args()
@@ -454,7 +493,7 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release,
                "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "duration_s": args.duration}
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "duration_s": args.duration, "uplink_gro": args.gro}
     verdicts = [judge(results) for results in runs]
     document = {"machine": machine, "results": runs[0] if len(runs) == 1 else median_results(runs), "runs": runs,
                 "targets": [[{"target": label, "value": value, "met": met} for label, value, met in run] for run in verdicts]}

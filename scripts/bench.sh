@@ -4,6 +4,7 @@
 # within the run. Root; installs what it needs; not part of CI.
 #
 # Usage: scripts/bench.sh [--duration S] [--soak S] [--runs N] [--only NAME ...] [--json FILE] [--baseline BINARY]
+#                         [--gro on|off]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }

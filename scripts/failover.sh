@@ -14,10 +14,11 @@
 # pings measured again. Everything in network namespaces on documentation addresses; everything it
 # starts ends, also when it fails.
 #
-# Usage: scripts/failover.sh [--binary FILE] [--json FILE] [--logs DIR]
+# Usage: scripts/failover.sh [--binary FILE] [--json FILE] [--logs DIR] [--gro on|off]
 #   --binary FILE  the ipipd to test (default: a release build of this tree)
 #   --json FILE    also write the figures as JSON
 #   --logs DIR     keep the logs of ipipd, keepalived and ping there
+#   --gro on|off   the uplinks receive like real NICs, GRO on (the default), or as bare veths
 # Exit status 0 when B2 took over and B1 took back, the LAN's caches followed, the transfer's SHA-256
 # matched, and the pings' longest silence stayed under 5 s at the failover (VRRP alone allows up to 3 s
 # and B2's skew) and under 3 s at the failback; 1 otherwise. The figures say whether the failover's
@@ -29,9 +30,10 @@ binary="" json="" logs=""
 while (($#)); do
     case $1 in
         --binary) binary=$2; shift 2 ;;
+        --gro) [[ ${2:-} == on || ${2:-} == off ]] || { echo "--gro takes on or off" >&2; exit 64; }; LAB_GRO=$2; shift 2 ;;
         --json) json=$2; shift 2 ;;
         --logs) logs=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 64 ;;
     esac
 done
@@ -120,6 +122,7 @@ lab_up
 ip netns add "$(ns b2)"; ip -n "$(ns b2)" link set lo up
 lab_link b2 eth0 lan pb2
 ip -n "$(ns lan)" link set pb2 master br0
+lab_nic_like b2 eth0 lan pb2
 ip -n "$(ns b2)" addr add 203.0.113.82/24 dev eth0
 ip -n "$(ns b2)" route add default via 203.0.113.1
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing ipipd needs on Debian: the C libraries it links (libpcap, libnet 1.1),
-# the tools its tests drive (iproute2, ping, arping, tcpdump, tshark, nc, keepalived for the HA pair) and
-# scapy for crafted packets.
+# the tools its tests drive (iproute2, ping, arping, tcpdump, tshark, nc, keepalived for the HA pair, ethtool
+# to make veths receive like NICs) and scapy for crafted packets.
 set -euo pipefail
 
 packages=(libpcap-dev libnet1-dev pkg-config iproute2 iputils-ping iputils-arping tcpdump tshark
-          netcat-openbsd util-linux procps curl nftables keepalived)
+          netcat-openbsd util-linux procps curl nftables keepalived ethtool)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -8,11 +8,12 @@
 # B's uplink flaps, and B is killed with SIGKILL and restarted N times. Everything in network namespaces on
 # documentation addresses; everything it starts ends, also when it fails.
 #
-# Usage: scripts/torture.sh [--packets N] [--restarts N] [--binary FILE] [--json FILE]
+# Usage: scripts/torture.sh [--packets N] [--restarts N] [--binary FILE] [--json FILE] [--gro on|off]
 #   --packets N    hostile frames to send (default 1000000)
 #   --restarts N   SIGKILL + restart rounds at the end (default 10)
 #   --binary FILE  the ipipd to test (default: a release build of this tree)
 #   --json FILE    also write the figures as JSON
+#   --gro on|off   the uplinks receive like real NICs, GRO on (the default), or as bare veths
 # Exit status 0 when B never died but by the SIGKILLs, the transfer's SHA-256 matched, every frame B's
 # capture took is accounted for, and every restart came up and carried traffic; 1 otherwise.
 set -euo pipefail
@@ -24,8 +25,9 @@ while (($#)); do
         --packets) packets=$2; shift 2 ;;
         --restarts) restarts=$2; shift 2 ;;
         --binary) binary=$2; shift 2 ;;
+        --gro) [[ ${2:-} == on || ${2:-} == off ]] || { echo "--gro takes on or off" >&2; exit 64; }; LAB_GRO=$2; shift 2 ;;
         --json) json=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 64 ;;
     esac
 done

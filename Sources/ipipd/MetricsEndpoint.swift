@@ -89,6 +89,10 @@ final class MetricsEndpoint: @unchecked Sendable {
                 status.tcpPacketsSegmented)
         counter("ipipd_tcp_coalesced_segments_total", "TCP segments from peers written to the TUN device joined into super-packets.", [],
                 status.tcpSegmentsCoalesced)
+        counter("ipipd_uplink_merged_frames_total", "Frames the uplink's GRO or LRO had merged before the capture took them.", [],
+                status.uplinkMergedFrames)
+        counter("ipipd_uplink_merged_segments_total", "Segments (as their senders sent them) in the frames the uplink merged.", [],
+                status.uplinkMergedSegments)
         for ghost in status.ghostHosts {
             let labels = [("ghost", ghost.address), ("interface", ghost.interface)]
             counter("ipipd_ghost_arp_replies_total", "ARP replies (NDP advertisements for an IPv6 ghost) sent for the ghost host.", labels, ghost.replies)

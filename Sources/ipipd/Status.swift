@@ -77,6 +77,7 @@ enum StatusPrinter {
         out += "\ninner packets fragmented: \(fragmented); ICMP errors sent: \(icmp) (\(status.icmpRateLimited) suppressed by the rate limit)\n"
         out += "large TCP packets from the kernel (TSO) segmented: \(status.tcpPacketsSegmented)\n"
         out += "TCP segments from peers joined for the kernel (GRO): \(status.tcpSegmentsCoalesced)\n"
+        out += "frames the uplink's GRO/LRO merged: \(status.uplinkMergedFrames), holding \(status.uplinkMergedSegments) segments\n"
         out += "\ndrops by reason:"
         if status.drops.isEmpty {
             out += " none\n"

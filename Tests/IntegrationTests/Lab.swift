@@ -50,6 +50,21 @@ final class Lab: @unchecked Sendable {
         try sh("ip -n \(right) link set \(b) name \(rightName) && ip -n \(right) link set \(rightName) up")
     }
 
+    /// Whether the gateways' uplinks receive like real NICs (`IPIPD_LAB_GRO=off` turns it off): GRO on.
+    static let uplinkGRO = ProcessInfo.processInfo.environment["IPIPD_LAB_GRO"] != "off"
+
+    /// Makes `interface` in `namespace` receive like a real NIC, as a gateway's uplink does: GRO on, in
+    /// NAPI with a 50 µs flush timeout and two deferred interrupts (gro_flush_timeout,
+    /// napi_defer_hard_irqs), and its veth peer in `peerNamespace` sending MTU-sized frames, as a wire
+    /// delivers them (TSO off there: a veth hands a sender's TSO super-packets over whole, and uses GRO
+    /// only for frames of a peer without TSO). Then the kernel merges IP-in-IP and 6in4 TCP flows before
+    /// the capture sees them, as on virtio_net, ixgbe or mlx5.
+    func receiveLikeANIC(_ namespace: String, _ interface: String, peer peerNamespace: String, _ peerInterface: String) throws {
+        try sh(in: peerNamespace, "ethtool -K \(peerInterface) tso off >/dev/null")
+        try sh(in: namespace, "ethtool -K \(interface) gro on >/dev/null && echo 50000 > /sys/class/net/\(interface)/gro_flush_timeout"
+                              + " && echo 2 > /sys/class/net/\(interface)/napi_defer_hard_irqs")
+    }
+
     /// Runs a shell command in the root namespace; throws with its output when it fails.
     @discardableResult
     func sh(_ command: String, timeout: TimeInterval = 60) throws -> String {

@@ -12,13 +12,8 @@ struct ReceivePathTests {
 
     /// Both sites' configs with `tunnel: {delivery: ...}` (A's and B's may differ).
     func configs(_ lab: Lab, a: String, b: String, extraB: String = "") throws -> (a: String, b: String) {
-        func write(_ base: String, _ extra: String, _ name: String) throws -> String {
-            let path = lab.scratch.appendingPathComponent(name).path
-            try (try String(contentsOfFile: Lab.config(base), encoding: .utf8) + extra).write(toFile: path, atomically: true, encoding: .utf8)
-            return path
-        }
-        return (try write("lab-site-a.yaml", "tunnel: {delivery: \(a)}\n", "a.yaml"),
-                try write("lab-site-b.yaml", "tunnel: {delivery: \(b)}\n" + extraB, "b.yaml"))
+        (try lab.writeConfig("lab-site-a.yaml", appending: "tunnel: {delivery: \(a)}\n", name: "a.yaml"),
+         try lab.writeConfig("lab-site-b.yaml", appending: "tunnel: {delivery: \(b)}\n" + extraB, name: "b.yaml"))
     }
 
     /// Forged tunnel packets from A's address with martian or foreign inner addresses and a source route:

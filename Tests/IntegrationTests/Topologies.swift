@@ -6,15 +6,20 @@ import Testing
 extension Lab {
     static func config(_ name: String) -> String { repository.appendingPathComponent("config/\(name)").path }
 
-    /// h1 — A — R — B — h2. R routes between the gateways' uplinks (198.51.100.0/24, 203.0.113.0/24)
+    /// h1 — A — R — B — h2, the gateways' uplinks receiving like real NICs (GRO on; see `receiveLikeANIC`).
+    /// R routes between the gateways' uplinks (198.51.100.0/24, 203.0.113.0/24)
     /// and knows nothing of 192.0.2.0/24, which the gateways split between their LANs, nor of IPv6:
     /// h1's 2001:db8:1::/64 and h2's 2001:db8:2::/64 reach each other only as protocol 41.
-    func buildTwoSites() throws {
+    func buildTwoSites(uplinkGRO: Bool = Lab.uplinkGRO) throws {
         for role in ["h1", "a", "r", "b", "h2"] { try namespace(role) }
         try link(ns("h1"), "eth0", ns("a"), "lan0")
         try link(ns("a"), "eth0", ns("r"), "eth0")
         try link(ns("r"), "eth1", ns("b"), "eth0")
         try link(ns("b"), "lan0", ns("h2"), "eth0")
+        if uplinkGRO {
+            try receiveLikeANIC(ns("a"), "eth0", peer: ns("r"), "eth0")
+            try receiveLikeANIC(ns("b"), "eth0", peer: ns("r"), "eth1")
+        }
         try sh(in: ns("h1"), "ip addr add 192.0.2.10/25 dev eth0 && ip route add default via 192.0.2.1")
         try sh(in: ns("a"), "ip addr add 192.0.2.1/25 dev lan0 && ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1")
         try sh(in: ns("r"), "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
@@ -26,10 +31,11 @@ extension Lab {
         try sh(in: ns("h2"), "ip addr add 2001:db8:2::10/64 dev eth0 nodad && ip -6 route add default via 2001:db8:2::1")
     }
 
-    /// The seed's lab: A — R — LAN(B, C, and optionally D), with the LAN a bridge in its own namespace;
+    /// The seed's lab: A — R — LAN(B, C, and optionally D), with the LAN a bridge in its own namespace and
+    /// A's and B's uplinks receiving like real NICs (GRO on; see `receiveLikeANIC`);
     /// the LAN is dual stack (2001:db8:b::/64), the uplinks IPv4 only.
     /// `addressOfB`: B's own address (an HA pair's box leaves the seed's .86 to keepalived).
-    func buildSeedLab(withSecondHost: Bool = false, addressOfB: String = "203.0.113.86") throws {
+    func buildSeedLab(withSecondHost: Bool = false, addressOfB: String = "203.0.113.86", uplinkGRO: Bool = Lab.uplinkGRO) throws {
         var roles = ["a", "r", "lan", "b", "c"]
         if withSecondHost { roles.append("d") }
         for role in roles { try namespace(role) }
@@ -40,6 +46,10 @@ extension Lab {
         try link(ns("c"), "eth0", ns("lan"), "pc")
         if withSecondHost { try link(ns("d"), "eth0", ns("lan"), "pd") }
         try sh(in: ns("lan"), (withSecondHost ? ["pr", "pb", "pc", "pd"] : ["pr", "pb", "pc"]).map { "ip link set \($0) master br0" }.joined(separator: " && "))
+        if uplinkGRO {
+            try receiveLikeANIC(ns("a"), "eth0", peer: ns("r"), "eth0")
+            try receiveLikeANIC(ns("b"), "eth0", peer: ns("lan"), "pb")
+        }
         try sh(in: ns("a"), "ip addr add 198.51.100.37/24 dev eth0 && ip route add default via 198.51.100.1")
         try sh(in: ns("r"), "ip addr add 198.51.100.1/24 dev eth0 && ip addr add 203.0.113.1/24 dev eth1 && sysctl -qw net.ipv4.ip_forward=1")
         try sh(in: ns("b"), "ip addr add \(addressOfB)/24 dev eth0 && ip route add default via 203.0.113.1")
@@ -50,6 +60,14 @@ extension Lab {
     }
 
     func ns(_ role: String) -> String { "\(tag)-\(role)" }
+
+    /// `config/<base>` with `extra` appended (e.g. `tunnel: {delivery: libnet}`), written to the scratch
+    /// directory as `name`; returns its path.
+    func writeConfig(_ base: String, appending extra: String, name: String) throws -> String {
+        let path = scratch.appendingPathComponent(name).path
+        try (try String(contentsOfFile: Lab.config(base), encoding: .utf8) + extra).write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
 
     /// Sends `megabytes` of random data with netcat from one machine to another and checks that the
     /// SHA-256 on both ends agree (over IPv6 when `address` is an IPv6 address).
@@ -102,8 +120,9 @@ extension Lab {
 
     /// tcpdump printing what `filter` matches on `interface` in `role`'s namespace, line by line, once
     /// it is listening (the caller stops it and reads `output`).
-    func watch(in role: String, _ interface: String, _ filter: String, logName: String) throws -> Daemon {
-        let capture = try spawn(in: ns(role), ["tcpdump", "-lni", interface, filter], logName: logName)
+    /// `verbose`: -vv, which also checks each packet's transport checksum ("udp sum ok").
+    func watch(in role: String, _ interface: String, _ filter: String, logName: String, verbose: Bool = false) throws -> Daemon {
+        let capture = try spawn(in: ns(role), ["tcpdump", "-lni", interface] + (verbose ? ["-vv"] : []) + [filter], logName: logName)
         #expect(capture.waitForLog("listening on"), "tcpdump did not start on \(role)'s \(interface)")
         return capture
     }

@@ -9,6 +9,9 @@
 # are used, and everything lives in namespaces named "${LAB_PREFIX}-*".
 
 LAB_PREFIX=${LAB_PREFIX:-ipipdemo}
+# The gateways' uplinks receive like real NICs (GRO on, see lab_nic_like); LAB_GRO=off (or the tests'
+# IPIPD_LAB_GRO=off, or a script's --gro off) leaves the veths as they come.
+LAB_GRO=${LAB_GRO:-${IPIPD_LAB_GRO:-on}}
 LAB_PIDS=()
 # Machine B's address on its LAN (an HA pair's scripts give each box its own and keepalived the seed's).
 LAB_B_ADDRESS=${LAB_B_ADDRESS:-203.0.113.86}
@@ -28,6 +31,19 @@ lab_link() {
     ip -n "$(ns "$b")" link set "$ifb" up
 }
 
+# Makes a gateway's uplink receive like a real NIC: lab_nic_like NS IF PEER_NS PEER_IF. GRO on, in NAPI
+# with a 50 µs flush timeout and two deferred interrupts, and the veth's far end sending MTU-sized frames
+# as a wire does (TSO off there: a veth passes a sender's TSO super-packets through whole, and uses GRO
+# only for frames from a peer without TSO). The kernel then merges IP-in-IP and 6in4 TCP flows before
+# ipipd's capture sees them, as virtio_net, ixgbe or mlx5 do. Nothing changes with LAB_GRO=off.
+lab_nic_like() {
+    local namespace=$1 interface=$2 peer_namespace=$3 peer_interface=$4
+    [[ $LAB_GRO == on ]] || return 0
+    ip netns exec "$(ns "$peer_namespace")" ethtool -K "$peer_interface" tso off >/dev/null
+    ip netns exec "$(ns "$namespace")" ethtool -K "$interface" gro on >/dev/null
+    ip netns exec "$(ns "$namespace")" sh -c "echo 50000 > /sys/class/net/$interface/gro_flush_timeout && echo 2 > /sys/class/net/$interface/napi_defer_hard_irqs"
+}
+
 lab_up() {
     local n
     for n in a r lan b c; do
@@ -42,6 +58,8 @@ lab_up() {
     lab_link b eth0 lan pb
     lab_link c eth0 lan pc
     for port in pr pb pc; do ip -n "$(ns lan)" link set "$port" master br0; done
+    lab_nic_like a eth0 r eth0
+    lab_nic_like b eth0 lan pb
 
     ip -n "$(ns a)" addr add 198.51.100.37/24 dev eth0
     ip -n "$(ns a)" route add default via 198.51.100.1

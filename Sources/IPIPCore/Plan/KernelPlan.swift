@@ -65,7 +65,8 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
                 + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: libnet)" }
                    ?? " and ICMP errors (decapsulated packets go to the TUN device: delivery: kernel)")
         case let .capture(interface, filter):
-            "capture on \(interface), inbound only, filter: \(filter)"
+            "capture on \(interface) (a packet socket with the kernel's virtio-net header: frames its GRO or LRO merged "
+                + "are taken whole), inbound only, filter: \(filter)"
         case let .consumeAfterCapture(interface, local):
             "attach an eBPF program at \(interface)'s TCX ingress: drop IPv4 protocol 4 to \(local) after the capture "
                 + "(no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
@@ -102,6 +103,20 @@ public struct KernelPlan: Sendable, Equatable {
     public static let encapsulationOverhead = 20
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
+
+    /// What ipipd does with what the uplink's receive offloads make of tunnel packets; it changes none of them.
+    static func uplinkOffloadNote(_ interface: String, _ offloads: SystemFacts.ReceiveOffloads, delivery: GatewayConfig.Delivery) -> String {
+        var note = "uplink \(interface) receive offloads: \(offloads.summary) — ipipd changes none of them"
+        if offloads.merges {
+            note += "; frames merged out of a flow's segments are taken whole (up to 64 KiB) with the kernel's segment size, "
+                + "checked once like one packet, and "
+                + (delivery == .kernel ? "written to the TUN device as one GSO packet, which the kernel cuts again where the next hop needs it"
+                                       : "cut back into the sender's segments (IPv4; IPv6 goes to the TUN device as one GSO packet)")
+        }
+        if offloads.checksum { note += "; checksums the NIC verified, or left partial, are taken as the kernel reports them" }
+        if offloads.vlanStripping { note += "; 802.1Q tags the NIC strips are seen through" }
+        return note
+    }
 
     /// `controlSocket`: where `run` listens for `status` and `reload` (in its runtime directory).
     public init(config: GatewayConfig, facts: SystemFacts, controlSocket: String? = nil) {
@@ -222,6 +237,9 @@ public struct KernelPlan: Sendable, Equatable {
             notes.append("IPv6 (protocol 41) is delivered to \(tunnel.name) in both delivery modes, as Linux's sit delivers it: "
                          + "the kernel forwards it (hop limit, time exceeded, packet too big); firewall it with ip6tables/nft "
                          + "in INPUT and FORWARD with iifname \"\(tunnel.name)\"")
+        }
+        if let offloads = uplinkFacts?.receiveOffloads {
+            notes.append(Self.uplinkOffloadNote(uplink.interface, offloads, delivery: tunnel.delivery))
         }
         changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address, ipv6: config.carriesIPv6)))
         changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))

@@ -5,10 +5,53 @@ public struct SystemFacts: Sendable, Equatable {
         public var mtu: Int
         public var mac: MACAddress?
         public var addresses: [IPv4Address]
-        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = []) {
+        /// What the interface merges or checks before packet sockets see a frame (the uplink's; nil: not read).
+        public var receiveOffloads: ReceiveOffloads?
+        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = [], receiveOffloads: ReceiveOffloads? = nil) {
             self.mtu = mtu
             self.mac = mac
             self.addresses = addresses
+            self.receiveOffloads = receiveOffloads
+        }
+    }
+
+    /// An interface's receive offloads that change what the capture sees, by the names `ethtool -k`
+    /// prints (the kernel's feature names in brackets); those it could not read are off.
+    public struct ReceiveOffloads: Sendable, Equatable {
+        /// generic-receive-offload (rx-gro): the kernel merges a flow's segments in NAPI.
+        public var genericReceive = false
+        /// large-receive-offload (rx-lro): the NIC merges them.
+        public var largeReceive = false
+        /// rx-gro-hw: the NIC merges them as GRO would.
+        public var hardwareGRO = false
+        /// rx-gro-list: GRO keeps the segments as a list (fraglist GRO).
+        public var groList = false
+        /// rx-udp-gro-forwarding: GRO also merges UDP datagrams of forwarded flows.
+        public var udpForwarding = false
+        /// rx-checksumming (rx-checksum): the NIC verifies checksums.
+        public var checksum = false
+        /// rx-vlan-offload (rx-vlan-hw-parse): the NIC strips 802.1Q tags into metadata.
+        public var vlanStripping = false
+
+        public init(genericReceive: Bool = false, largeReceive: Bool = false, hardwareGRO: Bool = false, groList: Bool = false,
+                    udpForwarding: Bool = false, checksum: Bool = false, vlanStripping: Bool = false) {
+            self.genericReceive = genericReceive
+            self.largeReceive = largeReceive
+            self.hardwareGRO = hardwareGRO
+            self.groList = groList
+            self.udpForwarding = udpForwarding
+            self.checksum = checksum
+            self.vlanStripping = vlanStripping
+        }
+
+        /// Whether the interface hands over frames merged out of several.
+        public var merges: Bool { genericReceive || largeReceive || hardwareGRO }
+
+        /// `ethtool -k` style: every offload with on or off.
+        public var summary: String {
+            [("generic-receive-offload", genericReceive), ("large-receive-offload", largeReceive), ("rx-gro-hw", hardwareGRO),
+             ("rx-gro-list", groList), ("rx-udp-gro-forwarding", udpForwarding), ("rx-checksumming", checksum),
+             ("rx-vlan-offload", vlanStripping)].map { "\($0) \($1 ? "on" : "off")" }.joined(separator: ", ")
         }
     }
 

@@ -118,6 +118,9 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tcpPacketsSegmented: UInt64
     /// TCP segments from peers written to the TUN device joined into super-packets (GRO).
     public var tcpSegmentsCoalesced: UInt64
+    /// Frames the uplink's GRO or LRO had merged before the capture took them, and the segments in them.
+    public var uplinkMergedFrames: UInt64
+    public var uplinkMergedSegments: UInt64
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
@@ -148,6 +151,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         icmpRateLimited = counters.icmpRateLimited.value
         tcpPacketsSegmented = counters.tcpPacketsSegmented.value
         tcpSegmentsCoalesced = counters.tcpSegmentsCoalesced.value
+        uplinkMergedFrames = counters.uplinkMergedFrames.value
+        uplinkMergedSegments = counters.uplinkMergedSegments.value
         ghostHosts = counters.ghosts.map {
             GhostHost(address: "\($0.address)", interface: $0.interface, replies: $0.replies.value,
                       announcements: $0.announcements.value, probesIgnored: $0.probesIgnored.value,

@@ -97,10 +97,25 @@ public enum SystemProbe {
         return LocalNetworks(networks: networks.values.flatMap { $0 }, addresses6: addresses6)
     }
 
+    /// The receive offloads of `interface` that change what a packet socket sees (SIOCETHTOOL); nil when
+    /// the interface has no ethtool features at all.
+    public static func receiveOffloads(_ interface: String) -> SystemFacts.ReceiveOffloads? {
+        func active(_ feature: String) -> Bool? {
+            let value = CIPIPShims_interfaceFeature(interface, feature)
+            return value < 0 ? nil : value == 1
+        }
+        guard let gro = active("rx-gro") else { return nil }
+        return SystemFacts.ReceiveOffloads(genericReceive: gro, largeReceive: active("rx-lro") ?? false,
+                                           hardwareGRO: active("rx-gro-hw") ?? false, groList: active("rx-gro-list") ?? false,
+                                           udpForwarding: active("rx-udp-gro-forwarding") ?? false,
+                                           checksum: active("rx-checksum") ?? false, vlanStripping: active("rx-vlan-hw-parse") ?? false)
+    }
+
     /// The facts `KernelPlan` needs for `config`.
     public static func facts(for config: GatewayConfig) -> SystemFacts {
         var facts = SystemFacts(interfaces: interfaces(),
                                 ipv6Available: access("/proc/sys/net/ipv6", F_OK) == 0)
+        facts.interfaces[config.uplink.interface]?.receiveOffloads = receiveOffloads(config.uplink.interface)
         let lanInterfaces = Set(config.ghostHosts.map(\.interface))
         let proxyEverywhere = (try? readSmallFile("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
         for interface in lanInterfaces
