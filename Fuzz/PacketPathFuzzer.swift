@@ -67,24 +67,18 @@ func checkAndEmpty(_ batch: PacketBatch) {
             preconditionFailure("queued an invalid IPv4 packet: \(batch.kind(at: index))")
         }
         if case .decapsulated(_, _, false) = batch.kind(at: index) { precondition(ip.totalLength <= 576 || ip.destination.value >> 8 != 0xCB0071) }
-        if case let .coalesced(_, _, segments) = batch.kind(at: index) {
-            // A super-packet the kernel will cut back into exactly the segments that were joined.
-            let header = VirtioNetHeader(packet)
-            guard case .tcpIPv4(let segmentSize) = header.segmentation, header.checksum?.start == 20, header.checksum?.offset == 16,
-                  let segmenter = GSOSegmenter(superPacket: ipPacket, segmentSize: segmentSize) else {
-                preconditionFailure("a coalesced packet without its offload header: \(header)")
-            }
-            precondition(segments >= 2 && segmenter.segmentCount == segments && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4)
-        }
-        if case let .superPacket(_, _, segments) = batch.kind(at: index) {
-            // A merged frame written whole: its header says exactly how the kernel is to cut it.
+        if case let .superPacket(_, _, segments, frames) = batch.kind(at: index) {
+            // A super-packet (merged by the uplink, joined by ipipd, or both): its header says exactly how
+            // the kernel is to cut it, into as many segments as arrived.
             let header = VirtioNetHeader(packet)
             let transport = ipPacket[0] >> 4 == 6 ? 40 : 20
-            precondition(segments >= 2 && header.checksum?.start == transport && header.headersLength > transport,
+            precondition(segments >= 2 && frames >= 1 && frames <= segments && header.checksum?.start == transport
+                         && header.headersLength > transport,
                          "a super-packet with a header that does not describe it: \(header)")
             switch header.segmentation {
             case .tcpIPv4(let size):
-                precondition(header.checksum?.offset == 16 && GSOSegmenter(superPacket: ipPacket, segmentSize: size)?.segmentCount == segments)
+                precondition(header.checksum?.offset == 16 && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4
+                             && GSOSegmenter(superPacket: ipPacket, segmentSize: size)?.segmentCount == segments)
             case .tcpIPv6(let size), .udp(let size):
                 precondition((ipPacket.count - header.headersLength + size - 1) / size == segments)
             case .none, .unsupported:

@@ -46,7 +46,7 @@ import Testing
         let packets = sent.flush()
         try #require(packets.count == 1)
         let segments = (0..<3).map { Fixture.bytes("tcp-segment-\($0)") }
-        #expect(packets[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 3))
+        #expect(packets[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 3, frames: 1))
         try packets[0].bytes.withUnsafeBytes { bytes in
             let header = VirtioNetHeader(bytes)
             #expect(header == VirtioNetHeader(checksum: (20, 16), segmentation: .tcpIPv4(segmentSize: 1200)))
@@ -116,7 +116,7 @@ import Testing
         capture(path(delivery: .libnet), outer, VirtioNetHeader(checksum: (74, 16), segmentation: .tcpIPv6(segmentSize: 1440)), sent)
         let packets = sent.flush()
         try #require(packets.count == 1)
-        #expect(packets[0].kind == .superPacket(peer: 0, innerLength: inner.count + 2 * 60, segments: 3))
+        #expect(packets[0].kind == .superPacket(peer: 0, innerLength: inner.count + 2 * 60, segments: 3, frames: 1))
         packets[0].bytes.withUnsafeBytes { bytes in
             #expect(VirtioNetHeader(bytes) == VirtioNetHeader(checksum: (40, 16), segmentation: .tcpIPv6(segmentSize: 1440)))
             let packet = UnsafeRawBufferPointer(rebasing: bytes[VirtioNetHeader.size...])

@@ -70,7 +70,7 @@ import Testing
         for segment in segments { capture(path, segment, sent) }
         let written = sent.flush()
         try #require(written.count == 1)
-        #expect(written[0].kind == .coalesced(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 20))
+        #expect(written[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 20, frames: 20))
         #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
     }
 
@@ -101,7 +101,7 @@ import Testing
         #expect(written[0].bytes == [UInt8](repeating: 0, count: 10) + segments[0])
         #expect(written[1].bytes == [UInt8](repeating: 0, count: 10) + corrupt)   // the kernel drops it
         #expect(written[2].kind == .decapsulated(peer: 0, innerLength: segments[2].count, viaTUN: true))
-        #expect(written.map(\.kind).allSatisfy { if case .coalesced = $0 { false } else { true } })
+        #expect(written.map(\.kind).allSatisfy { if case .superPacket = $0 { false } else { true } })
         #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == [segments[0], corrupt, segments[2], gap, syn, otherFlow])
     }
 
@@ -121,7 +121,7 @@ import Testing
         let more = Self.segments(count: 1, sequence: 0xFFFF_F000 &+ 2900)   // would continue, but the flow ended
         capture(path, more[0], sent)
         var written = sent.flush()
-        #expect(written.count == 2 && written[0].kind == .coalesced(peer: 0, innerLength: short.map(\.count).reduce(0, +), segments: 3))
+        #expect(written.count == 2 && written[0].kind == .superPacket(peer: 0, innerLength: short.map(\.count).reduce(0, +), segments: 3, frames: 3))
         // After a flush, a continuing segment starts a new super-packet rather than writing into a sent slot.
         let flow = Self.segments(count: 4, psh: false)
         capture(path, flow[0], sent)
@@ -130,8 +130,62 @@ import Testing
         capture(path, flow[2], sent)
         capture(path, flow[3], sent)
         written += sent.flush()
-        #expect(written.map(\.kind) == [.coalesced(peer: 0, innerLength: flow[0].count * 2, segments: 2),
-                                        .coalesced(peer: 0, innerLength: flow[0].count * 2, segments: 2)])
+        #expect(written.map(\.kind) == [.superPacket(peer: 0, innerLength: flow[0].count * 2, segments: 2, frames: 2),
+                                        .superPacket(peer: 0, innerLength: flow[0].count * 2, segments: 2, frames: 2)])
         #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == flow)
+    }
+
+    /// What the uplink's GRO makes of consecutive `segments` (no IP options): the first one's headers with
+    /// lengths for the whole and every segment's PSH and FIN (tcp_gro_receive), the payloads one after
+    /// the other, the TCP checksum left partial.
+    static func merged(_ segments: [[UInt8]]) -> (packet: [UInt8], offload: VirtioNetHeader) {
+        let headers = 20 + Int(segments[0][32] >> 4) * 4
+        var packet = Array(segments[0][0..<headers]) + segments.flatMap { $0[headers...] }
+        packet[33] |= segments.reduce(0) { $0 | $1[33] & 0x09 }
+        packet.withUnsafeMutableBytes { bytes in
+            bytes.setUInt16(UInt16(bytes.count), at: 2)
+            IPv4HeaderEditor.recomputeChecksum(bytes)
+            bytes.setUInt16(UInt16(truncatingIfNeeded: InternetChecksum.pseudoHeaderSum(ofIPv4: UnsafeRawBufferPointer(bytes),
+                                                                                         protocol: IPProtocolNumber.tcp,
+                                                                                         transportLength: bytes.count - 20)), at: 36)
+        }
+        return (packet, VirtioNetHeader(checksum: (14 + 20 + 20, 16), segmentation: .tcpIPv4(segmentSize: segments[0].count - headers)))
+    }
+
+    func capture(_ path: DecapsulationPath, merged segments: [[UInt8]], _ sent: SentPackets) {
+        let (packet, offload) = Self.merged(segments)
+        ethernetFrame(MachineA.outerFromB(packet)).withUnsafeBytes {
+            path.process(frame: $0, wireLength: $0.count, offload: offload, in: sent.batch, now: 0)
+        }
+    }
+
+    /// With GRO on the uplink, the capture's burst holds runs the kernel merged (of up to 64 KiB, but often
+    /// of a few segments): ipipd joins them, and single segments among them, into one write of up to 64 KiB.
+    @Test func runsTheUplinkMergedJoinWithSegmentsIntoOneSuperPacket() throws {
+        let segments = Self.segments(count: 20, lastSize: 900)
+        let sent = SentPackets(), path = path()
+        capture(path, merged: Array(segments[0..<5]), sent)
+        capture(path, merged: Array(segments[5..<12]), sent)
+        capture(path, segments[12], sent)
+        capture(path, merged: Array(segments[13..<20]), sent)
+        let written = sent.flush()
+        try #require(written.count == 1)
+        #expect(written[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 20, frames: 4))
+        #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
+        #expect(counters.uplinkMergedFrames.value == 3 && counters.uplinkMergedSegments.value == 19)
+    }
+
+    /// A run of another segment size does not continue the super-packet (the kernel would cut it at the
+    /// first one's size); a single segment after a run that ended short does not either.
+    @Test func runsOfAnotherSizeOrAfterTheEndGoOnTheirOwn() throws {
+        let first = Self.segments(count: 4, segmentSize: 1400, psh: false)
+        let other = Self.segments(count: 4, segmentSize: 1000, sequence: 0xFFFF_F000 &+ 5600, psh: false)
+        let sent = SentPackets(), path = path()
+        capture(path, merged: first, sent)
+        capture(path, merged: other, sent)
+        let written = sent.flush()
+        #expect(written.map(\.kind) == [.superPacket(peer: 0, innerLength: first.map(\.count).reduce(0, +), segments: 4, frames: 1),
+                                        .superPacket(peer: 0, innerLength: other.map(\.count).reduce(0, +), segments: 4, frames: 1)])
+        #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == first + other)
     }
 }

@@ -127,23 +127,24 @@ public final class DecapsulationPath {
             }
             switch verdict {
             case let .deliver(peer, inner, .tun):
-                let innerBytes = UnsafeRawBufferPointer(rebasing: packet[inner])
+                let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[inner])
+                let arrival = TCPCoalescer.Arrival(UnsafeRawBufferPointer(innerBytes), merged: superPacket, verified: offload.dataValid)
+                if coalescer.join(arrival, peer: peer, in: batch) { return }
                 let start = inner.lowerBound - VirtioNetHeader.size
                 let virtioHeader = UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound])
                 if let superPacket {
                     // Whole, as Linux's ipip hands a GRO packet on: the kernel cuts it where the next hop needs it.
-                    coalescer.close()
-                    superPacket.prepareForTUN(UnsafeMutableRawBufferPointer(rebasing: packet[inner])).write(to: virtioHeader)
+                    superPacket.prepareForTUN(innerBytes).write(to: virtioHeader)
                     batch.append(start..<inner.upperBound, destination: .any,
                                  kind: .superPacket(peer: peer, innerLength: superPacket.sentLength(merged: inner.count),
-                                                    segments: superPacket.segments))
-                    return
+                                                    segments: superPacket.segments, frames: 1))
+                } else {
+                    // The TUN device takes a virtio-net header before each packet: zeros, no offload asked.
+                    virtioHeader.initializeMemory(as: UInt8.self, repeating: 0)
+                    batch.append(start..<inner.upperBound, destination: .any,
+                                 kind: .decapsulated(peer: peer, innerLength: inner.count, viaTUN: true))
                 }
-                if coalescer.join(innerBytes, peer: peer, in: batch) { return }
-                // The TUN device takes a virtio-net header before each packet: zeros, no offload asked.
-                virtioHeader.initializeMemory(as: UInt8.self, repeating: 0)
-                batch.append(start..<inner.upperBound, destination: .any, kind: .decapsulated(peer: peer, innerLength: inner.count, viaTUN: true))
-                coalescer.started(innerBytes, peer: peer, in: batch)
+                coalescer.started(arrival, peer: peer, in: batch)
             case let .deliver(peer, inner, .routed):
                 if let superPacket {
                     routeSuperPacket(UnsafeRawBufferPointer(rebasing: packet[inner]), superPacket, from: peer, in: batch, now: now)

@@ -15,13 +15,11 @@ public final class PacketBatch {
         /// A later piece of a decapsulated packet ipipd cut to fit the interface it leaves by (sent
         /// through the raw socket; the first piece is the `decapsulated` one).
         case decapsulatedPiece(peer: Int, innerLength: Int)
-        /// `segments` consecutive TCP segments from `peer`, `innerLength` bytes as they arrived, joined
-        /// into one super-packet for the TUN device (`TCPCoalescer`): the kernel cuts it again where it must.
-        case coalesced(peer: Int, innerLength: Int, segments: Int)
-        /// A frame the uplink's GRO or LRO had merged out of `segments` of `peer`'s packets, written to the
-        /// TUN device whole (with a virtio-net header saying how to cut it); `innerLength` bytes as the
-        /// sender sent them. One captured frame.
-        case superPacket(peer: Int, innerLength: Int, segments: Int)
+        /// `segments` consecutive segments of one of `peer`'s flows (`innerLength` bytes as their sender sent
+        /// them) in one super-packet for the TUN device, with a virtio-net header saying how the kernel is to
+        /// cut it again: the uplink's GRO merged them, or ipipd joined them (`TCPCoalescer`) out of `frames`
+        /// captured frames.
+        case superPacket(peer: Int, innerLength: Int, segments: Int, frames: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
         case icmpError(peer: Int)
         /// An ICMPv6 error (a whole IPv6 packet, source ::): its ICMPv6 message goes through the ICMPv6
@@ -101,7 +99,7 @@ public final class PacketBatch {
     /// Whether the packet goes to the TUN device rather than the raw socket.
     public func goesToTUN(at index: Int) -> Bool {
         switch kind(at: index) {
-        case .decapsulated(_, _, true), .coalesced, .superPacket: true
+        case .decapsulated(_, _, true), .superPacket: true
         default: false
         }
     }

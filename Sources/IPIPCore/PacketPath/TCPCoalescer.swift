@@ -2,15 +2,17 @@
 /// TUN device: what the kernel's GRO does for a NIC, and wireguard-go for its TUN writes. The kernel
 /// takes it as one packet (IFF_VNET_HDR: TCPV4, NEEDS_CSUM) and forwards it whole, cutting it again
 /// only where the next hop needs segments — one write and one pass through the forwarding path per
-/// 64 KiB instead of per segment.
+/// 64 KiB instead of per segment. What it joins arrives one segment per frame (an uplink without GRO)
+/// or already merged by the uplink's GRO into runs of segments, which it joins into longer ones.
 ///
 /// Only what Linux's tcp4_gro_receive would join is joined: IPv4 without options, not fragmented, same
 /// addresses, TOS and TTL, DF set (or consecutive IDs); TCP with the same ports, acknowledgement,
 /// window and options, the next segment's sequence where the last one ended, flags ACK alone (PSH may
 /// end the super-packet), segments of the first one's size (the last may be shorter and ends it).
-/// Like GRO, it joins only segments whose TCP checksum verifies: the super-packet's checksum is made
-/// anew, so a corrupt segment joined would be delivered as sound. One that does not verify goes on its
-/// own, and the kernel drops it.
+/// Like GRO, it joins only segments whose TCP checksum verified: the super-packet's checksum is made
+/// anew, so a corrupt segment joined would be delivered as sound. ipipd verifies a segment's checksum
+/// itself unless the kernel did (a run its GRO merged, or a frame it marked DATA_VALID); one that does
+/// not verify goes on its own, and the kernel drops it.
 struct TCPCoalescer {
     /// The super-packet being built, in the batch's last entry.
     private struct Open {
@@ -22,10 +24,14 @@ struct TCPCoalescer {
         var nextSequence: UInt32
         var nextIdentification: UInt16
         var segments: Int
-        /// The segments' lengths as they arrived, headers included: what the counters count.
-        var arrivedLength: Int
+        /// Captured frames in it: the capture's accounting counts these.
+        var frames: Int
+        /// The segments' lengths as their sender sent them, headers included: what the counters count.
+        var sentLength: Int
         /// A segment shorter than `segmentSize`, or PSH, ended it.
         var ended: Bool
+        /// The first frame's checksum needs no check of ipipd's before it is replaced.
+        var firstVerified: Bool
     }
 
     private var open: Open?
@@ -33,16 +39,28 @@ struct TCPCoalescer {
 
     private static let fin: UInt8 = 0x01, syn: UInt8 = 0x02, rst: UInt8 = 0x04, psh: UInt8 = 0x08, ack: UInt8 = 0x10
 
-    /// Where a TCP/IPv4 segment's fields are, when it is one that can be joined at all.
-    private struct Segment {
+    /// What a decapsulated TCP/IPv4 packet holds, when it is one that can be joined at all: one segment,
+    /// or a run of `segments` the uplink merged.
+    struct Arrival {
         let packet: UnsafeRawBufferPointer
         let tcpHeaderLength: Int
+        let segments: Int
+        /// Its payload for one segment; the run's segment size for a merged one.
+        let segmentSize: Int
+        /// The kernel verified its checksums.
+        let verified: Bool
         var headersLength: Int { 20 + tcpHeaderLength }
         var payloadLength: Int { packet.count - headersLength }
         var sequence: UInt32 { packet.uint32(at: 24) }
         var flags: UInt8 { packet[33] }
+        /// The bytes as their sender sent them: each segment with its headers.
+        var sentLength: Int { packet.count + (segments - 1) * headersLength }
+        /// Its last segment is shorter than the others, or it carries PSH: nothing may follow it.
+        var ends: Bool { payloadLength < segments * segmentSize || flags & TCPCoalescer.psh != 0 }
 
-        init?(_ packet: UnsafeRawBufferPointer) {
+        /// `merged`: what the uplink's GRO made of it (nil: one segment as it was on the wire);
+        /// `verified`: the kernel checked its checksum (DATA_VALID, or a merged run).
+        init?(_ packet: UnsafeRawBufferPointer, merged: SuperPacket?, verified: Bool) {
             guard packet.count >= 40, packet[0] == 0x45, packet[9] == IPProtocolNumber.tcp,
                   packet.uint16(at: 6) & 0x3FFF == 0 else { return nil }   // no options, not a fragment
             let tcpHeaderLength = Int(packet[32] >> 4) * 4
@@ -51,24 +69,35 @@ struct TCPCoalescer {
             guard flags & ~(TCPCoalescer.psh | TCPCoalescer.ack) == 0, flags & TCPCoalescer.ack != 0 else { return nil }
             self.packet = packet
             self.tcpHeaderLength = tcpHeaderLength
+            if let merged {
+                guard !merged.isIPv6, merged.headersLength == 20 + tcpHeaderLength else { return nil }
+                segments = merged.segments
+                segmentSize = merged.segmentSize
+                self.verified = true
+            } else {
+                segments = 1
+                segmentSize = packet.count - 20 - tcpHeaderLength
+                self.verified = verified
+            }
         }
     }
 
-    /// Joins `inner` (an inner packet from `peer`, for the TUN device) to the super-packet in the batch's
-    /// last entry when it continues it; false when it must go on its own.
-    mutating func join(_ inner: UnsafeRawBufferPointer, peer: Int, in batch: PacketBatch) -> Bool {
+    /// Joins `arrival` (from `peer`, for the TUN device) to the super-packet in the batch's last entry when
+    /// it continues it; false when it must go on its own.
+    mutating func join(_ arrival: Arrival?, peer: Int, in batch: PacketBatch) -> Bool {
         guard var current = open, current.peer == peer, !current.ended,
               current.index == batch.count - 1, current.flushes == batch.flushes else { return false }
-        guard let segment = Segment(inner) else {
+        guard let arrival else {
             open = nil
             return false
         }
+        let inner = arrival.packet
         let target = batch.mutablePacket(at: current.index)
         let first = UnsafeMutableRawBufferPointer(rebasing: target[VirtioNetHeader.size...])
         let firstView = UnsafeRawBufferPointer(first)
-        guard segment.headersLength == current.headersLength, segment.sequence == current.nextSequence,
-              segment.payloadLength <= current.segmentSize,
-              target.count + segment.payloadLength <= Self.largest + VirtioNetHeader.size,
+        guard arrival.headersLength == current.headersLength, arrival.sequence == current.nextSequence,
+              arrival.segments == 1 ? arrival.payloadLength <= current.segmentSize : arrival.segmentSize == current.segmentSize,
+              target.count + arrival.payloadLength <= Self.largest + VirtioNetHeader.size,
               // Same addresses and TOS/TTL/protocol; DF set, or IDs one after the other.
               firstView.uint32(at: 12) == inner.uint32(at: 12), firstView.uint32(at: 16) == inner.uint32(at: 16),
               firstView[1] == inner[1], firstView[8] == inner[8],
@@ -79,34 +108,36 @@ struct TCPCoalescer {
               firstView[32] == inner[32], firstView.uint16(at: 34) == inner.uint16(at: 34),
               firstView.uint16(at: 38) == inner.uint16(at: 38),
               current.headersLength == 40 || firstView[40..<current.headersLength].elementsEqual(inner[40..<current.headersLength]),
-              Self.checksumVerifies(inner)
+              arrival.verified || Self.checksumVerifies(inner)
         else { return false }
-        // The first segment's checksum is replaced below: checked once, when the first one joins it.
-        if current.segments == 1 && !Self.checksumVerifies(firstView) {
+        // The first frame's checksum is replaced below: checked once, when the first one joins it.
+        if current.frames == 1 && !current.firstVerified && !Self.checksumVerifies(firstView) {
             open = nil
             return false
         }
 
         // The payload goes after the super-packet's; then its headers say what it now is.
-        let payload = UnsafeRawBufferPointer(rebasing: inner[segment.headersLength...])
+        let payload = UnsafeRawBufferPointer(rebasing: inner[arrival.headersLength...])
         UnsafeMutableRawBufferPointer(start: target.baseAddress! + target.count, count: payload.count).copyMemory(from: payload)
         let totalLength = first.count + payload.count
         first.setUInt16(UInt16(totalLength), at: 2)
         IPv4HeaderEditor.recomputeChecksum(first)
-        first[33] |= segment.flags & Self.psh
+        first[33] |= arrival.flags & Self.psh
         // CHECKSUM_PARTIAL: the field holds the pseudo-header's sum; the kernel completes each segment's.
         let pseudo = InternetChecksum.pseudoHeaderSum(ofIPv4: firstView, protocol: IPProtocolNumber.tcp, transportLength: totalLength - 20)
         first.setUInt16(UInt16(truncatingIfNeeded: pseudo), at: 36)
         VirtioNetHeader(checksum: (20, 16), segmentation: .tcpIPv4(segmentSize: current.segmentSize), headersLength: current.headersLength)
             .write(to: UnsafeMutableRawBufferPointer(rebasing: target[0..<VirtioNetHeader.size]))
 
-        current.segments += 1
-        current.arrivedLength += inner.count
-        current.nextSequence = segment.sequence &+ UInt32(payload.count)
-        current.nextIdentification = inner.uint16(at: 4) &+ 1
-        current.ended = payload.count < current.segmentSize || segment.flags & Self.psh != 0
+        current.segments += arrival.segments
+        current.frames += 1
+        current.sentLength += arrival.sentLength
+        current.nextSequence = arrival.sequence &+ UInt32(payload.count)
+        current.nextIdentification = inner.uint16(at: 4) &+ UInt16(truncatingIfNeeded: arrival.segments)
+        current.ended = arrival.ends
         open = current
-        batch.extendLast(by: payload.count, kind: .coalesced(peer: peer, innerLength: current.arrivedLength, segments: current.segments))
+        batch.extendLast(by: payload.count, kind: .superPacket(peer: peer, innerLength: current.sentLength, segments: current.segments,
+                                                               frames: current.frames))
         return true
     }
 
@@ -116,18 +147,20 @@ struct TCPCoalescer {
         return InternetChecksum.partialSum(UnsafeRawBufferPointer(rebasing: packet[20...]), initial: pseudo) == 0xFFFF
     }
 
-    /// Nothing may join what the batch holds now (a super-packet the uplink's GRO merged went to it).
+    /// Nothing may join what the batch holds now.
     mutating func close() { open = nil }
 
-    /// `inner` went to the batch as its own entry (the last one): the start of a super-packet if it can be.
-    mutating func started(_ inner: UnsafeRawBufferPointer, peer: Int, in batch: PacketBatch) {
+    /// `arrival` went to the batch as its own entry (the last one): the start of a super-packet if it can be.
+    mutating func started(_ arrival: Arrival?, peer: Int, in batch: PacketBatch) {
         // A batch that filled up with it was sent at once: nothing left to join to.
-        guard batch.count > 0, let segment = Segment(inner) else {
+        guard batch.count > 0, let arrival else {
             open = nil
             return
         }
-        open = Open(index: batch.count - 1, flushes: batch.flushes, peer: peer, segmentSize: segment.payloadLength,
-                    headersLength: segment.headersLength, nextSequence: segment.sequence &+ UInt32(segment.payloadLength),
-                    nextIdentification: inner.uint16(at: 4) &+ 1, segments: 1, arrivedLength: inner.count, ended: segment.flags & Self.psh != 0)
+        open = Open(index: batch.count - 1, flushes: batch.flushes, peer: peer, segmentSize: arrival.segmentSize,
+                    headersLength: arrival.headersLength, nextSequence: arrival.sequence &+ UInt32(arrival.payloadLength),
+                    nextIdentification: arrival.packet.uint16(at: 4) &+ UInt16(truncatingIfNeeded: arrival.segments),
+                    segments: arrival.segments, frames: 1, sentLength: arrival.sentLength, ended: arrival.ends,
+                    firstVerified: arrival.verified)
     }
 }

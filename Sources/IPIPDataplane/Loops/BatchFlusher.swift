@@ -83,17 +83,12 @@ final class BatchFlusher {
         case let .decapsulatedPiece(peer, innerLength):
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
-        case let .coalesced(peer, innerLength, segments):
-            // Counted as the segments that arrived.
+        case let .superPacket(peer, innerLength, segments, frames):
+            // The segments as their sender sent them; the captured frames they came in.
             counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
-            counters.capture.delivered.add(UInt64(segments))
-            counters.tcpSegmentsCoalesced.add(UInt64(segments))
-        case let .superPacket(peer, innerLength, segments):
-            // The segments as their sender sent them, in one captured frame.
-            counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
-            counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
-            counters.capture.delivered.add()
+            counters.capture.delivered.add(UInt64(frames))
+            if frames > 1 { counters.tcpSegmentsCoalesced.add(UInt64(segments)) }
             if batch.carriesIPv6(at: index) {
                 counters.peers[peer].decapsulatedIPv6Packets.add(UInt64(segments))
                 counters.peers[peer].decapsulatedIPv6Bytes.add(UInt64(innerLength))
@@ -109,12 +104,12 @@ final class BatchFlusher {
         case .encapsulated(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-        case .decapsulated(let p, _, _), .superPacket(let p, _, _):
+        case .decapsulated(let p, _, _):
             peer = p
             counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
-        case let .coalesced(p, _, segments):
+        case let .superPacket(p, _, _, frames):
             peer = p
-            counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer, count: segments)
+            counters.dropCaptured(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer, count: frames)
         case .decapsulatedPiece(let p, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
