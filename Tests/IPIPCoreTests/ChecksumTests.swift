@@ -10,6 +10,25 @@ import Testing
         #expect(InternetChecksum.compute(bytes) == 0x220D)
     }
 
+    /// The 64-bit sum agrees with RFC 1071's definition (16-bit big-endian words, end-around carry) for
+    /// any bytes of any length, from any starting sum — all-0xFF runs, whose carries pile up, included.
+    @Test func theWideSumIsTheSumOf16BitWords() async {
+        func reference(_ bytes: [UInt8], _ initial: UInt32) -> UInt32 {
+            var sum = UInt64(initial)
+            for index in stride(from: 0, to: bytes.count, by: 2) {
+                sum += UInt64(bytes[index]) << 8 | UInt64(index + 1 < bytes.count ? bytes[index + 1] : 0)
+            }
+            while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+            return UInt32(sum)
+        }
+        await propertyCheck(count: 2000, input: Gen.uint8().array(of: 0...200), Gen.uint16(), Gen.bool) { bytes, initial, saturate in
+            let data = saturate ? bytes.map { $0 | 0xF0 } : bytes
+            #expect(data.withUnsafeBytes { InternetChecksum.partialSum($0, initial: UInt32(initial)) } == reference(data, UInt32(initial)))
+        }
+        let ones = [UInt8](repeating: 0xFF, count: 65_535)
+        #expect(ones.withUnsafeBytes { InternetChecksum.partialSum($0, initial: 0x1FFFE) } == reference(ones, 0x1FFFE))
+    }
+
     @Test func oddLengthPadsWithZero() {
         #expect(InternetChecksum.compute([0x12, 0x34, 0x56]) == InternetChecksum.compute([0x12, 0x34, 0x56, 0x00]))
     }
