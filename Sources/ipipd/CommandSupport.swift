@@ -29,9 +29,9 @@ func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, 
 /// The config file's text; when it cannot be read, says why (naming the file) and exits 1.
 func readConfigTextOrExit(_ path: String) throws -> String {
     do {
-        return try String(contentsOfFile: path, encoding: .utf8)
+        return try readConfigFile(path, limit: YAMLLimits.maximumBytes)
     } catch {
-        printError("\(path): error: cannot read the config file: \((error as NSError).localizedDescription)")
+        printError("\(path): error: cannot read the config file: \(error.errno.map { String(cString: strerror($0)) } ?? error.description)")
         throw ExitCode.failure
     }
 }

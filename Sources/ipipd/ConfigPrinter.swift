@@ -1,7 +1,14 @@
 import IPIPCore
 
-/// Prints a config back as YAML with every default spelled out: what `check` shows on success.
+/// Prints a config back as YAML with every default spelled out: what `check` shows on success, which
+/// `check` and `run` read back as the same config.
 enum ConfigPrinter {
+    /// A prefix as a YAML flow list's item: IPv6 quoted (YAML reads a bare `::` there as a key).
+    static func item(_ prefix: some CustomStringConvertible) -> String {
+        let text = prefix.description
+        return text.contains(":") ? "\"\(text)\"" : text
+    }
+
     static func yaml(_ config: GatewayConfig) -> String {
         var out = "uplink:\n"
         out += "  interface: \(config.uplink.interface)\n"
@@ -26,9 +33,12 @@ enum ConfigPrinter {
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
-            out += "    routes: [\((peer.routes.map(\.description) + peer.routes6.map(\.description)).joined(separator: ", "))]\n"
-            out += "    accept-sources: [\((peer.allowedSources.map(\.description) + peer.allowedSources6.map(\.description)).joined(separator: ", "))]"
-                + (peer.acceptSources == nil ? "   # the default: its routes and its endpoint" : "") + "\n"
+            out += "    routes: [\((peer.routes.map(item) + peer.routes6.map(item)).joined(separator: ", "))]\n"
+            let sources = "[\((peer.allowedSources.map(item) + peer.allowedSources6.map(item)).joined(separator: ", "))]"
+            // Left out, the default stays a comment: read back, the file means the same (and prints the same).
+            out += peer.acceptSources == nil && peer.acceptSources6 == nil
+                ? "    # accept-sources: \(sources)   (not set: the default, its routes and its endpoint)\n"
+                : "    accept-sources: \(sources)\n"
             if pinned.contains(peer.name) {
                 out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
             }

@@ -9,7 +9,7 @@ import Testing
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("ghost-hosts:"))
         // `check` spells out the rule for inner sources, and the delivery mode.
-        #expect(result.output.contains("accept-sources: [203.0.113.87/32, 198.51.100.37/32, 2001:db8:b::87/128]   # the default: its routes and its endpoint"),
+        #expect(result.output.contains("# accept-sources: [203.0.113.87/32, 198.51.100.37/32, \"2001:db8:b::87/128\"]   (not set: the default, its routes and its endpoint)"),
                 "\(result.output)")
         #expect(result.output.contains("delivery: kernel"))
     }
@@ -20,8 +20,8 @@ import Testing
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("""
                 remote: 203.0.113.86
-                routes: [203.0.113.0/24, 2001:db8:b::/64]
-                accept-sources: [203.0.113.0/24, 203.0.113.86/32, 2001:db8:b::/64]   # the default: its routes and its endpoint
+                routes: [203.0.113.0/24, "2001:db8:b::/64"]
+                # accept-sources: [203.0.113.0/24, 203.0.113.86/32, "2001:db8:b::/64"]   (not set: the default, its routes and its endpoint)
                 # endpoint inside a tunneled prefix: run pins a host route to it through the uplink
             """), "\(result.output)")
     }
@@ -40,10 +40,38 @@ import Testing
         }
     }
 
-    @Test func checkNamesAMissingFile() {
-        let result = Lab("chkm").run("\(Lab.ipipd) check -c /nonexistent/ipipd.yaml")
-        #expect(result.status == 1)
-        #expect(result.output.contains("/nonexistent/ipipd.yaml: error: cannot read"))
+    /// In the system's words, with the path: what `ls` or `cat` would say.
+    @Test func checkNamesAFileItCannotReadAndWhy() throws {
+        let lab = Lab("chkm")
+        defer { lab.teardown() }
+        let missing = lab.run("\(Lab.ipipd) check -c /nonexistent/ipipd.yaml")
+        #expect(missing.status == 1 && missing.output.contains("/nonexistent/ipipd.yaml: error: cannot read the config file: No such file or directory"),
+                "\(missing.output)")
+        let directory = lab.scratch.path
+        let isDirectory = lab.run("\(Lab.ipipd) check -c \(directory)")
+        #expect(isDirectory.status == 1 && isDirectory.output.contains("\(directory): error: cannot read the config file: Is a directory"),
+                "\(isDirectory.output)")
+        if Lab.isRoot {
+            let unreadable = lab.scratch.appendingPathComponent("secret.yaml").path
+            try lab.sh("cp \(Lab.repository.path)/config/machine-b.yaml \(unreadable) && chmod 0600 \(unreadable) && chmod 0755 \(directory)")
+            let denied = lab.run("setpriv --reuid=65534 --regid=65534 --clear-groups \(Lab.ipipd) check -c \(unreadable)")
+            #expect(denied.status == 1 && denied.output.contains("\(unreadable): error: cannot read the config file: Permission denied"),
+                    "\(denied.output)")
+        }
+    }
+
+    /// What `check` prints is a config file that means the same: read back, it prints the same again.
+    @Test(arguments: ["machine-a.yaml", "machine-b.yaml", "lab-site-a.yaml", "lab-site-b.yaml", "ha-pair-b.yaml"])
+    func checksOutputLoadsBack(config: String) throws {
+        let lab = Lab("chkr")
+        defer { lab.teardown() }
+        let first = lab.run("\(Lab.ipipd) check -c \(Lab.repository.path)/config/\(config)")
+        #expect(first.status == 0, "\(first.output)")
+        let normalized = lab.scratch.appendingPathComponent("normalized.yaml")
+        try first.output.write(to: normalized, atomically: true, encoding: .utf8)
+        let second = lab.run("\(Lab.ipipd) check -c \(normalized.path)")
+        #expect(second.status == 0, "\(second.output)")
+        #expect(second.output == first.output)
     }
 
     @Test func helpIsSelfDocumenting() {

@@ -6,11 +6,18 @@ public enum ConfigLoader {
     public static func load(yaml text: String, file: String) -> ConfigLoadResult {
         let beyondLimits = YAMLLimits.check(text, file: file)
         guard beyondLimits.isEmpty else { return ConfigLoadResult(config: nil, diagnostics: beyondLimits) }
+        // The parser's word for a tab in the indentation ("found character that cannot start any token")
+        // names neither the tab nor the fix.
+        let tabs = indentationTabs(text, file: file)
+        guard tabs.isEmpty else { return ConfigLoadResult(config: nil, diagnostics: tabs) }
         var reader = NodeReader(file: file)
         let root: Node?
         do {
             root = try Yams.compose(yaml: text, .basic)   // every value is read as text, by ipipd: no regex per scalar
         } catch let error as YamlError {
+            if case let .duplicatedKeysInMapping(duplicates, context) = error, let key = duplicates.first {
+                return ConfigLoadResult(config: nil, diagnostics: [duplicateKey(key, first: context.mark, in: text, file: file)])
+            }
             return ConfigLoadResult(config: nil, diagnostics: [reader.diagnostic(for: error)])
         } catch {
             return ConfigLoadResult(config: nil, diagnostics: [
@@ -25,7 +32,7 @@ public enum ConfigLoader {
         guard let config = reader.readGateway(root) else {
             return ConfigLoadResult(config: nil, diagnostics: reader.diagnostics)
         }
-        var validator = ConfigValidator(config: config, locations: reader.locations, file: file)
+        var validator = ConfigValidator(config: config, locations: reader.locations, file: file, unreadable: reader.unreadable)
         validator.validate()
         let diagnostics = (reader.diagnostics + validator.diagnostics).sorted {
             ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0)
@@ -36,6 +43,79 @@ public enum ConfigLoader {
 }
 
 extension ConfigLoader {
+    /// Every line whose indentation holds a tab: YAML indents with spaces only.
+    static func indentationTabs(_ text: String, file: String) -> [ConfigDiagnostic] {
+        var diagnostics: [ConfigDiagnostic] = []
+        for (index, line) in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            let indentation = line.prefix { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            guard let tab = indentation.firstIndex(of: UInt8(ascii: "\t")) else { continue }
+            diagnostics.append(ConfigDiagnostic(file: file, line: index + 1, column: line.distance(from: line.startIndex, to: tab) + 1, key: "",
+                                                message: "a tab in the indentation: YAML indents with spaces only; replace the tab with spaces"))
+        }
+        return diagnostics
+    }
+
+    /// A key written twice in one mapping, named by its whole path, at its second occurrence, with the
+    /// line of the first (the parser names only the key, at the first).
+    static func duplicateKey(_ key: String, first: Mark, in text: String, file: String) -> ConfigDiagnostic {
+        let lines = text.components(separatedBy: "\n")
+        // The second occurrence: the same key at the same column further down, before the mapping ends
+        // (a line indented less), or further along the same line (a flow mapping).
+        var second: (line: Int, column: Int)?
+        let firstLine = first.line - 1, column = first.column - 1
+        if lines.indices.contains(firstLine) {
+            let rest = lines[firstLine].dropFirst(column + key.count)
+            if let range = rest.range(of: "\(key):") ?? rest.range(of: "\(key) :") {
+                second = (first.line, column + key.count + rest.distance(from: rest.startIndex, to: range.lowerBound) + 1)
+            }
+            var number = firstLine + 1
+            while second == nil && number < lines.count {
+                let line = lines[number]
+                let indentation = line.prefix { $0 == " " || $0 == "-" }.count
+                let content = line.dropFirst(indentation)
+                if !content.isEmpty && !content.hasPrefix("#") {
+                    if indentation < column { break }
+                    if indentation == column && (content.hasPrefix("\(key):") || content.hasPrefix("\(key) :")) { second = (number + 1, column + 1) }
+                }
+                number += 1
+            }
+        }
+        // The path, from a copy of the text in which the second occurrence has another name.
+        var path = key
+        if let second {
+            var copy = lines
+            let line = Array(copy[second.line - 1])
+            copy[second.line - 1] = String(line[..<(second.column - 1)]) + "ipipd-duplicate-\(key)" + String(line[(second.column - 1 + key.count)...])
+            if let root = try? Yams.compose(yaml: copy.joined(separator: "\n"), .basic),
+               let found = keyPath(to: "ipipd-duplicate-\(key)", in: root) {
+                path = String(found.dropLast("ipipd-duplicate-\(key)".count)) + key
+            }
+        }
+        return ConfigDiagnostic(file: file, line: second?.line ?? first.line, column: second?.column ?? first.column, key: path,
+                                message: "duplicate key: already given at line \(first.line)\(second == nil ? "" : ", column \(first.column)"); "
+                                    + "a key may appear once in a mapping (which one would count?)")
+    }
+
+    /// The path (`peers[0].remote`) of the first mapping key called `name` in `node`.
+    static func keyPath(to name: String, in node: Node, prefix: String = "") -> String? {
+        switch node {
+        case .mapping(let mapping):
+            for (keyNode, value) in mapping {
+                let key = keyNode.string ?? ""
+                let path = prefix.isEmpty ? key : "\(prefix).\(key)"
+                if key == name { return path }
+                if let found = keyPath(to: name, in: value, prefix: path) { return found }
+            }
+        case .sequence(let sequence):
+            for (index, item) in sequence.enumerated() {
+                if let found = keyPath(to: name, in: item, prefix: "\(prefix)[\(index)]") { return found }
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
     /// The TUN device name a file asks for, read leniently (the rest of the file may be invalid): what
     /// `status` and `reload` need to find the daemon's control socket.
     /// Only the top-level `tunnel:` block is parsed when the file has one of its own (a hub's file has
@@ -107,6 +187,8 @@ struct NodeReader {
     var locations = SourceLocations()
     /// Set when a value could not be read; the config is then incomplete and not validated further.
     var incomplete = false
+    /// What could not be read, so that the checks that depend on it stay silent: one mistake, one error.
+    var unreadable = ConfigValidator.Unreadable()
 
     init(file: String) { self.file = file }
 
@@ -294,6 +376,7 @@ struct NodeReader {
         guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp", "metrics"],
                                required: ["uplink", "peers"]) else { return nil }
         let uplink = top["uplink"].flatMap { readUplink($0) }
+        if uplink == nil { unreadable.uplink = true }
         let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
         let peers = top["peers"].map { readPeers($0) } ?? []
         let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? (v4: [], v6: [])
@@ -319,15 +402,18 @@ struct NodeReader {
 
     mutating func readTunnel(_ node: Node) -> GatewayConfig.Tunnel {
         var tunnel = GatewayConfig.Tunnel()
+        let incompleteBefore = incomplete
+        defer { if incomplete && !incompleteBefore { unreadable.tunnel = true } }
         guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "address6", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu",
                                                                 "delivery", "reinjection-mark"],
                              required: []) else { return tunnel }
         if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
         if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
         if let node = f["address6"] { tunnel.address6 = unicastAddress6(node, key: "tunnel.address6") }
-        if let node = f["mtu"] {
+        // `auto` (what `check` prints for a value left out) is the default: the uplink MTU - 20.
+        if let node = f["mtu"], node.scalar?.string != "auto" {
             // 68 is IPv4's minimum (RFC 791); 65515 leaves room for the outer header in 65535.
-            tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU")
+            tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU, or `auto`")
         }
         if let node = f["ttl"], let text = scalar(node, key: "tunnel.ttl") {
             if text == "inherit" {
@@ -371,12 +457,18 @@ struct NodeReader {
     }
 
     mutating func readPeers(_ node: Node) -> [GatewayConfig.Peer] {
-        guard let items = sequence(node, key: "peers") else { return [] }
+        guard let items = sequence(node, key: "peers") else {
+            unreadable.peers = true
+            return []
+        }
         var peers: [GatewayConfig.Peer] = []
         for (index, item) in items.enumerated() {
             let key = "peers[\(index)]"
             guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes", "accept-sources"],
-                                 required: ["name", "remote"]) else { continue }
+                                 required: ["name", "remote"]) else {
+                unreadable.peers = true
+                continue
+            }
             let name = f["name"].flatMap { scalar($0, key: "\(key).name") }
             if let name, let nameNode = f["name"],
                name.isEmpty || name.count > 32 || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
@@ -386,12 +478,12 @@ struct NodeReader {
             let remote = f["remote"].flatMap { unicastAddress($0, key: "\(key).remote") }
             var routes: [IPv4Prefix] = [], routes6: [IPv6Prefix] = []
             var positions: [Int] = [], positions6: [Int] = []
-            if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") {
+            if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") ?? { unreadable.routes = true; return nil }() {
                 for (routeIndex, routeNode) in list.enumerated() {
                     switch anyPrefix(routeNode, key: "\(key).routes[\(routeIndex)]") {
                     case .v4(let prefix): routes.append(prefix); positions.append(routeIndex)
                     case .v6(let prefix): routes6.append(prefix); positions6.append(routeIndex)
-                    case nil: break
+                    case nil: unreadable.routes = true
                     }
                 }
             }
@@ -415,6 +507,7 @@ struct NodeReader {
                 locations.routePositions6.append(positions6)
             } else {
                 incomplete = true
+                unreadable.peers = true
             }
         }
         return peers
@@ -464,11 +557,12 @@ struct NodeReader {
             let address6 = isIPv6 ? f["address"].flatMap { unicastAddress6($0, key: "\(key).address") } : nil
             let interface = f["interface"].flatMap { interfaceName($0, key: "\(key).interface") }
             var mac: MACAddress?
-            if let macNode = f["mac"], let text = scalar(macNode, key: "\(key).mac") {
+            // `auto` (what `check` prints for a value left out) is the default: the interface's own MAC.
+            if let macNode = f["mac"], let text = scalar(macNode, key: "\(key).mac"), text != "auto" {
                 mac = MACAddress(text)
                 if mac == nil {
                     incomplete = true
-                    error(macNode, key: "\(key).mac", "`\(text)` is not a MAC address (aa:bb:cc:dd:ee:ff)")
+                    error(macNode, key: "\(key).mac", "`\(text)` is not a MAC address (aa:bb:cc:dd:ee:ff), or `auto`")
                 } else if mac!.isMulticast || mac == .zero {
                     error(macNode, key: "\(key).mac", "\(text) is not a unicast MAC address")
                 }

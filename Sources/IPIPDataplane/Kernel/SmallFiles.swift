@@ -13,6 +13,27 @@ func readSmallFile(_ path: String) throws(SystemError) -> String {
     }
 }
 
+/// A config file's text, whole; errors in the system's words, with the path ("Is a directory",
+/// "Permission denied", "No such file or directory"). At most `limit` bytes are read: beyond them, the
+/// caller's own size limit speaks.
+public func readConfigFile(_ path: String, limit: Int) throws(SystemError) -> String {
+    do {
+        let fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+        return try fd.closeAfter {
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while bytes.count <= limit {
+                let count = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+                if count == 0 { break }
+                bytes += buffer[0..<count]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    } catch {
+        throw SystemError(path, error)
+    }
+}
+
 /// Everything left to read from `fd`, as text without its final newline.
 func readAll(_ fd: FileDescriptor) throws -> String {
     var bytes: [UInt8] = []
