@@ -29,6 +29,26 @@ import Testing
         #expect(pin.description == "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0    # pin peer machine-b's endpoint outside the tunnel")
     }
 
+    /// The facts `run` would trip over are problems of the plan, one per route, naming what is in the way.
+    @Test func routesInTheWayAndIPv6SwitchedOffAreProblems() {
+        var facts = factsA
+        facts.routesInTheWay = [IPv4Prefix("203.0.113.0/24")!: "203.0.113.0/24 via 198.51.100.1 dev eth0 proto static"]
+        facts.routesInTheWay6 = [IPv6Prefix("2001:db8:b::/64")!: "2001:db8:b::/64 dev eth0 proto boot"]
+        facts.ipv6DisabledBy = "net.ipv6.conf.all.disable_ipv6"
+        let problems = KernelPlan(config: machineA, facts: facts).problems
+        #expect(problems.count == 3, "\(problems)")
+        #expect(problems.contains { $0.hasPrefix("a route to 203.0.113.0/24 already exists (`ip route show 203.0.113.0/24`: 203.0.113.0/24 via 198.51.100.1 dev eth0 proto static)") })
+        #expect(problems.contains { $0.hasPrefix("a route to 2001:db8:b::/64 already exists (`ip -6 route show") })
+        #expect(problems.contains { $0.contains("IPv6 is disabled on this machine (net.ipv6.conf.all.disable_ipv6 = 1)") })
+        // IPv6 off matters only to a config that carries IPv6.
+        var ipv4Only = machineB
+        ipv4Only.peers[0].routes6 = []
+        ipv4Only.ghostHosts6 = []
+        var factsB = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("203.0.113.86")!])])
+        factsB.ipv6DisabledBy = "net.ipv6.conf.all.disable_ipv6"
+        #expect(KernelPlan(config: ipv4Only, facts: factsB).problems.isEmpty)
+    }
+
     @Test func mtuFollowsTheUplink() {
         var facts = factsA
         facts.interfaces["eth0"]!.mtu = 1400

@@ -104,6 +104,11 @@ public struct KernelPlan: Sendable, Equatable {
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
 
+    static func routeInTheWay(_ prefix: some CustomStringConvertible, _ existing: String, peer: String, ipv6: Bool) -> String {
+        "a route to \(prefix) already exists (`ip\(ipv6 ? " -6" : "") route show \(prefix)`: \(existing)): run could not add peer \(peer)'s "
+            + "route through the tunnel; remove it (ip\(ipv6 ? " -6" : "") route del \(prefix)) or take the prefix out of the config"
+    }
+
     /// What ipipd does with what the uplink's receive offloads make of tunnel packets; it changes none of them.
     static func uplinkOffloadNote(_ interface: String, _ offloads: SystemFacts.ReceiveOffloads, delivery: GatewayConfig.Delivery) -> String {
         var note = "uplink \(interface) receive offloads: \(offloads.summary) — ipipd changes none of them"
@@ -172,6 +177,9 @@ public struct KernelPlan: Sendable, Equatable {
         if config.carriesIPv6 {
             if !facts.ipv6Available {
                 problems.append("the config routes IPv6, but this kernel has IPv6 turned off (no /proc/sys/net/ipv6)")
+            } else if let sysctl = facts.ipv6DisabledBy {
+                problems.append("the config carries IPv6, but IPv6 is disabled on this machine (\(sysctl) = 1): \(tunnel.name) could take no "
+                                + "IPv6 address or route; set it to 0 (sysctl -w \(sysctl)=0) or leave the IPv6 prefixes and tunnel.address6 out")
             }
             // Nothing answers router solicitations through the tunnel, and nothing should configure it.
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).accept_ra", value: "0"))
@@ -212,6 +220,15 @@ public struct KernelPlan: Sendable, Equatable {
         for peer in config.peers {
             for prefix in peer.routes6 {
                 changes.append(.addTunnelRoute6(prefix: prefix, interface: tunnel.name, peer: peer.name))
+            }
+        }
+        // What the kernel would refuse, said now rather than by `run` half-way (it would undo what it did).
+        for peer in config.peers {
+            for prefix in peer.routes {
+                if let existing = facts.routesInTheWay[prefix] { problems.append(Self.routeInTheWay(prefix, existing, peer: peer.name, ipv6: false)) }
+            }
+            for prefix in peer.routes6 {
+                if let existing = facts.routesInTheWay6[prefix] { problems.append(Self.routeInTheWay(prefix, existing, peer: peer.name, ipv6: true)) }
             }
         }
 

@@ -70,6 +70,14 @@ public struct SystemFacts: Sendable, Equatable {
     /// no route at all.
     public var routes: [IPv4Address: Route] = [:]
     public var ipv6Available = true
+    /// IPv6 is switched off for new interfaces or all of them (`net.ipv6.conf.{default,all}.disable_ipv6`):
+    /// the TUN device could take no IPv6 address. The name of the sysctl that says so.
+    public var ipv6DisabledBy: String?
+    /// Routes in the main table to exactly a prefix the config tunnels, with the metric ipipd's own would
+    /// have (0 for IPv4, 1024 for IPv6): the kernel would refuse to add ipipd's ("File exists"). As
+    /// `ip route` shows them.
+    public var routesInTheWay: [IPv4Prefix: String] = [:]
+    public var routesInTheWay6: [IPv6Prefix: String] = [:]
     /// Interfaces where the kernel's own proxy ARP is on (`net.ipv4.conf.{all,IF}.proxy_arp`).
     public var kernelProxyARPInterfaces: Set<String> = []
     /// Kernel proxy-neighbour entries (`ip neigh add proxy ADDRESS dev IF`), as (interface, address).

@@ -149,9 +149,9 @@ public enum Netlink {
         return message(type: getRoute, flags: request, sequence: sequence, body: body)
     }
 
-    /// RTM_GETROUTE dump of the IPv4 tables.
-    public static func dumpRoutes(sequence: UInt32) -> [UInt8] {
-        var body: [UInt8] = [familyInet, 0, 0, 0, 0, 0, 0, 0]
+    /// RTM_GETROUTE dump of the IPv4 (or IPv6) tables.
+    public static func dumpRoutes(family: UInt8 = familyInet, sequence: UInt32) -> [UInt8] {
+        var body: [UInt8] = [family, 0, 0, 0, 0, 0, 0, 0]
         body.appendLittleEndian(UInt32(0))
         return message(type: getRoute, flags: request | dump, sequence: sequence, body: body)
     }
@@ -291,6 +291,32 @@ public enum Netlink {
                          outputInterface: attributes[routeOutputInterface].flatMap { $0.count == 4 ? Int32(bitPattern: $0.littleEndian(UInt32.self, at: 0)) : nil },
                          gateway: attributes[routeGateway].flatMap(address(from:)),
                          priority: attributes[routePriority].flatMap { $0.count == 4 ? $0.littleEndian(UInt32.self, at: 0) : nil } ?? 0)
+    }
+
+    /// An IPv6 route from an RTM_NEWROUTE message (a dump entry).
+    public struct RouteInfo6: Sendable, Equatable {
+        public var prefix: IPv6Prefix
+        public var table: UInt8
+        public var protocolNumber: UInt8
+        public var type: UInt8
+        public var outputInterface: Int32?
+        public var priority: UInt32
+    }
+
+    public static func route6(from message: Message) -> RouteInfo6? {
+        guard message.type == newRoute, message.body.count >= routeHeaderSize, message.body[0] == familyInet6 else { return nil }
+        let attributes = attributes(of: message.body, headerSize: routeHeaderSize)
+        let length = Int(message.body[1])
+        guard length <= 128 else { return nil }
+        var destination = IPv6Address(high: 0, low: 0)
+        if let bytes = attributes[routeDestination], bytes.count == 16 {
+            destination = bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) }
+        }
+        var table = message.body[4]
+        if let wide = attributes[routeTable], wide.count == 4 { table = UInt8(truncatingIfNeeded: wide.littleEndian(UInt32.self, at: 0)) }
+        return RouteInfo6(prefix: IPv6Prefix(destination, length: length), table: table, protocolNumber: message.body[5], type: message.body[7],
+                          outputInterface: attributes[routeOutputInterface].flatMap { $0.count == 4 ? Int32(bitPattern: $0.littleEndian(UInt32.self, at: 0)) : nil },
+                          priority: attributes[routePriority].flatMap { $0.count == 4 ? $0.littleEndian(UInt32.self, at: 0) : nil } ?? 0)
     }
 
     static func address(from bytes: [UInt8]) -> IPv4Address? {

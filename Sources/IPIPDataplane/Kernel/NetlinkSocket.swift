@@ -128,6 +128,11 @@ public final class NetlinkSocket {
         }.compactMap(Netlink.proxyNeighbour6(from:))
     }
 
+    /// Every IPv6 route in every table.
+    public func routes6() throws(SystemError) -> [Netlink.RouteInfo6] {
+        try request("list IPv6 routes") { Netlink.dumpRoutes(family: Netlink.familyInet6, sequence: $0) }.compactMap(Netlink.route6(from:))
+    }
+
     /// Every IPv4 route in every table, but those out of `skippingInterface` (not kept: a hub's tunnel
     /// routes would be most of the list).
     public func routes(skippingInterface: Int32? = nil) throws(SystemError) -> [Netlink.RouteInfo] {

@@ -116,6 +116,10 @@ public enum SystemProbe {
         var facts = SystemFacts(interfaces: interfaces(),
                                 ipv6Available: access("/proc/sys/net/ipv6", F_OK) == 0)
         facts.interfaces[config.uplink.interface]?.receiveOffloads = receiveOffloads(config.uplink.interface)
+        if config.carriesIPv6 {
+            facts.ipv6DisabledBy = ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"]
+                .first { (try? readSmallFile(sysctlPath($0))) == "1" }
+        }
         let lanInterfaces = Set(config.ghostHosts.map(\.interface))
         let proxyEverywhere = (try? readSmallFile("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
         for interface in lanInterfaces
@@ -140,6 +144,26 @@ public enum SystemProbe {
                 }
             }
             let tunnelIndex = interfaceIndex(config.tunnel.name)
+            // Routes to a tunneled prefix that would keep `run` from adding its own (but the tunnel's,
+            // on a reload): one dump per family, matched against a set of the config's prefixes.
+            let tunneled = Set(config.peers.flatMap(\.routes)), tunneled6 = Set(config.peers.flatMap(\.routes6))
+            func device(_ index: Int32?) -> String { index.flatMap(interfaceName(index:)).map { " dev \($0)" } ?? "" }
+            // /etc/iproute2/rt_protos' names for the usual ones, as `ip route` prints them.
+            func origin(_ number: UInt8) -> String {
+                [2: "kernel", 3: "boot", 4: "static", 16: "dhcp", Netlink.ipipdRouteProtocol: "73 (ipipd's)"][number] ?? "\(number)"
+            }
+            if !tunneled.isEmpty, let routes = try? netlink.routes(skippingInterface: tunnelIndex) {
+                for route in routes where route.table == Netlink.mainTable && route.priority == 0 && tunneled.contains(route.prefix) {
+                    facts.routesInTheWay[route.prefix] = "\(route.prefix)" + (route.gateway.map { " via \($0)" } ?? "") + device(route.outputInterface)
+                        + " proto \(origin(route.protocolNumber))"
+                }
+            }
+            if !tunneled6.isEmpty, let routes = try? netlink.routes6() {
+                for route in routes where route.table == Netlink.mainTable && route.priority == 1024 && tunneled6.contains(route.prefix)
+                    && (tunnelIndex == nil || route.outputInterface != tunnelIndex) {
+                    facts.routesInTheWay6[route.prefix] = "\(route.prefix)" + device(route.outputInterface) + " proto \(origin(route.protocolNumber))"
+                }
+            }
             // Only the endpoints the plan may pin: a hub's thousands of others need no lookup each.
             for peer in config.endpointsNeedingPins {
                 guard var route = try? netlink.route(to: peer.remote) else { continue }
