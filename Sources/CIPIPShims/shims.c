@@ -29,6 +29,9 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <sys/time.h>
+#include <sys/un.h>
+#include <sys/stat.h>
+#include <stdio.h>
 
 int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut) {
     struct ifreq ifr;
@@ -358,4 +361,35 @@ release:
 done:
     close(sock);
     return result;
+}
+
+static int journalSocket = -1;
+static pthread_once_t journalSocketOnce = PTHREAD_ONCE_INIT;
+
+static void openJournalSocket(void) {
+    journalSocket = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+int CIPIPShims_journalSend(const void *data, size_t length) {
+    pthread_once(&journalSocketOnce, openJournalSocket);
+    if (journalSocket < 0) return -1;
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    strncpy(address.sun_path, "/run/systemd/journal/socket", sizeof address.sun_path - 1);
+    ssize_t sent;
+    do {
+        sent = sendto(journalSocket, data, length, MSG_NOSIGNAL, (struct sockaddr *)&address, sizeof address);
+    } while (sent < 0 && errno == EINTR);
+    return sent == (ssize_t)length ? 0 : -1;
+}
+
+int CIPIPShims_standardErrorIsJournal(void) {
+    const char *stream = getenv("JOURNAL_STREAM");
+    if (stream == NULL) return 0;
+    unsigned long long device = 0, inode = 0;
+    if (sscanf(stream, "%llu:%llu", &device, &inode) != 2) return 0;
+    struct stat status;
+    if (fstat(STDERR_FILENO, &status) < 0) return 0;
+    return (unsigned long long)status.st_dev == device && (unsigned long long)status.st_ino == inode;
 }

@@ -17,7 +17,7 @@ func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, 
     let text = try readConfigTextOrExit(path)
     let result = ConfigLoader.load(yaml: text, file: path)
     for diagnostic in result.diagnostics {
-        printError(diagnostic.description)
+        DaemonLogHandler.printLine(diagnostic.description, level: diagnostic.severity == .error ? .error : .warning)
     }
     guard let config = result.config else {
         printError("\(path): \(result.errors.count) error\(result.errors.count == 1 ? "" : "s"); nothing was applied")
@@ -36,8 +36,9 @@ func readConfigTextOrExit(_ path: String) throws -> String {
     }
 }
 
+/// An error on standard error (filed as one by the journal, under systemd).
 func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    DaemonLogHandler.printLine(line, level: .error)
 }
 
 /// The control socket of the daemon that runs the tunnel named in `configPath`. The file is read

@@ -32,12 +32,14 @@ struct Run: ParsableCommand {
         routes, sysctls). After a SIGKILL, the next start finds the leftovers through its state file and \
         cleans them up. When a dataplane loop cannot read its device for --loop-failure-timeout seconds, \
         ipipd undoes its changes and exits 1, for systemd to restart it. The log goes to standard error, \
-        one line per event with key=value metadata.
+        one line per event with key=value metadata (values quoted when they hold spaces); under systemd it \
+        goes to the journal with a priority and a field per key (PEER=, GHOST=, REASON=…): \
+        `journalctl -u ipipd -p warning`, `journalctl -u ipipd PEER=machine-a`.
 
         Start it as root: once the TUN device, captures and raw sockets are open it switches to --user, \
         keeping CAP_NET_ADMIN and CAP_NET_RAW in the main and control threads only; the threads that parse \
-        packets hold no capability. Under systemd (Type=notify-reload) it reports READY, \
-        RELOADING and STOPPING on $NOTIFY_SOCKET. `ipipd status` reads its counters.
+        packets hold no capability. Under systemd (the unit's Type=notify, or Type=notify-reload on \
+        systemd 253 and later) it reports READY, RELOADING and STOPPING on $NOTIFY_SOCKET. `ipipd status` reads its counters.
         """
     )
 
@@ -64,11 +66,7 @@ struct Run: ParsableCommand {
         MemoryTuning.apply()   // before the config is read and any thread starts
         let (config, configText) = try loadConfigWithTextOrExit(options.path)
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { _ in DaemonLogHandler(level: level) }
         let logger = Logger(label: "ipipd")
         guard geteuid() == 0 else {
             printError("ipipd run: needs root (CAP_NET_ADMIN for the TUN device and routes, CAP_NET_RAW for capture and raw sockets)")

@@ -101,4 +101,12 @@ int CIPIPShims_packetStatistics(int fd, unsigned int *received, unsigned int *dr
 // "rx-vlan-hw-parse"): 1 when active, 0 when not, -1 when the interface or the name is unknown.
 int CIPIPShims_interfaceFeature(const char *interface, const char *feature);
 
+// struct sockaddr_un and the datagram journald reads are easier in C. Sends `length` bytes (journald's
+// native protocol: KEY=value lines) to /run/systemd/journal/socket on a datagram socket opened once:
+// 0, or -1 with errno (then the caller writes to standard error instead).
+int CIPIPShims_journalSend(const void *data, size_t length);
+// Whether standard error is the stream systemd connected to the journal: $JOURNAL_STREAM holds its
+// device and inode (systemd.exec(5)). 1 or 0.
+int CIPIPShims_standardErrorIsJournal(void);
+
 #endif
