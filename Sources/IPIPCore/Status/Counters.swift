@@ -127,6 +127,10 @@ public final class PeerCounters: Sendable {
     /// ICMP errors sent to senders of traffic to or from this peer (fragmentation needed, host
     /// unreachable, time exceeded).
     public let icmpErrorsSent = Counter()
+    /// When a packet from this peer was last delivered, in milliseconds since the Unix epoch (0: never):
+    /// the peer is alive and its packets pass the checks (WireGuard's "latest handshake", for a tunnel
+    /// without handshakes).
+    public let lastReceived = Counter()
     public let drops = DropCounters()
 
     public init(name: String) { self.name = name }

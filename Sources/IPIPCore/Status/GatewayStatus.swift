@@ -29,6 +29,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         /// The route to the endpoint currently leads into the tunnel: nothing is sent.
         public var looping: Bool
         public var drops: [String: UInt64]
+        /// When a packet from the peer was last delivered, seconds since the Unix epoch; nil: never.
+        public var lastReceivedAt: Double?
     }
 
     /// What became of every frame the capture engine took (see `CaptureCounters`).
@@ -146,7 +148,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
                         icmpErrorsSent: counter.icmpErrorsSent.value,
                         pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),
                         errorWindow: path.isInErrorWindow(now: now), looping: path.isLooping,
-                        drops: counter.drops.snapshot)
+                        drops: counter.drops.snapshot,
+                        lastReceivedAt: counter.lastReceived.value == 0 ? nil : Double(counter.lastReceived.value) / 1000)
         }
         icmpRateLimited = counters.icmpRateLimited.value
         tcpPacketsSegmented = counters.tcpPacketsSegmented.value

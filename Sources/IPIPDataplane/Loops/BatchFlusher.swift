@@ -29,6 +29,7 @@ final class BatchFlusher {
     }
 
     func flush(_ batch: PacketBatch) {
+        receivedAt = 0
         var start = 0
         while start < batch.count {
             if batch.goesToTUN(at: start) {
@@ -62,6 +63,19 @@ final class BatchFlusher {
         batch.removeAll()
     }
 
+    /// The wall clock of this flush, in milliseconds, read once when a decapsulated packet is counted.
+    private var receivedAt: UInt64 = 0
+
+    @inline(__always)
+    private func noteReceived(from peer: Int) {
+        if receivedAt == 0 {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            receivedAt = UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec / 1_000_000)
+        }
+        counters.peers[peer].lastReceived.set(receivedAt)
+    }
+
     @inline(__always)
     private func countSent(_ batch: PacketBatch, _ index: Int) {
         switch batch.kind(at: index) {
@@ -73,6 +87,7 @@ final class BatchFlusher {
                 counters.peers[peer].encapsulatedIPv6Bytes.add(UInt64(innerLength))
             }
         case let .decapsulated(peer, innerLength, _):
+            noteReceived(from: peer)
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add()
@@ -84,6 +99,7 @@ final class BatchFlusher {
             counters.peers[peer].decapsulatedPackets.add()
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
         case let .superPacket(peer, innerLength, segments, frames):
+            noteReceived(from: peer)
             // The segments as their sender sent them; the captured frames they came in.
             counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
