@@ -14,7 +14,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
@@ -37,7 +36,7 @@ let package = Package(
             name: "IPIPCore",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        // Dataplane I/O: the loops around the packet paths, TUN, libpcap capture, libnet injection,
+        // Dataplane I/O: the loops around the packet paths, TUN, the uplink's capture, libpcap, libnet injection,
         // rtnetlink, the kernel setup, the control socket.
         .target(
             name: "IPIPDataplane",
@@ -53,7 +52,6 @@ let package = Package(
                 "IPIPCore", "IPIPDataplane",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

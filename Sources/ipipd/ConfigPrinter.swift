@@ -57,7 +57,7 @@ enum ConfigPrinter {
             out += "  on-conflict: \(config.proxyARP.onConflict.rawValue)\n"
         }
         if let metrics = config.metricsListen {
-            out += "metrics:\n  listen: \(metrics.address):\(metrics.port)\n"
+            out += "metrics:\n  listen: \"\(metrics)\"\n"
         }
         return out
     }

@@ -7,7 +7,11 @@ import Testing
     @Test func listenAddressIsReadAndChecked() throws {
         #expect(ConfigLoader.load(yaml: base, file: "t").config?.metricsListen == nil)
         let config = try #require(ConfigLoader.load(yaml: base + "metrics: {listen: 127.0.0.1:9473}\n", file: "t").config)
-        #expect(config.metricsListen?.address == IPv4Address("127.0.0.1") && config.metricsListen?.port == 9473)
+        #expect(config.metricsListen == GatewayConfig.ListenAddress(IPv4Address("127.0.0.1")!, port: 9473))
+        let six = try #require(ConfigLoader.load(yaml: base + "metrics: {listen: \"[::1]:9473\"}\n", file: "t").config)
+        #expect(six.metricsListen == GatewayConfig.ListenAddress(host: .v6(IPv6Address("::1")!), port: 9473))
+        #expect(six.metricsListen?.description == "[::1]:9473")
+        #expect(ConfigLoader.load(yaml: base + "metrics: {listen: \"::1:9473\"}\n", file: "t").errors.map(\.key) == ["metrics.listen"])
         #expect(ConfigLoader.load(yaml: base + "metrics: {listen: localhost:9473}\n", file: "t").errors.map(\.key) == ["metrics.listen"])
         #expect(ConfigLoader.load(yaml: base + "metrics: {listen: 127.0.0.1:0}\n", file: "t").errors.map(\.key) == ["metrics.listen"])
     }

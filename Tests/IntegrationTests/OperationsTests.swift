@@ -182,4 +182,29 @@ struct OperationsTests {
         }
         #expect(kinds == ["READY", "RELOADING", "READY", "STOPPING"], "\(messages)")
     }
+
+    /// The metrics endpoint as Prometheus and its users expect it (issue 23): on an IPv6 listen address,
+    /// answering HEAD, with ipipd_build_info and the process_* metrics, every peer's series there before
+    /// any traffic (at 0), and the same order at every scrape.
+    @Test func metricsFollowPrometheusConventions() throws {
+        let lab = Lab("prom")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let config = try lab.writeConfig("lab-site-a.yaml", appending: "metrics:\n  listen: \"[::1]:9474\"\n", name: "a.yaml")
+        let a = try lab.startIpipd(in: "a", config: config)
+        #expect(a.output.contains("serve Prometheus metrics at http://[::1]:9474/metrics"), "\(a.output)")
+        let first = try lab.sh(in: lab.ns("a"), "curl -sf -g 'http://[::1]:9474/metrics'")
+        let second = try lab.sh(in: lab.ns("a"), "curl -sf -g 'http://[::1]:9474/metrics'")
+        #expect(first.contains("ipipd_build_info{version=\"0.") && first.contains("process_resident_memory_bytes")
+                && first.contains("process_cpu_seconds_total") && first.contains("process_open_fds"), "\(first)")
+        #expect(first.contains(#"ipipd_peer_drops_total{peer="site-b",reason="source-not-allowed"} 0"#), "\(first)")
+        // Line for line the same families and series, in the same order (only values may move).
+        func shape(_ text: String) -> [Substring] { text.split(separator: "\n").map { $0.split(separator: " ").first ?? "" } }
+        #expect(shape(first) == shape(second))
+        let head = try lab.sh(in: lab.ns("a"), "curl -sf -g -I 'http://[::1]:9474/metrics'")
+        #expect(head.contains("200 OK") && head.contains("Content-Length:") && head.contains("text/plain; version=0.0.4"), "\(head)")
+        #expect(lab.run(in: lab.ns("a"), "curl -s -o /dev/null -w '%{http_code}' -X POST -g 'http://[::1]:9474/metrics'").output == "405")
+        // IPv6 only: not on the IPv4 loopback.
+        #expect(lab.run(in: lab.ns("a"), "curl -sf http://127.0.0.1:9474/metrics").status != 0)
+    }
 }

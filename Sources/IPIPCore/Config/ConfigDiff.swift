@@ -35,7 +35,7 @@ public struct ConfigDiff: Sendable, Equatable {
         if old.tunnel.mtu != new.tunnel.mtu { needsRestart.append("tunnel.mtu") }
         if old.tunnel.delivery != new.tunnel.delivery { needsRestart.append("tunnel.delivery") }
         if old.tunnel.reinjectionMark != new.tunnel.reinjectionMark { needsRestart.append("tunnel.reinjection-mark") }
-        if old.metricsListen?.address != new.metricsListen?.address || old.metricsListen?.port != new.metricsListen?.port {
+        if old.metricsListen != new.metricsListen {
             needsRestart.append("metrics.listen")
         }
         tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)

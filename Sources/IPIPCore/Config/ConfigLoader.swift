@@ -532,16 +532,15 @@ struct NodeReader {
         return settings
     }
 
-    mutating func readMetrics(_ node: Node) -> (address: IPv4Address, port: UInt16)? {
+    mutating func readMetrics(_ node: Node) -> GatewayConfig.ListenAddress? {
         guard let f = fields(of: node, key: "metrics", allowed: ["listen"], required: ["listen"]),
               let listenNode = f["listen"], let text = scalar(listenNode, key: "metrics.listen") else { return nil }
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let address = IPv4Address(parts[0]), let port = UInt16(parts[1]), port > 0 else {
-            error(listenNode, key: "metrics.listen", "`\(text)` is not an IPv4 address and port, e.g. 127.0.0.1:9473")
+        guard let listen = GatewayConfig.ListenAddress(Substring(text)) else {
+            error(listenNode, key: "metrics.listen", "`\(text)` is not an address and port, e.g. 127.0.0.1:9473 or [::1]:9473")
             incomplete = true
             return nil
         }
-        return (address, port)
+        return listen
     }
 
     mutating func readGhostHosts(_ node: Node) -> (v4: [GatewayConfig.GhostHost], v6: [GatewayConfig.GhostHost6]) {

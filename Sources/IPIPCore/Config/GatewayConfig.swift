@@ -155,11 +155,47 @@ public struct GatewayConfig: Sendable, Equatable {
     public var ghostHosts: [GhostHost]
     public var ghostHosts6: [GhostHost6] = []
     public var proxyARP = ProxyARP()
+    /// Where a TCP listener binds: an IPv4 or an IPv6 address and a port.
+    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        public enum Host: Sendable, Equatable {
+            case v4(IPv4Address)
+            case v6(IPv6Address)
+        }
+        public var host: Host
+        public var port: UInt16
+        public init(host: Host, port: UInt16) {
+            self.host = host
+            self.port = port
+        }
+        public init(_ address: IPv4Address, port: UInt16) { self.init(host: .v4(address), port: port) }
+
+        /// `127.0.0.1:9473` or `[::1]:9473`, as written in the config and in URLs.
+        public var description: String {
+            switch host {
+            case .v4(let address): "\(address):\(port)"
+            case .v6(let address): "[\(address)]:\(port)"
+            }
+        }
+
+        /// Parses that form.
+        public init?(_ text: Substring) {
+            guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
+            let host = text[..<colon]
+            if host.hasPrefix("["), host.hasSuffix("]"), let address = IPv6Address(String(host.dropFirst().dropLast())) {
+                self.init(host: .v6(address), port: port)
+            } else if let address = IPv4Address(host) {
+                self.init(address, port: port)
+            } else {
+                return nil
+            }
+        }
+    }
+
     /// Where to serve Prometheus metrics (`metrics.listen: 127.0.0.1:9473`); nil: not served.
-    public var metricsListen: (address: IPv4Address, port: UInt16)?
+    public var metricsListen: ListenAddress?
 
     public init(uplink: Uplink, tunnel: Tunnel = Tunnel(), peers: [Peer], ghostHosts: [GhostHost] = [], proxyARP: ProxyARP = ProxyARP(),
-                metricsListen: (address: IPv4Address, port: UInt16)? = nil) {
+                metricsListen: ListenAddress? = nil) {
         self.uplink = uplink
         self.tunnel = tunnel
         self.peers = peers
@@ -170,8 +206,7 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public static func == (lhs: GatewayConfig, rhs: GatewayConfig) -> Bool {
         lhs.uplink == rhs.uplink && lhs.tunnel == rhs.tunnel && lhs.peers == rhs.peers && lhs.ghostHosts == rhs.ghostHosts
-            && lhs.ghostHosts6 == rhs.ghostHosts6 && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen?.address == rhs.metricsListen?.address
-            && lhs.metricsListen?.port == rhs.metricsListen?.port
+            && lhs.ghostHosts6 == rhs.ghostHosts6 && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen
     }
 
     /// The tunnel-routing table this config describes.

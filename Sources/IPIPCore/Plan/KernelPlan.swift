@@ -32,7 +32,7 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// address's solicited-node multicast group.
     case answerNDP(address: IPv6Address, interface: String, mac: MACAddress?)
     case listenControlSocket(path: String)
-    case serveMetrics(address: IPv4Address, port: UInt16)
+    case serveMetrics(GatewayConfig.ListenAddress)
 
     public var description: String {
         switch self {
@@ -79,8 +79,8 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
                 + " (join \(address.solicitedNode), link-layer \(address.solicitedNode.multicastMAC))"
         case .listenControlSocket(let path):
             "listen on the control socket \(path) (mode 0600: status and reload)"
-        case let .serveMetrics(address, port):
-            "serve Prometheus metrics at http://\(address):\(port)/metrics"
+        case .serveMetrics(let listen):
+            "serve Prometheus metrics at http://\(listen)/metrics"
         }
     }
 }
@@ -302,6 +302,6 @@ public struct KernelPlan: Sendable, Equatable {
             }
         }
         if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
-        if let metrics = config.metricsListen { changes.append(.serveMetrics(address: metrics.address, port: metrics.port)) }
+        if let metrics = config.metricsListen { changes.append(.serveMetrics(metrics)) }
     }
 }

@@ -144,8 +144,8 @@ public final class KernelConfigurator: @unchecked Sendable {
             break   // the responder of the interface's capture answers for it (and joins the multicast groups)
         case .listenControlSocket(let path):
             controlSocket = try ControlSocket(path: path, in: runtimeDirectory)
-        case let .serveMetrics(address, port):
-            metricsServer = try StreamServer.listenTCP(address: address, port: port, limits: StreamServer.Limits())
+        case .serveMetrics(let listen):
+            metricsServer = try StreamServer.listenTCP(listen, limits: StreamServer.Limits())
         }
         logger.info("step \(step): \(change)\(outcome)")
     }

@@ -111,6 +111,33 @@ public enum SystemProbe {
                                            checksum: active("rx-checksum") ?? false, vlanStripping: active("rx-vlan-hw-parse") ?? false)
     }
 
+    /// This process's CPU time, memory, start and descriptors, for the `process_*` metrics (/proc).
+    public static func processFacts() -> ProcessFacts? {
+        guard let stat = try? readSmallFile("/proc/self/stat"), let close = stat.lastIndex(of: ")"),
+              let statm = try? readSmallFile("/proc/self/statm"),
+              let boot = (try? readSmallFile("/proc/stat"))?.split(separator: "\n").first(where: { $0.hasPrefix("btime ") })?
+                  .split(separator: " ").last.flatMap({ Double($0) }) else { return nil }
+        // Fields after the command's closing parenthesis, from the state (field 3): utime is 14, stime 15, starttime 22.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 20, let user = Double(fields[11]), let system = Double(fields[12]), let start = Double(fields[19]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let pages = statm.split(separator: " ").compactMap { UInt64($0) }
+        let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        var open = 0
+        if let directory = opendir("/proc/self/fd") {
+            while let entry = readdir(directory) {
+                if entry.pointee.d_name.0 != UInt8(ascii: ".") { open += 1 }
+            }
+            closedir(directory)
+        }
+        return ProcessFacts(cpuSeconds: (user + system) / ticks, residentBytes: (pages.count > 1 ? pages[1] : 0) * pageSize,
+                            virtualBytes: (pages.first ?? 0) * pageSize, startTime: boot + start / ticks,
+                            openDescriptors: max(0, open - 1),   // the directory's own descriptor
+                            maximumDescriptors: Int(limit.rlim_cur))
+    }
+
     /// The facts `KernelPlan` needs for `config`.
     public static func facts(for config: GatewayConfig) -> SystemFacts {
         var facts = SystemFacts(interfaces: interfaces(),

@@ -135,20 +135,35 @@ public final class StreamServer: @unchecked Sendable {
 
 extension StreamServer {
     /// A TCP listener on `address:port` (the metrics endpoint).
-    public static func listenTCP(address: IPv4Address, port: UInt16, limits: Limits) throws(SystemError) -> StreamServer {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    public static func listenTCP(_ endpoint: GatewayConfig.ListenAddress, limits: Limits) throws(SystemError) -> StreamServer {
+        let family = if case .v6 = endpoint.host { AF_INET6 } else { AF_INET }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError.fromErrno("open a TCP socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var socketAddress = sockaddr_in()
-        socketAddress.sin_family = sa_family_t(AF_INET)
-        socketAddress.sin_port = port.bigEndian
-        socketAddress.sin_addr.s_addr = address.value.bigEndian
-        let bound = withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let bound: Int32
+        switch endpoint.host {
+        case .v4(let address):
+            var socketAddress = sockaddr_in()
+            socketAddress.sin_family = sa_family_t(AF_INET)
+            socketAddress.sin_port = endpoint.port.bigEndian
+            socketAddress.sin_addr.s_addr = address.value.bigEndian
+            bound = withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .v6(let address):
+            // This address only, not the IPv4 ones mapped into `::`.
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var socketAddress = sockaddr_in6()
+            socketAddress.sin6_family = sa_family_t(AF_INET6)
+            socketAddress.sin6_port = endpoint.port.bigEndian
+            withUnsafeMutableBytes(of: &socketAddress.sin6_addr) { address.bytes.withUnsafeBytes($0.copyMemory(from:)) }
+            bound = withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
         guard bound == 0, listen(fd, 16) == 0 else {
-            let error = SystemError.fromErrno("listen on \(address):\(port)")
+            let error = SystemError.fromErrno("listen on \(endpoint)")
             close(fd)
             throw error
         }
