@@ -7,6 +7,8 @@
 #                         [--gro on|off]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --help before anything is installed or built (bench.py's own help lists every option).
+case ${1:-} in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exec python3 scripts/bench.py --ipipd ipipd --help ;; esac
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
 scripts/install-deps.sh
 missing=()

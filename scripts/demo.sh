@@ -9,6 +9,7 @@
 # Exit status 0 when every step worked; otherwise non-zero, naming the step that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$(pwd)
 source scripts/lib/lab.sh
 
 keep=no
@@ -16,7 +17,7 @@ while (($#)); do
     case $1 in
         --keep) keep=yes; shift ;;
         --gro) [[ ${2:-} == on || ${2:-} == off ]] || { echo "--gro takes on or off" >&2; exit 64; }; LAB_GRO=$2; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 64 ;;
     esac
 done
@@ -39,8 +40,11 @@ The lab is still running. Enter a machine with:
   ip netns exec $(ns b) bash      # machine B (ipipd log: $LOGDIR/b.log)
   ip netns exec $(ns c) bash      # host C on B's LAN
   ip netns exec $(ns r) bash      # the router between them
+Look at the daemons (from any directory):
+  $IPIPD status -c $REPO/config/machine-a.yaml --runtime-dir $LOGDIR/run-a
+  $IPIPD status -c $REPO/config/machine-b.yaml --runtime-dir $LOGDIR/run-b
 Remove it (the daemons get SIGTERM and clean up after themselves) with:
-  LAB_PREFIX=$LAB_PREFIX bash -c 'source scripts/lib/lab.sh; lab_down'; rm -rf $LOGDIR
+  LAB_PREFIX=$LAB_PREFIX bash -c 'source $REPO/scripts/lib/lab.sh; lab_down'; rm -rf $LOGDIR
 MSG
     else
         lab_down

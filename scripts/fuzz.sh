@@ -7,6 +7,7 @@
 #   default: -max_total_time=60
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
 
 out=.build-fuzz
 mkdir -p "$out" "$out/corpus"

@@ -3,6 +3,7 @@
 # the tools its tests drive (iproute2, ping, arping, tcpdump, tshark, nc, keepalived for the HA pair, ethtool
 # to make veths receive like NICs) and scapy for crafted packets.
 set -euo pipefail
+case ${1:-} in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
 
 packages=(libpcap-dev libnet1-dev pkg-config iproute2 iputils-ping iputils-arping tcpdump tshark
           netcat-openbsd util-linux procps curl nftables keepalived ethtool)

@@ -20,7 +20,7 @@ while (($#)); do
         --peers) sizes=$2; shift 2 ;;
         --binary) binary=$2; shift 2 ;;
         --json) json=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 64 ;;
     esac
 done

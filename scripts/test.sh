@@ -4,6 +4,7 @@
 # and remove what they create. Usage: scripts/test.sh [extra `swift test` arguments, e.g. --filter Config]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "note: not root: the integration tests (namespaces, TUN, raw sockets) will be skipped" >&2

@@ -11,8 +11,12 @@ struct Check: ParsableCommand {
         tunnel options that contradict each other, endpoints that could never be reached outside the \
         tunnel. Every problem is reported at once, as `file:line:column: error: key: reason`.
 
-        On success the config is printed with every default filled in. Exit status 0 when valid (warnings \
-        allowed), 1 otherwise. Use it before a reload, as `nginx -t` or `sshd -t` are used.
+        On success the config is printed with every default filled in (a value left out as a comment, or \
+        `auto`), which `check` reads back as the same config. Exit status 0 when valid (warnings allowed), 1 \
+        otherwise. Use it before a reload, as `nginx -t` or `sshd -t` are used.
+
+        The keys a file may hold (ipipd.yaml(5) says what each means, and its default): \
+        \(ConfigReference.help)
         """
     )
 

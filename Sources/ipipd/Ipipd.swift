@@ -13,15 +13,16 @@ struct Ipipd: ParsableCommand {
         without the kernel's ipip module, and carries IPv6 through the same IPv4 tunnel as protocol 41 \
         (what Linux's sit does). It reads inner packets from a TUN device, wraps them and sends them to \
         the peer that the longest matching prefix names; it captures protocol-4 and protocol-41 packets on \
-        the uplink with libpcap, checks and unwraps them, and hands the inner packet back to the kernel's \
-        routing; and it answers ARP (IPv4) and Neighbor Solicitations (IPv6, proxy NDP) on the LAN for \
+        the uplink (a packet socket whose filter libpcap compiles; frames the NIC's GRO merged are taken \
+        whole), checks and unwraps them, and hands the inner packet back to the kernel's routing; and it answers ARP (IPv4) and Neighbor Solicitations (IPv6, proxy NDP) on the LAN for \
         "ghost hosts", the addresses of remote machines.
 
         Everything comes from one YAML file (default \(ConfigOptions.defaultPath)). Run `ipipd check` to \
         validate it, `ipipd plan` to see every change `ipipd run` would make to the kernel, then `ipipd run` \
         as root.
 
-        Exit status: 0 on success, 1 when the config is invalid or the gateway cannot run, 64 on a usage error.
+        Exit status: 0 on success, 1 when the config is invalid or the gateway cannot run, 64 on a usage error. \
+        ipipd(8) and ipipd.yaml(5) describe the commands and the config file.
         """,
         version: version,
         subcommands: [Check.self, Plan.self, Run.self, Reload.self, Status.self, Version.self]

@@ -74,6 +74,38 @@ import Testing
         #expect(second.output == first.output)
     }
 
+    /// Every script's --help prints its header comment, and nothing of its code; none starts working.
+    @Test(arguments: ["demo.sh", "test.sh", "install-deps.sh", "install.sh", "uninstall.sh", "bench.sh", "torture.sh",
+                      "failover.sh", "scale.sh", "fuzz.sh"])
+    func everyScriptExplainsItself(script: String) throws {
+        let path = "\(Lab.repository.path)/scripts/\(script)"
+        let header = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")[1].dropFirst(2)
+        let result = Lab("shlp").run("\(path) --help", timeout: 30)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.hasPrefix(String(header)), "\(script): \(result.output.prefix(200))")
+        #expect(!result.output.contains("set -euo pipefail") && !result.output.contains("installing:"), "\(result.output)")
+    }
+
+    /// What the README shows of `check`'s errors is what `check` prints (`...` cuts a long line short).
+    @Test func theReadmesSampleErrorsAreCheckOwn() throws {
+        let readme = try String(contentsOfFile: "\(Lab.repository.path)/README.md", encoding: .utf8)
+        let samples = readme.split(separator: "\n").filter { $0.hasPrefix("config/invalid-example.yaml:") }
+        let output = Lab("rdme").run("cd \(Lab.repository.path) && \(Lab.ipipd) check -c config/invalid-example.yaml").output
+        #expect(samples.count >= 3)
+        for sample in samples {
+            let shown = sample.hasSuffix("...") ? String(sample.dropLast(3)) : String(sample)
+            #expect(output.split(separator: "\n").contains { $0.hasPrefix(shown) }, "README: \(sample)\ncheck:\n\(output)")
+        }
+    }
+
+    /// `run --help` says what the shipped unit does (its Type=).
+    @Test func runsHelpAgreesWithTheUnit() throws {
+        let unit = try String(contentsOfFile: "\(Lab.repository.path)/packaging/ipipd.service", encoding: .utf8)
+        let type = try #require(unit.split(separator: "\n").first { $0.hasPrefix("Type=") })
+        let help = Lab("rhlp").run("\(Lab.ipipd) run --help").output.replacingOccurrences(of: "\n", with: " ")
+        #expect(help.contains("the unit's \(type)"), "\(type) not in run --help:\n\(help)")
+    }
+
     @Test func helpIsSelfDocumenting() {
         let result = Lab("help").run("\(Lab.ipipd) --help; \(Lab.ipipd) plan --help; \(Lab.ipipd) version")
         #expect(result.status == 0)

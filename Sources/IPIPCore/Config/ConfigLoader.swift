@@ -342,11 +342,12 @@ struct NodeReader {
         return name
     }
 
-    mutating func integer(_ node: Node, key: String, in range: ClosedRange<Int>, what: String) -> Int? {
+    /// `word`: a word the key also takes instead of a number (`auto`, `inherit`), for the message.
+    mutating func integer(_ node: Node, key: String, in range: ClosedRange<Int>, what: String, or word: String? = nil) -> Int? {
         guard let text = scalar(node, key: key) else { return nil }
         let value = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
         guard let value, range.contains(value) else {
-            error(node, key: key, "`\(text)` is not a valid \(what) (\(range.lowerBound)–\(range.upperBound))")
+            error(node, key: key, "`\(text)` is not a valid \(what) (\(range.lowerBound)–\(range.upperBound)\(word.map { ", or `\($0)`" } ?? ""))")
             incomplete = true
             return nil
         }
@@ -373,7 +374,7 @@ struct NodeReader {
     /// the semantic checks; `incomplete` then keeps the result from being used.
     mutating func readGateway(_ root: Node) -> GatewayConfig? {
         locations.root = root
-        guard let top = fields(of: root, key: "", allowed: ["uplink", "tunnel", "peers", "ghost-hosts", "proxy-arp", "metrics"],
+        guard let top = fields(of: root, key: "", allowed: ConfigReference.allowed(in: ""),
                                required: ["uplink", "peers"]) else { return nil }
         let uplink = top["uplink"].flatMap { readUplink($0) }
         if uplink == nil { unreadable.uplink = true }
@@ -390,7 +391,7 @@ struct NodeReader {
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
-        guard let f = fields(of: node, key: "uplink", allowed: ["interface", "address", "standby-when-absent"],
+        guard let f = fields(of: node, key: "uplink", allowed: ConfigReference.allowed(in: "uplink"),
                              required: ["interface", "address"]) else { return nil }
         let interface = f["interface"].flatMap { interfaceName($0, key: "uplink.interface") }
         let address = f["address"].flatMap { unicastAddress($0, key: "uplink.address") }
@@ -404,8 +405,7 @@ struct NodeReader {
         var tunnel = GatewayConfig.Tunnel()
         let incompleteBefore = incomplete
         defer { if incomplete && !incompleteBefore { unreadable.tunnel = true } }
-        guard let f = fields(of: node, key: "tunnel", allowed: ["name", "address", "address6", "mtu", "ttl", "tos", "pmtudisc", "min-pmtu",
-                                                                "delivery", "reinjection-mark"],
+        guard let f = fields(of: node, key: "tunnel", allowed: ConfigReference.allowed(in: "tunnel"),
                              required: []) else { return tunnel }
         if let node = f["name"], let name = interfaceName(node, key: "tunnel.name") { tunnel.name = name }
         if let node = f["address"] { tunnel.address = unicastAddress(node, key: "tunnel.address") }
@@ -413,7 +413,7 @@ struct NodeReader {
         // `auto` (what `check` prints for a value left out) is the default: the uplink MTU - 20.
         if let node = f["mtu"], node.scalar?.string != "auto" {
             // 68 is IPv4's minimum (RFC 791); 65515 leaves room for the outer header in 65535.
-            tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU, or `auto`")
+            tunnel.mtu = integer(node, key: "tunnel.mtu", in: 68...65515, what: "MTU", or: "auto")
         }
         if let node = f["ttl"], let text = scalar(node, key: "tunnel.ttl") {
             if text == "inherit" {
@@ -421,14 +421,14 @@ struct NodeReader {
             } else if text == "0" {
                 error(node, key: "tunnel.ttl", "0 is not a TTL; write `inherit` (what systemd-networkd spells TTL=0)")
                 incomplete = true
-            } else if let ttl = integer(node, key: "tunnel.ttl", in: 1...255, what: "TTL, or `inherit`") {
+            } else if let ttl = integer(node, key: "tunnel.ttl", in: 1...255, what: "TTL", or: "inherit") {
                 tunnel.ttl = .fixed(UInt8(ttl))
             }
         }
         if let node = f["tos"], let text = scalar(node, key: "tunnel.tos") {
             if text == "inherit" {
                 tunnel.tos = .inherit
-            } else if let tos = integer(node, key: "tunnel.tos", in: 0...255, what: "TOS byte, or `inherit`") {
+            } else if let tos = integer(node, key: "tunnel.tos", in: 0...255, what: "TOS byte", or: "inherit") {
                 tunnel.tos = .fixed(UInt8(tos))
                 if tos & 0b11 != 0 {
                     diagnostics.append(ConfigDiagnostic(.warning, file: file, line: node.mark?.line,
@@ -464,7 +464,7 @@ struct NodeReader {
         var peers: [GatewayConfig.Peer] = []
         for (index, item) in items.enumerated() {
             let key = "peers[\(index)]"
-            guard let f = fields(of: item, key: key, allowed: ["name", "remote", "routes", "accept-sources"],
+            guard let f = fields(of: item, key: key, allowed: ConfigReference.allowed(in: "peers[]"),
                                  required: ["name", "remote"]) else {
                 unreadable.peers = true
                 continue
@@ -515,7 +515,7 @@ struct NodeReader {
 
     mutating func readProxyARP(_ node: Node) -> GatewayConfig.ProxyARP {
         var settings = GatewayConfig.ProxyARP()
-        guard let f = fields(of: node, key: "proxy-arp", allowed: ["answer-probes", "on-conflict"], required: []) else {
+        guard let f = fields(of: node, key: "proxy-arp", allowed: ConfigReference.allowed(in: "proxy-arp"), required: []) else {
             return settings
         }
         if let node = f["answer-probes"], let value = boolean(node, key: "proxy-arp.answer-probes") {
@@ -533,7 +533,7 @@ struct NodeReader {
     }
 
     mutating func readMetrics(_ node: Node) -> GatewayConfig.ListenAddress? {
-        guard let f = fields(of: node, key: "metrics", allowed: ["listen"], required: ["listen"]),
+        guard let f = fields(of: node, key: "metrics", allowed: ConfigReference.allowed(in: "metrics"), required: ["listen"]),
               let listenNode = f["listen"], let text = scalar(listenNode, key: "metrics.listen") else { return nil }
         guard let listen = GatewayConfig.ListenAddress(Substring(text)) else {
             error(listenNode, key: "metrics.listen", "`\(text)` is not an address and port, e.g. 127.0.0.1:9473 or [::1]:9473")
@@ -548,7 +548,7 @@ struct NodeReader {
         var ghosts: [GatewayConfig.GhostHost] = [], ghosts6: [GatewayConfig.GhostHost6] = []
         for (index, item) in items.enumerated() {
             let key = "ghost-hosts[\(index)]"
-            guard let f = fields(of: item, key: key, allowed: ["address", "interface", "mac"],
+            guard let f = fields(of: item, key: key, allowed: ConfigReference.allowed(in: "ghost-hosts[]"),
                                  required: ["address", "interface"]) else { continue }
             // IPv4 (answered by proxy ARP) or IPv6 (by proxy NDP), told apart by a ':'.
             let isIPv6 = f["address"]?.scalar?.string.contains(":") == true
