@@ -31,7 +31,7 @@ func readConfigTextOrExit(_ path: String) throws -> String {
     do {
         return try readConfigFile(path, limit: YAMLLimits.maximumBytes)
     } catch {
-        printError("\(path): error: cannot read the config file: \(error.errno.map { String(cString: strerror($0)) } ?? error.description)")
+        printError("\(path): error: cannot read the config file: \(error.reason)")
         throw ExitCode.failure
     }
 }

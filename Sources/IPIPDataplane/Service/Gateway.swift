@@ -182,9 +182,9 @@ public final class Gateway: @unchecked Sendable {
         let old = config
         let text: String
         do {
-            text = try String(contentsOfFile: options.configFile, encoding: .utf8)
+            text = try readConfigFile(options.configFile, limit: YAMLLimits.maximumBytes)
         } catch {
-            return ReloadOutcome(applied: false, messages: ["\(options.configFile): cannot read: \((error as NSError).localizedDescription)"])
+            return ReloadOutcome(applied: false, messages: ["\(options.configFile): error: cannot read the config file: \(error.reason)"])
         }
         let result = ConfigLoader.load(yaml: text, file: options.configFile)
         guard let new = result.config else {

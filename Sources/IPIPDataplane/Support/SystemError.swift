@@ -30,10 +30,12 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        var text = operation
-        if let errno { text += ": " + String(cString: strerror(errno)) }
-        if let detail { text += ": " + detail }
-        return text
+        operation + ": " + reason
+    }
+
+    /// Why it failed, without the operation: "No such file or directory".
+    public var reason: String {
+        [errno.map { String(cString: strerror($0)) }, detail].compactMap { $0 }.joined(separator: ": ")
     }
 }
 
