@@ -86,6 +86,6 @@ deb=$output/ipipd_${version}_$arch.deb
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
 if [[ $lintian == yes ]]; then
     echo "lintian:" >&2
-    lintian --no-tag-display-limit --info "$deb" >&2 || true
+    lintian --tag-display-limit 0 --info "$deb" >&2 || true
 fi
 echo "$deb"
