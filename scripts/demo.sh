@@ -3,19 +3,21 @@
 # machine B's LAN as the ghost host 203.0.113.87, through an IP-in-IP tunnel run by ipipd on A and B —
 # and, dual stack, as 2001:db8:b::87 (proxy NDP on B, IPv6 carried as protocol 41 in the same tunnel).
 #
-# Usage: scripts/demo.sh [--keep] [--gro on|off]     (root; builds ipipd first)
-#   --keep        leave the lab running afterwards and print how to explore and remove it
-#   --gro on|off  the uplinks receive like real NICs, GRO on (the default), or as bare veths
+# Usage: scripts/demo.sh [--keep] [--gro on|off] [--binary FILE]     (root; builds ipipd first)
+#   --keep         leave the lab running afterwards and print how to explore and remove it
+#   --gro on|off   the uplinks receive like real NICs, GRO on (the default), or as bare veths
+#   --binary FILE  run this ipipd instead of building one (release); the tests pass their build
 # Exit status 0 when every step worked; otherwise non-zero, naming the step that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 source scripts/lib/lab.sh
 
-keep=no
+keep=no binary=""
 while (($#)); do
     case $1 in
         --keep) keep=yes; shift ;;
+        --binary) [[ -x ${2:-} ]] || { echo "--binary takes an executable ipipd" >&2; exit 64; }; binary=$(realpath "$2"); shift 2 ;;
         --gro) [[ ${2:-} == on || ${2:-} == off ]] || { echo "--gro takes on or off" >&2; exit 64; }; LAB_GRO=$2; shift 2 ;;
         -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 64 ;;
@@ -63,8 +65,13 @@ trap 'exit 130' INT TERM
 
 step "build ipipd"
 scripts/install-deps.sh
-swift build -c release --product ipipd 2>&1 | tail -1
-IPIPD=$(swift build -c release --show-bin-path)/ipipd
+if [[ -n $binary ]]; then
+    IPIPD=$binary
+    echo "using $IPIPD"
+else
+    swift build -c release --product ipipd 2>&1 | tail -1
+    IPIPD=$(swift build -c release --show-bin-path)/ipipd
+fi
 
 step "check both machines' config files"
 "$IPIPD" check -q -c config/machine-a.yaml && echo "config/machine-a.yaml: valid"
