@@ -10,10 +10,11 @@ import Testing
 
     /// Machine A's decapsulator with this machine's `local` addresses and subnets, delivering as `delivery` says.
     func decapsulate(_ packet: inout [UInt8], local: Set<IPv4Address> = [], networks: [IPv4Prefix] = [],
-                     delivery: GatewayConfig.Delivery = .libnet) -> Decapsulator.Verdict {
+                     localRoutes: LocalRoutes = LocalRoutes([]), delivery: GatewayConfig.Delivery = .libnet) -> Decapsulator.Verdict {
         var config = machineA
         config.tunnel.delivery = delivery
-        let decapsulator = Decapsulator(config: config, localNetworks: LocalNetworks(addresses: local, networks: networks))
+        let decapsulator = Decapsulator(config: config, localNetworks: LocalNetworks(addresses: local, networks: networks),
+                                        localRoutes: localRoutes)
         return packet.withUnsafeMutableBytes { decapsulator.decapsulate($0) }
     }
 
@@ -29,6 +30,25 @@ import Testing
         let verdict = decapsulate(&packet, local: [ghost], delivery: delivery)
         #expect(verdict == .deliver(peer: 0, inner: 20..<packet.count, route: .tun))
         #expect(Array(packet[20...]) == Fixture.bytes("ipv4-icmp-echo"))
+    }
+
+    /// An address the kernel routes as local without any interface holding it (AnyIP: `ip route add
+    /// local 203.0.113.80/28 dev lo`) takes the TUN device too, untouched: routed by ipipd it would be
+    /// received through lo, past a firewall's `iifname "tunl"` rules. So does every packet before the
+    /// routes are read. And no inner packet may come from such an address.
+    @Test func anAnyIPAddressTakesTheTUNDeviceAndIsNoSourceInTheLibnetDelivery() throws {
+        var packet = scapyPacket
+        let anyIP = LocalRoutes([IPv4Prefix("203.0.113.80/28")!])
+        #expect(decapsulate(&packet, localRoutes: anyIP) == .deliver(peer: 0, inner: 20..<packet.count, route: .tun))
+        #expect(try innerTTL(packet) == 63)
+        packet = scapyPacket
+        #expect(decapsulate(&packet, localRoutes: .unread) == .deliver(peer: 0, inner: 20..<packet.count, route: .tun))
+        packet = scapyPacket
+        #expect(decapsulate(&packet, localRoutes: LocalRoutes([IPv4Prefix("198.18.50.0/24")!])) == .deliver(peer: 0, inner: 20..<packet.count, route: .routed))
+        packet = scapyPacket   // from host C, 203.0.113.20
+        #expect(decapsulate(&packet, localRoutes: LocalRoutes([IPv4Prefix("203.0.113.16/28")!])) == .drop(.martianSource, peer: 0))
+        packet = scapyPacket
+        #expect(decapsulate(&packet, localRoutes: .unread) != .drop(.martianSource, peer: 0), "unread routes make no source a martian")
     }
 
     /// Kernel delivery: every inner packet goes to the TUN device as it came; the kernel's forwarding

@@ -44,8 +44,10 @@ struct ReceivePathTests {
     }
 
     /// A default-deny INPUT policy with `iifname "tunl"` rules holds against tunneled SYNs in both modes
-    /// (a raw-socket reinjection used to make them arrive on lo, which every ruleset accepts); a FORWARD
-    /// rule on `iifname "tunl"` is obeyed with kernel delivery.
+    /// (a raw-socket reinjection used to make them arrive on lo, which every ruleset accepts), to B's own
+    /// address and to an AnyIP range B routes as local without any interface holding it (`ip route add
+    /// local … dev lo`: the libnet delivery once sent those through lo); a FORWARD rule on
+    /// `iifname "tunl"` is obeyed with kernel delivery.
     @Test(arguments: ["kernel", "libnet"])
     func theFirewallSeesTunneledPacketsOnTunl(delivery: String) throws {
         let lab = Lab("nft")
@@ -71,15 +73,20 @@ struct ReceivePathTests {
             }
             """.write(toFile: rules, atomically: true, encoding: .utf8)
         try lab.sh(in: lab.ns("b"), "nft -f \(rules)")
+        try lab.sh(in: lab.ns("b"), "ip route add local 192.0.2.192/27 dev lo")   // inside the prefix A tunnels to B
         _ = try lab.spawn(in: lab.ns("b"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.129 8080"], logName: "allowed")
         _ = try lab.spawn(in: lab.ns("b"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.129 2222"], logName: "refused")
+        _ = try lab.spawn(in: lab.ns("b"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.200 8080"], logName: "anyip-allowed")
+        _ = try lab.spawn(in: lab.ns("b"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.200 2222"], logName: "anyip-refused")
         _ = try lab.spawn(in: lab.ns("h2"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.130 9999"], logName: "h2-9999")
         _ = try lab.spawn(in: lab.ns("h2"), ["sh", "-c", "exec nc.openbsd -lk 192.0.2.130 9998"], logName: "h2-9998")
-        #expect(eventually { lab.run(in: lab.ns("b"), "ss -Hltn | grep -q ':2222'").status == 0 })
+        #expect(eventually { lab.run(in: lab.ns("b"), "ss -Hltn | grep -q '192.0.2.129:2222' && ss -Hltn | grep -q '192.0.2.200:2222'").status == 0 })
         let synAcks = try lab.watch(in: "b", "tunl", "tcp src port 2222", logName: "syn-acks")
         try lab.sh(in: lab.ns("h1"), "ping -c 1 -W 2 192.0.2.129")
         #expect(lab.run(in: lab.ns("h1"), "nc.openbsd -z -w 2 192.0.2.129 8080").status == 0, "the allowed port")
         #expect(lab.run(in: lab.ns("h1"), "nc.openbsd -z -w 2 192.0.2.129 2222").status != 0, "a port INPUT drops")
+        #expect(lab.run(in: lab.ns("h1"), "nc.openbsd -z -w 2 192.0.2.200 8080").status == 0, "the allowed port, AnyIP")
+        #expect(lab.run(in: lab.ns("h1"), "nc.openbsd -z -w 2 192.0.2.200 2222").status != 0, "a port INPUT drops, AnyIP")
         synAcks.settle()
         #expect(!synAcks.output.contains("192.0.2.129.2222 >"), "B answered on 2222:\n\(synAcks.output)")
         if delivery == "kernel" {

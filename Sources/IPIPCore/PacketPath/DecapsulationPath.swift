@@ -24,8 +24,8 @@ public final class DecapsulationPath {
     public var standby = false
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
-                localNetworks: LocalNetworks) {
-        decapsulator = Decapsulator(config: config, localNetworks: localNetworks)
+                localNetworks: LocalNetworks, localRoutes: LocalRoutes = LocalRoutes([])) {
+        decapsulator = Decapsulator(config: config, localNetworks: localNetworks, localRoutes: localRoutes)
         minimumPathMTU = config.tunnel.minimumPathMTU
         tunnelRoutes = config.routingTable
         self.tunnelMTU = tunnelMTU
@@ -37,7 +37,7 @@ public final class DecapsulationPath {
 
     /// Takes a reloaded config; reassembly state and rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
-        decapsulator = Decapsulator(config: config, localNetworks: decapsulator.localNetworks)
+        decapsulator = Decapsulator(config: config, localNetworks: decapsulator.localNetworks, localRoutes: decapsulator.localRoutes)
         minimumPathMTU = config.tunnel.minimumPathMTU
         tunnelRoutes = config.routingTable
         self.counters = counters
@@ -49,6 +49,13 @@ public final class DecapsulationPath {
     public var localNetworks: LocalNetworks {
         get { decapsulator.localNetworks }
         set { decapsulator.localNetworks = newValue }
+    }
+
+    /// The prefixes the kernel routes as local (AnyIP ranges among them): packets to them take the TUN
+    /// device in the libnet delivery too, and none may claim to come from them.
+    public var localRoutes: LocalRoutes {
+        get { decapsulator.localRoutes }
+        set { decapsulator.localRoutes = newValue }
     }
 
     /// The MTU of the interface each destination is routed to (libnet delivery), from the route

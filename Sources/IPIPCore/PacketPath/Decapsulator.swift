@@ -17,6 +17,38 @@ public struct LocalNetworks: Sendable, Equatable {
     }
 }
 
+/// The prefixes the kernel delivers to this machine: its routes of type `local`, in any table — each
+/// interface address, and AnyIP ranges that no interface shows (`ip route add local 198.18.50.0/24 dev
+/// lo`). A packet ipipd routed itself to one of them would be received through `lo`, which every
+/// firewall accepts; such packets take the TUN device instead.
+public struct LocalRoutes: Sendable {
+    private let table: RoutingTable<Bool>
+    /// False until the routes have been read once.
+    public let isRead: Bool
+
+    /// Before the routes are read, every destination counts as local: the TUN device is the safe way in.
+    public static let unread = LocalRoutes(table: RoutingTable(), isRead: false)
+
+    private init(table: RoutingTable<Bool>, isRead: Bool) {
+        self.table = table
+        self.isRead = isRead
+    }
+
+    public init(_ prefixes: some Sequence<IPv4Prefix>) {
+        self.init(table: RoutingTable(prefixes.lazy.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }), isRead: true)
+    }
+
+    /// Whether a packet to `address` must enter this machine by the TUN device.
+    @inline(__always)
+    public func mustTakeTheTUNDevice(_ address: IPv4Address) -> Bool { !isRead || table.lookup(address) != nil }
+
+    /// Whether `address` is known to be this machine's: no inner packet may claim it as its source.
+    @inline(__always)
+    public func isKnownLocal(_ address: IPv4Address) -> Bool { isRead && table.lookup(address) != nil }
+
+    public var count: Int { table.count }
+}
+
 /// Checks and unwraps captured tunnel packets. Pure: it decides and edits the inner header in place;
 /// the dataplane delivers the bytes it points at.
 ///
@@ -25,8 +57,9 @@ public struct LocalNetworks: Sendable, Equatable {
 /// its destination may be a martian — 0/8, 127/8, multicast, class E, the limited or a directed
 /// broadcast, or (as source) one of this machine's addresses — nor may it carry a source route. Then it
 /// goes by the delivery mode: to the kernel's receive path on the TUN device, or (libnet) routed by ipipd
-/// as a router would, its TTL decremented — except packets for this machine, which take the TUN device in
-/// both modes, so that nothing from the tunnel is ever delivered through `lo`.
+/// as a router would, its TTL decremented — except packets for this machine (its addresses, and every
+/// prefix the kernel routes as local: `localRoutes`), which take the TUN device in both modes, so that
+/// nothing from the tunnel is ever delivered through `lo`.
 public struct Decapsulator: Sendable {
     /// How a delivered inner packet leaves.
     public enum Route: Equatable, Sendable {
@@ -59,8 +92,11 @@ public struct Decapsulator: Sendable {
     /// Each peer's accepted inner IPv6 sources, by peer index.
     public let acceptSources6: [IPv6RoutingTable<Bool>]
     public var localNetworks: LocalNetworks
+    /// The kernel's local routes, as the route watcher last read them.
+    public var localRoutes: LocalRoutes
 
-    public init(config: GatewayConfig, localNetworks: LocalNetworks) {
+    /// `localRoutes`: the dataplane passes what it read (or `.unread`); none by default.
+    public init(config: GatewayConfig, localNetworks: LocalNetworks, localRoutes: LocalRoutes = LocalRoutes([])) {
         local = config.uplink.address
         delivery = config.tunnel.delivery
         ttlInherited = config.tunnel.ttl == .inherit
@@ -73,6 +109,7 @@ public struct Decapsulator: Sendable {
             IPv6RoutingTable(peer.allowedSources6.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
         }
         self.localNetworks = localNetworks
+        self.localRoutes = localRoutes
     }
 
     public init(config: GatewayConfig, localAddresses: Set<IPv4Address>) {
@@ -119,7 +156,8 @@ public struct Decapsulator: Sendable {
         }
 
         let source = inner.source, destination = inner.destination
-        if Self.isMartian(source) || localNetworks.addresses.contains(source) || localNetworks.broadcasts.contains(source) {
+        if Self.isMartian(source) || localNetworks.addresses.contains(source) || localNetworks.broadcasts.contains(source)
+            || localRoutes.isKnownLocal(source) {
             return .drop(.martianSource, peer: peer)
         }
         if Self.isMartian(destination) || localNetworks.broadcasts.contains(destination) {
@@ -141,7 +179,7 @@ public struct Decapsulator: Sendable {
         }
 
         // This machine's own addresses: the kernel's receive path on the TUN device, in both modes.
-        if delivery == .kernel || localNetworks.addresses.contains(destination) {
+        if delivery == .kernel || localNetworks.addresses.contains(destination) || localRoutes.mustTakeTheTUNDevice(destination) {
             return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .tun)
         }
         // Routed by ipipd: a router decrements the TTL and never forwards one that expires.

@@ -53,6 +53,8 @@ public enum Netlink {
     public static let scopeUniverse: UInt8 = 0
     public static let scopeLink: UInt8 = 253
     public static let routeTypeUnicast: UInt8 = 1
+    /// RTN_LOCAL: delivered to this machine (an interface's address, or an AnyIP range).
+    public static let routeTypeLocal: UInt8 = 2
     /// rtm_protocol marking routes ipipd installed (`ip route show proto 73`), so that a restart after
     /// a crash finds its own leftovers. Unassigned in iproute2's rt_protos.
     public static let ipipdRouteProtocol: UInt8 = 73

@@ -16,7 +16,7 @@ struct DecapsulationLoop {
     let icmpv6: RawICMPv6Sender?
     /// Where the kernel's receive path starts: decapsulated packets are written to it.
     let tun: TUNDevice
-    let egressMTUs: EgressMTUs
+    let routeFacts: RouteFacts
     let tunnelMTU: Int
 
     func run() {
@@ -26,7 +26,8 @@ struct DecapsulationLoop {
         var failures = context.failures(for: health)
         var snapshot = box.current
         let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
-                                     paths: snapshot.paths, localNetworks: SystemProbe.localNetworks())
+                                     paths: snapshot.paths, localNetworks: SystemProbe.localNetworks(),
+                                     localRoutes: routeFacts.current.localRoutes)
         let batch = PacketBatch()
         let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, tun: tun.fd, icmpv6: icmpv6, counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot reinject a decapsulated packet"))
@@ -41,7 +42,7 @@ struct DecapsulationLoop {
                 pathLog.note(["peer": "\(peers[peer].name)", "report": "unreachable", "from": "\(reporter)"])
             }
         }
-        var egressGeneration = -1
+        var routeFactsGeneration = -1
         var lastHousekeeping = -Double.infinity
 
         while !stop.isStopped {
@@ -50,9 +51,11 @@ struct DecapsulationLoop {
                 path.reconfigure(snapshot.config, counters: snapshot.counters, paths: snapshot.paths)
                 flusher.counters = snapshot.counters
             }
-            if egressMTUs.generation != egressGeneration {
-                egressGeneration = egressMTUs.generation
-                path.egressMTUs = egressMTUs.current
+            if routeFacts.generation != routeFactsGeneration {
+                routeFactsGeneration = routeFacts.generation
+                let facts = routeFacts.current
+                path.egressMTUs = facts.egressMTUs
+                path.localRoutes = facts.localRoutes
             }
             var now = monotonicSeconds()
             if now - lastHousekeeping >= 1 {

@@ -7,16 +7,17 @@ import Logging
 /// The route watcher's thread (RFC 2003 §4, the seed's "looping tunnel"): it keeps, for every peer,
 /// whether the kernel would send outer packets to its endpoint into the tunnel itself, and sets the
 /// peer's loop guard so the encapsulator drops its traffic instead of looping; and it publishes the MTU
-/// of the interface each destination leaves by, for the libnet delivery. It listens for the kernel's
+/// of the interface each destination leaves by and the prefixes the kernel routes as local (AnyIP
+/// ranges among them, which no interface shows), for the libnet delivery. It listens for the kernel's
 /// route-change notifications and then reads the main table once (one dump, not a query per peer), a
-/// few times a second at most, and every 30 s in any case; no dataplane thread does any of it. The
+/// few times a second at most, and every 30 s in any case (the local table's changes are notified too); no dataplane thread does any of it. The
 /// routes through the tunnel — ipipd's own, a hub's 100,000 — are skipped as the dump is read: what
 /// they decide is known from the config (`tunnelRoutes`), so the work grows with the other routes only.
 struct RouteWatcherLoop {
     let context: LoopContext
     let health: LoopHealth
     let tunnel: String
-    let egressMTUs: EgressMTUs
+    let routeFacts: RouteFacts
 
     /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
     /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
@@ -52,6 +53,20 @@ struct RouteWatcherLoop {
         return RoutingTable(withMTUs, uniquingPrefixesWith: { _, later in later })
     }
 
+    /// The routes of type local, in any table (the local table's, and any an admin put elsewhere).
+    static func localRoutes(_ routes: [Netlink.RouteInfo]) -> LocalRoutes {
+        LocalRoutes(routes.lazy.filter { $0.type == Netlink.routeTypeLocal }.map(\.prefix))
+    }
+
+    static func facts(_ routes: [Netlink.RouteInfo]) -> RouteFacts.Snapshot {
+        RouteFacts.Snapshot(egressMTUs: egressMTUs(routes), localRoutes: localRoutes(routes))
+    }
+
+    /// One read of the routes, for the start: the capture thread knows the local routes before its first packet.
+    static func readFacts(tunnel: String) throws(SystemError) -> RouteFacts.Snapshot {
+        facts(try NetlinkSocket().routes(skippingInterface: SystemProbe.interfaceIndex(tunnel)))
+    }
+
     func run() {
         let (box, stop, logger) = (context.box, context.stop, context.logger)
         PrivilegeDrop.dropCapabilitiesOfThisThread(logger, thread: health.name)
@@ -85,7 +100,7 @@ struct RouteWatcherLoop {
             let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
             do {
                 let routes = try netlink.routes(skippingInterface: tunnelIndex)
-                egressMTUs.publish(Self.egressMTUs(routes))
+                routeFacts.publish(Self.facts(routes))
                 let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? RoutingTable() : tunnelRoutes, routes: routes)
                 for (peer, looping) in loops.enumerated() {
                     snapshot.paths[peer].setLooping(looping)

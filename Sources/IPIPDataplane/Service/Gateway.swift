@@ -100,11 +100,19 @@ public final class Gateway: @unchecked Sendable {
             try beforeThreads()
             let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
                                                   sender: encapsulationSender, icmpv6: configurator.icmpv6Sender, tunnelMTU: tunnelMTU)
-            let egressMTUs = EgressMTUs()
+            // Read before the capture thread starts: until the local routes are known, it hands every packet to
+            // the TUN device (nothing may reach an AnyIP address through lo).
+            let routeFacts = RouteFacts()
+            do {
+                routeFacts.publish(try RouteWatcherLoop.readFacts(tunnel: tun.name))
+            } catch {
+                logger.warning("cannot read the routes; decapsulated packets take the TUN device until the route watcher can",
+                               metadata: ["error": "\(error)"])
+            }
             let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: capture,
                                                   sender: reinjectionSender, icmpv6: configurator.icmpv6Sender, tun: tun,
-                                                  egressMTUs: egressMTUs, tunnelMTU: tunnelMTU)
-            let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, egressMTUs: egressMTUs)
+                                                  routeFacts: routeFacts, tunnelMTU: tunnelMTU)
+            let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, routeFacts: routeFacts)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
             threads.append(try DedicatedThread(name: routes.health.name) { routes.run() })
