@@ -40,6 +40,27 @@ import Testing
         }
     }
 
+    /// No reply to where no host can be (issue 27, finding 2): a group or all-zero sender MAC, in the
+    /// frame or in the ARP packet, would make ipipd a reflector; a martian sender address is no host's.
+    @Test func requestsFromGroupMACsOrMartianSendersAreNotAnswered() {
+        var r = responder()
+        let multicast = MACAddress("01:00:5e:00:00:01")!
+        for mac in [MACAddress.broadcast, multicast, .zero] {
+            #expect(handle(&r, ARPBuilder.request(from: mac, senderAddress: hostC, asking: ghost)) == .ignore(.invalidSender, ghost: ghost), "\(mac)")
+            var forged = ARPBuilder.request(from: macC, senderAddress: hostC, asking: ghost)
+            forged.withUnsafeMutableBytes { $0.setMACAddress(mac, at: 14 + 8) }   // the ARP sender hardware address only
+            #expect(handle(&r, forged) == .ignore(.invalidSender, ghost: ghost), "\(mac) in the ARP packet")
+        }
+        for martian in ["127.0.0.1", "224.0.0.1", "255.255.255.255", "240.0.0.1", "0.1.2.3"] {
+            let request = ARPBuilder.request(from: macC, senderAddress: IPv4Address(martian)!, asking: ghost)
+            #expect(handle(&r, request) == .ignore(.invalidSender, ghost: ghost), "\(martian)")
+        }
+        guard case .reply = handle(&r, ARPBuilder.request(from: macC, senderAddress: hostC, asking: ghost)) else {
+            Issue.record("a valid request after them is not answered")
+            return
+        }
+    }
+
     @Test func ignoresWhatALANAdminWouldWantIgnored() {
         var r = responder()
         #expect(handle(&r, Fixture.bytes("arp-probe")) == .ignore(.probe, ghost: ghost))

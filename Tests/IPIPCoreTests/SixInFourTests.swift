@@ -174,6 +174,9 @@ import Testing
         #expect(refusal { $0[14 + 40] = 128 } == .notNDP)
         // A multicast source (ff02::1, found by the fuzzer: the answer went to all nodes with Solicited set).
         #expect(refusal { $0[14 + 8] = 0xFF } == .multicastSource)
+        // ::1 and an IPv4-mapped source (issue 27, finding 2): never on a link.
+        #expect(refusal { frame in frame.withUnsafeMutableBytes { $0.setIPv6Address(.loopback, at: 14 + 8) } } == .martianSource)
+        #expect(refusal { frame in frame.withUnsafeMutableBytes { $0.setIPv6Address(IPv6Address(high: 0, low: 0xFFFF_CB00_7114), at: 14 + 8) } } == .martianSource)
         #expect(refusal { _ in } == nil)
     }
 
@@ -191,6 +194,26 @@ import Testing
 
     func handle(_ frame: [UInt8], _ responder: inout ProxyNDPResponder, now: Double = 1) -> ProxyNDPResponder.Decision {
         frame.withUnsafeBytes { responder.handle($0, now: now) }
+    }
+
+    /// No advertisement to a group or all-zero link-layer address (issue 27, finding 2: an option of
+    /// ff:ff:ff:ff:ff:ff made ipipd a reflector), whether the option or the frame names it.
+    @Test func solicitationsNamingAGroupLinkLayerAddressAreNotAnswered() {
+        var proxy = responder()
+        for mac in [MACAddress.broadcast, MACAddress("33:33:00:00:00:01")!, .zero] {
+            var option = Fixture.bytes("ndp-ns")
+            option.withUnsafeMutableBytes { frame in
+                frame.setMACAddress(mac, at: 14 + 40 + 26)
+                frame.setUInt16(0, at: 14 + 40 + 2)
+                let packet = UnsafeMutableRawBufferPointer(rebasing: frame[14...])
+                frame.setUInt16(InternetChecksum.computeIPv6Upper(UnsafeRawBufferPointer(packet), nextHeader: IPv6NextHeader.icmpv6), at: 14 + 40 + 2)
+            }
+            #expect(handle(option, &proxy) == .ignore(.invalidSender, ghost: ghost), "\(mac) in the option")
+            var frame = Fixture.bytes("ndp-ns")
+            frame.withUnsafeMutableBytes { $0.setMACAddress(mac, at: 6) }
+            #expect(handle(frame, &proxy) == .ignore(.invalidSender, ghost: ghost), "\(mac) as the frame's source")
+        }
+        #expect(handle(Fixture.bytes("ndp-ns"), &proxy) == .reply(ghost: ghost, frame: Fixture.bytes("ndp-na-solicited")))
     }
 
     @Test func answersASolicitationAndIgnoresDADUnlessAskedTo() {

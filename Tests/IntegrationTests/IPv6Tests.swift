@@ -215,6 +215,28 @@ struct IPv6Tests {
         #expect(try lab.sh(in: lab.ns("b"), "ip maddr show dev eth0").contains("33:33:ff:00:00:87"))
     }
 
+    /// Issue 27, finding 2: requests that name a group link-layer address (in NDP's option, in ARP's
+    /// sender hardware address) or come from a martian source (::1, IPv4-mapped, multicast; 127/8,
+    /// 224/4, the broadcast) got answers to that address — a reflector. None is answered now; the valid
+    /// request beside them is, to C alone.
+    @Test func requestsThatWouldMakeTheProxyAReflectorAreNotAnswered() throws {
+        let lab = Lab("refl")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        _ = try lab.startIpipd(in: "b", config: machineB)
+        let macC = try lab.mac("c", "eth0")
+        // The start's announcements over (two of each ghost, 2 s apart), so that only answers are seen.
+        _ = try lab.waitForStatus("b", config: machineB) { status in status.ghostHosts.allSatisfy { $0.announcements >= 2 } }
+        Thread.sleep(forTimeInterval: 0.5)
+        let output = try lab.craft(Self.craft, "reflector-cases", from: "c", "eth0", to: "b", "eth0")
+        let cases = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: [String]] ?? [:]
+        #expect(cases["ns-valid"] == [macC] && cases["arp-valid"] == [macC], "\(cases)")
+        for name in ["ns-lladdr-broadcast", "ns-lladdr-multicast", "ns-from-loopback", "ns-from-v4-mapped", "ns-from-multicast",
+                     "arp-sender-broadcast", "arp-sender-multicast", "arp-from-loopback", "arp-from-multicast", "arp-from-broadcast"] {
+            #expect(cases[name]?.isEmpty == true, "\(name) must get no answer: \(cases[name] ?? ["(case missing)"])")
+        }
+    }
+
     @Test func aSecondNodeClaimingTheGhostIPv6AddressIsAConflict() throws {
         let lab = Lab("ndp2")
         defer { lab.teardown() }

@@ -5,7 +5,9 @@ Usage: craft6.py SCENARIO IFACE DST_MAC [EXTRA]
 Protocol-41 scenarios are sent from router R's interface facing gateway B in the two-site lab, with the
 outer source forged to be gateway A's endpoint (a configured peer) unless the scenario is about that.
 NDP scenarios are sent from host C (or D) on the seed lab's LAN; "ns-cases" prints, as JSON, the
-Neighbor Advertisements each solicitation drew within a second.
+Neighbor Advertisements each solicitation drew within a second; "reflector-cases" the Ethernet
+destinations of the ARP replies and advertisements that each request naming a group link-layer
+address or a martian source drew (IPv4 ghost 203.0.113.87, C 203.0.113.20).
 Addresses: gateway A 198.51.100.37, gateway B 203.0.113.86, h1 2001:db8:1::10, h2 2001:db8:2::10,
 C 2001:db8:b::20, the ghost 2001:db8:b::87.
 """
@@ -13,7 +15,7 @@ import json
 import sys
 import time
 
-from scapy.all import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+from scapy.all import (ARP, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IP, IPv6, Ether, Raw, AsyncSniffer, get_if_hwaddr, in6_getnsma, in6_getnsmac, inet_pton,
                        inet_ntop, sendp)
 import socket
@@ -110,5 +112,39 @@ elif scenario == "claim":
     my_mac = get_if_hwaddr(iface)
     sendp(Ether(src=my_mac, dst="33:33:00:00:00:01") / IPv6(src=GHOST, dst="ff02::1", hlim=255)
           / ICMPv6ND_NA(tgt=GHOST, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=my_mac), iface=iface, verbose=0)
+elif scenario == "reflector-cases":
+    # From C: requests for the ghosts that no host can send; a reply would go where the forger points.
+    my_mac = get_if_hwaddr(iface)
+    group = inet_ntop(socket.AF_INET6, in6_getnsma(inet_pton(socket.AF_INET6, GHOST)))
+    group_mac = in6_getnsmac(inet_pton(socket.AF_INET6, GHOST))
+
+    def ns(source=C, lladdr=None):
+        return (Ether(src=my_mac, dst=group_mac) / IPv6(src=source, dst=group, hlim=255) / ICMPv6ND_NS(tgt=GHOST)
+                / ICMPv6NDOptSrcLLAddr(lladdr=lladdr or my_mac))
+
+    def arp(sender_mac=None, sender_ip="203.0.113.20"):
+        return Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=sender_mac or my_mac, psrc=sender_ip,
+                                                               pdst="203.0.113.87")
+
+    cases = {
+        "ns-valid": ns(), "arp-valid": arp(),
+        "ns-lladdr-broadcast": ns(lladdr="ff:ff:ff:ff:ff:ff"), "ns-lladdr-multicast": ns(lladdr="33:33:00:00:00:01"),
+        "ns-from-loopback": ns(source="::1"), "ns-from-v4-mapped": ns(source="::ffff:203.0.113.20"),
+        "ns-from-multicast": ns(source="ff02::1"),
+        "arp-sender-broadcast": arp(sender_mac="ff:ff:ff:ff:ff:ff"), "arp-sender-multicast": arp(sender_mac="01:00:5e:00:00:01"),
+        "arp-from-loopback": arp(sender_ip="127.0.0.1"), "arp-from-multicast": arp(sender_ip="224.0.0.1"),
+        "arp-from-broadcast": arp(sender_ip="255.255.255.255"),
+    }
+    results = {}
+    for name, frame in cases.items():
+        sniffer = AsyncSniffer(iface=iface, filter="(arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136)", store=True,
+                               promisc=True)
+        sniffer.start()
+        time.sleep(0.3)
+        sendp(frame, iface=iface, verbose=0)
+        time.sleep(0.8)
+        answers = sniffer.stop() or []
+        results[name] = [answer[Ether].dst for answer in answers if answer[Ether].src != my_mac]
+    print(json.dumps(results))
 else:
     sys.exit(f"unknown scenario {scenario}")

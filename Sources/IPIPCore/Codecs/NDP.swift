@@ -19,6 +19,8 @@ public enum NDPParseError: Error, Hashable, Sendable {
     case solicitedToMulticast
     /// From a multicast address, which is never a packet's source (RFC 4291 §2.7).
     case multicastSource
+    /// From ::1 or an IPv4-mapped address, which never appear on a link (RFC 4291 §2.5.3, §2.5.5.2).
+    case martianSource
 }
 
 /// A validated Neighbor Solicitation or Advertisement (the IPv6 packet, checked as RFC 4861 requires).
@@ -47,6 +49,7 @@ public struct NDPMessageView {
         guard type == ICMPv6Type.neighborSolicitation || type == ICMPv6Type.neighborAdvertisement else { throw .notNDP }
         guard packet.hopLimit == 255 else { throw .hopLimit }
         guard !packet.source.isMulticast else { throw .multicastSource }
+        guard !packet.source.isLoopback, !packet.source.isIPv4Mapped else { throw .martianSource }
         guard icmp.count >= 24 else { throw .truncated }
         guard InternetChecksum.verifyIPv6Upper(packet.bytes, nextHeader: IPv6NextHeader.icmpv6) else { throw .badChecksum }
         guard icmp[1] == 0 else { throw .badCode }

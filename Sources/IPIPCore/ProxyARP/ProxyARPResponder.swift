@@ -32,6 +32,19 @@ public struct ProxyARPResponder: Sendable {
     public enum Ignored: String, Sendable, CaseIterable {
         case malformed, ownFrame = "own-frame", notARequest = "not-a-request", gratuitous
         case probe, notAGhost = "not-a-ghost", yielding, rateLimited = "rate-limited"
+        /// A request no host can send: from a group (multicast, broadcast) or all-zero MAC, or a martian
+        /// address. Answering it would send the reply where the forger points (a reflector).
+        case invalidSender = "invalid-sender"
+    }
+
+    /// Whether a reply may go to `mac`: one station's address, never a group's or all zeros.
+    @inline(__always)
+    static func isStation(_ mac: MACAddress) -> Bool { !mac.isMulticast && mac != .zero }
+
+    /// 127/8, multicast, class E and the limited broadcast, and 0/8 except a probe's 0.0.0.0.
+    @inline(__always)
+    static func isMartianSender(_ address: IPv4Address) -> Bool {
+        !address.isUnspecified && (!address.isUnicastCandidate || address.isLoopback)
     }
 
     public enum Decision: Equatable, Sendable {
@@ -94,6 +107,9 @@ public struct ProxyARPResponder: Sendable {
         }
         guard let ghost = ghosts[arp.targetProtocol] else { return .ignore(.notAGhost, ghost: nil) }
         guard arp.operation == ARPPacketView.operationRequest else { return .ignore(.notARequest, ghost: ghost.address) }
+        guard Self.isStation(ethernet.source), Self.isStation(arp.senderHardware), !Self.isMartianSender(arp.senderProtocol) else {
+            return .ignore(.invalidSender, ghost: ghost.address)
+        }
         switch arp.kind {
         case .gratuitous: return .ignore(.gratuitous, ghost: ghost.address)
         case .probe where !options.answerProbes: return .ignore(.probe, ghost: ghost.address)

@@ -61,6 +61,10 @@ public struct ProxyNDPResponder: Sendable {
         // Duplicate Address Detection (source ::) for a ghost address: a node about to take it.
         let isProbe = message.source.isUnspecified
         if isProbe && !options.answerProbes { return .ignore(.probe, ghost: ghost.address) }
+        // Never to a group or all-zero link-layer address, whatever the frame or its option claims (a reflector).
+        guard ProxyARPResponder.isStation(sender), ProxyARPResponder.isStation(message.linkLayerAddress ?? sender) else {
+            return .ignore(.invalidSender, ghost: ghost.address)
+        }
         if table.isYielding(ghost.address, now: now) { return .ignore(.yielding, ghost: ghost.address) }
         guard table.allowReply(to: sender, now: now) else { return .ignore(.rateLimited, ghost: ghost.address) }
         // RFC 4861 §7.2.4: to the soliciting node (its link-layer address from the option, or the frame),
