@@ -127,3 +127,48 @@ import Testing
         }
     }
 }
+
+/// The extension-header chain a forwarded inner IPv6 packet may carry (issue 27, finding 6).
+@Suite struct IPv6ExtensionHeaderTests {
+    /// An ICMPv6 echo from h1 to h2 behind `headers` (each: next header, then its bytes after it).
+    func judge(_ headers: [(type: UInt8, body: [UInt8])]) -> IPv6ExtensionHeaders.Verdict {
+        var payload: [UInt8] = []
+        for (index, header) in headers.enumerated() {
+            let next = index + 1 < headers.count ? headers[index + 1].type : IPv6NextHeader.icmpv6
+            payload += [next] + header.body
+        }
+        payload += [128, 0, 0, 0, 0, 1, 0, 1]
+        var packet = [UInt8](repeating: 0, count: 40) + payload
+        packet.withUnsafeMutableBytes { buffer in
+            IPv6HeaderFields(payloadLength: payload.count, nextHeader: headers.first?.type ?? IPv6NextHeader.icmpv6, hopLimit: 64,
+                             source: IPv6Address("2001:db8:1::10")!, destination: IPv6Address("2001:db8:2::10")!).write(into: buffer)
+        }
+        return packet.withUnsafeBytes { IPv6ExtensionHeaders.judge(try! IPv6PacketView(validating: $0, exactLength: true)) }
+    }
+
+    /// Eight bytes of a generic header (length 0) with PadN: destination options or hop-by-hop.
+    let options: [UInt8] = [0, 1, 4, 0, 0, 0, 0]
+    func routing(type: UInt8) -> [UInt8] { [2, type, 1, 0, 0, 0, 0] + [UInt8](repeating: 0x20, count: 16) }
+
+    @Test func whatSendersUseIsAcceptable() {
+        #expect(judge([]) == .acceptable)
+        #expect(judge([(IPv6ExtensionHeaders.hopByHop, [0, 5, 2, 0, 0, 1, 0])]) == .acceptable, "a router alert")
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, options), (IPv6ExtensionHeaders.destinationOptions, options)]) == .acceptable)
+        #expect(judge([(IPv6ExtensionHeaders.routing, routing(type: 2))]) == .acceptable, "mobile IPv6's type 2")
+        #expect(judge([(IPv6ExtensionHeaders.fragment, [0, 0, 1, 0, 0, 0, 7])]) == .acceptable, "a first fragment")
+        #expect(judge(Array(repeating: (IPv6ExtensionHeaders.destinationOptions, options), count: 8)) == .acceptable)
+    }
+
+    @Test func routingType0ChainsPastTheLimitAndBrokenChainsAreRefused() {
+        #expect(judge([(IPv6ExtensionHeaders.routing, routing(type: 0))]) == .routingType0)
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, options), (IPv6ExtensionHeaders.routing, routing(type: 0))]) == .routingType0)
+        #expect(judge(Array(repeating: (IPv6ExtensionHeaders.destinationOptions, options), count: 9)) == .overLimit)
+        #expect(judge(Array(repeating: (IPv6ExtensionHeaders.destinationOptions, options), count: 50)) == .overLimit)
+        let long = [63] + [UInt8](repeating: 0, count: 510)   // a 512-byte header: no room for another
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, long)]) == .acceptable)
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, long), (IPv6ExtensionHeaders.destinationOptions, options)]) == .overLimit)
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, options), (IPv6ExtensionHeaders.hopByHop, options)]) == .malformed,
+                "hop-by-hop only first")
+        #expect(judge([(IPv6ExtensionHeaders.destinationOptions, [9, 1, 4, 0, 0, 0, 0])]) == .malformed, "a length past the packet")
+    }
+}

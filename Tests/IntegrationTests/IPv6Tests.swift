@@ -124,11 +124,12 @@ struct IPv6Tests {
         _ = try lab.startIpipd(in: "a", config: siteA)
         let b = try lab.startIpipd(in: "b", config: siteB)
         let atH2 = try lab.capture("h2", "eth0", "icmp6 and ip6[40] = 128", name: "h2")
+        let withHeadersAtH2 = try lab.capture("h2", "eth0", "ip6 src 2001:db8:1::10 and not ip6[6] = 58", name: "h2-headers")
         let timeExceededBefore = try icmp6Counter(lab, "Icmp6OutTimeExcds", in: "b")
-        for scenario in ["malformed", "non-peer", "forged-inner", "ecn", "hop-limit"] {
+        for scenario in ["malformed", "non-peer", "forged-inner", "ecn", "hop-limit", "extension-headers"] {
             _ = try lab.craft(Self.craft, scenario, from: "r", "eth1", to: "b", "eth0")
         }
-        let status = try lab.waitForStatus("b", config: siteB) { ($0.drops["martian-destination"] ?? 0) >= 2 }
+        let status = try lab.waitForStatus("b", config: siteB) { ($0.drops["martian-destination"] ?? 0) >= 2 && ($0.drops["extension-headers"] ?? 0) >= 1 }
         let peer = try status.peer("site-a")
         #expect(peer.drops["malformed-inner"] == 4, "\(peer.drops)")
         #expect(status.drops["unknown-peer"] == 1, "\(status.drops)")
@@ -136,6 +137,12 @@ struct IPv6Tests {
         #expect(peer.drops["martian-source"] == 4, "\(peer.drops)")
         #expect(peer.drops["martian-destination"] == 2, "\(peer.drops)")
         #expect(peer.drops["ecn-ce-on-not-ect"] == 1, "\(peer.drops)")
+        // Issue 27, finding 6: RH0 and a chain of 50 destination options went through; a hop-by-hop
+        // router alert and two destination options still do.
+        #expect(peer.drops["source-route"] == 1 && peer.drops["extension-headers"] == 1, "\(peer.drops)")
+        let withHeaders = try lab.dissect(withHeadersAtH2(), ["icmpv6.echo.identifier"]).map { $0[0] }
+        #expect(withHeaders.contains("0x6611") && withHeaders.contains("0x6613"), "\(withHeaders)")
+        #expect(!withHeaders.contains("0x6610") && !withHeaders.contains("0x6612"), "\(withHeaders)")
         #expect(status.capture.unaccounted == 0, "\(status.capture)")
         // What got through: the CE-marked echo (inner ECT(0) → CE) and the hop-limit 5 echo (4 at h2);
         // the hop-limit 1 echo was the kernel's to drop, with "time exceeded".

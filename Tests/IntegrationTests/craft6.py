@@ -11,11 +11,12 @@ address or a martian source drew (IPv4 ghost 203.0.113.87, C 203.0.113.20).
 Addresses: gateway A 198.51.100.37, gateway B 203.0.113.86, h1 2001:db8:1::10, h2 2001:db8:2::10,
 C 2001:db8:b::20, the ghost 2001:db8:b::87.
 """
+import functools
 import json
 import sys
 import time
 
-from scapy.all import (ARP, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+from scapy.all import (ARP, ICMPv6EchoRequest, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, RouterAlert, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IP, IPv6, Ether, Raw, AsyncSniffer, get_if_hwaddr, in6_getnsma, in6_getnsmac, inet_pton,
                        inet_ntop, sendp)
 import socket
@@ -67,6 +68,16 @@ elif scenario == "ecn":
     send([
         to_b(echo(0xA, tc=0x00), tos=0x03),   # inner Not-ECT, outer CE: dropped
         to_b(echo(0xB, tc=0x02), tos=0x03),   # inner ECT(0), outer CE: inner becomes CE
+    ])
+elif scenario == "extension-headers":
+    # Forwarded by B's kernel as received unless ipipd drops them: RH0 (RFC 5095) and a chain of 50.
+    def tagged(tag, headers):
+        return IPv6(src=H1, dst=H2) / headers / ICMPv6EchoRequest(id=0x6600 | tag) / Raw(b"six-in-four")
+    send([
+        to_b(tagged(0x10, IPv6ExtHdrRouting(type=0, addresses=["2001:db8:2::10"]))),   # source-route
+        to_b(tagged(0x11, IPv6ExtHdrHopByHop(options=[RouterAlert()]))),                # acceptable
+        to_b(tagged(0x12, functools.reduce(lambda a, b: a / b, [IPv6ExtHdrDestOpt() for _ in range(50)]))),  # extension-headers
+        to_b(tagged(0x13, IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt())),                  # acceptable
     ])
 elif scenario == "ns-cases":
     # From C: each case on its own, the advertisements it drew recorded.

@@ -178,6 +178,57 @@ extension IPProtocolNumber {
     public static let ipv6: UInt8 = 41
 }
 
+/// The extension headers of an IPv6 packet (RFC 8200 §4), as a router that forwards it must judge them:
+/// a Routing Header of type 0 is refused (RFC 5095: it lets the sender pick the path, and amplifies), as
+/// are chains longer than any sender needs (RFC 8504 §5.3 leaves the limit to the node: 8 headers, in
+/// the first 512 bytes of the payload), a Hop-by-Hop header anywhere but first, and a chain that runs
+/// past the packet.
+public enum IPv6ExtensionHeaders {
+    public enum Verdict: Equatable, Sendable { case acceptable, routingType0, overLimit, malformed }
+
+    public static let hopByHop: UInt8 = 0
+    public static let routing: UInt8 = 43
+    public static let fragment: UInt8 = 44
+    public static let destinationOptions: UInt8 = 60
+    public static let authentication: UInt8 = 51
+    /// Mobility (135), HIP (139), Shim6 (140): the generic length format of RFC 8200 §4.
+    public static let maximumCount = 8
+    public static let maximumChainBytes = 512
+
+    /// Walks the chain from the fixed header's next header up to the first header that is none of
+    /// these (an upper layer, ESP, "no next header", or the rest of a non-first fragment).
+    @inline(__always)
+    public static func judge(_ packet: IPv6PacketView) -> Verdict {
+        let payload = packet.payload
+        var next = packet.nextHeader, offset = 0, count = 0
+        while true {
+            let length: Int
+            switch next {
+            case hopByHop, routing, destinationOptions, 135, 139, 140:
+                if next == hopByHop && count > 0 { return .malformed }   // only right after the fixed header
+                guard offset + 8 <= payload.count else { return .malformed }
+                length = (Int(payload[offset + 1]) + 1) * 8
+                if next == routing && payload[offset + 2] == 0 { return .routingType0 }
+            case fragment:
+                guard offset + 8 <= payload.count else { return .malformed }
+                length = 8
+                // A later fragment carries no headers of its own past this one.
+                if payload.uint16(at: offset + 2) & 0xFFF8 != 0 { return .acceptable }
+            case authentication:
+                guard offset + 8 <= payload.count else { return .malformed }
+                length = (Int(payload[offset + 1]) + 2) * 4
+            default:
+                return .acceptable
+            }
+            count += 1
+            guard count <= maximumCount, offset + length <= maximumChainBytes else { return .overLimit }
+            guard offset + length <= payload.count else { return .malformed }
+            next = payload[offset]
+            offset += length
+        }
+    }
+}
+
 /// Why an IPv6 header was rejected.
 public enum IPv6ParseError: Error, Hashable, Sendable {
     case truncated            // fewer than 40 bytes, or fewer than the payload length claims

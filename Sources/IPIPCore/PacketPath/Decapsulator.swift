@@ -197,7 +197,8 @@ public struct Decapsulator: Sendable {
     /// Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more): the inner IPv6 packet must be
     /// whole, its source inside the peer's accepted IPv6 sources, no martian and none of this machine's
     /// addresses (machine A's own ghost address lies inside the prefix B's side sends from), its destination no
-    /// martian (ipipd carries no multicast), then RFC 6040 ECN. It always goes to the TUN device, in
+    /// martian (ipipd carries no multicast), its extension headers no Routing Header type 0 (the
+    /// IPv6 source route, RFC 5095) and no longer chain than any sender needs, then RFC 6040 ECN. It always goes to the TUN device, in
     /// both delivery modes, as sit hands its packets to the kernel: the kernel's forwarding decrements
     /// the hop limit and sends "time exceeded" and "packet too big" itself, and ip6tables sees
     /// `iif tunl`.
@@ -214,6 +215,12 @@ public struct Decapsulator: Sendable {
         if Self.isMartian6(source) || localNetworks.addresses6.contains(source) { return .drop(.martianSource, peer: peer) }
         if Self.isMartian6(destination) { return .drop(.martianDestination, peer: peer) }
         guard acceptSources6[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
+        switch IPv6ExtensionHeaders.judge(inner) {
+        case .acceptable: break
+        case .routingType0: return .drop(.sourceRoute, peer: peer)
+        case .overLimit: return .drop(.extensionHeaders, peer: peer)
+        case .malformed: return .drop(.malformedInner, peer: peer)
+        }
         switch ECNDecapsulation.decide(outer: outerECN, inner: inner.ecn) {
         case .pass: break
         case .drop: return .drop(.ecnNotECT, peer: peer)

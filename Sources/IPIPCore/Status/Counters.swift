@@ -30,6 +30,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case standby = "standby"                  // captured or from the TUN while this box is an HA pair's standby
     case linkScope = "link-scope"             // from the TUN: IPv6 to a multicast or link-local address (the TUN's own MLD and the like)
     case unsupportedOffload = "unsupported-offload" // captured: a frame the uplink's kernel merged or marked in a way that does not fit its packet, or could not describe
+    case extensionHeaders = "extension-headers" // captured: inner IPv6 with more extension headers than any sender needs (8, in 512 bytes)
 }
 
 extension DropReason {
@@ -64,6 +65,7 @@ extension DropReason {
         case .standby: 24
         case .linkScope: 25
         case .unsupportedOffload: 26
+        case .extensionHeaders: 27
         }
     }
 }
