@@ -109,6 +109,60 @@ struct RobustnessTests {
         #expect(a.output.contains("every change to the kernel was undone"))
     }
 
+    /// Issue 27, finding 7: 40 clients that connect, send nothing and reconnect at once when dropped
+    /// (20 to the metrics endpoint, 20 to the control socket) made 2 of 2 scrapes time out and 19 of 20
+    /// control requests fail. A newcomer now takes the place of the longest waiting of them, and one
+    /// source holds at most 4 places: every scrape and every `status` is answered while they go on.
+    @Test func clientsThatConnectAndSendNothingCannotLockOutScrapesOrStatus() throws {
+        let lab = Lab("idle")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let file = lab.scratch.appendingPathComponent("site-a.yaml").path
+        try (try String(contentsOfFile: siteA, encoding: .utf8) + "metrics:\n  listen: 127.0.0.1:9473\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        _ = try lab.startIpipd(in: "a", config: file)
+        let socket = "\(lab.runtimeDirectory("a"))/tunl.sock"
+        let idlers = """
+            import socket, time
+            def tcp():
+                return socket.create_connection(("127.0.0.1", 9473))
+            def unix():
+                u = socket.socket(socket.AF_UNIX); u.connect("\(socket)"); return u
+            held = [(tcp, tcp()) for _ in range(20)] + [(unix, unix()) for _ in range(20)]
+            for _, s in held: s.setblocking(False)
+            print("holding", flush=True)
+            reconnects, deadline = 0, time.monotonic() + 25
+            while time.monotonic() < deadline:
+                for index, (make, s) in enumerate(held):
+                    try:
+                        closed = s.recv(1) == b""
+                    except BlockingIOError:
+                        closed = False
+                    except OSError:
+                        closed = True
+                    if closed:
+                        s.close()
+                        try:
+                            s = make(); s.setblocking(False); reconnects += 1
+                        except OSError:
+                            pass
+                        held[index] = (make, s)
+                time.sleep(0.005)
+            print("reconnects", reconnects, flush=True)
+            """
+        let script = lab.scratch.appendingPathComponent("idle.py").path
+        try idlers.write(toFile: script, atomically: true, encoding: .utf8)
+        let idle = try lab.spawn(in: lab.ns("a"), ["python3", script], logName: "idle")
+        #expect(idle.waitForLog("holding", timeout: 20), "\(idle.output)")
+        Thread.sleep(forTimeInterval: 1.5)   // the first ones dropped and back
+        var answered = (status: 0, scrapes: 0)
+        for _ in 0..<5 {
+            if lab.run("\(Lab.ipipd) status -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))", timeout: 4).status == 0 { answered.status += 1 }
+            if lab.run(in: lab.ns("a"), "curl -sf -o /dev/null -m 3 http://127.0.0.1:9473/metrics").status == 0 { answered.scrapes += 1 }
+        }
+        #expect(answered.status == 5 && answered.scrapes == 5, "\(answered) of 5 answered during the load: \(idle.output)")
+    }
+
     /// The uplink goes down and up: the capture waits for it, then carries traffic again.
     @Test func aLinkFlapIsWaitedOut() throws {
         let lab = Lab("flap")

@@ -5,14 +5,22 @@ import IPIPCore
 
 /// A listening stream socket served by one thread, for the control socket and the metrics endpoint:
 /// each client sends one request and gets one answer. Bounded as a daemon facing clients it does not
-/// trust must be: at most `maximumClients` at once (others wait in the kernel's backlog), requests cut
-/// at `maximumRequest` bytes, `clientTimeout` seconds for a whole exchange, and writes that never block,
-/// so no client can stall the thread, and a stop is noticed within 100 ms whatever the clients do.
+/// trust must be: at most `maximumClients` at once, requests cut at `maximumRequest` bytes,
+/// `firstByteTimeout` seconds to start a request and `clientTimeout` for a whole exchange, and writes
+/// that never block, so no client can stall the thread, and a stop is noticed within 100 ms whatever
+/// the clients do. Clients that connect and send nothing cannot hold the table either: when it is full
+/// (or one source address holds `maximumClientsPerSource`), a newcomer takes the place of the client
+/// that has waited longest without a complete request; only when every client has one do newcomers
+/// wait in the kernel's backlog.
 public final class StreamServer: @unchecked Sendable {
     public struct Limits: Sendable {
         public var maximumClients = 8
+        /// Per peer address (TCP; every client of a Unix socket is one source, and the cap is then the total).
+        public var maximumClientsPerSource = 4
         public var maximumRequest = 4096
         public var clientTimeout = 5.0
+        /// A client that has sent nothing for this long after connecting is closed.
+        public var firstByteTimeout = 1.0
         /// Answer what arrived once the client sent nothing new for this long (nil: wait for a complete
         /// request until `clientTimeout`, then close without an answer).
         public var answerWhenIdle: Double?
@@ -26,12 +34,16 @@ public final class StreamServer: @unchecked Sendable {
     init(listening fd: Int32, limits: Limits) {
         self.fd = fd
         self.limits = limits
+        // The backlog is drained in one go: accept(2) must say EAGAIN when it is empty, not wait.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
     deinit { close(fd) }
 
     private final class Client {
         private(set) var fd: Int32
+        /// The peer's address (TCP), for the per-source cap; nil for a Unix socket's clients.
+        let source: [UInt8]?
         /// Until the request is complete, then until the answer is written.
         var deadline: Double
         var lastInput: Double
@@ -41,13 +53,16 @@ public final class StreamServer: @unchecked Sendable {
         var answer: [UInt8]?
         var written = 0
 
-        init(fd: Int32, now: Double, timeout: Double) {
+        init(fd: Int32, source: [UInt8]?, now: Double, timeout: Double) {
             self.fd = fd
+            self.source = source
             deadline = now + timeout
             lastInput = now
         }
 
         var isOpen: Bool { fd >= 0 }
+        /// Still without a whole request: a newcomer may take its place.
+        var isEvictable: Bool { answer == nil }
 
         func close() {
             if fd >= 0 { Glibc.close(fd) }
@@ -64,7 +79,9 @@ public final class StreamServer: @unchecked Sendable {
         defer { for client in clients { client.close() } }
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !stop.isStopped {
-            var descriptors = [pollfd(fd: fd, events: clients.count < limits.maximumClients ? Int16(POLLIN) : 0, revents: 0)]
+            // The listener is polled while a newcomer could be taken in: a free place, or one to take.
+            let canTakeNewcomer = clients.count < limits.maximumClients || clients.contains { $0.isEvictable }
+            var descriptors = [pollfd(fd: fd, events: canTakeNewcomer ? Int16(POLLIN) : 0, revents: 0)]
             for client in clients {
                 descriptors.append(pollfd(fd: client.fd, events: Int16(client.answer == nil ? POLLIN : POLLOUT), revents: 0))
             }
@@ -74,6 +91,10 @@ public final class StreamServer: @unchecked Sendable {
                 if client.answer == nil {
                     if descriptor.revents != 0 { receive(client, into: &buffer, now: now) }
                     guard client.isOpen else { continue }
+                    if client.request.isEmpty && !client.doneSending && now - client.lastInput >= limits.firstByteTimeout {
+                        client.close()
+                        continue
+                    }
                     let idle = limits.answerWhenIdle.map { now - client.lastInput >= $0 } ?? false
                     if client.request.count >= limits.maximumRequest || client.doneSending || idle || isComplete(client.request) {
                         client.answer = answer(client.request)
@@ -85,18 +106,68 @@ public final class StreamServer: @unchecked Sendable {
                 if client.isOpen && monotonicSeconds() >= client.deadline { client.close() }
             }
             clients.removeAll { !$0.isOpen }
-            if descriptors[0].revents & Int16(POLLIN) != 0, let client = acceptClient(now: now) {
-                clients.append(client)
+            // The whole backlog, so that clients that reconnect as fast as they are dropped cannot keep
+            // a newcomer's connection waiting behind theirs; what a newcomer sent with its connection is
+            // read at once (a real client asks right away).
+            if descriptors[0].revents & Int16(POLLIN) != 0 {
+                for _ in 0..<Self.acceptsPerWakeup {
+                    guard let newcomer = acceptClient(now: now) else { break }
+                    receive(newcomer, into: &buffer, now: now)
+                    guard newcomer.isOpen else { continue }
+                    admit(newcomer, into: &clients)
+                }
             }
         }
     }
 
+    /// At most this many connections taken from the backlog per wakeup (a listen backlog's worth).
+    static let acceptsPerWakeup = 32
+
+    /// Makes room for `newcomer` (its source's or the table's longest waiting client without a whole
+    /// request goes: one that has sent nothing before one that has sent part of a request), or closes it
+    /// when none can go.
+    private func admit(_ newcomer: Client, into clients: inout [Client]) {
+        func longestWaiting(_ candidates: some Sequence<Client>) -> Client? {
+            candidates.filter(\.isEvictable).min { ($0.request.isEmpty ? 0 : 1, $0.lastInput) < ($1.request.isEmpty ? 0 : 1, $1.lastInput) }
+        }
+        if let source = newcomer.source {
+            let sameSource = clients.filter { $0.source == source }
+            if sameSource.count >= limits.maximumClientsPerSource {
+                guard let evicted = longestWaiting(sameSource) else { return newcomer.close() }
+                evicted.close()
+                clients.removeAll { !$0.isOpen }
+            }
+        }
+        if clients.count >= limits.maximumClients {
+            guard let evicted = longestWaiting(clients) else { return newcomer.close() }
+            evicted.close()
+            clients.removeAll { !$0.isOpen }
+        }
+        clients.append(newcomer)
+    }
+
     private func acceptClient(now: Double) -> Client? {
-        let client = accept(fd, nil, nil)
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let client = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &length) }
+        }
         guard client >= 0 else { return nil }
         _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
         _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-        return Client(fd: client, now: now, timeout: limits.clientTimeout)
+        return Client(fd: client, source: Self.peerAddress(address), now: now, timeout: limits.clientTimeout)
+    }
+
+    /// The IP address of a TCP peer (its port left out); nil for any other family.
+    static func peerAddress(_ address: sockaddr_storage) -> [UInt8]? {
+        var copy = address
+        return withUnsafeBytes(of: &copy) { raw -> [UInt8]? in
+            switch Int32(address.ss_family) {
+            case AF_INET: Array(raw[4..<8])     // sin_addr
+            case AF_INET6: Array(raw[8..<24])   // sin6_addr
+            default: nil
+            }
+        }
     }
 
     /// Reads what is there, up to the request limit.
