@@ -10,7 +10,9 @@
 # Host C pings A's ghost address 203.0.113.87 at 20/s while it sends A a paced TCP transfer through the
 # tunnel; then B1 dies as a box dies: keepalived and ipipd get SIGKILL and its link goes down. B2 takes
 # over; the script measures the pings lost, the longest silence, and whether the transfer arrives whole
-# (SHA-256). Then B1 comes back (link up, ipipd and keepalived started) and takes the address back, with
+# (SHA-256). Before that, while the pings and the transfer run, C forges VRRP advertisements with
+# priority 255 for VRID 86 (from its own address, and as B2 to B1) for 5 s: B1 must stay the master
+# with no ping lost (the pair speaks unicast and authenticates with AH). Then B1 comes back (link up, ipipd and keepalived started) and takes the address back, with
 # pings measured again. Everything in network namespaces on documentation addresses; everything it
 # starts ends, also when it fails.
 #
@@ -168,12 +170,37 @@ sock.recv(1)
 print(f"sent {len(data)} bytes in {time.monotonic() - start:.2f} s")
 PY
 sender_pid=$!; LAB_PIDS+=("$sender_pid")
-sleep 3
+sleep 1
 
-say "B1 dies: keepalived and ipipd get SIGKILL, its link goes down"
+say "C forges VRRP advertisements for 5 s (priority 255, VRID 86: from itself, and as B2): B1 stays the master"
+forged_at=$(now)
+ip netns exec "$(ns c)" timeout 30 python3 - <<'PY' >"$WORK/forger.log" 2>&1 || true
+import time
+from scapy.all import IP, Ether, conf, sendp
+from scapy.layers.vrrp import VRRP
+conf.verb = 0
+def advert(source, destination):
+    return Ether() / IP(src=source, dst=destination, ttl=255) / VRRP(vrid=86, priority=255, ipcount=1,
+                                                                   addrlist=["203.0.113.86"], adv=1)
+frames = [advert("203.0.113.20", "224.0.0.18"), advert("203.0.113.82", "224.0.0.18"), advert("203.0.113.82", "203.0.113.81")]
+for _ in range(5):
+    sendp(frames, iface="eth0")
+    time.sleep(1)
+print("sent", 5 * len(frames), "forged advertisements")
+PY
+cat "$WORK/forger.log"
+sleep 1
+read -r role_b1 _ < <(role_of b); read -r role_b2 _ < <(role_of b2)
+forged_kept_master=$([[ $role_b1 == active && $role_b2 == standby ]] && echo true || echo false)
+read -r fg_sent fg_lost fg_gap < <(ping_figures "$WORK/ping.log" "$forged_at" "$(now)")
+echo "B1 still the master: $forged_kept_master; pings meanwhile: $fg_sent sent, $fg_lost lost, longest silence $fg_gap s"
+
+say "B1 dies: its link goes down, keepalived and ipipd get SIGKILL"
+# The link first: a dying box sends nothing more (keepalived's VRRP child, told of its parent's death,
+# would otherwise send a priority-0 advertisement on its way out and hand over at once).
 killed_at=$(now)
-for pid in $(ip netns pids "$(ns b)"); do kill -KILL "$pid" 2>/dev/null || true; done
 ip -n "$(ns b)" link set eth0 down
+for pid in $(ip netns pids "$(ns b)"); do kill -KILL "$pid" 2>/dev/null || true; done
 b2_active_at=$(wait_for_role b2 active 15)
 takeover=$(python3 -c "print(round($b2_active_at - $killed_at, 2))")
 echo "B2 active $takeover s after the kill"
@@ -211,11 +238,12 @@ b2_changes=$("$binary" status --json -c config/ha-pair-b.yaml --runtime-dir "$WO
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"]["changes"])')
 
 passed=false
-if $transfer_ok && $c_moved && $c_back && ((fo_sent > 0 && fb_sent > 0)) \
+if $transfer_ok && $c_moved && $c_back && $forged_kept_master && ((fo_sent > 0 && fb_sent > 0 && fg_lost == 0)) \
    && python3 -c "import sys; sys.exit(0 if $fo_gap < 5 and $fb_gap < 3 else 1)"; then passed=true; fi
 target_met=$(python3 -c "print(str($fo_gap < 3).lower())")
 figures=$(cat <<EOF
-{"takeover_seconds": $takeover, "failover_pings_sent": $fo_sent, "failover_pings_lost": $fo_lost,
+{"forged_vrrp_kept_master": $forged_kept_master, "forged_vrrp_pings_sent": $fg_sent, "forged_vrrp_pings_lost": $fg_lost,
+ "takeover_seconds": $takeover, "failover_pings_sent": $fo_sent, "failover_pings_lost": $fo_lost,
  "failover_longest_silence_seconds": $fo_gap, "under_3_seconds": $target_met, "lan_cache_moved_to_b2": $c_moved,
  "transfer_sha256_matches": $transfer_ok, "failback_pings_sent": $fb_sent, "failback_pings_lost": $fb_lost,
  "failback_longest_silence_seconds": $fb_gap, "lan_cache_back_to_b1": $c_back, "b2_role_changes": $b2_changes,

@@ -56,6 +56,9 @@ struct HAPairTests {
         #expect(figures["transfer_sha256_matches"] as? Bool == true)
         #expect(figures["lan_cache_moved_to_b2"] as? Bool == true)
         #expect(figures["lan_cache_back_to_b1"] as? Bool == true)
+        // Issue 27, finding 1: forged advertisements with priority 255 (from C, and as B2) change nothing.
+        #expect(figures["forged_vrrp_kept_master"] as? Bool == true, "\(figures)")
+        #expect(figures["forged_vrrp_pings_lost"] as? Int == 0 && (figures["forged_vrrp_pings_sent"] as? Int ?? 0) > 50, "\(figures)")
         // VRRP's own bound: 3 advertisement intervals and B2's skew after the last advertisement heard.
         #expect((figures["failover_longest_silence_seconds"] as? Double ?? 99) < 5, "\(figures)")
         #expect((figures["failback_longest_silence_seconds"] as? Double ?? 99) < 3, "\(figures)")
