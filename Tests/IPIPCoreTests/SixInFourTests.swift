@@ -216,6 +216,15 @@ import Testing
         #expect(handle(Fixture.bytes("ndp-ns"), &proxy) == .reply(ghost: ghost, frame: Fixture.bytes("ndp-na-solicited")))
     }
 
+    /// Issue 27, finding 11: a solicitation tagged for another VLAN is not answered.
+    @Test func aSolicitationTaggedForAnotherVLANIsNotAnswered() {
+        var proxy = responder()
+        let untagged = Fixture.bytes("ndp-ns")
+        let tagged = Array(untagged[0..<12]) + [0x81, 0x00, 0x00, 42] + Array(untagged[12...])
+        #expect(handle(tagged, &proxy) == .ignore(.otherVLAN, ghost: nil))
+        #expect(handle(untagged, &proxy) == .reply(ghost: ghost, frame: Fixture.bytes("ndp-na-solicited")))
+    }
+
     @Test func answersASolicitationAndIgnoresDADUnlessAskedTo() {
         var proxy = responder()
         #expect(handle(Fixture.bytes("ndp-ns"), &proxy) == .reply(ghost: ghost, frame: Fixture.bytes("ndp-na-solicited")))

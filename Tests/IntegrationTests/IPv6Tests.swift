@@ -224,8 +224,9 @@ struct IPv6Tests {
 
     /// Issue 27, finding 2: requests that name a group link-layer address (in NDP's option, in ARP's
     /// sender hardware address) or come from a martian source (::1, IPv4-mapped, multicast; 127/8,
-    /// 224/4, the broadcast) got answers to that address — a reflector. None is answered now; the valid
-    /// request beside them is, to C alone.
+    /// 224/4, the broadcast) got answers to that address — a reflector; finding 11: requests tagged for
+    /// VLAN 10 got tagged answers on the untagged LAN interface. None is answered now; the valid request
+    /// beside them is, to C alone.
     @Test func requestsThatWouldMakeTheProxyAReflectorAreNotAnswered() throws {
         let lab = Lab("refl")
         defer { lab.teardown() }
@@ -239,7 +240,8 @@ struct IPv6Tests {
         let cases = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: [String]] ?? [:]
         #expect(cases["ns-valid"] == [macC] && cases["arp-valid"] == [macC], "\(cases)")
         for name in ["ns-lladdr-broadcast", "ns-lladdr-multicast", "ns-from-loopback", "ns-from-v4-mapped", "ns-from-multicast",
-                     "arp-sender-broadcast", "arp-sender-multicast", "arp-from-loopback", "arp-from-multicast", "arp-from-broadcast"] {
+                     "arp-sender-broadcast", "arp-sender-multicast", "arp-from-loopback", "arp-from-multicast", "arp-from-broadcast",
+                     "arp-vlan-10", "ns-vlan-10"] {
             #expect(cases[name]?.isEmpty == true, "\(name) must get no answer: \(cases[name] ?? ["(case missing)"])")
         }
     }

@@ -7,7 +7,8 @@ outer source forged to be gateway A's endpoint (a configured peer) unless the sc
 NDP scenarios are sent from host C (or D) on the seed lab's LAN; "ns-cases" prints, as JSON, the
 Neighbor Advertisements each solicitation drew within a second; "reflector-cases" the Ethernet
 destinations of the ARP replies and advertisements that each request naming a group link-layer
-address or a martian source drew (IPv4 ghost 203.0.113.87, C 203.0.113.20).
+address, coming from a martian source or tagged for another VLAN drew (IPv4 ghost 203.0.113.87,
+C 203.0.113.20).
 Addresses: gateway A 198.51.100.37, gateway B 203.0.113.86, h1 2001:db8:1::10, h2 2001:db8:2::10,
 C 2001:db8:b::20, the ghost 2001:db8:b::87.
 """
@@ -16,7 +17,7 @@ import json
 import sys
 import time
 
-from scapy.all import (ARP, ICMPv6EchoRequest, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, RouterAlert, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+from scapy.all import (ARP, Dot1Q, ICMPv6EchoRequest, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, RouterAlert, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IP, IPv6, Ether, Raw, AsyncSniffer, get_if_hwaddr, in6_getnsma, in6_getnsmac, inet_pton,
                        inet_ntop, sendp)
 import socket
@@ -145,11 +146,17 @@ elif scenario == "reflector-cases":
         "arp-sender-broadcast": arp(sender_mac="ff:ff:ff:ff:ff:ff"), "arp-sender-multicast": arp(sender_mac="01:00:5e:00:00:01"),
         "arp-from-loopback": arp(sender_ip="127.0.0.1"), "arp-from-multicast": arp(sender_ip="224.0.0.1"),
         "arp-from-broadcast": arp(sender_ip="255.255.255.255"),
+        # Of another VLAN than the LAN interface's own (none): not B's to answer.
+        "arp-vlan-10": Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=10)
+                       / ARP(op=1, hwsrc=my_mac, psrc="203.0.113.20", pdst="203.0.113.87"),
+        "ns-vlan-10": Ether(src=my_mac, dst=group_mac) / Dot1Q(vlan=10) / IPv6(src=C, dst=group, hlim=255)
+                      / ICMPv6ND_NS(tgt=GHOST) / ICMPv6NDOptSrcLLAddr(lladdr=my_mac),
     }
     results = {}
     for name, frame in cases.items():
-        sniffer = AsyncSniffer(iface=iface, filter="(arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136)", store=True,
-                               promisc=True)
+        # No kernel filter: a tagged answer (VLAN offload puts the tag aside) must be seen too.
+        sniffer = AsyncSniffer(iface=iface, store=True, promisc=True,
+                               lfilter=lambda p: (ARP in p and p[ARP].op == 2) or ICMPv6ND_NA in p)
         sniffer.start()
         time.sleep(0.3)
         sendp(frame, iface=iface, verbose=0)

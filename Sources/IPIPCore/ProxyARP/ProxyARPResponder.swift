@@ -35,6 +35,9 @@ public struct ProxyARPResponder: Sendable {
         /// A request no host can send: from a group (multicast, broadcast) or all-zero MAC, or a martian
         /// address. Answering it would send the reply where the forger points (a reflector).
         case invalidSender = "invalid-sender"
+        /// An 802.1Q-tagged frame: of another VLAN than the interface's own (which carries its frames
+        /// untagged; a VLAN of its own is an interface of its own, e.g. eth0.10).
+        case otherVLAN = "other-vlan"
     }
 
     /// Whether a reply may go to `mac`: one station's address, never a group's or all zeros.
@@ -98,6 +101,7 @@ public struct ProxyARPResponder: Sendable {
             return .ignore(.malformed, ghost: nil)
         }
         if table.isOwn(ethernet.source) { return .ignore(.ownFrame, ghost: nil) }
+        guard ethernet.vlanID == nil else { return .ignore(.otherVLAN, ghost: nil) }
         // Someone else using a ghost address as its own: in a request, reply or announcement.
         if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
             let defense = table.claim(ghost.address, now: now).map {

@@ -45,6 +45,7 @@ public struct ProxyNDPResponder: Sendable {
         }
         let sender = ethernet.source
         if table.isOwn(sender) { return .ignore(.ownFrame, ghost: nil) }
+        guard ethernet.vlanID == nil else { return .ignore(.otherVLAN, ghost: nil) }
         // Another node using a ghost address: advertising it, or soliciting from it.
         let claimed: IPv6Address? = message.isSolicitation ? (message.source.isUnspecified ? nil : message.source) : message.target
         if let claimed, let ghost = ghosts[claimed] {
