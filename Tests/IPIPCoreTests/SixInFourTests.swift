@@ -251,8 +251,10 @@ import Testing
             return
         }
         #expect(address == ghost && mac == MACAddress("02:00:00:00:00:30") && defense == NDPBuilder.announcement(target: ghost, mac: macB))
-        // Within the defend interval: counted, not defended again.
-        #expect(handle(claim, &proxy, now: 2) == .conflict(ghost: ghost, mac: MACAddress("02:00:00:00:00:30")!, defense: nil))
+        // Within the defend interval (0.5 s): counted, not defended again; a second later, defended again.
+        #expect(handle(claim, &proxy, now: 1.2) == .conflict(ghost: ghost, mac: MACAddress("02:00:00:00:00:30")!, defense: nil))
+        #expect(handle(claim, &proxy, now: 2) == .conflict(ghost: ghost, mac: MACAddress("02:00:00:00:00:30")!,
+                                                          defense: NDPBuilder.announcement(target: ghost, mac: macB)))
         #expect(handle(NDPBuilder.announcement(target: ghost, mac: macB), &proxy) == .ignore(.ownFrame, ghost: nil))
     }
 

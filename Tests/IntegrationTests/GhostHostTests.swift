@@ -104,4 +104,44 @@ struct GhostHostTests {
         #expect(result.status == 1)
         #expect(result.output.contains("ghost host 203.0.113.87 is assigned to eth0"), "\(result.output)")
     }
+
+    /// Issue 27, finding 3: a LAN host that claims the ghost every second (an ARP announcement and an
+    /// overriding Neighbor Advertisement with its own MAC) held C's neighbour cache in 10 of 12 samples,
+    /// as B defended once per 10 s. B now answers each claim at once: C's cache stays on B.
+    @Test func aHostThatClaimsTheGhostEverySecondDoesNotHoldTheLANsCaches() throws {
+        let lab = Lab("clm")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(withSecondHost: true)
+        _ = try lab.startIpipd(in: "b", config: machineB)
+        let macB = try lab.mac("b", "eth0")
+        // C resolves both ghost addresses (the pings themselves go nowhere: A is not running).
+        _ = lab.run(in: lab.ns("c"), "ping -c 1 -W 1 203.0.113.87; ping -c 1 -W 1 2001:db8:b::87")
+        let claimer = """
+            import time
+            from scapy.all import ARP, Ether, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6, conf, get_if_hwaddr, sendp
+            conf.verb = 0
+            mac = get_if_hwaddr("eth0")
+            arp = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc="203.0.113.87", pdst="203.0.113.87")
+            na = (Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src="2001:db8:b::87", dst="ff02::1", hlim=255)
+                  / ICMPv6ND_NA(tgt="2001:db8:b::87", R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=mac))
+            print("claiming", flush=True)
+            for _ in range(14):
+                sendp([arp, na], iface="eth0")
+                time.sleep(1)
+            """
+        let script = lab.scratch.appendingPathComponent("claim.py").path
+        try claimer.write(toFile: script, atomically: true, encoding: .utf8)
+        let claiming = try lab.spawn(in: lab.ns("d"), ["python3", script], logName: "claim")
+        #expect(claiming.waitForLog("claiming", timeout: 20), "\(claiming.output)")
+        Thread.sleep(forTimeInterval: 1.3)
+        var onB = (ipv4: 0, ipv6: 0)
+        for _ in 0..<12 {
+            if (try? lab.sh(in: lab.ns("c"), "ip neigh show 203.0.113.87"))?.contains(macB) == true { onB.ipv4 += 1 }
+            if (try? lab.sh(in: lab.ns("c"), "ip -6 neigh show 2001:db8:b::87"))?.contains(macB) == true { onB.ipv6 += 1 }
+            Thread.sleep(forTimeInterval: 1)
+        }
+        #expect(onB.ipv4 >= 10 && onB.ipv6 >= 10, "C's cache on B in \(onB) of 12 samples")
+        let status = try lab.status("b", config: machineB)
+        #expect(status.ghostHosts.allSatisfy { $0.conflicts >= 10 }, "\(status.ghostHosts)")
+    }
 }
