@@ -141,6 +141,32 @@ import Testing
         #expect(r.trackedRequesters <= 2 * ProxyARPResponder.maximumTrackedRequesters)
     }
 
+    /// Issue 27, finding 4: a flood of requests from new MACs took the replies of the LAN's hosts
+    /// (40–65 % answered). A host answered before the flood draws on a budget of its own: every one of
+    /// its requests is answered during a flood of 2,000 requests a second from 10,000 MACs, while the
+    /// flood still gets no more than the global cap.
+    @Test func aHostKnownBeforeAFloodIsStillAnsweredDuringIt() {
+        var r = responder { _ in }
+        let request = ARPBuilder.request(from: macC, senderAddress: hostC, asking: ghost)
+        guard case .reply = handle(&r, request, at: 0), case .reply = handle(&r, request, at: 6) else {
+            Issue.record("C is not answered before the flood")
+            return
+        }
+        #expect(r.table.establishedRequesters == 1, "answered at 0 and asking again 6 s later: established")
+        var answered = (c: 0, flood: 0)
+        for index in 0..<10_000 {
+            let now = 7 + Double(index) / 2000
+            let mac = MACAddress(value: 0x0200_0000_0000 | UInt64(index + 1))
+            if case .reply = handle(&r, ARPBuilder.request(from: mac, senderAddress: IPv4Address(UInt32(0xCB00_7164)), asking: ghost), at: now) {
+                answered.flood += 1
+            }
+            if index % 500 == 0, case .reply = handle(&r, request, at: now) { answered.c += 1 }
+        }
+        #expect(answered.c == 20, "C answered \(answered.c) of 20 during the flood")
+        #expect(answered.flood <= 500 + 5 * 500 + 1, "the flood got \(answered.flood) replies in 5 s")
+        #expect(r.table.establishedRequesters == 1, "the flood established none of its MACs")
+    }
+
     @Test func announcesTwiceTwoSecondsApart() {
         var r = ProxyARPResponder(interfaceMAC: macB)
         r.add(ghost, mac: nil, now: 100)

@@ -144,4 +144,46 @@ struct GhostHostTests {
         let status = try lab.status("b", config: machineB)
         #expect(status.ghostHosts.allSatisfy { $0.conflicts >= 10 }, "\(status.ghostHosts)")
     }
+
+    /// Issue 27, finding 4: 10,000 ARP requests a second for the ghost from 4,096 MACs left a LAN host's
+    /// requests answered 40–65 % of the time. A host B answered before the flood is answered throughout.
+    @Test func aHostKnownBeforeAFloodOfRequestsIsStillAnswered() throws {
+        let lab = Lab("arpf")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(withSecondHost: true)
+        _ = try lab.startIpipd(in: "b", config: machineB)
+        // C asks, and asks again more than 5 s later: a host of the LAN's before the flood.
+        try lab.sh(in: lab.ns("c"), "arping -c 1 -w 2 -I eth0 203.0.113.87")
+        Thread.sleep(forTimeInterval: 5.5)
+        try lab.sh(in: lab.ns("c"), "arping -c 1 -w 2 -I eth0 203.0.113.87")
+        let flooder = """
+            import socket, struct, time
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); sock.bind(("eth0", 0))
+            def request(index):
+                mac = bytes([2, 0x66, 0, 0, index >> 8, index & 0xFF])
+                arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton("203.0.113.%d" % (100 + index % 100)) \\
+                    + bytes(6) + socket.inet_aton("203.0.113.87")
+                return b"\\xff" * 6 + mac + b"\\x08\\x06" + arp
+            frames = [request(index) for index in range(4096)]
+            print("flooding", flush=True)
+            sent, start = 0, time.monotonic()
+            while time.monotonic() - start < 8:
+                for frame in frames[sent % 4096:sent % 4096 + 100]:
+                    sock.send(frame)
+                sent += 100
+                time.sleep(max(0, start + sent / 10000 - time.monotonic()))   # 10,000 a second
+            print("sent", sent, flush=True)
+            """
+        let script = lab.scratch.appendingPathComponent("flood.py").path
+        try flooder.write(toFile: script, atomically: true, encoding: .utf8)
+        let flood = try lab.spawn(in: lab.ns("d"), ["python3", script], logName: "flood")
+        #expect(flood.waitForLog("flooding", timeout: 20), "\(flood.output)")
+        Thread.sleep(forTimeInterval: 0.5)
+        let arping = lab.run(in: lab.ns("c"), "arping -c 7 -w 8 -I eth0 203.0.113.87", timeout: 15)   // one a second
+        let replies = arping.output.split(separator: "\n").filter { $0.contains("reply from 203.0.113.87") }.count
+        #expect(flood.process.isRunning, "the flood ended before the measurement did")
+        #expect(replies == 7, "C answered \(replies) of 7 during the flood:\n\(arping.output)")
+        let ghost = try #require(try lab.status("b", config: machineB).ghostHosts.first { $0.address == "203.0.113.87" })
+        #expect(ghost.otherIgnored > 1000, "the flood was mostly not answered: \(ghost)")
+    }
 }

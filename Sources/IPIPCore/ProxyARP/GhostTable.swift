@@ -23,6 +23,9 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
     /// Replies per requesting MAC (a bounded table), and in all.
     private var requesters: TokenBucketTable<MACAddress>
     private var total: TokenBucket
+    /// The requesters known before a flood, and the budget only they draw on.
+    private var history = RequesterHistory()
+    private var establishedTotal: TokenBucket
     /// Requesting MACs whose rate the table tracks (bounded by twice `maximumTrackedRequesters`).
     public var trackedRequesters: Int { requesters.count }
     static var maximumTrackedRequesters: Int { 4096 }
@@ -32,6 +35,7 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
         self.options = options
         requesters = TokenBucketTable(rate: options.repliesPerSecond, burst: options.replyBurst, capacity: Self.maximumTrackedRequesters)
         total = TokenBucket(rate: options.totalRepliesPerSecond, burst: options.totalReplyBurst)
+        establishedTotal = TokenBucket(rate: options.totalRepliesPerSecond, burst: options.totalReplyBurst)
     }
 
     /// Starts answering for `address` and, with `announce`, schedules its announcements from `now`.
@@ -111,17 +115,27 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
         return defendNow ? ghost : nil
     }
 
-    /// Takes one reply from `requester`'s budget and the interface's; false when either is spent.
+    /// Takes one reply from `requester`'s budget and the interface's — the established requesters'
+    /// (`RequesterHistory`) or everyone else's; false when either is spent. A flood from new MACs spends
+    /// only the second: the hosts the LAN had before it are still answered.
     public mutating func allowReply(to requester: MACAddress, now: Double) -> Bool {
-        requesters.take(requester, now: now) && total.take(now: now)
+        let established = history.noteRequest(from: requester, now: now)
+        guard requesters.take(requester, now: now) else { return false }
+        guard established ? establishedTotal.take(now: now) : total.take(now: now) else { return false }
+        history.noteAnswered(requester, now: now)
+        return true
     }
+
+    /// Requesters that draw on the established budget.
+    public var establishedRequesters: Int { history.establishedCount }
 
     /// The table after a reload, with the new config's `options` and `ghosts` on this interface: those
     /// for which `kept` holds carry their state over; the others are announced from `now`. The reply
-    /// budgets start afresh.
+    /// budgets start afresh; the established requesters stay.
     public func reconfigured(options: ProxyARPResponder.Options, ghosts: [(address: Address, mac: MACAddress?)],
                              kept: (Address) -> Bool, now: Double) -> GhostTable {
         var next = GhostTable(interfaceMAC: interfaceMAC, options: options)
+        next.history = history   // a reload during a flood keeps knowing the LAN's hosts
         for (address, mac) in ghosts {
             if kept(address), let state = self.ghosts[address] {
                 next.restore(state)
