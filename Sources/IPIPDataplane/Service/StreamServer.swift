@@ -233,7 +233,7 @@ extension StreamServer {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
             }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, 64) == 0 else {
             let error = SystemError.fromErrno("listen on \(endpoint)")
             close(fd)
             throw error
@@ -255,7 +255,7 @@ extension StreamServer {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         umask(previousMask)
-        guard bound == 0, listen(fd, 8) == 0 else {
+        guard bound == 0, listen(fd, 64) == 0 else {
             let error = SystemError.fromErrno("listen on \(path)")
             close(fd)
             throw error
