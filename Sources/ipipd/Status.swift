@@ -15,6 +15,13 @@ struct Status: ParsableCommand {
         capture took (unaccounted is 0); and the drops by reason. With --json, the same as a JSON document \
         for scripts, numbers raw (bytes as bytes, times as seconds since the epoch). Exit status 1 when no \
         daemon answers.
+
+        With --check, a health check for keepalived's vrrp_script (config/keepalived-b1.conf): prints \
+        nothing to standard output and exits 0 when the daemon answers within --timeout seconds, every \
+        dataplane loop is running and the TUN device exists (an HA pair's standby is healthy: it must \
+        stay able to take over); exits 1 when no daemon answers in time (absent, or stopped), 2 when it \
+        answers but does not forward, saying why on standard error. It reads nothing but the config's \
+        tunnel name and the daemon's reply, and changes nothing.
         """
     )
 
@@ -24,11 +31,22 @@ struct Status: ParsableCommand {
     @Flag(help: "Print the status as JSON.")
     var json = false
 
+    @Flag(help: "Check the daemon's health (exit status 0, 1 or 2) instead of printing the status.")
+    var check = false
+
+    @Option(help: ArgumentHelp("How long --check waits for the daemon's answer.", valueName: "seconds"))
+    var timeout: Double = 0.5
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout takes 0 to 60 seconds") }
+        guard !(check && json) else { throw ValidationError("--check and --json exclude each other") }
+    }
+
     func run() throws {
         let (path, tunnel) = try controlSocketPath(configPath: options.path, runtimeDirectory: runtime.directory)
         let reply: [UInt8]
         do {
-            reply = try ControlSocket.request(path: path)
+            reply = try ControlSocket.request(path: path, timeoutSeconds: check ? timeout : nil)
         } catch {
             printError("ipipd status: no daemon answers for tunnel \(tunnel): \(error)")
             throw ExitCode.failure
@@ -38,6 +56,14 @@ struct Status: ParsableCommand {
             return
         }
         let status = try JSONDecoder().decode(GatewayStatus.self, from: Data(reply))
+        if check {
+            let problems = status.healthProblems
+            guard problems.isEmpty else {
+                printError("ipipd status: tunnel \(tunnel) is unhealthy: " + problems.joined(separator: "; "))
+                throw ExitCode(2)
+            }
+            return
+        }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         print(status.text(now: Double(now.tv_sec) + Double(now.tv_nsec) / 1e9), terminator: "")

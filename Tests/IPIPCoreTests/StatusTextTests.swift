@@ -38,4 +38,33 @@ import Testing
                               config: config, tunnelMTU: 1480, counters: silent, paths: [PeerPathState()], now: 0)
                     .text(now: 5).contains(" never "))
     }
+
+    /// `ipipd status --check`, keepalived's health check: every loop running and the TUN device there.
+    @Test func healthNamesEveryLoopThatIsNotRunningAndAMissingTunnel() {
+        let config = MachineA.config
+        let counters = TunnelCounters(peerNames: config.peers.map(\.name))
+        func status(_ loops: [LoopHealth], tunnelPresent: Bool = true) -> GatewayStatus {
+            GatewayStatus(version: "0.1.0", pid: 1, configFile: "a.yaml", configSHA256: "00", startedAt: 0, uptimeSeconds: 9,
+                          config: config, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()], loops: loops,
+                          tunnelPresent: tunnelPresent, now: 0)
+        }
+        let capture = LoopHealth(name: "ipipd-capture")
+        capture.set(.running)
+        let tun = LoopHealth(name: "ipipd-tun")
+        tun.set(.running)
+        #expect(status([capture, tun]).healthProblems.isEmpty)
+        #expect(!status([capture, tun]).text(now: 9).contains("UNHEALTHY"))
+        #expect(status([capture, tun], tunnelPresent: false).text(now: 9).contains("UNHEALTHY (`status --check` fails): the TUN device"))
+        #expect(status([capture, tun], tunnelPresent: false).healthProblems == ["the TUN device \(config.tunnel.name) is gone"])
+        #expect(status([]).healthProblems == ["no dataplane loop runs"])
+        for (state, label) in [(LoopHealth.State.starting, "starting"), (.failed, "failed"), (.stopped, "stopped")] {
+            tun.set(state)
+            #expect(status([capture, tun]).healthProblems == ["ipipd-tun is \(label)"])
+        }
+        tun.noteError("Network is down", linkDown: true)
+        capture.noteError("No buffer space available")
+        #expect(status([capture, tun]).healthProblems
+                    == ["ipipd-capture is retrying (last error: No buffer space available)",
+                        "ipipd-tun is waiting for the link (last error: Network is down)"])
+    }
 }

@@ -181,6 +181,33 @@ struct RobustnessTests {
         #expect(b.process.isRunning)
     }
 
+    /// `ipipd status --check`, keepalived's health check (issue 27, finding 2): 0 while the gateway
+    /// forwards — an idle one too, whose loops have read nothing yet; 1 within its timeout when the
+    /// daemon is frozen; 2, with the reason, when the TUN device is gone.
+    @Test func theHealthCheckTellsAFrozenDaemonAndAMissingTunnelDevice() throws {
+        let lab = Lab("hchk")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let b = try lab.startIpipd(in: "b", config: siteB)
+        let check = "\(Lab.ipipd) status --check --timeout 0.5 -c \(siteB) --runtime-dir \(lab.runtimeDirectory("b"))"
+        var result = lab.run(check)
+        #expect(result.status == 0 && result.output.isEmpty, "\(result.output)")
+
+        kill(b.process.processIdentifier, SIGSTOP)
+        let started = Date()
+        result = lab.run(check)
+        let waited = Date().timeIntervalSince(started)
+        kill(b.process.processIdentifier, SIGCONT)
+        #expect(result.status == 1 && result.output.contains("no daemon answers"), "\(result.output)")
+        #expect(waited < 3, "the check took \(waited) s with a 0.5 s timeout")
+        #expect(eventually(timeout: 5) { lab.run(check).status == 0 })
+
+        try lab.sh(in: lab.ns("b"), "ip link del tunl")
+        result = lab.run(check)
+        #expect(result.status == 2 && result.output.contains("the TUN device tunl is gone"), "\(result.output)")
+        #expect(lab.run("\(Lab.ipipd) status -c \(siteB) --runtime-dir \(lab.runtimeDirectory("b"))").output.contains("UNHEALTHY"))
+    }
+
     /// The uplink disappears: a capture bound to it would receive nothing, silently, forever. The daemon
     /// says so and ends with status 1 (systemd restarts it), undoing its changes.
     @Test func aCaptureWhoseInterfaceWentAwayEndsTheDaemonWithStatus1() throws {

@@ -105,6 +105,9 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var startedAt: Double        // seconds since the Unix epoch
     public var uptimeSeconds: Double
     public var tunnel: String
+    /// Whether the TUN device still exists, as the daemon sees it in its own network namespace (a
+    /// deleted device does not make the loop's reads fail at once).
+    public var tunnelPresent: Bool
     public var tunnelMTU: Int
     public var localAddress: String
     public var role: Role
@@ -126,7 +129,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
                 config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
-                role: Role? = nil, now: Double) {
+                role: Role? = nil, tunnelPresent: Bool = true, now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
@@ -134,6 +137,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         self.startedAt = startedAt
         self.uptimeSeconds = uptimeSeconds
         tunnel = config.tunnel.name
+        self.tunnelPresent = tunnelPresent
         self.tunnelMTU = tunnelMTU
         localAddress = "\(config.uplink.address)"
         self.role = role ?? Role(role: .active, highAvailability: config.uplink.standbyWhenAbsent, changes: 0, seconds: uptimeSeconds)

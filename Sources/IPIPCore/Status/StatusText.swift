@@ -5,6 +5,8 @@ extension GatewayStatus {
         var out = "ipipd \(version), pid \(pid), up \(Self.duration(uptimeSeconds))\n"
         out += "config \(configFile) (sha256 \(configSHA256))\n"
         out += "tunnel \(tunnel) (mtu \(tunnelMTU)), local address \(localAddress)\n"
+        let problems = healthProblems
+        if !problems.isEmpty { out += "UNHEALTHY (`status --check` fails): \(problems.joined(separator: "; "))\n" }
         if role.highAvailability {
             out += "role: \(role.role) (HA pair: follows \(localAddress)), for \(Self.duration(role.seconds)), "
                 + "\(role.changes) change(s) since the start\n"

@@ -21,6 +21,8 @@ struct LoopFailures {
         self.giveUp = giveUp
         policy = RetryPolicy(giveUpAfter: giveUpAfter)
         log = ThrottledLog(logger: logger, message: "a dataplane loop cannot read; retrying", interval: 5)
+        // The loop's thread is about to read: it runs, even if nothing arrives (an idle standby).
+        health.set(.running)
     }
 
     /// After a read that worked.

@@ -40,23 +40,43 @@ public final class ControlSocket: @unchecked Sendable {
         if let pinnedName { directory.remove(pinnedName) } else { unlink(path) }
     }
 
-    /// Client side: connects to the socket at `path`, sends `command` and reads the whole reply.
-    public static func request(path: String, command: String = "status") throws(SystemError) -> [UInt8] {
+    /// Client side: connects to the socket at `path`, sends `command` and reads the whole reply. With
+    /// `timeoutSeconds`, the whole exchange must end within it (a stopped daemon's kernel still accepts
+    /// the connection and the request; only the reply never comes): ETIMEDOUT otherwise.
+    public static func request(path: String, command: String = "status", timeoutSeconds: Double? = nil) throws(SystemError) -> [UInt8] {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError.fromErrno("open a socket") }
         defer { Glibc.close(fd) }
+        let deadline = timeoutSeconds.map { monotonicSeconds() + $0 }
+        /// Bounds the next blocking call by what is left of the deadline; false once it has passed.
+        func armTimeout() -> Bool {
+            guard let deadline else { return true }
+            let left = deadline - monotonicSeconds()
+            guard left > 0 else { return false }
+            var timeout = timeval(tv_sec: Int(left), tv_usec: Int((left - left.rounded(.down)) * 1e6) + 1)
+            let size = socklen_t(MemoryLayout<timeval>.size)
+            return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, size) == 0
+                && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, size) == 0   // bounds connect() too
+        }
+        let timedOut = SystemError("wait for an answer from \(path)", errno: ETIMEDOUT)
         var address = try StreamServer.unixAddress(path)
+        guard armTimeout() else { throw timedOut }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { throw SystemError.fromErrno("connect to \(path)") }
+        guard connected == 0 else {
+            if errno == EAGAIN || errno == EINPROGRESS, deadline != nil { throw timedOut }
+            throw SystemError.fromErrno("connect to \(path)")
+        }
         let line = Array((command + "\n").utf8)
         _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
+            guard armTimeout() else { throw timedOut }
             let count = recv(fd, &buffer, buffer.count, 0)
             if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && deadline != nil { throw timedOut }
             guard count > 0 else { break }
             reply += buffer[0..<count]
         }

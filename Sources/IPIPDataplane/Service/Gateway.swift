@@ -248,6 +248,7 @@ public final class Gateway: @unchecked Sendable {
                              paths: snapshot.paths, loops: loopHealth.withLock { $0 },
                              role: .init(role: role.current, highAvailability: snapshot.config.uplink.standbyWhenAbsent,
                                          changes: role.changes, seconds: monotonicSeconds() - role.since),
+                             tunnelPresent: SystemProbe.interfaceIndex(snapshot.config.tunnel.name) != nil,
                              now: monotonicSeconds())
     }
 
