@@ -45,13 +45,16 @@ if [[ -z $binary ]]; then
     source scripts/lib/release-build.sh
     binary=$(release_binary)
 fi
+binary=$(realpath "$binary")   # keepalived runs it from its own working directory
 command -v keepalived >/dev/null || { echo "keepalived is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
 
-LAB_PREFIX=iptfo
+LAB_PREFIX=${LAB_PREFIX:-iptfo}
 LAB_B_ADDRESS=203.0.113.81
 source scripts/lib/lab.sh
 LAB_NAMESPACES+=(b2)
 WORK=$(mktemp -d /tmp/ipipd-failover.XXXXXX)
+# Each B box runs ipipd with a copy of config/ha-pair-b.yaml of its own (the reload storm edits B1's).
+for machine in b b2; do cp config/ha-pair-b.yaml "$WORK/ha-pair-$machine.yaml"; done
 finish() {
     local status=$?
     trap '' INT TERM
@@ -72,7 +75,7 @@ now() { date +%s.%N; }
 role_of() {
     local asked_at
     asked_at=$(now)
-    "$binary" status --json -c config/ha-pair-b.yaml --runtime-dir "$WORK/run-$1" 2>/dev/null \
+    timeout 2 "$binary" status --json -c "$WORK/ha-pair-$1.yaml" --runtime-dir "$WORK/run-$1" 2>/dev/null \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["role"]; print(r["role"], round(float(sys.argv[1]) - r["seconds"], 3))' \
             "$asked_at" 2>/dev/null || echo none 0
 }
@@ -89,11 +92,25 @@ wait_for_role() {
 }
 # namespace config → PID (each start logs to a file of its own)
 start_ipipd() { lab_start_ipipd "$binary" "$1" "$2" "$WORK/run-$1" "$WORK/ipipd-$1-$(date +%s%N).log"; }
-start_keepalived() {   # box (1 or 2) → PID of keepalived's parent (its VRRP child lives in the same namespace)
+# The box's shipped keepalived file, with its health check pointed at the lab's binary, config copy and
+# runtime directory (and without enable_script_security, which refuses a binary under a path that
+# someone other than root may write, as a build tree may be).
+lab_keepalived_conf() {   # box (1 or 2) → the copy's path
     local box=$1 machine
     machine=$([[ $box == 1 ]] && echo b || echo b2)
+    sed -e "s|/usr/sbin/ipipd |$binary |" \
+        -e "s|-c /etc/ipipd/ipipd.yaml|-c $WORK/ha-pair-$machine.yaml --runtime-dir $WORK/run-$machine|" \
+        -e '/enable_script_security/d' "config/keepalived-b$box.conf" >"$WORK/keepalived-b$box.conf"
+    grep -q "script \"$binary status --check .*--runtime-dir $WORK/run-$machine" "$WORK/keepalived-b$box.conf" \
+        || { echo "config/keepalived-b$box.conf has no ipipd health check to point at the lab" >&2; return 1; }
+    echo "$WORK/keepalived-b$box.conf"
+}
+start_keepalived() {   # box (1 or 2) → PID of keepalived's parent (its VRRP child lives in the same namespace)
+    local box=$1 machine conf
+    machine=$([[ $box == 1 ]] && echo b || echo b2)
+    conf=$(lab_keepalived_conf "$box")
     ip netns exec "$(ns "$machine")" keepalived --dont-fork --log-console --log-detail --vrrp \
-        --use-file "config/keepalived-b$box.conf" --pid "$WORK/keepalived-b$box.pid" --vrrp_pid "$WORK/vrrp-b$box.pid" \
+        --use-file "$conf" --pid "$WORK/keepalived-b$box.pid" --vrrp_pid "$WORK/vrrp-b$box.pid" \
         >>"$WORK/keepalived-b$box.log" 2>&1 &
     echo $!
 }
@@ -118,6 +135,44 @@ PY
 mac_of() { ip -n "$(ns "$1")" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 c_maps_ghost_to() { ip -n "$(ns c)" neigh show 203.0.113.87 | grep -q "$1" && echo true || echo false; }
 
+# start_transfer MIB MIB_PER_S: C sends A that many random MiB over TCP through the tunnel, paced so
+# that the transfer spans what happens meanwhile; finish_transfer waits for it and sets transfer_ok to
+# whether the SHA-256 of what A received matches (true/false).
+cat >"$WORK/send.py" <<'PY'
+import socket, sys, time
+data = open(sys.argv[1], "rb").read()
+rate = float(sys.argv[2]) * (1 << 20)
+sock = socket.create_connection(("203.0.113.87", 5001), timeout=40)
+start, chunk = time.monotonic(), 65536
+for offset in range(0, len(data), chunk):
+    delay = start + offset / rate - time.monotonic()   # paced: the transfer spans the failover
+    if delay > 0: time.sleep(delay)
+    sock.sendall(data[offset:offset + chunk])
+sock.shutdown(socket.SHUT_WR)
+sock.recv(1)
+print(f"sent {len(data)} bytes in {time.monotonic() - start:.2f} s")
+PY
+start_transfer() {
+    local size=$1 rate=$2 limit=$(($1 / $2 + 40))
+    head -c $((size << 20)) /dev/urandom >"$WORK/payload"
+    rm -f "$WORK/received"
+    ip netns exec "$(ns a)" timeout "$limit" sh -c "nc.openbsd -l 5001 > '$WORK/received'" &
+    receiver_pid=$!; LAB_PIDS+=("$receiver_pid")
+    for _ in $(seq 50); do in_ns a ss -Hltn 'sport = :5001' | grep -q 5001 && break; sleep 0.1; done
+    ip netns exec "$(ns c)" timeout "$limit" python3 "$WORK/send.py" "$WORK/payload" "$rate" >"$WORK/sender.log" 2>&1 &
+    sender_pid=$!; LAB_PIDS+=("$sender_pid")
+}
+finish_transfer() {
+    local sent_sum received_sum
+    if wait "$sender_pid"; then cat "$WORK/sender.log"; fi
+    for _ in $(seq 100); do kill -0 "$receiver_pid" 2>/dev/null || break; sleep 0.1; done
+    sent_sum=$(sha256sum <"$WORK/payload" | cut -d' ' -f1)
+    received_sum=$(sha256sum <"$WORK/received" | cut -d' ' -f1)
+    transfer_ok=false
+    [[ $sent_sum == "$received_sum" ]] && transfer_ok=true
+    echo "SHA-256 matches: $transfer_ok ($(stat -c %s "$WORK/received") of $(stat -c %s "$WORK/payload") bytes)"
+}
+
 say "lab: A -- R -- LAN(B1, B2, C)"
 lab_down
 lab_up
@@ -130,8 +185,8 @@ ip -n "$(ns b2)" route add default via 203.0.113.1
 
 say "ipipd on A, B1 and B2 (both B boxes standby: nobody holds 203.0.113.86 yet)"
 pid_a=$(start_ipipd a config/machine-a.yaml); LAB_PIDS+=("$pid_a")
-pid_b1=$(start_ipipd b config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b1")
-pid_b2=$(start_ipipd b2 config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b2")
+pid_b1=$(start_ipipd b "$WORK/ha-pair-b.yaml"); LAB_PIDS+=("$pid_b1")
+pid_b2=$(start_ipipd b2 "$WORK/ha-pair-b2.yaml"); LAB_PIDS+=("$pid_b2")
 read -r role_b1 _ < <(role_of b); read -r role_b2 _ < <(role_of b2)
 [[ $role_b1 == standby && $role_b2 == standby ]] || { echo "the B boxes did not start as standby ($role_b1, $role_b2)" >&2; exit 1; }
 
@@ -150,26 +205,9 @@ b1_mac=$(mac_of b); b2_mac=$(mac_of b2)
 echo "C reaches A's ghost through B1 ($b1_mac)"
 
 say "C pings the ghost at 20/s and sends A 16 MiB at 2 MiB/s through the tunnel"
-head -c $((16 << 20)) /dev/urandom >"$WORK/payload"
-ip netns exec "$(ns a)" timeout 60 sh -c "nc.openbsd -l 5001 > '$WORK/received'" &
-receiver_pid=$!; LAB_PIDS+=("$receiver_pid")
-for _ in $(seq 50); do in_ns a ss -Hltn 'sport = :5001' | grep -q 5001 && break; sleep 0.1; done
-ip netns exec "$(ns c)" stdbuf -oL ping -D -O -i 0.05 -W 1 -w 120 203.0.113.87 >"$WORK/ping.log" 2>&1 &
+ip netns exec "$(ns c)" stdbuf -oL ping -D -O -i 0.05 -W 1 -w 400 203.0.113.87 >"$WORK/ping.log" 2>&1 &
 ping_pid=$!; LAB_PIDS+=("$ping_pid")
-ip netns exec "$(ns c)" timeout 50 python3 - "$WORK/payload" <<'PY' >"$WORK/sender.log" 2>&1 &
-import socket, sys, time
-data = open(sys.argv[1], "rb").read()
-sock = socket.create_connection(("203.0.113.87", 5001), timeout=40)
-start, chunk, rate = time.monotonic(), 65536, 2 << 20
-for offset in range(0, len(data), chunk):
-    delay = start + offset / rate - time.monotonic()   # paced: the transfer spans the failover
-    if delay > 0: time.sleep(delay)
-    sock.sendall(data[offset:offset + chunk])
-sock.shutdown(socket.SHUT_WR)
-sock.recv(1)
-print(f"sent {len(data)} bytes in {time.monotonic() - start:.2f} s")
-PY
-sender_pid=$!; LAB_PIDS+=("$sender_pid")
+start_transfer 16 2
 sleep 1
 
 say "C forges VRRP advertisements for 5 s (priority 255, VRID 86: from itself, and as B2): B1 stays the master"
@@ -211,20 +249,15 @@ c_moved=$(c_maps_ghost_to "$b2_mac")
 echo "C maps the ghost to B2's MAC: $c_moved"
 
 say "the transfer ends"
-transfer_ok=false
-if wait "$sender_pid"; then cat "$WORK/sender.log"; fi
-for _ in $(seq 100); do kill -0 "$receiver_pid" 2>/dev/null || break; sleep 0.1; done
-sent_sum=$(sha256sum <"$WORK/payload" | cut -d' ' -f1)
-received_sum=$(sha256sum <"$WORK/received" | cut -d' ' -f1)
-[[ $sent_sum == "$received_sum" ]] && transfer_ok=true
-echo "SHA-256 matches: $transfer_ok ($(stat -c %s "$WORK/received") of $((16 << 20)) bytes)"
+finish_transfer
+death_transfer_ok=$transfer_ok
 
 say "B1 comes back (link up, ipipd, keepalived) and takes the address back"
 # A box that rebooted holds no virtual address; the one keepalived left on the dead box's link goes.
 ip -n "$(ns b)" addr del 203.0.113.86/24 dev eth0 2>/dev/null || true
 ip -n "$(ns b)" link set eth0 up
 ip -n "$(ns b)" route replace default via 203.0.113.1   # went with the link, as a reboot would restore it
-pid_b1=$(start_ipipd b config/ha-pair-b.yaml); LAB_PIDS+=("$pid_b1")
+pid_b1=$(start_ipipd b "$WORK/ha-pair-b.yaml"); LAB_PIDS+=("$pid_b1")
 returned_at=$(now)
 LAB_PIDS+=("$(start_keepalived 1)")
 wait_for_role b active 15 >/dev/null
@@ -234,19 +267,89 @@ read -r fb_sent fb_lost fb_gap < <(ping_figures "$WORK/ping.log" "$returned_at" 
 echo "pings from B1's return to 4 s after it took over: $fb_sent sent, $fb_lost lost, longest silence $fb_gap s"
 c_back=$(c_maps_ghost_to "$b1_mac")
 echo "C maps the ghost to B1's MAC again: $c_back"
-b2_changes=$("$binary" status --json -c config/ha-pair-b.yaml --runtime-dir "$WORK/run-b2" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"]["changes"])')
+role_changes() { "$binary" status --json -c "$WORK/ha-pair-$1.yaml" --runtime-dir "$WORK/run-$1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"]["changes"])'; }
+b2_changes=$(role_changes b2)
+
+# ipipd_failure NAME INJECT HEAL: while C pings and sends a 10 MiB transfer at 1 MiB/s, INJECT (a
+# function) makes ipipd on the master B1 fail while keepalived there lives on; its health check must
+# hand the address to B2 within 3 s of lost pings. HEAL (a function) makes B1 healthy again, and B1
+# must take the address back with a silence no longer than the first. Adds the case's figures to
+# $cases and clears $cases_passed when it fails.
+cases="" cases_passed=true
+ipipd_failure() {
+    local name=$1 inject=$2 heal=$3 failed_at b2_at takeover sent lost gap healed_at back=true fb_sent fb_lost fb_gap ok
+    say "ipipd on B1 fails ($name); B2 takes over; B1, healthy again, takes the address back"
+    start_transfer 10 1
+    sleep 1
+    failed_at=$(now)
+    "$inject"
+    b2_at=$(wait_for_role b2 active 15) || b2_at=$(now)
+    takeover=$(python3 -c "print(round($b2_at - $failed_at, 2))")
+    sleep 3
+    read -r sent lost gap < <(ping_figures "$WORK/ping.log" "$failed_at" "$(now)")
+    echo "B2 active $takeover s after the failure; pings: $sent sent, $lost lost, longest silence $gap s"
+    healed_at=$(now)
+    "$heal"
+    # B2 gives the address up only when B1, healthy for two checks (rise 2), preempts it.
+    wait_for_role b2 standby 20 >/dev/null && wait_for_role b active 5 >/dev/null || back=false
+    sleep 3
+    read -r fb_sent fb_lost fb_gap < <(ping_figures "$WORK/ping.log" "$healed_at" "$(now)")
+    echo "B1 back: $back; pings from the heal on: $fb_sent sent, $fb_lost lost, longest silence $fb_gap s"
+    finish_transfer
+    ok=$(python3 -c "print(str($gap < 3 and $fb_gap <= max($gap, 0.5) and $sent > 0 and $fb_sent > 0).lower())")
+    $back && $transfer_ok && $ok || { ok=false; cases_passed=false; }
+    cases+="${cases:+, }\"$name\": {\"takeover_seconds\": $takeover, \"pings_sent\": $sent, \"pings_lost\": $lost, \"longest_silence_seconds\": $gap,
+   \"b1_took_back\": $back, \"failback_pings_lost\": $fb_lost, \"failback_longest_silence_seconds\": $fb_gap,
+   \"transfer_sha256_matches\": $transfer_ok, \"passed\": $ok}"
+}
+restart_b1_ipipd() {
+    kill -TERM "$pid_b1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid_b1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid_b1" 2>/dev/null || true
+    wait "$pid_b1" 2>/dev/null || true
+    pid_b1=$(start_ipipd b "$WORK/ha-pair-b.yaml"); LAB_PIDS+=("$pid_b1")
+}
+kill_b1_ipipd() { kill -KILL "$pid_b1"; }
+stop_b1_ipipd() { kill -STOP "$pid_b1"; }
+continue_b1_ipipd() { kill -CONT "$pid_b1"; }
+delete_b1_tunnel() { ip -n "$(ns b)" link del tunl; }
+ipipd_failure sigkill kill_b1_ipipd restart_b1_ipipd
+ipipd_failure sigstop stop_b1_ipipd continue_b1_ipipd
+ipipd_failure tun-device-deleted delete_b1_tunnel restart_b1_ipipd
+
+say "a reload storm with an invalid file on B1 (must not fail over: the running config stays)"
+b1_changes_before=$(role_changes b)
+storm_at=$(now)
+cp "$WORK/ha-pair-b.yaml" "$WORK/ha-pair-b.valid"
+printf 'uplink:\n  interface: eth0\n  address: 203.0.113.300\n' >"$WORK/ha-pair-b.yaml"
+checks_failed=0
+for _ in $(seq 25); do   # 5 s: a SIGHUP every 0.2 s, the health check every 0.4 s
+    kill -HUP "$pid_b1"; sleep 0.2; kill -HUP "$pid_b1"
+    "$binary" status --check --timeout 0.5 -c "$WORK/ha-pair-b.valid" --runtime-dir "$WORK/run-b" 2>/dev/null || checks_failed=$((checks_failed + 1))
+    sleep 0.2
+done
+cp "$WORK/ha-pair-b.valid" "$WORK/ha-pair-b.yaml"
+sleep 2
+read -r st_sent st_lost st_gap < <(ping_figures "$WORK/ping.log" "$storm_at" "$(now)")
+b1_changes_after=$(role_changes b)
+reloads_refused=$(cat "$WORK"/ipipd-b-*.log | grep -c "reload refused" || true)
+read -r role_b1 _ < <(role_of b)
+storm_kept=$([[ $role_b1 == active && $b1_changes_after == "$b1_changes_before" && $checks_failed == 0 && $st_lost == 0 && $reloads_refused -gt 0 ]] && echo true || echo false)
+echo "B1 still the master with no role change: $storm_kept; reloads refused: $reloads_refused; health checks failed: $checks_failed of 25; pings: $st_sent sent, $st_lost lost"
 
 passed=false
-if $transfer_ok && $c_moved && $c_back && $forged_kept_master && ((fo_sent > 0 && fb_sent > 0 && fg_lost == 0)) \
+if $cases_passed && $storm_kept && $death_transfer_ok && $c_moved && $c_back && $forged_kept_master && ((fo_sent > 0 && fb_sent > 0 && fg_lost == 0)) \
    && python3 -c "import sys; sys.exit(0 if $fo_gap < 5 and $fb_gap < 3 else 1)"; then passed=true; fi
 target_met=$(python3 -c "print(str($fo_gap < 3).lower())")
 figures=$(cat <<EOF
 {"forged_vrrp_kept_master": $forged_kept_master, "forged_vrrp_pings_sent": $fg_sent, "forged_vrrp_pings_lost": $fg_lost,
  "takeover_seconds": $takeover, "failover_pings_sent": $fo_sent, "failover_pings_lost": $fo_lost,
  "failover_longest_silence_seconds": $fo_gap, "under_3_seconds": $target_met, "lan_cache_moved_to_b2": $c_moved,
- "transfer_sha256_matches": $transfer_ok, "failback_pings_sent": $fb_sent, "failback_pings_lost": $fb_lost,
+ "transfer_sha256_matches": $death_transfer_ok, "failback_pings_sent": $fb_sent, "failback_pings_lost": $fb_lost,
  "failback_longest_silence_seconds": $fb_gap, "lan_cache_back_to_b1": $c_back, "b2_role_changes": $b2_changes,
+ "ipipd_failures": {$cases},
+ "reload_storm": {"kept_master": $storm_kept, "reloads_refused": $reloads_refused, "health_checks_failed": $checks_failed, "pings_sent": $st_sent, "pings_lost": $st_lost},
  "passed": $passed}
 EOF
 )

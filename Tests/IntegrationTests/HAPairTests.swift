@@ -51,7 +51,7 @@ struct HAPairTests {
     @Test func aKeepalivedPairFailsOverAndBackWithTheTransferIntact() throws {
         let lab = Lab("iphk")
         defer { lab.teardown() }
-        let figures = try lab.runScript("failover.sh", timeout: 300) as? [String: Any] ?? [:]
+        let figures = try lab.runScript("failover.sh", timeout: 540) as? [String: Any] ?? [:]
         #expect(figures["passed"] as? Bool == true, "\(figures)")
         #expect(figures["transfer_sha256_matches"] as? Bool == true)
         #expect(figures["lan_cache_moved_to_b2"] as? Bool == true)
@@ -62,5 +62,19 @@ struct HAPairTests {
         // VRRP's own bound: 3 advertisement intervals and B2's skew after the last advertisement heard.
         #expect((figures["failover_longest_silence_seconds"] as? Double ?? 99) < 5, "\(figures)")
         #expect((figures["failback_longest_silence_seconds"] as? Double ?? 99) < 3, "\(figures)")
+        // Issue 27, finding 2: ipipd fails on B1 while its box stays up (killed, frozen, its TUN device
+        // deleted): keepalived's `ipipd status --check` moves the address to B2 within 3 s, and back.
+        let failures = figures["ipipd_failures"] as? [String: [String: Any]] ?? [:]
+        #expect(Set(failures.keys) == ["sigkill", "sigstop", "tun-device-deleted"], "\(figures)")
+        for (name, failure) in failures {
+            #expect(failure["passed"] as? Bool == true, "\(name): \(failure)")
+            #expect((failure["longest_silence_seconds"] as? Double ?? 99) < 3, "\(name): \(failure)")
+            #expect(failure["b1_took_back"] as? Bool == true && failure["transfer_sha256_matches"] as? Bool == true, "\(name): \(failure)")
+        }
+        // A reload storm with an invalid file keeps B1 the master: the running config stays, healthy.
+        let storm = figures["reload_storm"] as? [String: Any] ?? [:]
+        #expect(storm["kept_master"] as? Bool == true, "\(storm)")
+        #expect(storm["health_checks_failed"] as? Int == 0 && storm["pings_lost"] as? Int == 0, "\(storm)")
+        #expect((storm["reloads_refused"] as? Int ?? 0) > 0, "\(storm)")
     }
 }
