@@ -62,18 +62,22 @@ struct GROTests {
         _ = try lab.startIpipd(in: "b", config: siteB)
         try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
         try lab.transfer(from: "h1", to: "h2", address: "192.0.2.130", megabytes: 4)
-        // 2,000 datagrams of 1,200 bytes in bursts of 20, each with its number: h2 counts the intact ones.
+        // 2,000 datagrams of 1,200 bytes in bursts of 20, each with its number: h2 counts the intact ones
+        // and the damaged ones (cut wrong, or with another datagram's bytes). Its buffer holds all 2,000,
+        // so that a receiver the machine's load delays loses none.
         let receiver = try lab.spawn(in: lab.ns("h2"), ["python3", "-c", """
             import socket
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.0.2.130", 7777)); s.settimeout(3)
-            seen = set()
+            s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+            seen, damaged = set(), 0
             try:
                 while True:
                     data = s.recv(2000)
                     n = int.from_bytes(data[:4], "big")
                     if len(data) == 1200 and data[4:] == bytes([n % 251]) * 1196: seen.add(n)
+                    else: damaged += 1
             except socket.timeout:
-                print("intact", len(seen), flush=True)
+                print("damaged", damaged, "intact", len(seen), flush=True)
             """], logName: "udp-receiver")
         try lab.sh(in: lab.ns("h1"), """
             python3 -c "
@@ -85,9 +89,14 @@ struct GROTests {
             "
             """)
         #expect(receiver.waitForLog("intact", timeout: 15))
-        let intact = Int(receiver.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
-        #expect(intact >= 1900, "\(intact) of 2000 datagrams arrived intact:\n\(receiver.output)")
+        let words = receiver.output.split(whereSeparator: \.isWhitespace)
+        let damaged = words.firstIndex(of: "damaged").flatMap { Int(words[$0 + 1]) } ?? -1
+        let intact = words.firstIndex(of: "intact").flatMap { Int(words[$0 + 1]) } ?? 0
         let status = try lab.status("b", config: siteB)
+        // Nothing arrives damaged; a loaded machine may lose a few datagrams on the way (the uplink's
+        // backlog, the capture's ring: `capture-drop`), never many.
+        #expect(damaged == 0, "\(receiver.output)")
+        #expect(intact >= 1800, "\(intact) of 2000 datagrams arrived intact:\n\(receiver.output)\n\(status.drops)")
         #expect(status.dropped("unsupported-offload") == 0 && status.capture.unaccounted == 0, "\(status.drops)")
         if feature == "rx-udp-gro-forwarding" { #expect(status.uplinkMergedFrames > 0) }
     }
