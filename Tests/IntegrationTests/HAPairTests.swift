@@ -62,7 +62,7 @@ struct HAPairTests {
         // VRRP's own bound: 3 advertisement intervals and B2's skew after the last advertisement heard.
         #expect((figures["failover_longest_silence_seconds"] as? Double ?? 99) < 5, "\(figures)")
         #expect((figures["failback_longest_silence_seconds"] as? Double ?? 99) < 3, "\(figures)")
-        // Issue 27, finding 2: ipipd fails on B1 while its box stays up (killed, frozen, its TUN device
+        // Issue 27, item 2: ipipd fails on B1 while its box stays up (killed, frozen, its TUN device
         // deleted): keepalived's `ipipd status --check` moves the address to B2 within 3 s, and back.
         let failures = figures["ipipd_failures"] as? [String: [String: Any]] ?? [:]
         #expect(Set(failures.keys) == ["sigkill", "sigstop", "tun-device-deleted"], "\(figures)")

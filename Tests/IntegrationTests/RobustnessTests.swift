@@ -181,7 +181,7 @@ struct RobustnessTests {
         #expect(b.process.isRunning)
     }
 
-    /// `ipipd status --check`, keepalived's health check (issue 27, finding 2): 0 while the gateway
+    /// `ipipd status --check`, keepalived's health check (issue 27, item 1): 0 while the gateway
     /// forwards — an idle one too, whose loops have read nothing yet; 1 within its timeout when the
     /// daemon is frozen; 2, with the reason, when the TUN device is gone.
     @Test func theHealthCheckTellsAFrozenDaemonAndAMissingTunnelDevice() throws {
