@@ -338,8 +338,37 @@ read -r role_b1 _ < <(role_of b)
 storm_kept=$([[ $role_b1 == active && $b1_changes_after == "$b1_changes_before" && $checks_failed == 0 && $st_lost == 0 && $reloads_refused -gt 0 ]] && echo true || echo false)
 echo "B1 still the master with no role change: $storm_kept; reloads refused: $reloads_refused; health checks failed: $checks_failed of 25; pings: $st_sent sent, $st_lost lost"
 
+say "split brain: B2 hears no VRRP from B1 for 8 s (nftables on B2), so both are masters; each ipipd must report it"
+split_claims() { "$binary" status --json -c "$WORK/ha-pair-$1.yaml" --runtime-dir "$WORK/run-$1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"]["splitBrainClaims"])'; }
+# Every switch-over so far was a clean one: no split-brain claim may have been counted.
+sb_before_b1=$(split_claims b) sb_before_b2=$(split_claims b2)
+ip netns exec "$(ns b2)" nft -f - <<'NFT'
+table inet split_brain {
+    chain input {
+        type filter hook input priority -20; policy accept;
+        ip protocol { 51, 112 } drop
+    }
+}
+NFT
+both_active=false
+if wait_for_role b2 active 10 >/dev/null; then
+    sleep 5
+    read -r role_b1 _ < <(role_of b)
+    [[ $role_b1 == active ]] && both_active=true
+fi
+sb_b1=$(split_claims b) sb_b2=$(split_claims b2)
+ip netns exec "$(ns b2)" nft delete table inet split_brain
+wait_for_role b2 standby 10 >/dev/null || true
+sleep 2
+read -r role_b1 _ < <(role_of b)
+sb_logged=$(cat "$WORK"/ipipd-b-*.log "$WORK"/ipipd-b2-*.log | grep -c "split brain?" || true)
+split_detected=$([[ $both_active == true && $sb_before_b1 == 0 && $sb_before_b2 == 0 && $sb_b1 -gt 0 && $sb_b2 -gt 0 \
+    && $sb_logged -gt 0 && $role_b1 == active ]] && echo true || echo false)
+echo "both active: $both_active; split-brain claims before: B1 $sb_before_b1, B2 $sb_before_b2; during: B1 $sb_b1, B2 $sb_b2; log lines: $sb_logged; B1 the only master again: $([[ $role_b1 == active ]] && echo true || echo false)"
+
 passed=false
-if $cases_passed && $storm_kept && $death_transfer_ok && $c_moved && $c_back && $forged_kept_master && ((fo_sent > 0 && fb_sent > 0 && fg_lost == 0)) \
+if $cases_passed && $storm_kept && $split_detected && $death_transfer_ok && $c_moved && $c_back && $forged_kept_master && ((fo_sent > 0 && fb_sent > 0 && fg_lost == 0)) \
    && python3 -c "import sys; sys.exit(0 if $fo_gap < 5 and $fb_gap < 3 else 1)"; then passed=true; fi
 target_met=$(python3 -c "print(str($fo_gap < 3).lower())")
 figures=$(cat <<EOF
@@ -349,6 +378,8 @@ figures=$(cat <<EOF
  "transfer_sha256_matches": $death_transfer_ok, "failback_pings_sent": $fb_sent, "failback_pings_lost": $fb_lost,
  "failback_longest_silence_seconds": $fb_gap, "lan_cache_back_to_b1": $c_back, "b2_role_changes": $b2_changes,
  "ipipd_failures": {$cases},
+ "split_brain": {"detected": $split_detected, "both_active": $both_active, "claims_before_b1": $sb_before_b1, "claims_before_b2": $sb_before_b2,
+   "claims_b1": $sb_b1, "claims_b2": $sb_b2, "log_lines": $sb_logged},
  "reload_storm": {"kept_master": $storm_kept, "reloads_refused": $reloads_refused, "health_checks_failed": $checks_failed, "pings_sent": $st_sent, "pings_lost": $st_lost},
  "passed": $passed}
 EOF

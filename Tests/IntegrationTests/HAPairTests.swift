@@ -48,6 +48,42 @@ struct HAPairTests {
         _ = arpWatch.stop()
     }
 
+    /// Issue 27, item 3: while B is active, another machine (C, as a partner that is active too would)
+    /// claims the endpoint by gratuitous ARP, then a ghost: each is a split-brain claim — counted, shown
+    /// by `status`, logged once per 10 s. As the standby, the same claims are the partner's right.
+    @Test func claimsOfTheEndpointOrAGhostWhileActiveAreASplitBrain() throws {
+        let lab = Lab("ipsb")
+        defer { lab.teardown() }
+        try lab.buildSeedLab(addressOfB: "203.0.113.81")
+        let config = Lab.config("ha-pair-b.yaml")
+        let b = try lab.startIpipd(in: "b", config: config)
+        try lab.sh(in: lab.ns("b"), "ip addr add 203.0.113.86/24 dev eth0")
+        _ = try lab.waitForStatus("b", config: config) { $0.role.role == .active }
+        let macC = try lab.mac("c", "eth0")
+        func claim(_ address: String, times: Int) throws {
+            try lab.sh(in: lab.ns("c"), """
+                python3 -c "from scapy.all import ARP, Ether, sendp; sendp(Ether(dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='\(macC)', psrc='\(address)', pdst='\(address)'), iface='eth0', count=\(times), inter=0.3, verbose=0)"
+                """)
+        }
+        try claim("203.0.113.86", times: 3)
+        var status = try lab.waitForStatus("b", config: config, timeout: 5) { $0.role.splitBrainClaims >= 3 }
+        #expect(status.role.splitBrainClaims == 3, "\(status.role)")
+        #expect(status.role.lastSplitBrainClaim?.mac == macC && status.role.lastSplitBrainClaim?.address == "203.0.113.86", "\(status.role)")
+        let text = try lab.sh("\(Lab.ipipd) status -c \(config) --runtime-dir \(lab.runtimeDirectory("b"))")
+        #expect(text.contains("SPLIT BRAIN? 3 claim(s) by another machine while this box was active; last: \(macC) claimed 203.0.113.86"), "\(text)")
+        #expect(b.output.components(separatedBy: "split brain?").count - 1 == 1, "\(b.output)")
+        try claim("203.0.113.87", times: 1)
+        status = try lab.waitForStatus("b", config: config, timeout: 5) { $0.role.splitBrainClaims >= 4 }
+        #expect(status.role.splitBrainClaims == 4 && status.role.lastSplitBrainClaim?.address == "203.0.113.87", "\(status.role)")
+
+        try lab.sh(in: lab.ns("b"), "ip addr del 203.0.113.86/24 dev eth0")
+        _ = try lab.waitForStatus("b", config: config) { $0.role.role == .standby }
+        try claim("203.0.113.86", times: 2)
+        try claim("203.0.113.87", times: 1)
+        try lab.sh("sleep 1.5")
+        #expect(try lab.status("b", config: config).role.splitBrainClaims == 4)
+    }
+
     @Test func aKeepalivedPairFailsOverAndBackWithTheTransferIntact() throws {
         let lab = Lab("iphk")
         defer { lab.teardown() }
@@ -71,6 +107,11 @@ struct HAPairTests {
             #expect((failure["longest_silence_seconds"] as? Double ?? 99) < 3, "\(name): \(failure)")
             #expect(failure["b1_took_back"] as? Bool == true && failure["transfer_sha256_matches"] as? Bool == true, "\(name): \(failure)")
         }
+        // Issue 27, item 3: VRRP cut between the boxes, both masters: each ipipd counts the other's
+        // claims; none was counted at the clean switch-overs before.
+        let split = figures["split_brain"] as? [String: Any] ?? [:]
+        #expect(split["detected"] as? Bool == true, "\(split)")
+        #expect(split["claims_before_b1"] as? Int == 0 && split["claims_before_b2"] as? Int == 0, "\(split)")
         // A reload storm with an invalid file keeps B1 the master: the running config stays, healthy.
         let storm = figures["reload_storm"] as? [String: Any] ?? [:]
         #expect(storm["kept_master"] as? Bool == true, "\(storm)")

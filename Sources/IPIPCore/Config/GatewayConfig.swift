@@ -236,6 +236,18 @@ public struct GatewayConfig: Sendable, Equatable {
         Set(ghostHosts.map(\.interface) + ghostHosts6.map(\.interface)).sorted()
     }
 
+    /// The interfaces whose ARP (and NDP) the proxy captures: those with ghost hosts, and an HA pair's
+    /// uplink, where another box's claim of the endpoint reveals a split brain. Sorted.
+    public var proxyCaptureInterfaces: [String] {
+        Set(ghostInterfaces + (uplink.standbyWhenAbsent ? [uplink.interface] : [])).sorted()
+    }
+
+    /// The endpoint whose claims by another machine the proxy on `interface` watches: an HA pair's
+    /// uplink address, on the uplink.
+    public func splitBrainWatchedEndpoint(on interface: String) -> IPv4Address? {
+        uplink.standbyWhenAbsent && interface == uplink.interface ? uplink.address : nil
+    }
+
     /// Peer endpoints that fall inside a tunneled prefix: the seed's "looping tunnel". Each needs a host
     /// route through the uplink so that the outer packets do not re-enter the tunnel.
     public var endpointsNeedingPins: [Peer] {

@@ -10,16 +10,16 @@ public enum CaptureFilter {
     }
 
     /// ARP packets that ask for a ghost address (target) or claim one (sender): the first are answered,
-    /// the second reveal conflicts.
+    /// the second reveal conflicts. With `endpoint` (an HA pair's uplink), also ARP that claims the
+    /// tunnel endpoint (sender): another box holding it too is a split brain.
     /// With IPv6 ghosts, also the Neighbor Solicitations and Advertisements (ICMPv6 135 and 136 right
     /// after the IPv6 header, hop limit 255): the responder checks which target they name.
-    public static func proxyARP(ghosts: [IPv4Address], ghosts6: [IPv6Address] = []) -> String {
+    public static func proxyARP(ghosts: [IPv4Address], ghosts6: [IPv6Address] = [], endpoint: IPv4Address? = nil) -> String {
         var filters: [String] = []
-        if !ghosts.isEmpty {
-            let terms = ghosts.sorted().flatMap { ghost -> [String] in
-                let hex = "0x" + String(ghost.value, radix: 16)
-                return ["arp[24:4] = \(hex)", "arp[14:4] = \(hex)"]
-            }
+        let hex = { (address: IPv4Address) in "0x" + String(address.value, radix: 16) }
+        var terms = ghosts.sorted().flatMap { ghost in ["arp[24:4] = \(hex(ghost))", "arp[14:4] = \(hex(ghost))"] }
+        if let endpoint { terms.append("arp[14:4] = \(hex(endpoint))") }
+        if !terms.isEmpty {
             filters.append("arp and (\(terms.joined(separator: " or ")))")
         }
         if !ghosts6.isEmpty {
@@ -27,5 +27,13 @@ public enum CaptureFilter {
         }
         guard !filters.isEmpty else { return "arp and less 1" }   // no ghost left: matches nothing
         return filters.count == 1 ? filters[0] : filters.map { "(\($0))" }.joined(separator: " or ")
+    }
+
+    /// The proxy capture's filter for `interface` as `config` has it: its ghosts of both families, and
+    /// the endpoint on an HA pair's uplink.
+    public static func proxyARP(interface: String, config: GatewayConfig) -> String {
+        proxyARP(ghosts: config.ghostHosts.filter { $0.interface == interface }.map(\.address),
+                 ghosts6: config.ghostHosts6.filter { $0.interface == interface }.map(\.address),
+                 endpoint: config.splitBrainWatchedEndpoint(on: interface))
     }
 }

@@ -140,6 +140,9 @@ public struct KernelPlan: Sendable, Equatable {
                 notes.append("as the active gateway (from the moment keepalived assigns \(uplink.address), seen by a netlink "
                              + "address notification): ipipd carries traffic and announces every ghost host by gratuitous ARP; "
                              + "when the address goes, it is the standby again")
+                notes.append("split brain: while active, another machine's ARP claiming \(uplink.address) (on \(uplink.interface)) "
+                             + "or a ghost host, still there a second later, means the partner is active too: counted "
+                             + "(`ipipd_split_brain_claims_total`), shown by `status` and logged, at most every 10 s")
             } else if !assigned {
                 problems.append("\(uplink.address) is not assigned to \(uplink.interface); the uplink address must be one of its addresses "
                                 + "(or, for an HA pair whose other box holds it, set uplink.standby-when-absent: yes)")
@@ -263,15 +266,14 @@ public struct KernelPlan: Sendable, Equatable {
 
         let ghostsByInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
         let ghosts6ByInterface = Dictionary(grouping: config.ghostHosts6, by: \.interface)
-        for interface in config.ghostInterfaces {
+        for interface in config.proxyCaptureInterfaces {
             let ghosts = ghostsByInterface[interface] ?? []
             let ghosts6 = ghosts6ByInterface[interface] ?? []
             let interfaceFacts = facts.interfaces[interface]
-            if interfaceFacts == nil {
+            if interfaceFacts == nil && interface != uplink.interface {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
-            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(ghosts: ghosts.map(\.address),
-                                                                                           ghosts6: ghosts6.map(\.address))))
+            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(interface: interface, config: config)))
             for ghost in ghosts {
                 if interfaceFacts?.addresses.contains(ghost.address) == true {
                     problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "

@@ -59,6 +59,9 @@ public struct ProxyARPResponder: Sendable {
         /// Another machine (`mac`) claims `ghost`; the frame was not answered. With `defense`, an
         /// announcement to send that puts the ghost's MAC back in the LAN's caches (RFC 5227 §2.4(c)).
         case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address, defense: [UInt8]?)
+        /// Another machine (`mac`) claims the watched endpoint (`endpoint`): on an HA pair's active box,
+        /// a split brain. Nothing to answer: the kernel owns that address.
+        case endpointClaim(mac: MACAddress)
     }
 
     public typealias Ghost = GhostTable<IPv4Address>.Ghost
@@ -69,6 +72,9 @@ public struct ProxyARPResponder: Sendable {
     public var options: Options { table.options }
     public var ghosts: [IPv4Address: Ghost] { table.ghosts }
     public var pendingAnnouncements: [(ghost: IPv4Address, due: Double)] { table.pendingAnnouncements }
+    /// An address that only this box may claim on the interface (an HA pair's uplink address), whose
+    /// claims by others are reported (`.endpointClaim`).
+    public var endpoint: IPv4Address?
     /// Requesting MACs whose rate the responder tracks (bounded by twice `maximumTrackedRequesters`).
     public var trackedRequesters: Int { table.trackedRequesters }
     static var maximumTrackedRequesters: Int { GhostTable<IPv4Address>.maximumTrackedRequesters }
@@ -105,6 +111,9 @@ public struct ProxyARPResponder: Sendable {
         }
         if table.isOwn(ethernet.source) { return .ignore(.ownFrame, ghost: nil) }
         guard ethernet.vlanID == nil else { return .ignore(.otherVLAN, ghost: nil) }
+        if let endpoint, arp.senderProtocol == endpoint, arp.senderHardware != interfaceMAC {
+            return .endpointClaim(mac: arp.senderHardware)
+        }
         // Someone else using a ghost address as its own: in a request, reply or announcement.
         if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
             let defense = table.claim(ghost.address, now: now).map {
@@ -151,6 +160,7 @@ extension ProxyARPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every ghost host from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
         self.init(interfaceMAC: mac, options: Options(config))
+        endpoint = config.splitBrainWatchedEndpoint(on: interface)
         for ghost in config.ghostHosts where ghost.interface == interface {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }
@@ -162,6 +172,7 @@ extension ProxyARPResponder {
         var next = self
         next.table = table.reconfigured(options: Options(config), ghosts: config.ghostHosts.filter { $0.interface == interface }.map { ($0.address, $0.mac) },
                                         kept: { address in kept.contains { $0.address == address } }, now: now)
+        next.endpoint = config.splitBrainWatchedEndpoint(on: interface)
         return next
     }
 }

@@ -179,6 +179,18 @@ public final class CaptureCounters: Sendable {
 }
 
 /// All counters of a running gateway: per peer, per ghost host, and drops that belong to no peer.
+/// What `SplitBrainWatch` confirmed: how many claims, and the last (its time since the Unix epoch).
+public final class SplitBrainCounters: Sendable {
+    public let claims = Counter()
+    private let lastClaim = Mutex<SplitBrainWatch.Claim?>(nil)
+    public init() {}
+    public var last: SplitBrainWatch.Claim? { lastClaim.withLock { $0 } }
+    public func note(_ claim: SplitBrainWatch.Claim) {
+        claims.add()
+        lastClaim.withLock { $0 = claim }
+    }
+}
+
 public final class TunnelCounters: Sendable {
     public let peers: [PeerCounters]
     public let ghosts: [GhostCounters]
@@ -194,6 +206,8 @@ public final class TunnelCounters: Sendable {
     public let uplinkMergedFrames: Counter
     public let uplinkMergedSegments: Counter
     public let capture: CaptureCounters
+    /// Claims of the tunnel endpoint or a ghost by another machine while this HA box was active.
+    public let splitBrain: SplitBrainCounters
 
     public init(peerNames: [String], ghostHosts: [(address: String, interface: String)] = []) {
         peers = peerNames.map(PeerCounters.init(name:))
@@ -205,6 +219,7 @@ public final class TunnelCounters: Sendable {
         uplinkMergedFrames = Counter()
         uplinkMergedSegments = Counter()
         capture = CaptureCounters()
+        splitBrain = SplitBrainCounters()
     }
 
     /// The counters for a reloaded config: peers and ghost hosts that stay keep their counts (matched by
@@ -223,6 +238,7 @@ public final class TunnelCounters: Sendable {
         uplinkMergedFrames = previous.uplinkMergedFrames
         uplinkMergedSegments = previous.uplinkMergedSegments
         capture = previous.capture
+        splitBrain = previous.splitBrain
     }
 
     /// Counts `count` packets dropped for `reason` globally and, when known, against their peer.

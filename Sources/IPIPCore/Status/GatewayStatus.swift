@@ -79,12 +79,23 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var changes: UInt64
         /// How long the gateway has had its role (since the start when it never changed).
         public var seconds: Double
+        /// Claims of the tunnel endpoint or a ghost host by another machine while this box was active
+        /// (a split brain: both boxes of the pair active), and the last one.
+        public var splitBrainClaims: UInt64 = 0
+        public var lastSplitBrainClaim: SplitBrainClaim?
         public init(role: GatewayRole, highAvailability: Bool, changes: UInt64, seconds: Double) {
             self.role = role
             self.highAvailability = highAvailability
             self.changes = changes
             self.seconds = seconds
         }
+    }
+
+    public struct SplitBrainClaim: Codable, Sendable, Equatable {
+        public var mac: String
+        public var address: String
+        /// Seconds since the Unix epoch.
+        public var at: Double
     }
 
     public struct GhostHost: Codable, Sendable, Equatable {
@@ -140,7 +151,10 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         self.tunnelPresent = tunnelPresent
         self.tunnelMTU = tunnelMTU
         localAddress = "\(config.uplink.address)"
-        self.role = role ?? Role(role: .active, highAvailability: config.uplink.standbyWhenAbsent, changes: 0, seconds: uptimeSeconds)
+        var role = role ?? Role(role: .active, highAvailability: config.uplink.standbyWhenAbsent, changes: 0, seconds: uptimeSeconds)
+        role.splitBrainClaims = counters.splitBrain.claims.value
+        role.lastSplitBrainClaim = counters.splitBrain.last.map { SplitBrainClaim(mac: "\($0.mac)", address: $0.address, at: $0.at) }
+        self.role = role
         peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
             let (counter, path) = state
             return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description) + peer.routes6.map(\.description),

@@ -99,6 +99,9 @@ extension GatewayStatus {
         out.sample("ipipd_active", [], gauge: role.role == .active ? 1 : 0)
         out.family("ipipd_role_changes_total", .counter, "Times the HA role changed (standby <-> active) since the start.")
         out.sample("ipipd_role_changes_total", [], role.changes)
+        out.family("ipipd_split_brain_claims_total", .counter,
+                   "Claims of the tunnel endpoint or a ghost host by another machine while this HA box was active (both boxes active: a split brain).")
+        out.sample("ipipd_split_brain_claims_total", [], role.splitBrainClaims)
 
         func perPeer(_ name: String, _ kind: PrometheusText.Kind, _ help: String, _ samples: (Peer, [(String, String)]) -> Void) {
             out.family(name, kind, help)

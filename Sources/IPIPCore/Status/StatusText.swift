@@ -10,6 +10,10 @@ extension GatewayStatus {
         if role.highAvailability {
             out += "role: \(role.role) (HA pair: follows \(localAddress)), for \(Self.duration(role.seconds)), "
                 + "\(role.changes) change(s) since the start\n"
+            if let claim = role.lastSplitBrainClaim {
+                out += "SPLIT BRAIN? \(role.splitBrainClaims) claim(s) by another machine while this box was active; last: "
+                    + "\(claim.mac) claimed \(claim.address) \(Self.duration(max(0, now - claim.at))) ago (is the partner active too?)\n"
+            }
         }
         out += "\n"
         let header = ["peer", "endpoint", "routes", "path mtu", "sent", "received", "last received", "drops"]

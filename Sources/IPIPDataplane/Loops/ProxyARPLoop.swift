@@ -57,6 +57,13 @@ struct ProxyARPLoop {
         }
         takeCounters()
         var conflictLogs: [String: ThrottledLog] = [:]
+        // An HA box that is active sees its partner claim the endpoint or a ghost: a split brain.
+        var splitBrain = SplitBrainWatch(confirmationSeconds: 1)
+        let splitBrainLog = ThrottledLog(logger: logger, message: "split brain? another machine claims what only the active box may while this box is active: is the HA partner active too (VRRP between the boxes cut)?")
+        func claimed(_ address: String, by mac: MACAddress) {
+            guard snapshot.config.uplink.standbyWhenAbsent else { return }
+            splitBrain.claimed(address, by: mac, now: monotonicSeconds())
+        }
         let injectErrors = ThrottledLog(logger: logger, message: "cannot send an ARP or NDP frame")
         func inject(_ frame: [UInt8]) -> Bool {
             let sent = frame.withUnsafeBytes { capture.inject($0) }
@@ -65,9 +72,10 @@ struct ProxyARPLoop {
         }
         func conflict(_ ghost: String, mac: MACAddress, sender: String, defense: [UInt8]?) {
             ghostCounters[ghost]?.conflicts.add()
+            claimed(ghost, by: mac)
             if let defense, inject(defense) { ghostCounters[ghost]?.announcements.add() }
             let action = responder.options.yieldOnConflict ? "not answering for it while the conflict lasts"
-                : "still answering for it and announcing it (at most every 10 s)"
+                : "still answering for it and announcing it (at most every \(responder.options.defendIntervalSeconds) s)"
             let log = conflictLogs[ghost] ?? ThrottledLog(logger: logger, message: "another machine claims a ghost address")
             conflictLogs[ghost] = log
             log.note(["ghost": "\(ghost)", "interface": "\(interface)", "mac": "\(mac)", "sender": "\(sender)", "action": "\(action)"])
@@ -94,6 +102,8 @@ struct ProxyARPLoop {
                 if inject(reply) { ghostCounters["\(ghost)"]?.replies.add() }
             case let .conflict(ghost, mac, sender, defense):
                 conflict("\(ghost)", mac: mac, sender: "\(sender)", defense: defense)
+            case let .endpointClaim(mac):
+                claimed(responder.endpoint.map { "\($0)" } ?? "", by: mac)
             case let .ignore(reason, ghost):
                 ignored(reason, ghost.map { "\($0)" })
             }
@@ -116,12 +126,10 @@ struct ProxyARPLoop {
                     responder6.cancelAnnouncements()
                 }
                 joinGroups()
-                let ghosts = snapshot.config.ghostHosts.filter { $0.interface == interface }.map(\.address)
-                let ghosts6 = snapshot.config.ghostHosts6.filter { $0.interface == interface }.map(\.address)
-                let names = Set(ghosts.map(\.description) + ghosts6.map(\.description))
+                let names = Set(snapshot.config.ghostCounterKeys.filter { $0.interface == interface }.map(\.address))
                 conflictLogs = conflictLogs.filter { names.contains($0.key) }
                 do {
-                    try capture.setFilter(CaptureFilter.proxyARP(ghosts: ghosts, ghosts6: ghosts6))
+                    try capture.setFilter(CaptureFilter.proxyARP(interface: interface, config: snapshot.config))
                 } catch {
                     logger.error("cannot update the ARP filter", metadata: ["interface": "\(interface)", "error": "\(error)"])
                 }
@@ -135,6 +143,13 @@ struct ProxyARPLoop {
                     responder.cancelAnnouncements()
                     responder6.cancelAnnouncements()
                 }
+            }
+            let now = monotonicSeconds()
+            for claim in splitBrain.confirmed(active: active, now: now) {
+                let at = wallClockSeconds() - (now - claim.at)
+                snapshot.counters.splitBrain.note(SplitBrainWatch.Claim(mac: claim.mac, address: claim.address, at: at))
+                splitBrainLog.note(["interface": "\(interface)", "mac": "\(claim.mac)", "claimed": "\(claim.address)",
+                                    "claims": "\(snapshot.counters.splitBrain.claims.value)"])
             }
             if active {
                 for (ghost, frame) in responder.dueAnnouncements(now: monotonicSeconds()) where inject(frame) {

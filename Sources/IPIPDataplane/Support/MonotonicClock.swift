@@ -21,3 +21,10 @@ func monotonicSeconds() -> Double {
 func yieldToWhatTheBurstWoke() {
     sched_yield()
 }
+
+/// Seconds since the Unix epoch (CLOCK_REALTIME): for times that status shows as dates.
+func wallClockSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
