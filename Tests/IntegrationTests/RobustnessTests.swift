@@ -223,6 +223,52 @@ struct RobustnessTests {
         #expect(b.output.contains("every change to the kernel was undone"))
     }
 
+    /// Issue 27, finding 12: the daemon's unprivileged user owns the runtime directory, so it can rewrite
+    /// the state file between runs. A SIGKILLed run whose file that user rewrote is still cleaned up from
+    /// root's own copy; a forged file — the PID of a live process named ipipd, the value ip_forward is
+    /// restored to, another instance's `proto 73` route — moves root to nothing.
+    @Test func aStateFileTheDaemonsUserRewroteIsNotActedOn() throws {
+        let lab = Lab("stfg")
+        defer { lab.teardown() }
+        try lab.buildSeedLab()
+        let machineA = Lab.config("machine-a.yaml")
+        let a = lab.ns("a")
+        let runtime = lab.runtimeDirectory("a")
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == "0\n")
+
+        var daemon = try lab.startIpipd(in: "a", config: machineA, extraArguments: ["--user", "nobody"])
+        _ = daemon.stop(signal: SIGKILL)
+        // What a reload after the privilege drop would do to the file: it is the daemon user's now.
+        try lab.sh("chown nobody \(runtime)/tunl.state && test \"$(stat -c %U \(runtime)/tunl.state.root)\" = root")
+        daemon = try lab.startIpipd(in: "a", config: machineA, extraArguments: ["--user", "nobody"])
+        #expect(daemon.output.contains("the state file was rewritten by the daemon's unprivileged user"), "\(daemon.output)")
+        #expect(daemon.output.contains("taking over"), "\(daemon.output)")
+        _ = daemon.stop(signal: SIGTERM)
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == "0\n", "restored from root's copy")
+        #expect(try lab.sh(in: a, "ip route show proto 73").isEmpty)
+        #expect(try lab.sh("ls \(runtime)").isEmpty)
+
+        // The forgery: a decoy named ipipd, a value for ip_forward, another instance's route.
+        let decoyPath = lab.scratch.appendingPathComponent("ipipd-decoy").path
+        try lab.sh("cp /bin/sleep \(decoyPath)")
+        let decoy = try lab.spawn(in: a, [decoyPath, "60"], logName: "decoy")
+        try lab.sh(in: a, "ip route add 198.18.7.7/32 via 198.51.100.1 dev eth0 proto 73")
+        try """
+            pid \(decoy.process.processIdentifier)
+            sysctl net.ipv4.ip_forward 1
+            pin 198.18.7.7 198.51.100.1 eth0
+
+            """.write(toFile: "\(runtime)/tunl.state", atomically: false, encoding: .utf8)
+        try lab.sh("chown nobody \(runtime)/tunl.state")
+        daemon = try lab.startIpipd(in: "a", config: machineA, extraArguments: ["--user", "nobody"])
+        #expect(daemon.output.contains("not-acted-on=198.18.7.7"), "\(daemon.output)")
+        #expect(!daemon.output.contains("already running"))
+        _ = daemon.stop(signal: SIGTERM)
+        #expect(try lab.sh(in: a, "ip route show proto 73").contains("198.18.7.7"), "another instance's route was deleted")
+        #expect(try lab.sh(in: a, "sysctl -n net.ipv4.ip_forward") == "0\n", "ip_forward restored to the forged value")
+        _ = decoy.stop(signal: SIGTERM)
+    }
+
     /// Symbolic links in the runtime directory — say, planted by a compromised daemon user for the next
     /// start as root — are never followed: not by the state file's write, not by the hand-over.
     @Test func theRuntimeDirectoryIsNeverFollowedThroughLinks() throws {

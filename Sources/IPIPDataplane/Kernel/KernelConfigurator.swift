@@ -38,11 +38,13 @@ public final class KernelConfigurator: @unchecked Sendable {
     public private(set) var metricsServer: StreamServer?
 
     private let runtimeDirectory: RuntimeDirectory
+    private let tunnelName: String
 
     public init(runtimeDirectory: RuntimeDirectory, tunnelName: String, logger: Logger) throws(SystemError) {
         netlink = try NetlinkSocket()
         self.logger = logger
         self.runtimeDirectory = runtimeDirectory
+        self.tunnelName = tunnelName
         state = StateFile(directory: runtimeDirectory, name: "\(tunnelName).state")
     }
 
@@ -328,11 +330,21 @@ public final class KernelConfigurator: @unchecked Sendable {
     /// Removes what a predecessor that was killed left behind: its pinned routes (recorded in the
     /// state file, and any route ipipd marked with its protocol number to a configured endpoint).
     private func takeOverLeftovers(_ plan: KernelPlan) throws(SystemError) {
-        if try state.load() {
+        let loaded = try state.load()
+        if loaded.removedLink {
             logger.warning("removed a symbolic link where the state file goes; ipipd never makes one there", metadata: ["path": "\(state.path)"])
         }
+        if let distrusted = loaded.distrusted {
+            // Issue 27, finding 12: the daemon's user could have written anything there — a PID that
+            // blocks this start, the values sysctls are restored to, routes for root to delete.
+            let unverified = distrusted.pins.map(\.endpoint).filter { pin in !state.record.pins.contains { $0.endpoint == pin } }
+            let message = "the state file was rewritten by the daemon's unprivileged user: only root's own record of that run is used"
+                + (loaded.rootCopyMissing ? " (none is left: the sysctls ipipd sets keep their current values at exit)" : "")
+            logger.warning("\(message)", metadata: ["path": "\(state.path)", "not-acted-on": "\(unverified.map(\.description).joined(separator: ","))"])
+        }
         if let pid = state.record.pid, pid != getpid() {
-            if kill(pid, 0) == 0, Self.isIpipd(pid) {
+            // A run for this tunnel holds its TUN device; a process of that name alone is no proof.
+            if kill(pid, 0) == 0, Self.isIpipd(pid), SystemProbe.interfaceIndex(tunnelName) != nil {
                 throw SystemError("start", errno: EEXIST, detail: "ipipd (pid \(pid)) is already running for this tunnel")
             }
             logger.notice("found the state of an ipipd that ended without cleaning up; taking over", metadata: ["pid": "\(pid)"])

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import IPIPCore
 
 /// What a running ipipd has changed in the kernel beyond its TUN device, kept in
@@ -6,6 +9,9 @@ import IPIPCore
 ///     pid 4242
 ///     sysctl net.ipv4.ip_forward 0        # the value before ipipd changed it
 ///     pin 203.0.113.86 198.51.100.1 eth0  # endpoint, gateway (or -), interface
+///
+/// and, while the process is root, in `<tunnel>.state.root` too: after the daemon drops privileges its
+/// user rewrites the first (a reload's pins), and root trusts at the next start only a file of its own.
 final class StateFile {
     struct Pin: Equatable {
         var endpoint: IPv4Address
@@ -29,19 +35,44 @@ final class StateFile {
     }
 
     var path: String { "\(directory.path)/\(name)" }
+    /// Root's copy, written only while the process is root (before it drops privileges): the daemon's
+    /// user owns the runtime directory and may rewrite `name` between runs, but cannot make a file of
+    /// root's.
+    var rootName: String { name + ".root" }
 
-    /// Reads what a predecessor recorded. A symbolic link in the state file's place was not made by ipipd:
-    /// it is removed (never followed) and reported, and the record starts empty.
-    /// Returns true when it removed such a link.
-    @discardableResult
-    func load() throws(SystemError) -> Bool {
+    /// What `load` found besides the record it kept.
+    struct Loaded {
+        /// A symbolic link stood where a state file goes (removed, never followed).
+        var removedLink = false
+        /// The record of the state file that another user wrote (the daemon's unprivileged user, read
+        /// by root): kept for the log, never acted on.
+        var distrusted: Record?
+        /// That file existed without root's copy beside it.
+        var rootCopyMissing = false
+    }
+
+    /// Reads what a predecessor recorded, trusting only a file that this user wrote: the state file
+    /// when it is this user's, otherwise (root reading what the unprivileged daemon rewrote) root's copy.
+    /// A symbolic link in a state file's place was not made by ipipd: it is removed, never followed.
+    func load() throws(SystemError) -> Loaded {
         record = Record()
-        if directory.isSymbolicLink(name) {
-            directory.remove(name)
-            return true
+        var loaded = Loaded()
+        for file in [name, rootName] where directory.isSymbolicLink(file) {
+            directory.remove(file)
+            loaded.removedLink = true
         }
-        if let text = try directory.read(name) { record = Self.parse(text) }
-        return false
+        guard let written = try directory.readOwned(name) else { return loaded }
+        if written.ownedByCaller {
+            record = Self.parse(written.text)
+            return loaded
+        }
+        loaded.distrusted = Self.parse(written.text)
+        if let copy = try directory.readOwned(rootName), copy.ownedByCaller {
+            record = Self.parse(copy.text)
+        } else {
+            loaded.rootCopyMissing = true
+        }
+        return loaded
     }
 
     static func parse(_ text: String) -> Record {
@@ -69,12 +100,16 @@ final class StateFile {
         return text
     }
 
-    /// Written to a new file and renamed, so a crash never leaves half a record.
+    /// Written to a new file and renamed, so a crash never leaves half a record; while the process is
+    /// root, root's copy too.
     func save() throws(SystemError) {
-        try directory.write(name, Self.render(record))
+        let text = Self.render(record)
+        try directory.write(name, text)
+        if geteuid() == 0 { try directory.write(rootName, text) }
     }
 
     func remove() {
         directory.remove(name)
+        directory.remove(rootName)
     }
 }

@@ -51,6 +51,13 @@ public final class RuntimeDirectory: @unchecked Sendable {
     /// The text of `name`, or nil when there is none. A symbolic link, or anything but a regular file of
     /// reasonable size, is refused.
     func read(_ name: String) throws(SystemError) -> String? {
+        try readOwned(name)?.text
+    }
+
+    /// The text of `name` and whether the calling user wrote it: the file is its own and has no
+    /// other name (a hard link to a file of the same owner elsewhere is not a record made here).
+    /// A file of the daemon's unprivileged user, read by root, is not.
+    func readOwned(_ name: String) throws(SystemError) -> (text: String, ownedByCaller: Bool)? {
         let file = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard file >= 0 else {
             if errno == ENOENT { return nil }
@@ -69,7 +76,7 @@ public final class RuntimeDirectory: @unchecked Sendable {
             guard read > 0 else { break }
             count += read
         }
-        return String(decoding: bytes[0..<count], as: UTF8.self)
+        return (String(decoding: bytes[0..<count], as: UTF8.self), info.st_uid == geteuid() && info.st_nlink == 1)
     }
 
     /// Replaces `name` with `text` atomically: written to a new file (created exclusively, mode 0600,
