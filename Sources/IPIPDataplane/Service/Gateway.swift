@@ -129,6 +129,7 @@ public final class Gateway: @unchecked Sendable {
             configurator.teardown()
             throw error
         }
+        waitForLoopsToStart()
         logger.info("tunnel up", metadata: ["device": "\(config.tunnel.name)", "mtu": "\(plan.tunnelMTU)",
                                            "local": "\(config.uplink.address)", "role": "\(role.current)",
                                            "peers": "\(config.peers.map { "\($0.name)=\($0.remote)" }.joined(separator: ","))"])
@@ -154,6 +155,16 @@ public final class Gateway: @unchecked Sendable {
         LoopContext(box: box, role: role, stop: stop, logger: logger, giveUpAfter: options.loopFailureTimeout) { [weak self] reason in
             self?.logger.critical("a dataplane loop gave up; ipipd ends so that it can be restarted", metadata: ["reason": "\(reason)"])
             self?.onFatal?(reason)
+        }
+    }
+
+    /// "tunnel up" (and systemd's READY) once every loop has begun its work, so that the first
+    /// `status --check` finds them running; a loop still starting after a second is the health check's to
+    /// report.
+    private func waitForLoopsToStart() {
+        let deadline = monotonicSeconds() + 1
+        while loopHealth.withLock({ $0.contains { $0.current == .starting } }) && monotonicSeconds() < deadline {
+            usleep(1000)
         }
     }
 
