@@ -3,7 +3,8 @@
 # (scripts/hub-config.py: benchmark addresses only), how long `ipipd check` and `ipipd plan` take, how
 # long `ipipd run` takes from its start to "tunnel up" with every route in the kernel, how long a reload
 # that changes 1 % of the peers takes, how much memory the daemon holds, and what its threads cost per
-# second while idle (periodic work must not grow with the peers). The hub's uplink is one end of a veth
+# second while idle (periodic work must not grow with the peers), how long a metrics scrape of every
+# peer's series takes (the median of 5) and how long a stop takes with a scrape under way. The hub's uplink is one end of a veth
 # pair in a network namespace of its own; no packet is sent. Everything it starts ends, also when it fails.
 #
 # Usage: scripts/scale.sh [--peers "10 1000 10000"] [--binary FILE] [--json FILE]
@@ -77,11 +78,12 @@ ip -n "$NS" link set eth0-far up
 ip -n "$NS" link set eth0 up
 
 results=()
-printf '%-7s %-8s %-7s %-7s %-9s %-13s %-12s %-8s %-9s %s\n' peers prefixes check-s plan-s startup-s reload-s/daemon rss-MiB/after peak-MiB idle-ms/s busiest-idle-thread
+printf '%-7s %-8s %-7s %-7s %-9s %-13s %-12s %-8s %-9s %-22s %-8s %-9s %s\n' peers prefixes check-s plan-s startup-s reload-s/daemon rss-MiB/after peak-MiB idle-ms/s busiest-idle-thread scrape-s scrape-cpu stop-s
 for peers in $sizes; do
     prefixes=$((peers * 10))
     scripts/hub-config.py "$peers" >"$WORK/hub.yaml"
     scripts/hub-config.py "$peers" --changed-percent 1 >"$WORK/hub-changed.yaml"
+    printf '\nmetrics:\n  listen: 127.0.0.1:9473\n' | tee -a "$WORK/hub.yaml" >>"$WORK/hub-changed.yaml"
     config=$WORK/running.yaml
     cp "$WORK/hub.yaml" "$config"
 
@@ -127,6 +129,19 @@ PY
 )
     rss=$(rss_mib "$daemon")
 
+    # Metrics: 5 scrapes, each every peer's series; the median wall time, the series, the CPU per scrape.
+    scrape_times=()
+    cpu_before=$(thread_ticks "$daemon" | awk '{ total += $NF } END { print total }')
+    for _ in 1 2 3 4 5; do
+        scrape_times+=("$(ip netns exec "$NS" curl -sf -o "$WORK/metrics.txt" -w '%{time_total}' http://127.0.0.1:9473/metrics)")
+    done
+    cpu_after=$(thread_ticks "$daemon" | awk '{ total += $NF } END { print total }')
+    scrape=$(printf '%s\n' "${scrape_times[@]}" | sort -n | sed -n 3p)
+    scrape_cpu=$(python3 -c "print(round(($cpu_after - $cpu_before) / $(getconf CLK_TCK) / 5, 3))")
+    series=$(grep -vc '^#' "$WORK/metrics.txt")
+    grep -q "^ipipd_peer_packets_total{peer=\"site-$((peers - 1))\",direction=\"sent\"}" "$WORK/metrics.txt" \
+        || { echo "$peers peers: the scrape lacks the last peer's series" >&2; exit 1; }
+
     cp "$WORK/hub-changed.yaml" "$config"
     reload=$(timed "$binary" reload -c "$config" --runtime-dir "$WORK/run")
     grep -q "reload refused" "$WORK/last.out" && { cat "$WORK/last.out" >&2; exit 1; }
@@ -146,15 +161,20 @@ PY
     rss_after=$(rss_mib "$daemon")
     peak=$(hwm_mib "$daemon")
 
+    # The stop comes while a scrape is under way: it must not wait for it.
+    ip netns exec "$NS" curl -s -o /dev/null http://127.0.0.1:9473/metrics &
+    scraper=$!
+    sleep 0.01
     stop_started=$(now)
     kill -TERM "$daemon"
     wait "$daemon" || true
     stop=$(elapsed "$stop_started" "$(now)")
     daemon=""
+    wait "$scraper" || true
 
-    printf '%-7s %-8s %-7s %-7s %-9s %-13s %-12s %-8s %-9s %s\n' "$peers" "$prefixes" "$check" "$plan" "$startup" "$reload/$reload_daemon" \
-        "$rss/$rss_after" "$peak" "$idle" "$busiest"
-    results+=("{\"peers\": $peers, \"prefixes\": $prefixes, \"check_seconds\": $check, \"plan_seconds\": $plan, \"startup_seconds\": $startup, \"reload_seconds\": $reload, \"reload_daemon_seconds\": $reload_daemon, \"peers_changed_by_reload\": $moved, \"rss_mib\": $rss, \"rss_after_reload_mib\": $rss_after, \"peak_rss_mib\": $peak, \"idle_cpu_ms_per_s\": $idle, \"busiest_idle_thread\": \"$busiest\", \"stop_seconds\": $stop}")
+    printf '%-7s %-8s %-7s %-7s %-9s %-13s %-12s %-8s %-9s %-22s %-8s %-9s %s\n' "$peers" "$prefixes" "$check" "$plan" "$startup" "$reload/$reload_daemon" \
+        "$rss/$rss_after" "$peak" "$idle" "$busiest" "$scrape" "$scrape_cpu" "$stop"
+    results+=("{\"peers\": $peers, \"prefixes\": $prefixes, \"check_seconds\": $check, \"plan_seconds\": $plan, \"startup_seconds\": $startup, \"reload_seconds\": $reload, \"reload_daemon_seconds\": $reload_daemon, \"peers_changed_by_reload\": $moved, \"rss_mib\": $rss, \"rss_after_reload_mib\": $rss_after, \"peak_rss_mib\": $peak, \"idle_cpu_ms_per_s\": $idle, \"busiest_idle_thread\": \"$busiest\", \"stop_seconds\": $stop, \"scrape_seconds\": $scrape, \"scrape_cpu_seconds\": $scrape_cpu, \"metrics_series\": $series}")
 done
 if [[ -n $json ]]; then
     (IFS=,; echo "[${results[*]}]") | python3 -m json.tool >"$json"
