@@ -13,3 +13,38 @@ import Testing
         #expect(CaptureFilter.proxyARP(ghosts: []) == "arp and less 1")
     }
 }
+
+/// Issue 27, finding 10: above ~1,085 ghosts the ARP filter passed 4,096 BPF instructions and libpcap
+/// filtered every LAN frame in user space, silently. Ghosts are listed as the fewest aligned blocks.
+@Suite struct ARPFilterBlockTests {
+    func addresses(_ values: some Sequence<UInt32>) -> [IPv4Address] { values.map { IPv4Address($0) } }
+
+    @Test func contiguousGhostsBecomeTheFewestAlignedBlocks() {
+        let base = IPv4Address("198.18.0.0")!.value
+        #expect(CaptureFilter.addressBlocks(addresses(base..<(base + 4096))).map(\.description) == ["198.18.0.0/20"])
+        #expect(CaptureFilter.addressBlocks(addresses((base + 1)...(base + 6))).map(\.description)
+                == ["198.18.0.1/32", "198.18.0.2/31", "198.18.0.4/31", "198.18.0.6/32"])
+        #expect(CaptureFilter.addressBlocks(addresses([base + 9, base + 9, base + 3])).map(\.description) == ["198.18.0.3/32", "198.18.0.9/32"])
+        #expect(CaptureFilter.proxyARP(ghosts: addresses(base..<(base + 4)))
+                == "arp and (arp[24:4] & 0xfffffffc = 0xc6120000 or arp[14:4] & 0xfffffffc = 0xc6120000)")
+    }
+
+    /// Every address of the blocks is a ghost, and every ghost is in a block (a property over random sets).
+    @Test func theBlocksHoldExactlyTheGhosts() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let values = Set((0..<Int.random(in: 1...300, using: &generator)).map { _ in UInt32.random(in: 0..<1024, using: &generator) })
+            let blocks = CaptureFilter.addressBlocks(addresses(values))
+            var covered: [UInt32] = []
+            for block in blocks { covered += (0..<(UInt32(1) << (32 - block.length))).map { block.address.value + $0 } }
+            #expect(covered.sorted() == values.sorted())
+            #expect(blocks.allSatisfy { !$0.hasHostBitsSet })
+        }
+    }
+
+    @Test func tooManyScatteredGhostsTakeEveryARPFrameAndPlanSaysSo() {
+        let scattered = addresses((0..<(UInt32(CaptureFilter.maximumARPBlocks) + 1)).map { IPv4Address("198.18.0.0")!.value + $0 * 2 })
+        #expect(CaptureFilter.proxyARP(ghosts: scattered) == "arp")
+        #expect(CaptureFilter.proxyARP(ghosts: Array(scattered.dropLast())).hasPrefix("arp and ("))
+    }
+}

@@ -16,17 +16,56 @@ public enum CaptureFilter {
     /// after the IPv6 header, hop limit 255): the responder checks which target they name.
     public static func proxyARP(ghosts: [IPv4Address], ghosts6: [IPv6Address] = [], endpoint: IPv4Address? = nil) -> String {
         var filters: [String] = []
-        let hex = { (address: IPv4Address) in "0x" + String(address.value, radix: 16) }
-        var terms = ghosts.sorted().flatMap { ghost in ["arp[24:4] = \(hex(ghost))", "arp[14:4] = \(hex(ghost))"] }
-        if let endpoint { terms.append("arp[14:4] = \(hex(endpoint))") }
-        if !terms.isEmpty {
-            filters.append("arp and (\(terms.joined(separator: " or ")))")
+        let hex = { (value: UInt32) in "0x" + String(value, radix: 16) }
+        let blocks = addressBlocks(ghosts)
+        if blocks.count > maximumARPBlocks {
+            // More than the kernel's 4,096 BPF instructions could list: every ARP frame, each looked up in
+            // the responder's table (libpcap would otherwise filter in user space, silently, every frame).
+            filters.append("arp")
+        } else {
+            var terms = blocks.flatMap { block -> [String] in
+                let match = block.length == 32 ? " = \(hex(block.address.value))"
+                    : " & \(hex(block.mask)) = \(hex(block.address.value))"
+                return ["arp[24:4]" + match, "arp[14:4]" + match]
+            }
+            if let endpoint { terms.append("arp[14:4] = \(hex(endpoint.value))") }
+            if !terms.isEmpty {
+                filters.append("arp and (\(terms.joined(separator: " or ")))")
+            }
         }
         if !ghosts6.isEmpty {
             filters.append("ip6 and ip6[6] = 58 and ip6[7] = 255 and (ip6[40] = 135 or ip6[40] = 136)")
         }
         guard !filters.isEmpty else { return "arp and less 1" }   // no ghost left: matches nothing
         return filters.count == 1 ? filters[0] : filters.map { "(\($0))" }.joined(separator: " or ")
+    }
+
+    /// At most this many address blocks are listed in an ARP filter: two comparisons each, three BPF
+    /// instructions per masked one, under the kernel's limit of 4,096 instructions.
+    public static let maximumARPBlocks = 600
+
+    /// `addresses` as the fewest aligned blocks (CIDR prefixes) that hold exactly them: 4,096 ghosts of
+    /// one /20 are one block.
+    public static func addressBlocks(_ addresses: [IPv4Address]) -> [IPv4Prefix] {
+        let values = Array(Set(addresses.map(\.value))).sorted()
+        var blocks: [IPv4Prefix] = []
+        var index = 0
+        while index < values.count {
+            var run = 1   // consecutive addresses from values[index]
+            while index + run < values.count && values[index + run] == values[index] &+ UInt32(run) { run += 1 }
+            var start = values[index]
+            var left = UInt64(run)
+            while left > 0 {
+                let aligned = start == 0 ? 32 : start.trailingZeroBitCount
+                let fits = 63 - left.leadingZeroBitCount   // floor(log2(left))
+                let bits = min(aligned, fits)
+                blocks.append(IPv4Prefix(IPv4Address(start), length: 32 - bits))
+                start = start &+ UInt32(truncatingIfNeeded: UInt64(1) << bits)
+                left -= UInt64(1) << bits
+            }
+            index += run
+        }
+        return blocks
     }
 
     /// The proxy capture's filter for `interface` as `config` has it: its ghosts of both families, and

@@ -274,6 +274,12 @@ public struct KernelPlan: Sendable, Equatable {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
             changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(interface: interface, config: config)))
+            let blocks = CaptureFilter.addressBlocks(ghosts.map(\.address)).count
+            if blocks > CaptureFilter.maximumARPBlocks {
+                warnings.append("the \(ghosts.count) IPv4 ghost hosts on \(interface) make \(blocks) address blocks, more than the kernel's "
+                                + "filter can list (\(CaptureFilter.maximumARPBlocks)): every ARP frame on \(interface) goes to ipipd, "
+                                + "which looks each up in its table; ghosts from fewer, contiguous ranges keep the filter in the kernel")
+            }
             for ghost in ghosts {
                 if interfaceFacts?.addresses.contains(ghost.address) == true {
                     problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
