@@ -15,7 +15,7 @@
 //   kind % 5 == 3  a read from the TUN device (virtio-net header and packet) → EncapsulationPath
 //   kind % 5 == 4  ICMP "fragmentation needed" or "unreachable" from a router about an outer packet of ours
 //                  (protocol 4, or protocol 41 quoting an IPv6 header to relay) with a chosen identification
-//                  and next-hop MTU
+//                  and next-hop MTU, about a packet that was sent to B or a forger's guess
 // Captured frames also go to the proxy-ARP and proxy-NDP responders. The gateway is dual stack: IPv6
 // rides the tunnel as protocol 41.
 //
@@ -188,6 +188,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             let quoted = IPv4HeaderFields(identification: UInt16(bytes[0]) << 8 | UInt16(bytes[1]) &+ 100, dontFragment: true,
                                           protocolNumber: sixInFour ? IPProtocolNumber.ipv6 : IPProtocolNumber.ipip, source: local, destination: peerB)
                 .bytes(payload: sixInFour ? inner6 : [0x45, 0, 5, 0xC8, 0, 0, 0, 0])
+            // bytes[2] bit 2: a report about a packet that did go to B (a router's), else a forger's guess.
+            if bytes[2] & 4 != 0, let sent = quoted.withUnsafeBytes({ OuterPacketQuote(quoted: $0) }) {
+                paths[0].noteSent(sent, now: clock)
+            }
             let message = quoted.withUnsafeBytes {
                 bytes[2] & 1 == 0
                     ? ICMPBuilder.destinationUnreachable(code: ICMPUnreachableCode.fragmentationNeeded,

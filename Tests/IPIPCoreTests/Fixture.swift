@@ -1,4 +1,5 @@
 import Foundation
+import IPIPCore
 
 /// Packets made by scapy (see Fixtures/FIXTURES.md), loaded from the source tree.
 enum Fixture {
@@ -10,6 +11,11 @@ enum Fixture {
             fatalError("missing fixture \(url.path)")
         }
         return hex(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// What the ICMP error in fixture `name` (an IPv4 packet) quotes of the outer packet it is about.
+    static func quote(inReport name: String) -> OuterPacketQuote {
+        bytes(name).withUnsafeBytes { OuterPacketQuote(quoted: UnsafeRawBufferPointer(rebasing: $0[28...]))! }
     }
 
     static func hex(_ text: String) -> [UInt8] {

@@ -74,10 +74,13 @@ import Testing
             Fixture.bytes(name).withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
         }
         // scapy's frag-needed from the router quotes an outer packet A → B, protocol 4, MTU 1380.
-        #expect(classify("icmp-frag-needed") == .fragmentationNeeded(peer: 0, outerMTU: 1380, identification: 1))
-        func build(type: UInt8, code: UInt8, quotedDestination: IPv4Address, quotedProtocol: UInt8 = 4) -> [UInt8] {
+        let quoted: [UInt8] = [0x45, 0x00, 0x05, 0xC8, 0, 0, 0, 0]   // the first 8 bytes of the inner packet it quotes
+        #expect(classify("icmp-frag-needed") == .fragmentationNeeded(
+            peer: 0, outerMTU: 1380, quote: OuterPacketQuote(identification: 1, outerLength: 1500,
+                                                             innerPrefix: quoted.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })))
+        func build(type: UInt8, code: UInt8, quotedDestination: IPv4Address, quotedProtocol: UInt8 = 4, quotedBytes: Int = 8) -> [UInt8] {
             let quoted = IPv4HeaderFields(protocolNumber: quotedProtocol, source: local, destination: quotedDestination)
-                .bytes(payload: [UInt8](repeating: 0, count: 8))
+                .bytes(payload: [UInt8](repeating: 0, count: quotedBytes))
             let message = quoted.withUnsafeBytes {
                 type == ICMPType.timeExceeded ? ICMPBuilder.timeExceeded(original: $0)
                     : ICMPBuilder.destinationUnreachable(code: code, original: $0)
@@ -87,10 +90,14 @@ import Testing
         func classify(_ packet: [UInt8], inherit: Bool = true) -> OuterICMP {
             packet.withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
         }
-        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0, identification: 0))
+        let zeros = OuterPacketQuote(identification: 0, outerLength: 28, innerPrefix: 0)
+        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0, quote: zeros))
+        #expect(classify(build(type: 3, code: 1, quotedDestination: peerB, quotedBytes: 4)) == .unverifiable(peer: 0),
+                "RFC 792's 8 bytes after the header are what tells our packets apart")
+        #expect(classify(build(type: 3, code: 5, quotedDestination: peerB, quotedBytes: 4)) == .ignore, "ignored whatever it quotes")
         #expect(classify(build(type: 3, code: 5, quotedDestination: peerB)) == .ignore)
         #expect(classify(build(type: 11, code: 0, quotedDestination: peerB)) == .ignore, "TTL inherited: not ours to relay")
-        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB), inherit: false) == .peerError(peer: 0, identification: 0))
+        #expect(classify(build(type: 11, code: 0, quotedDestination: peerB), inherit: false) == .peerError(peer: 0, quote: zeros))
         #expect(classify(build(type: 3, code: 1, quotedDestination: IPv4Address("192.0.2.1")!)) == .ignore, "not about a peer")
         #expect(classify(build(type: 3, code: 1, quotedDestination: peerB, quotedProtocol: 17)) == .ignore, "not a tunnel packet")
     }
@@ -155,15 +162,62 @@ import Testing
     }
 
     /// What a router's error must quote: one of the IDs this peer's own counter gave out in the last
-    /// few seconds — exactly those, across the wrap at 65,536, and no others.
-    @Test func onlyIDsSentToThePeerLatelyAreRecognized() {
+    /// few seconds — exactly those, across the wrap at 65,536, and no others — with the length and the
+    /// inner packet's first 8 bytes that went with it.
+    @Test func onlyPacketsSentToThePeerLatelyAreRecognized() {
         let path = PeerPathState(firstIdentification: 65_530), other = PeerPathState(firstIdentification: 200)
-        let sent = (0..<10).map { step in path.takeIdentification(now: 100 + Double(step) * 0.1) }
+        let inner = MachineA.inner(length: 64)
+        func quote(_ identification: UInt16, length: Int = 84, inner: [UInt8] = inner) -> OuterPacketQuote {
+            inner.withUnsafeBytes { OuterPacketQuote(identification: identification, outerLength: UInt16(length),
+                                                     innerPrefix: $0.loadUnaligned(as: UInt64.self)) }
+        }
+        let sent = (0..<10).map { step in
+            inner.withUnsafeBytes { path.takeIdentification(now: 100 + Double(step) * 0.1, outerLength: 84, inner: $0) }
+        }
         #expect(sent.first == 65_530 && sent.contains(1) && !sent.contains(0), "wraps past 0: \(sent)")
-        _ = other.takeIdentification(now: 100)
-        #expect(sent.allSatisfy { path.sentRecently(identification: $0, now: 101) })
-        #expect(!path.sentRecently(identification: 200, now: 101), "another peer's ID")
-        #expect(!path.sentRecently(identification: 65_529, now: 101) && !path.sentRecently(identification: 6, now: 101))
-        #expect(!path.sentRecently(identification: 65_530, now: 105), "too long ago")
+        _ = inner.withUnsafeBytes { other.takeIdentification(now: 100, outerLength: 84, inner: $0) }
+        #expect(sent.allSatisfy { path.sentRecently(quote($0), now: 101) })
+        #expect(!path.sentRecently(quote(200), now: 101), "another peer's ID")
+        #expect(!path.sentRecently(quote(65_529), now: 101) && !path.sentRecently(quote(6), now: 101))
+        #expect(!path.sentRecently(quote(65_530), now: 105), "too long ago")
+        #expect(!path.sentRecently(quote(65_530, length: 1500), now: 101), "another length")
+        var otherInnerID = inner
+        otherInnerID[5] ^= 1
+        #expect(!path.sentRecently(quote(65_530, inner: otherInnerID), now: 101), "another inner packet")
+    }
+
+    /// The record of sent packets is a window, not a history: a report that comes back after 128 more
+    /// packets of its size class went to the peer is not believed; small packets do not push out the
+    /// large ones that path MTU reports are about.
+    @Test func theRecordKeepsTheLast128PacketsOfEachSizeClass() {
+        let path = PeerPathState(firstIdentification: 1000)
+        let large = MachineA.inner(length: 1480), small = MachineA.inner(length: 60)
+        func send(_ inner: [UInt8]) -> OuterPacketQuote {
+            inner.withUnsafeBytes {
+                let identification = path.takeIdentification(now: 10, outerLength: 20 + inner.count, inner: $0)
+                return OuterPacketQuote(identification: identification, outerLength: UInt16(20 + inner.count),
+                                        innerPrefix: $0.loadUnaligned(as: UInt64.self))
+            }
+        }
+        let first = send(large)
+        for _ in 0..<1000 { _ = send(small) }
+        #expect(path.sentRecently(first, now: 10), "1,000 small packets later, the large one is still on record")
+        for _ in 0..<127 { _ = send(large) }
+        #expect(path.sentRecently(first, now: 10))
+        _ = send(large)
+        #expect(!path.sentRecently(first, now: 10), "its slot went to the 128th large packet after it")
+    }
+
+    /// 20 reports about a peer at once, then 10 a second: a spray gets that many looks, a router's
+    /// reports after it are looked at again.
+    @Test func reportsAboutAPeerAreLookedAtWithinABudget() {
+        let path = PeerPathState()
+        let burst = (0..<1000).filter { _ in path.takeReportBudget(now: 50) }.count
+        #expect(burst == 20)
+        let halfASecond = (0..<1000).filter { _ in path.takeReportBudget(now: 50.5) }.count
+        #expect(halfASecond == 5)
+        #expect(!path.takeReportBudget(now: 50.55))
+        let later = (0..<1000).filter { _ in path.takeReportBudget(now: 100) }.count
+        #expect(later == 20, "full again, never more than the burst")
     }
 }

@@ -47,7 +47,6 @@ import Testing
     @Test func tooBigIsAnsweredAndTheMinimumMTUHolds() {
         let path = PeerPathState()
         var encapsulator = Encapsulator(config: machineB, tunnelMTU: 1480, paths: [path])
-        path.noteSent(identification: 1, now: 0)
         path.learnPathMTU(outerMTU: 1400, now: 0, ceiling: 1480)
         let big = [UInt8(0x60), 0, 0, 0, 0x05, 0x50, 17, 64] + Array(echo[8..<40]) + [UInt8](repeating: 0, count: 1360)
         #expect(encapsulate(big, &encapsulator).0 == .tooBig(peer: 0, mtu: 1380))
@@ -129,9 +128,12 @@ import Testing
                 OuterICMP.classify($0, local: IPv4Address("203.0.113.86")!, peerByEndpoint: [IPv4Address("198.51.100.37")!: 0], ttlInherited: true)
             }
         }
-        #expect(classify(outer) == .relayToIPv6Source(peer: 0, identification: 0x0100, timeExceeded: false))
-        #expect(classify(outer, type: 11, code: 0) == .relayToIPv6Source(peer: 0, identification: 0x0100, timeExceeded: true))
-        #expect(classify(Array(outer[0..<28])) == .peerError(peer: 0, identification: 0x0100))
+        let quote = OuterPacketQuote(identification: 0x0100, outerLength: UInt16(outer.count),
+                                     innerPrefix: outer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 20, as: UInt64.self) })
+        #expect(classify(outer) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: false))
+        #expect(classify(outer, type: 11, code: 0) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: true))
+        #expect(classify(Array(outer[0..<28])) == .peerError(peer: 0, quote: quote))
+        #expect(classify(Array(outer[0..<27])) == .unverifiable(peer: 0), "less than 8 bytes after the outer header")
         #expect(classify(Array(outer[0..<28]), type: 11, code: 0) == .ignore, "inherited TTL: the sender's own business")
     }
 }

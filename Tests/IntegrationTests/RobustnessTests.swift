@@ -40,6 +40,41 @@ struct RobustnessTests {
         try lab.sh(in: lab.ns("h1"), "ping -M do -s 1452 -c 2 -i 0.2 -W 2 192.0.2.130")
     }
 
+    /// Issue 27, finding 8: the same forged report once per outer IP ID — 65,536 "fragmentation needed,
+    /// MTU 68", then 131,073 "unreachable" — while h1 pings h2 through the tunnel, used to floor the path
+    /// MTU at 552 and open the error window. Now nothing moves, and past the budget nothing is looked at.
+    @Test func aSprayOfForgedReportsOverEveryOuterIDMovesNothing() throws {
+        let lab = Lab("spry")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+        let pings = try lab.spawn(in: lab.ns("h1"), ["ping", "-i", "0.05", "-w", "60", "192.0.2.130"], logName: "pings")
+        defer { _ = pings.stop(signal: SIGINT) }
+        let started = Date()
+        let output = try lab.craft(Self.craft, "forged-report-spray", from: "r", "eth0", to: "a", "eth0")
+        let seconds = Date().timeIntervalSince(started)
+        func looked(_ status: GatewayStatus) throws -> (unverified: UInt64, overBudget: UInt64) {
+            let drops = try status.peer("site-b").drops
+            return (drops["icmp-unverified"] ?? 0, drops["icmp-over-budget"] ?? 0)
+        }
+        // The capture may still be working through the spray: wait until the counts stand still.
+        var status = try lab.status("a", config: siteA)
+        for _ in 0..<20 {
+            usleep(500_000)
+            let next = try lab.status("a", config: siteA)
+            if try looked(next) == looked(status) { break }
+            status = next
+        }
+        let (unverified, overBudget) = try looked(status)
+        #expect(unverified + overBudget >= 100_000, "most of the spray reached ipipd: \(output), \(status.drops)")
+        #expect(Double(unverified) <= 20 + 10 * (seconds + 2), "looked at: the burst, then 10 a second (\(unverified) in \(seconds) s)")
+        let peer = try status.peer("site-b")
+        #expect(peer.pathMTU == 1480 && peer.errorWindow == false, "\(peer)")
+        try lab.sh(in: lab.ns("h1"), "ping -M do -s 1452 -c 2 -i 0.2 -W 2 192.0.2.130")
+    }
+
     /// A peer removed by one reload and added back by the next used to crash the daemon at the next
     /// scrape (its counters went down).
     @Test func metricsSurviveAPeerRemovedAndAddedBack() throws {

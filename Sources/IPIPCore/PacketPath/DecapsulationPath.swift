@@ -269,37 +269,45 @@ public final class DecapsulationPath {
     }
 
     /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err), believed only when it quotes
-    /// an outer packet we sent to that peer lately: anyone can forge a router's ICMP error.
+    /// an outer packet we sent to that peer lately — its ID, its length and its inner packet's first bytes —
+    /// and only as many a second as `ReportBudget` allows: anyone can forge a router's ICMP error.
     private func learn(from report: OuterICMP, reporter packet: UnsafeRawBufferPointer, in batch: PacketBatch, now: Double) {
         let reporter = packet.ipv4Source
+        func believed(_ quote: OuterPacketQuote, peer: Int) -> Bool {
+            guard paths[peer].takeReportBudget(now: now) else {
+                counters.dropCaptured(.icmpOverBudget, peer: peer)
+                return false
+            }
+            guard paths[peer].sentRecently(quote, now: now) else {
+                counters.dropCaptured(.icmpUnverified, peer: peer)
+                return false
+            }
+            counters.capture.icmpActedOn.add()
+            return true
+        }
         switch report {
-        case let .fragmentationNeeded(peer, outerMTU, identification):
-            guard paths[peer].sentRecently(identification: identification, now: now) else {
+        case let .fragmentationNeeded(peer, outerMTU, quote):
+            // A router reports a packet that did not fit: one that fits the reported MTU was not stopped by it.
+            guard Int(quote.outerLength) > outerMTU else {
                 counters.dropCaptured(.icmpUnverified, peer: peer)
                 return
             }
-            counters.capture.icmpActedOn.add()
+            guard believed(quote, peer: peer) else { return }
             if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU, floor: minimumPathMTU) {
                 self.report(.pathMTULowered(peer: peer, mtu: mtu))
             }
-        case let .peerError(peer, identification):
-            guard paths[peer].sentRecently(identification: identification, now: now) else {
-                counters.dropCaptured(.icmpUnverified, peer: peer)
-                return
-            }
-            counters.capture.icmpActedOn.add()
+        case let .peerError(peer, quote):
+            guard believed(quote, peer: peer) else { return }
             paths[peer].noteError(now: now)
             self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
-        case let .relayToIPv6Source(peer, identification, timeExceeded):
-            guard paths[peer].sentRecently(identification: identification, now: now) else {
-                counters.dropCaptured(.icmpUnverified, peer: peer)
-                return
-            }
-            counters.capture.icmpActedOn.add()
+        case let .relayToIPv6Source(peer, quote, timeExceeded):
+            guard believed(quote, peer: peer) else { return }
             guard let inner = OuterICMP.quotedInner6(inPacket: packet) else { return }
             icmp.report6(type: timeExceeded ? ICMPv6Type.timeExceeded : ICMPv6Type.destinationUnreachable,
                          code: timeExceeded ? 0 : ICMPv6UnreachableCode.addressUnreachable,
                          about: inner, peer: peer, counters: counters, into: batch, now: now)
+        case .unverifiable(let peer):
+            counters.dropCaptured(.icmpUnverified, peer: peer)
         case .ignore:
             counters.dropCaptured(.icmpIgnored)
         }

@@ -79,7 +79,7 @@ public struct Encapsulator: Sendable {
                          totalLength: Self.headroom + innerLength,
                          // A counter per peer, so the ID changes per packet even with DF (as Linux
                          // does), which lets a fragmenting middlebox or a capture tell packets apart.
-                         identification: path.takeIdentification(now: now),
+                         identification: path.takeIdentification(now: now, outerLength: Self.headroom + innerLength, inner: inner),
                          dontFragment: rules.outerDontFragment(innerDontFragment: packet.dontFragment),
                          ttl: rules.outerTTL(innerTTL: packet.ttl),
                          protocolNumber: IPProtocolNumber.ipip,
@@ -116,7 +116,7 @@ public struct Encapsulator: Sendable {
         let destination = endpoints[peer]
         IPv4HeaderFields(tos: rules.outerTOS(innerTOS: packet.trafficClass),
                          totalLength: Self.headroom + inner.count,
-                         identification: path.takeIdentification(now: now),
+                         identification: path.takeIdentification(now: now, outerLength: Self.headroom + inner.count, inner: inner),
                          dontFragment: rules.pmtudisc && pathMTU >= Self.minimumIPv6MTU,
                          ttl: rules.outerTTL(innerTTL: packet.hopLimit),
                          protocolNumber: IPProtocolNumber.ipv6,

@@ -78,15 +78,18 @@ public struct ICMPRateLimiter: Sendable {
 
 /// ICMP errors from routers about outer packets we sent (RFC 2003 §4, Linux's ipip_err).
 public enum OuterICMP: Equatable, Sendable {
-    /// "Fragmentation needed" for packets to `peer`: the outer path MTU. `identification` is the quoted
-    /// outer packet's, which must be one we sent lately for the report to be believed.
-    case fragmentationNeeded(peer: Int, outerMTU: Int, identification: UInt16)
+    /// "Fragmentation needed" for packets to `peer`: the outer path MTU. `quote` is what it quotes of
+    /// the outer packet, which must be one we sent lately for the report to be believed.
+    case fragmentationNeeded(peer: Int, outerMTU: Int, quote: OuterPacketQuote)
     /// Another error that senders to `peer` should hear about, as host unreachable, for 30 s.
-    case peerError(peer: Int, identification: UInt16)
+    case peerError(peer: Int, quote: OuterPacketQuote)
     /// An error about one of our protocol-41 packets that quotes its inner IPv6 header: relayed at once
     /// to the IPv6 source as ICMPv6 (RFC 4213 §3.4, sit's ip6_err_gen_icmpv6_unreach) — time exceeded
     /// as "hop limit exceeded", the rest as "address unreachable".
-    case relayToIPv6Source(peer: Int, identification: UInt16, timeExceeded: Bool)
+    case relayToIPv6Source(peer: Int, quote: OuterPacketQuote, timeExceeded: Bool)
+    /// About one of our packets to `peer`, but quoting too little of it (less than RFC 792's 8 bytes after
+    /// the header) to tell whether we sent it.
+    case unverifiable(peer: Int)
     case ignore
 
     /// `packet` is the whole IPv4 packet carrying the ICMP message, addressed to us.
@@ -98,26 +101,31 @@ public enum OuterICMP: Equatable, Sendable {
         // The quoted header must be one of ours: from the local address, protocol 4 or 41, to a peer.
         guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip || quoted[9] == IPProtocolNumber.ipv6,
               quoted.ipv4Address(at: 12) == local, let peer = peerByEndpoint[quoted.ipv4Address(at: 16)] else { return .ignore }
-        let identification = quoted.uint16(at: 4)
         let quotesIPv6Header = quotedInner6(of: quoted) != nil
+        // What the report asks of us, once its quote shows it is about a packet we sent.
+        let acted: (OuterPacketQuote) -> OuterICMP
         switch (icmp.type, icmp.code) {
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
             let mtu = icmp.nextHopMTU
-            return mtu >= 68 ? .fragmentationNeeded(peer: peer, outerMTU: mtu, identification: identification) : .ignore
+            guard mtu >= 68 else { return .ignore }
+            acted = { .fragmentationNeeded(peer: peer, outerMTU: mtu, quote: $0) }
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed):
             return .ignore   // "impossible" for us, as ipip_err says
         case (ICMPType.destinationUnreachable, _) where quotesIPv6Header:
-            return .relayToIPv6Source(peer: peer, identification: identification, timeExceeded: false)
+            acted = { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: false) }
         case (ICMPType.timeExceeded, 0) where quotesIPv6Header:
-            return .relayToIPv6Source(peer: peer, identification: identification, timeExceeded: true)
+            acted = { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: true) }
         case (ICMPType.destinationUnreachable, _):
-            return .peerError(peer: peer, identification: identification)
+            acted = { .peerError(peer: peer, quote: $0) }
         case (ICMPType.timeExceeded, 0):
             // With an inherited TTL the inner packet's own TTL ran out: its sender hears that itself.
-            return ttlInherited ? .ignore : .peerError(peer: peer, identification: identification)
+            guard !ttlInherited else { return .ignore }
+            acted = { .peerError(peer: peer, quote: $0) }
         default:
             return .ignore
         }
+        guard let quote = OuterPacketQuote(quoted: quoted) else { return .unverifiable(peer: peer) }
+        return acted(quote)
     }
 
     /// The inner IPv6 packet an ICMP error quotes after our protocol-41 outer header, when the quote

@@ -14,6 +14,8 @@ public final class PeerPathState: Sendable {
     private let errorCount = Atomic<Int>(0)
     private let looping = Atomic<Bool>(false)
     private let sent = SentIdentifications()
+    private let quotes = SentQuotes()
+    private let reportBudget = ReportBudget()
     /// The IP identification of the next outer packet to the peer: a counter per peer, as Linux keeps
     /// one per destination, so that the IDs sent to a peer in a second are exactly a range.
     private let nextIdentification: Atomic<UInt16>
@@ -23,26 +25,36 @@ public final class PeerPathState: Sendable {
         nextIdentification = Atomic(firstIdentification == 0 ? 1 : firstIdentification)
     }
 
-    /// The identification for the next outer packet to the peer, remembered as sent (used by the
-    /// encapsulator's thread only). Never 0, which would let the kernel pick one.
+    /// The identification for the next outer packet to the peer, remembered as sent together with what
+    /// an ICMP error about it would quote (used by the encapsulator's thread only). Never 0, which would
+    /// let the kernel pick one. `inner`: the inner packet the outer header of `outerLength` bytes carries.
     @inline(__always)
-    public func takeIdentification(now: Double) -> UInt16 {
+    public func takeIdentification(now: Double, outerLength: Int, inner: UnsafeRawBufferPointer) -> UInt16 {
         let identification = nextIdentification.load(ordering: .relaxed)
         let next = identification &+ 1
         nextIdentification.store(next == 0 ? 1 : next, ordering: .relaxed)
         sent.note(identification, now: now)
+        quotes.note(OuterPacketQuote(identification: identification, outerLength: outerLength, inner: inner))
         return identification
     }
 
-    /// Remembers `identification` as sent to the peer (tests).
-    public func noteSent(identification: UInt16, now: Double) {
-        sent.note(identification, now: now)
+    /// Remembers an outer packet as sent to the peer (tests).
+    public func noteSent(_ quote: OuterPacketQuote, now: Double) {
+        sent.note(quote.identification, now: now)
+        quotes.note(quote)
     }
 
-    /// Whether an outer packet with `identification` went to the peer in the last
-    /// `SentIdentifications.window` seconds: what a router's ICMP error must quote to be believed.
-    public func sentRecently(identification: UInt16, now: Double) -> Bool {
-        sent.contains(identification, now: now)
+    /// Whether the outer packet an ICMP error quotes went to the peer in the last
+    /// `SentIdentifications.window` seconds, with that length and that inner packet's first 8 bytes:
+    /// what a router's report must quote to be believed.
+    public func sentRecently(_ quote: OuterPacketQuote, now: Double) -> Bool {
+        sent.contains(quote.identification, now: now) && quotes.contains(quote)
+    }
+
+    /// Takes one ICMP report about the peer's outer packets from the budget (the capture thread's); false
+    /// when the budget is spent: the report is not even looked at.
+    public func takeReportBudget(now: Double) -> Bool {
+        reportBudget.take(now: now)
     }
 
     static func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
@@ -139,5 +151,128 @@ final class SentIdentifications: Sendable {
             if identification &- first <= last &- first { return true }
         }
         return false
+    }
+}
+
+/// What an ICMP error about one of our outer packets quotes of it (RFC 792: the IP header and at least 8
+/// bytes more): the outer packet's IP identification and total length, and the first 8 bytes of the inner
+/// packet — version, TOS/traffic class, length and IPv4 ID or IPv6 flow label, which routers leave as they
+/// are. A forger off the path has to guess all of them for one packet sent in the last seconds.
+public struct OuterPacketQuote: Equatable, Sendable {
+    public var identification: UInt16
+    public var outerLength: UInt16
+    /// The inner packet's first 8 bytes, loaded as they lie in memory.
+    public var innerPrefix: UInt64
+
+    public init(identification: UInt16, outerLength: UInt16, innerPrefix: UInt64) {
+        self.identification = identification
+        self.outerLength = outerLength
+        self.innerPrefix = innerPrefix
+    }
+
+    /// An inner packet shorter than 8 bytes is quoted padded with zeros (the encapsulator never sends one).
+    @inline(__always)
+    init(identification: UInt16, outerLength: Int, inner: UnsafeRawBufferPointer) {
+        var prefix: UInt64 = 0
+        if inner.count >= 8 {
+            prefix = inner.loadUnaligned(as: UInt64.self)
+        } else {
+            withUnsafeMutableBytes(of: &prefix) { $0.copyMemory(from: inner) }
+        }
+        self.init(identification: identification, outerLength: UInt16(truncatingIfNeeded: outerLength), innerPrefix: prefix)
+    }
+
+    /// The quote in an ICMP error's body: an outer IPv4 header and at least 8 bytes after it.
+    public init?(quoted: UnsafeRawBufferPointer) {
+        guard quoted.count >= 20 else { return nil }
+        let headerLength = Int(quoted[0] & 0x0F) * 4
+        guard headerLength >= 20, quoted.count >= headerLength + 8 else { return nil }
+        self.init(identification: quoted.uint16(at: 4), outerLength: quoted.uint16(at: 2),
+                  innerPrefix: UnsafeRawBufferPointer(rebasing: quoted[headerLength...]).loadUnaligned(as: UInt64.self))
+    }
+
+    /// Packets longer than this are the ones a smaller path MTU stops: `SentQuotes` keeps them apart.
+    static let largeOuterLength: UInt16 = 576
+}
+
+/// A keyed 32-bit digest of the quote of each of the last outer packets sent to one peer: the last 128 of
+/// up to 576 bytes and, apart, the last 128 larger ones (1 KiB per peer), so that a stream of small packets
+/// does not push out the large ones a path MTU report is about. A report is believed only when its quote's
+/// digest is among them: a forger must guess the ID, the length and the inner packet's first bytes of a
+/// packet sent lately. A report that comes back after 128 more packets of its size class went to the peer is
+/// not believed either (a sender whose packets stopped fitting soon stops sending them, and its next one
+/// is reported in time). The key keeps a forger from crafting quotes that collide. Written by the
+/// encapsulator (one store per packet), searched by the capture thread (only for the few reports the
+/// budget lets through).
+final class SentQuotes: Sendable {
+    private static let slots = 128
+
+    private final class Ring: Sendable {
+        let digests: InlineArray<128, Atomic<UInt32>>
+        let next = Atomic<Int>(0)
+        init() { digests = InlineArray { _ in Atomic(0) } }
+
+        @inline(__always)
+        func note(_ digest: UInt32) {
+            let slot = next.load(ordering: .relaxed)
+            digests[slot].store(digest, ordering: .relaxed)
+            next.store((slot + 1) & (SentQuotes.slots - 1), ordering: .relaxed)
+        }
+
+        func contains(_ digest: UInt32) -> Bool {
+            for slot in 0..<SentQuotes.slots where digests[slot].load(ordering: .relaxed) == digest { return true }
+            return false
+        }
+    }
+
+    private let small = Ring(), large = Ring()
+    private let key0 = UInt64.random(in: .min ... .max)
+    private let key1 = UInt64.random(in: .min ... .max)
+
+    @inline(__always)
+    private func digest(_ quote: OuterPacketQuote) -> UInt32 {
+        // Two rounds of a 64-bit finalizer (MurmurHash3's fmix64) over the key-masked fields.
+        var x = quote.innerPrefix ^ key0
+        x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        x ^= (UInt64(quote.identification) << 16 | UInt64(quote.outerLength)) ^ key1
+        x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return UInt32(truncatingIfNeeded: x) | 1   // 0 marks a slot nothing was sent through
+    }
+
+    @inline(__always)
+    private func ring(for quote: OuterPacketQuote) -> Ring {
+        quote.outerLength > OuterPacketQuote.largeOuterLength ? large : small
+    }
+
+    @inline(__always)
+    func note(_ quote: OuterPacketQuote) { ring(for: quote).note(digest(quote)) }
+
+    func contains(_ quote: OuterPacketQuote) -> Bool { ring(for: quote).contains(digest(quote)) }
+}
+
+/// How many ICMP reports about one peer's outer packets the capture thread looks at: 10 a second, 20 at
+/// once. Routers report a packet that did not fit (or could not be delivered) as it is dropped, and one
+/// believed report does all a hundred would; a forger spraying every possible quote gets 10 tries a
+/// second, not 65,536. The price, while such a spray lasts: real reports about that peer wait their turn.
+final class ReportBudget: Sendable {
+    static let perSecond = 10
+    static let burst = 20
+    private let tokens = Atomic<Int>(ReportBudget.burst)
+    private let refilledAt = Atomic<UInt64>(0)   // milliseconds
+
+    func take(now: Double) -> Bool {
+        let milliseconds = PeerPathState.milliseconds(now)
+        let since = refilledAt.load(ordering: .relaxed)
+        var available = tokens.load(ordering: .relaxed)
+        let earned = milliseconds > since ? Int(min(milliseconds - since, 10_000)) * Self.perSecond / 1000 : 0
+        if earned > 0 {
+            available = min(Self.burst, available + earned)
+            // Full: nothing carries over; otherwise the time of a part-earned token does.
+            refilledAt.store(available == Self.burst ? milliseconds : since + UInt64(earned * 1000 / Self.perSecond), ordering: .relaxed)
+        }
+        guard available > 0 else { return false }
+        tokens.store(available - 1, ordering: .relaxed)
+        return true
     }
 }

@@ -31,6 +31,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case linkScope = "link-scope"             // from the TUN: IPv6 to a multicast or link-local address (the TUN's own MLD and the like)
     case unsupportedOffload = "unsupported-offload" // captured: a frame the uplink's kernel merged or marked in a way that does not fit its packet, or could not describe
     case extensionHeaders = "extension-headers" // captured: inner IPv6 with more extension headers than any sender needs (8, in 512 bytes)
+    case icmpOverBudget = "icmp-over-budget"  // captured: ICMP about a peer's outer packets beyond the 10 a second looked at
 }
 
 extension DropReason {
@@ -66,6 +67,7 @@ extension DropReason {
         case .linkScope: 25
         case .unsupportedOffload: 26
         case .extensionHeaders: 27
+        case .icmpOverBudget: 28
         }
     }
 }

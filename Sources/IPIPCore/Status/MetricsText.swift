@@ -82,7 +82,7 @@ extension DropReason {
     /// series for each from the start, at 0, so that rate() has a series to work on before the first drop.
     public static let attributableToAPeer: [DropReason] = [
         .malformedOuter, .malformedInner, .fragmentOverlap, .fragmentMemory, .fragmentLimit, .fragmentDuplicate, .ttlExpired,
-        .ecnNotECT, .tooBig, .sendFailed, .loop, .icmpUnverified, .sourceNotAllowed, .martianSource, .martianDestination,
+        .ecnNotECT, .tooBig, .sendFailed, .loop, .icmpUnverified, .icmpOverBudget, .sourceNotAllowed, .martianSource, .martianDestination,
         .sourceRoute, .unsupportedOffload,
     ]
 }
