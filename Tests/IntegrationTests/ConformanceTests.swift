@@ -238,4 +238,29 @@ struct ConformanceTests {
         #expect(exceeded.allSatisfy { $0 == ["30464"] }, "all quote the flood's id 0x7700: \(exceeded)")
         #expect(try lab.status("b", config: siteB).icmpRateLimited == 30 - exceeded.count)
     }
+
+    /// What docs/CONFORMANCE.md rows N2 and N7 say of the kernel's own proxy NDP (issue 27, finding 13), on
+    /// the kernel the tests run on: a forwarding box's proxy advertisement has Router clear unless the
+    /// entry says `router`, and adding an entry joins the address's solicited-node group.
+    @Test func theKernelsProxyNDPIsWhatTheConformanceTableSays() throws {
+        let lab = Lab("kndp")
+        defer { lab.teardown() }
+        let proxy = try lab.namespace("p"), host = try lab.namespace("c")
+        try lab.link(proxy, "eth0", host, "eth0")
+        try lab.sh(in: proxy, "sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.proxy_ndp=1 net.ipv6.conf.eth0.proxy_ndp=1")
+        try lab.sh(in: proxy, "ip addr add 2001:db8:1::1/64 dev eth0 nodad")
+        try lab.sh(in: host, "ip addr add 2001:db8:1::2/64 dev eth0 nodad")
+        #expect(!(try lab.sh(in: proxy, "ip maddr show dev eth0")).contains("33:33:ff:00:00:87"))
+        try lab.sh(in: proxy, "ip -6 neigh add proxy 2001:db8:1::87 dev eth0")
+        #expect((try lab.sh(in: proxy, "ip maddr show dev eth0")).contains("33:33:ff:00:00:87"), "joined on adding the entry")
+        try lab.sh(in: proxy, "ip -6 neigh add proxy 2001:db8:1::88 dev eth0 router")
+        func advertisementFlags(for target: String) throws -> [[String]] {
+            let finish = try lab.capture("c", "eth0", "icmp6 and ip6[40] == 136", name: "na-\(target.suffix(2))")
+            _ = lab.run(in: host, "ping -c 1 -W 2 \(target)")
+            return try lab.dissect(finish(), ["icmpv6.nd.na.flag.r", "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o"])
+        }
+        let plain = try advertisementFlags(for: "2001:db8:1::87"), router = try advertisementFlags(for: "2001:db8:1::88")
+        #expect(plain.first.map { $0.map { $0 == "1" || $0 == "True" } } == [false, true, false], "Router clear: \(plain)")
+        #expect(router.first.map { $0.map { $0 == "1" || $0 == "True" } } == [true, true, false], "Router set with `router`: \(router)")
+    }
 }
