@@ -186,6 +186,20 @@ import Testing
         #expect(!path.sentRecently(quote(65_530, inner: otherInnerID), now: 101), "another inner packet")
     }
 
+    /// A forged quote's header length is read from its own IHL: one that claims more header than was
+    /// quoted (options), or less than 20 bytes, gives no quote to match.
+    @Test func aQuoteMustHoldItsWholeHeaderAnd8BytesMore() {
+        var quoted = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
+            .bytes(payload: [UInt8](repeating: 0x45, count: 8))
+        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) }?.innerPrefix == 0x4545_4545_4545_4545)
+        quoted[0] = 0x4F   // 60 bytes of header claimed, 28 quoted
+        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) } == nil)
+        quoted[0] = 0x46   // 24 bytes of header: 4 left after it
+        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) } == nil)
+        quoted[0] = 0x44   // shorter than any IPv4 header
+        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) } == nil)
+    }
+
     /// The record of sent packets is a window, not a history: a report that comes back after 128 more
     /// packets of its size class went to the peer is not believed; small packets do not push out the
     /// large ones that path MTU reports are about.

@@ -270,7 +270,7 @@ public final class DecapsulationPath {
 
     /// ICMP about one of our outer packets (RFC 2003 §4, Linux's ipip_err), believed only when it quotes
     /// an outer packet we sent to that peer lately — its ID, its length and its inner packet's first bytes —
-    /// and only as many a second as `ReportBudget` allows: anyone can forge a router's ICMP error.
+    /// and only within the peer's report budget (`PeerPathState.takeReportBudget`): anyone can forge a router's ICMP error.
     private func learn(from report: OuterICMP, reporter packet: UnsafeRawBufferPointer, in batch: PacketBatch, now: Double) {
         let reporter = packet.ipv4Source
         func believed(_ quote: OuterPacketQuote, peer: Int) -> Bool {

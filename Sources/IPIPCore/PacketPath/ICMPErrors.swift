@@ -102,30 +102,27 @@ public enum OuterICMP: Equatable, Sendable {
         guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip || quoted[9] == IPProtocolNumber.ipv6,
               quoted.ipv4Address(at: 12) == local, let peer = peerByEndpoint[quoted.ipv4Address(at: 16)] else { return .ignore }
         let quotesIPv6Header = quotedInner6(of: quoted) != nil
-        // What the report asks of us, once its quote shows it is about a packet we sent.
-        let acted: (OuterPacketQuote) -> OuterICMP
+        // What the report asks of us, when its quote can show it is about a packet we sent.
+        let quote = OuterPacketQuote(quoted: quoted)
+        func about(_ report: (OuterPacketQuote) -> OuterICMP) -> OuterICMP { quote.map(report) ?? .unverifiable(peer: peer) }
         switch (icmp.type, icmp.code) {
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
             let mtu = icmp.nextHopMTU
-            guard mtu >= 68 else { return .ignore }
-            acted = { .fragmentationNeeded(peer: peer, outerMTU: mtu, quote: $0) }
+            return mtu >= 68 ? about { .fragmentationNeeded(peer: peer, outerMTU: mtu, quote: $0) } : .ignore
         case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed):
             return .ignore   // "impossible" for us, as ipip_err says
         case (ICMPType.destinationUnreachable, _) where quotesIPv6Header:
-            acted = { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: false) }
+            return about { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: false) }
         case (ICMPType.timeExceeded, 0) where quotesIPv6Header:
-            acted = { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: true) }
+            return about { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: true) }
         case (ICMPType.destinationUnreachable, _):
-            acted = { .peerError(peer: peer, quote: $0) }
+            return about { .peerError(peer: peer, quote: $0) }
         case (ICMPType.timeExceeded, 0):
             // With an inherited TTL the inner packet's own TTL ran out: its sender hears that itself.
-            guard !ttlInherited else { return .ignore }
-            acted = { .peerError(peer: peer, quote: $0) }
+            return ttlInherited ? .ignore : about { .peerError(peer: peer, quote: $0) }
         default:
             return .ignore
         }
-        guard let quote = OuterPacketQuote(quoted: quoted) else { return .unverifiable(peer: peer) }
-        return acted(quote)
     }
 
     /// The inner IPv6 packet an ICMP error quotes after our protocol-41 outer header, when the quote

@@ -15,7 +15,11 @@ public final class PeerPathState: Sendable {
     private let looping = Atomic<Bool>(false)
     private let sent = SentIdentifications()
     private let quotes = SentQuotes()
-    private let reportBudget = ReportBudget()
+    /// How many ICMP reports about the peer's outer packets the capture thread looks at: 20 at once, then
+    /// 10 a second. Routers report each packet that did not fit (or could not be delivered) as they drop
+    /// it, and one believed report does all a hundred would; a forger spraying every possible quote gets
+    /// 10 tries a second, not 65,536. The price, while such a spray lasts: real reports wait their turn.
+    private let reportBudget = Mutex(TokenBucket(rate: 10, burst: 20))
     /// The IP identification of the next outer packet to the peer: a counter per peer, as Linux keeps
     /// one per destination, so that the IDs sent to a peer in a second are exactly a range.
     private let nextIdentification: Atomic<UInt16>
@@ -54,7 +58,7 @@ public final class PeerPathState: Sendable {
     /// Takes one ICMP report about the peer's outer packets from the budget (the capture thread's); false
     /// when the budget is spent: the report is not even looked at.
     public func takeReportBudget(now: Double) -> Bool {
-        reportBudget.take(now: now)
+        reportBudget.withLock { $0.take(now: now) }
     }
 
     static func milliseconds(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1000) }
@@ -249,30 +253,4 @@ final class SentQuotes: Sendable {
     func note(_ quote: OuterPacketQuote) { ring(for: quote).note(digest(quote)) }
 
     func contains(_ quote: OuterPacketQuote) -> Bool { ring(for: quote).contains(digest(quote)) }
-}
-
-/// How many ICMP reports about one peer's outer packets the capture thread looks at: 10 a second, 20 at
-/// once. Routers report a packet that did not fit (or could not be delivered) as it is dropped, and one
-/// believed report does all a hundred would; a forger spraying every possible quote gets 10 tries a
-/// second, not 65,536. The price, while such a spray lasts: real reports about that peer wait their turn.
-final class ReportBudget: Sendable {
-    static let perSecond = 10
-    static let burst = 20
-    private let tokens = Atomic<Int>(ReportBudget.burst)
-    private let refilledAt = Atomic<UInt64>(0)   // milliseconds
-
-    func take(now: Double) -> Bool {
-        let milliseconds = PeerPathState.milliseconds(now)
-        let since = refilledAt.load(ordering: .relaxed)
-        var available = tokens.load(ordering: .relaxed)
-        let earned = milliseconds > since ? Int(min(milliseconds - since, 10_000)) * Self.perSecond / 1000 : 0
-        if earned > 0 {
-            available = min(Self.burst, available + earned)
-            // Full: nothing carries over; otherwise the time of a part-earned token does.
-            refilledAt.store(available == Self.burst ? milliseconds : since + UInt64(earned * 1000 / Self.perSecond), ordering: .relaxed)
-        }
-        guard available > 0 else { return false }
-        tokens.store(available - 1, ordering: .relaxed)
-        return true
-    }
 }
