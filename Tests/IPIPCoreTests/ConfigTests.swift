@@ -149,7 +149,7 @@ import Testing
         #expect(a.peers[0].allowedSources6 == [IPv6Prefix("2001:db8:b::/64")!], "the default: the peer's IPv6 routes")
         let b = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
         #expect(b.ghostHosts6 == [.init(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)])
-        #expect(b.routingTable6.lookup(IPv6Address("2001:db8:b::87")!) == 0 && b.carriesIPv6)
+        #expect(b.routingTable.lookup(IPv6Address("2001:db8:b::87")!) == 0 && b.carriesIPv6)
     }
 
     @Test(arguments: [

@@ -45,13 +45,13 @@ import Testing
     /// route watcher published for the other routes.
     @Test func aPacketBackIntoTheTunnelIsCutToTheTunnelMTU() throws {
         let sent = SentPackets(), path = path(), inner = MachineA.inner(length: 1800)
-        path.egressMTUs = RoutingTable([(IPv4Prefix("0.0.0.0/0")!, 9000), (IPv4Prefix("203.0.112.0/23")!, 9000)], uniquingPrefixesWith: { $1 })
+        path.egressMTUs = PrefixTable([(IPv4Prefix("0.0.0.0/0")!, 9000), (IPv4Prefix("203.0.112.0/23")!, 9000)], uniquingPrefixesWith: { $1 })
         capture(path, MachineA.outerFromB(inner), sent)
         let packets = sent.flush()
         #expect(packets.count == 2 && packets.allSatisfy { $0.bytes.count <= 1480 }, "\(packets.map(\.bytes.count))")
         // A longer route outside the tunnel wins, with its own MTU.
         let sentOutside = SentPackets(), outside = self.path()
-        outside.egressMTUs = RoutingTable([(IPv4Prefix("203.0.113.0/25")!, 9000)], uniquingPrefixesWith: { $1 })
+        outside.egressMTUs = PrefixTable([(IPv4Prefix("203.0.113.0/25")!, 9000)], uniquingPrefixesWith: { $1 })
         capture(outside, MachineA.outerFromB(inner), sentOutside)
         #expect(sentOutside.flush().count == 1)
     }

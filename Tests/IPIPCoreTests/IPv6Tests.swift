@@ -90,44 +90,6 @@ import Testing
     }
 }
 
-@Suite struct IPv6RoutingTableTests {
-    @Test func longestPrefixWins() {
-        let table = IPv6RoutingTable([
-            (IPv6Prefix("::/0")!, "default"), (IPv6Prefix("2001:db8:b::/64")!, "lan"), (IPv6Prefix("2001:db8:b::87/128")!, "ghost"),
-            (IPv6Prefix("2001:db8:b::/48")!, "site"),
-        ], uniquingPrefixesWith: { _, later in later })
-        #expect(table.lookup(IPv6Address("2001:db8:b::87")!) == "ghost")
-        #expect(table.lookup(IPv6Address("2001:db8:b::86")!) == "lan")
-        #expect(table.lookup(IPv6Address("2001:db8:b:1::1")!) == "site")
-        #expect(table.lookup(IPv6Address("2001:db8:c::1")!) == "default")
-        #expect(table.lookupEntry(IPv6Address("2001:db8:b::86")!)?.prefix == IPv6Prefix("2001:db8:b::/64"))
-        #expect(table.entries.map(\.prefix.length) == [128, 64, 48, 0])
-        #expect(IPv6RoutingTable<Int>().lookup(.loopback) == nil)
-    }
-
-    /// Against a naive reference, after random inserts: prefixes drawn so that they overlap often, at
-    /// lengths on both sides of the 64-bit halves.
-    @Test func agreesWithLinearScan() async {
-        let entry = zip(Gen.uint64(in: 0...0xFF), Gen.int(in: 0...128), Gen.int(in: 0...99))
-        await propertyCheck(count: 300, input: entry.array(of: 0...60), Gen.uint64(in: 0...0xFF).array(of: 20)) { entries, probes in
-            func address(_ bits: UInt64) -> IPv6Address { IPv6Address(high: bits << 56 | bits << 4, low: bits << 60 | bits) }
-            var table = IPv6RoutingTable<Int>()
-            var reference: [IPv6Prefix: Int] = [:]
-            for (bits, length, value) in entries {
-                let prefix = IPv6Prefix(address(bits), length: length).network
-                table.insert(prefix, value)
-                reference[prefix] = value
-            }
-            #expect(table.count == reference.count)
-            for bits in probes {
-                let probe = address(bits)
-                let expected = reference.filter { $0.key.contains(probe) }.max { $0.key.length < $1.key.length }?.value
-                #expect(table.lookup(probe) == expected, "probe \(probe)")
-            }
-        }
-    }
-}
-
 /// The extension-header chain a forwarded inner IPv6 packet may carry (issue 27, finding 6).
 @Suite struct IPv6ExtensionHeaderTests {
     /// An ICMPv6 echo from h1 to h2 behind `headers` (each: next header, then its bytes after it).

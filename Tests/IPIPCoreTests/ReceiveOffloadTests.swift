@@ -87,7 +87,7 @@ import Testing
     @Test func segmentsTooBigForTheEgressGetOneFragmentationNeeded() throws {
         let sent = SentPackets(), path = path(delivery: .libnet)
         // A route longer than the tunneled 203.0.113.0/24 takes the ghost's address out of the tunnel.
-        path.egressMTUs = RoutingTable([(IPv4Prefix("203.0.113.80/28")!, 1000)], uniquingPrefixesWith: { $1 })
+        path.egressMTUs = PrefixTable([(IPv4Prefix("203.0.113.80/28")!, 1000)], uniquingPrefixesWith: { $1 })
         capture(path, MachineA.outerFromB(Self.mergedTCP(), dontFragment: true), Self.mergedHeader, sent)
         let packets = sent.flush()
         try #require(packets.count == 1)

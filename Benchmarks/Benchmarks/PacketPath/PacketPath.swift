@@ -159,7 +159,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("route lookup among 1000 prefixes of 17 lengths") { benchmark in
-        let table = RoutingTable((0..<1000).map { index in
+        let table = PrefixTable((0..<1000).map { index in
             (IPv4Prefix(IPv4Address(UInt32(0xC612_0000) &+ UInt32(index) &* 0x0101), length: 16 + index % 17).network, index)
         }, uniquingPrefixesWith: { _, later in later })
         let probes = (0..<256).map { IPv4Address(UInt32(0xC612_0000) &+ UInt32($0) &* 0x0305) }
@@ -172,7 +172,7 @@ let benchmarks: @Sendable () -> Void = {
 
 /// The prefixes of scripts/hub-config.py, in its order: every /32 of 198.18.0.0/16, then every /31,
 /// then every /30; the first `prefixes` of them, ten to a peer.
-func hubTable(prefixes: Int) -> RoutingTable<Int> {
+func hubTable(prefixes: Int) -> PrefixTable<Int> {
     var entries: [(IPv4Prefix, Int)] = []
     for length in [32, 31, 30] {
         let step = 1 << (32 - length)
@@ -180,5 +180,5 @@ func hubTable(prefixes: Int) -> RoutingTable<Int> {
             entries.append((IPv4Prefix(IPv4Address(UInt32(0xC612_0000) + UInt32(offset)), length: length), entries.count / 10))
         }
     }
-    return RoutingTable(entries, uniquingPrefixesWith: { _, later in later })
+    return PrefixTable(entries, uniquingPrefixesWith: { _, later in later })
 }

@@ -52,56 +52,18 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
         !(value >> 24 == 0 || isMulticast || value >> 28 == 0xF)
     }
 
+    /// The address with every bit after the first `length` cleared.
+    @inline(__always)
+    public func masked(to length: Int) -> IPv4Address {
+        IPv4Address(length <= 0 ? 0 : length >= 32 ? value : value & UInt32.max << UInt32(32 - length))
+    }
+
     public var description: String {
         let o = octets
         return "\(o.0).\(o.1).\(o.2).\(o.3)"
     }
 
     public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
-}
-
-/// An IPv4 prefix such as 203.0.113.0/24. The address keeps whatever bits it was given, so validation
-/// can report host bits set; `network` is the canonical form.
-public struct IPv4Prefix: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var address: IPv4Address
-    public var length: Int
-
-    public init(_ address: IPv4Address, length: Int) {
-        precondition((0...32).contains(length), "prefix length out of range")
-        self.address = address
-        self.length = length
-    }
-
-    /// Parses "a.b.c.d/n"; a bare address is a /32.
-    public init?(_ text: some StringProtocol) {
-        let bytes = text.utf8
-        let slash = bytes.firstIndex(of: UInt8(ascii: "/"))
-        guard let address = IPv4Address.parse(bytes[..<(slash ?? bytes.endIndex)]) else { return nil }
-        var length = 32
-        if let slash {
-            let digits = bytes[bytes.index(after: slash)...]
-            guard !digits.isEmpty, digits.count <= 2, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
-            else { return nil }
-            length = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
-            guard length <= 32 else { return nil }
-        }
-        self.init(IPv4Address(address), length: length)
-    }
-
-    public var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - length) }
-    public var network: IPv4Prefix { IPv4Prefix(IPv4Address(address.value & mask), length: length) }
-    public var hasHostBitsSet: Bool { address.value & ~mask != 0 }
-
-    public func contains(_ other: IPv4Address) -> Bool { other.value & mask == address.value & mask }
-    /// True when every address of `other` is inside this prefix.
-    public func contains(_ other: IPv4Prefix) -> Bool { other.length >= length && contains(other.address) }
-    public func overlaps(_ other: IPv4Prefix) -> Bool { contains(other) || other.contains(self) }
-
-    public var description: String { "\(address)/\(length)" }
-
-    public static func < (lhs: IPv4Prefix, rhs: IPv4Prefix) -> Bool {
-        (lhs.address, lhs.length) < (rhs.address, rhs.length)
-    }
 }
 
 /// A 48-bit Ethernet address, kept in the low 48 bits of a UInt64 (first octet most significant).

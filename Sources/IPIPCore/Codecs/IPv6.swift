@@ -132,40 +132,6 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 }
 
-/// An IPv6 prefix such as 2001:db8:b::/64. Like `IPv4Prefix`, the address keeps whatever bits it was
-/// given, so validation can report host bits set.
-public struct IPv6Prefix: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var address: IPv6Address
-    public var length: Int
-
-    public init(_ address: IPv6Address, length: Int) {
-        precondition((0...128).contains(length), "prefix length out of range")
-        self.address = address
-        self.length = length
-    }
-
-    /// Parses "address/n"; a bare address is a /128.
-    public init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let address = IPv6Address(parts[0]) else { return nil }
-        var length = 128
-        if parts.count == 2 {
-            guard !parts[1].isEmpty, parts[1].count <= 3, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let value = Int(parts[1]), value <= 128 else { return nil }
-            length = value
-        }
-        self.init(address, length: length)
-    }
-
-    public var network: IPv6Prefix { IPv6Prefix(address.masked(to: length), length: length) }
-    public var hasHostBitsSet: Bool { address.masked(to: length) != address }
-    public func contains(_ other: IPv6Address) -> Bool { other.masked(to: length) == address.masked(to: length) }
-    public func contains(_ other: IPv6Prefix) -> Bool { other.length >= length && contains(other.address) }
-    public var description: String { "\(address)/\(length)" }
-
-    public static func < (lhs: IPv6Prefix, rhs: IPv6Prefix) -> Bool { (lhs.address, lhs.length) < (rhs.address, rhs.length) }
-}
-
 /// IPv6 next-header values ipipd deals with.
 public enum IPv6NextHeader {
     public static let icmpv6: UInt8 = 58

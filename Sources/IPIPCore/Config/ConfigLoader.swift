@@ -300,9 +300,9 @@ struct NodeReader {
     }
 
     /// A prefix of either family: IPv6 when the text has a ':'.
-    mutating func anyPrefix(_ node: Node, key: @autoclosure () -> String) -> AnyPrefix? {
+    mutating func anyPrefix(_ node: Node, key: @autoclosure () -> String) -> IPPrefix? {
         guard case .scalar(let scalar) = node, scalar.string.utf8.contains(UInt8(ascii: ":")) else {
-            return prefix(node, key: key()).map(AnyPrefix.v4)
+            return prefix(node, key: key()).map(IPPrefix.v4)
         }
         let text = scalar.string
         guard let prefix = IPv6Prefix(text) else {
@@ -578,12 +578,6 @@ struct NodeReader {
         }
         return (ghosts, ghosts6)
     }
-}
-
-/// A prefix of either family, as one `routes` or `accept-sources` list holds them.
-enum AnyPrefix {
-    case v4(IPv4Prefix)
-    case v6(IPv6Prefix)
 }
 
 /// The allowed key nearest to a typo (edit distance ≤ 2), for "did you mean" hints.

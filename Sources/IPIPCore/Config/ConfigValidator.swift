@@ -198,7 +198,7 @@ struct ConfigValidator {
     }
 
     mutating func checkGhostHosts6() {
-        let (table, tunnel) = (config.routingTable6, config.tunnel.address6)
+        let (table, tunnel) = (config.routingTable, config.tunnel.address6)
         checkGhosts(config.ghostHosts6.map(\.address), positions: locations.ghostIndex6, covered: { table.lookup($0) != nil },
                     answeredBy: "Neighbor Solicitations", prefix: "an IPv6 prefix",
                     own: { $0 == tunnel }, ownDescription: "this gateway's own tunnel address")

@@ -209,16 +209,12 @@ public struct GatewayConfig: Sendable, Equatable {
             && lhs.ghostHosts6 == rhs.ghostHosts6 && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen
     }
 
-    /// The tunnel-routing table this config describes.
-    public var routingTable: RoutingTable<Int> {
-        RoutingTable(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
-                     uniquingPrefixesWith: { _, later in later })
-    }
-
-    /// The IPv6 tunnel-routing table this config describes.
-    public var routingTable6: IPv6RoutingTable<Int> {
-        IPv6RoutingTable(peers.enumerated().flatMap { index, peer in peer.routes6.map { ($0, index) } },
-                         uniquingPrefixesWith: { _, later in later })
+    /// The tunnel-routing table this config describes, both families.
+    public var routingTable: PrefixTable<Int> {
+        PrefixTable(ipv4: LongestPrefixMatch(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
+                                             uniquingPrefixesWith: { _, later in later }),
+                    ipv6: LongestPrefixMatch(peers.enumerated().flatMap { index, peer in peer.routes6.map { ($0, index) } },
+                                             uniquingPrefixesWith: { _, later in later }))
     }
 
     /// Whether the tunnel carries IPv6: some peer has IPv6 routes, or the tunnel an IPv6 address.

@@ -62,8 +62,8 @@ public final class DecapsulationPath {
     /// watcher: larger inner packets are fragmented, or answered with "fragmentation needed". The
     /// routes through the tunnel are not in it: destinations in a tunneled prefix (a hub passing packets
     /// from peer to peer) take the tunnel MTU when that prefix is the longer match.
-    public var egressMTUs = RoutingTable<Int>()
-    private var tunnelRoutes: RoutingTable<Int>
+    public var egressMTUs = PrefixTable<Int>()
+    private var tunnelRoutes: PrefixTable<Int>
 
     /// Once a second or so: drops reassembly state that timed out.
     public func expire(now: Double) {

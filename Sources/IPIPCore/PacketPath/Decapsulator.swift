@@ -22,20 +22,20 @@ public struct LocalNetworks: Sendable, Equatable {
 /// lo`). A packet ipipd routed itself to one of them would be received through `lo`, which every
 /// firewall accepts; such packets take the TUN device instead.
 public struct LocalRoutes: Sendable {
-    private let table: RoutingTable<Bool>
+    private let table: PrefixTable<Bool>
     /// False until the routes have been read once.
     public let isRead: Bool
 
     /// Before the routes are read, every destination counts as local: the TUN device is the safe way in.
-    public static let unread = LocalRoutes(table: RoutingTable(), isRead: false)
+    public static let unread = LocalRoutes(table: PrefixTable(), isRead: false)
 
-    private init(table: RoutingTable<Bool>, isRead: Bool) {
+    private init(table: PrefixTable<Bool>, isRead: Bool) {
         self.table = table
         self.isRead = isRead
     }
 
     public init(_ prefixes: some Sequence<IPv4Prefix>) {
-        self.init(table: RoutingTable(prefixes.lazy.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }), isRead: true)
+        self.init(table: PrefixTable(prefixes.lazy.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }), isRead: true)
     }
 
     /// Whether a packet to `address` must enter this machine by the TUN device.
@@ -87,10 +87,8 @@ public struct Decapsulator: Sendable {
     /// With `ttl: inherit`, "time exceeded" about an outer packet is the inner sender's own business.
     public let ttlInherited: Bool
     public var peerByEndpoint: [IPv4Address: Int]
-    /// Each peer's accepted inner sources, by peer index.
-    public let acceptSources: [RoutingTable<Bool>]
-    /// Each peer's accepted inner IPv6 sources, by peer index.
-    public let acceptSources6: [IPv6RoutingTable<Bool>]
+    /// Each peer's accepted inner sources of both families, by peer index.
+    public let acceptSources: [PrefixTable<Bool>]
     public var localNetworks: LocalNetworks
     /// The kernel's local routes, as the route watcher last read them.
     public var localRoutes: LocalRoutes
@@ -103,10 +101,8 @@ public struct Decapsulator: Sendable {
         peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
                                     uniquingKeysWith: { first, _ in first })
         acceptSources = config.peers.map { peer in
-            RoutingTable(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
-        }
-        acceptSources6 = config.peers.map { peer in
-            IPv6RoutingTable(peer.allowedSources6.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
+            PrefixTable(ipv4: LongestPrefixMatch(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }),
+                        ipv6: LongestPrefixMatch(peer.allowedSources6.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }))
         }
         self.localNetworks = localNetworks
         self.localRoutes = localRoutes
@@ -214,7 +210,7 @@ public struct Decapsulator: Sendable {
         let source = inner.source, destination = inner.destination
         if Self.isMartian6(source) || localNetworks.addresses6.contains(source) { return .drop(.martianSource, peer: peer) }
         if Self.isMartian6(destination) { return .drop(.martianDestination, peer: peer) }
-        guard acceptSources6[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
+        guard acceptSources[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
         switch IPv6ExtensionHeaders.judge(inner) {
         case .acceptable: break
         case .routingType0: return .drop(.sourceRoute, peer: peer)

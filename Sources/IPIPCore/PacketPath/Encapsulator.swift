@@ -19,8 +19,7 @@ public struct Encapsulator: Sendable {
     public let local: IPv4Address
     public private(set) var rules: EncapsulationRules
     public let tunnelMTU: Int
-    public private(set) var routes: RoutingTable<Int>
-    public private(set) var routes6: IPv6RoutingTable<Int>
+    public private(set) var routes: PrefixTable<Int>
     public private(set) var endpoints: [IPv4Address]
     public private(set) var paths: [PeerPathState]
 
@@ -29,7 +28,6 @@ public struct Encapsulator: Sendable {
         rules = EncapsulationRules(config.tunnel)
         self.tunnelMTU = tunnelMTU
         routes = config.routingTable
-        routes6 = config.routingTable6
         endpoints = config.peers.map(\.remote)
         self.paths = paths ?? config.peers.map { _ in PeerPathState() }
     }
@@ -38,7 +36,6 @@ public struct Encapsulator: Sendable {
     public mutating func reconfigure(_ config: GatewayConfig, paths: [PeerPathState]) {
         rules = EncapsulationRules(config.tunnel)
         routes = config.routingTable
-        routes6 = config.routingTable6
         endpoints = config.peers.map(\.remote)
         self.paths = paths
     }
@@ -107,7 +104,7 @@ public struct Encapsulator: Sendable {
         // carries no link-scope traffic.
         let destination6 = packet.destination
         if destination6.isMulticast || destination6.isLinkLocal { return .drop(.linkScope, peer: nil) }
-        guard let peer = routes6.lookup(destination6) else { return .drop(.noRoute, peer: nil) }
+        guard let peer = routes.lookup(destination6) else { return .drop(.noRoute, peer: nil) }
         let path = paths[peer]
         if path.isLooping { return .drop(.loop, peer: peer) }
         let pathMTU = mtu(toPeer: peer, now: now)

@@ -7,7 +7,7 @@ import Synchronization
 /// thread compares the generation once per burst (one atomic load) and takes a copy when it changed.
 final class RouteFacts: Sendable {
     struct Snapshot: Sendable {
-        var egressMTUs = RoutingTable<Int>()
+        var egressMTUs = PrefixTable<Int>()
         var localRoutes = LocalRoutes.unread
     }
 

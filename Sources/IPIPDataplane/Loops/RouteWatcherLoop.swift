@@ -21,8 +21,8 @@ struct RouteWatcherLoop {
 
     /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
     /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
-    static func outputInterfaces(_ routes: [Netlink.RouteInfo]) -> RoutingTable<(interface: Int32?, priority: UInt32)> {
-        RoutingTable(routes.lazy
+    static func outputInterfaces(_ routes: [Netlink.RouteInfo]) -> PrefixTable<(interface: Int32?, priority: UInt32)> {
+        PrefixTable(routes.lazy
             .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast }
             .map { ($0.prefix, (interface: $0.outputInterface, priority: $0.priority)) },
             uniquingPrefixesWith: { earlier, later in later.priority < earlier.priority ? later : earlier })
@@ -31,7 +31,7 @@ struct RouteWatcherLoop {
     /// Whether the kernel sends each endpoint into the tunnel: the longest match among the tunnel's
     /// prefixes (`tunnelRoutes`, ipipd's routes through the TUN device) against the longest among the other
     /// routes (`routes`, the tunnel's left out); on a tie the tunnel's wins, as its routes have metric 0.
-    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: RoutingTable<Int>, routes: [Netlink.RouteInfo]) -> [Bool] {
+    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: PrefixTable<Int>, routes: [Netlink.RouteInfo]) -> [Bool] {
         let outside = outputInterfaces(routes)
         return endpoints.map { endpoint in
             guard let inside = tunnelRoutes.lookupEntry(endpoint) else { return false }
@@ -40,9 +40,9 @@ struct RouteWatcherLoop {
     }
 
     /// Each route's prefix with the MTU of its output interface.
-    static func egressMTUs(_ routes: [Netlink.RouteInfo]) -> RoutingTable<Int> {
+    static func egressMTUs(_ routes: [Netlink.RouteInfo]) -> PrefixTable<Int> {
         var byInterface: [Int32: Int] = [:]
-        let withMTUs = outputInterfaces(routes).entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
+        let withMTUs = outputInterfaces(routes).ipv4.entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
             guard let index = route.interface else { return nil }
             if byInterface[index] == nil {
                 byInterface[index] = SystemProbe.interfaceName(index: index).flatMap(SystemProbe.interfaceMTU) ?? 0
@@ -50,7 +50,7 @@ struct RouteWatcherLoop {
             guard let mtu = byInterface[index], mtu > 0 else { return nil }
             return (prefix, mtu)
         }
-        return RoutingTable(withMTUs, uniquingPrefixesWith: { _, later in later })
+        return PrefixTable(withMTUs, uniquingPrefixesWith: { _, later in later })
     }
 
     /// The routes of type local, in any table (the local table's, and any an admin put elsewhere).
@@ -101,7 +101,7 @@ struct RouteWatcherLoop {
             do {
                 let routes = try netlink.routes(skippingInterface: tunnelIndex)
                 routeFacts.publish(Self.facts(routes))
-                let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? RoutingTable() : tunnelRoutes, routes: routes)
+                let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? PrefixTable() : tunnelRoutes, routes: routes)
                 for (peer, looping) in loops.enumerated() {
                     snapshot.paths[peer].setLooping(looping)
                     if looping { loopLog.note(["peer": "\(snapshot.config.peers[peer].name)", "endpoint": "\(endpoints[peer])"]) }
