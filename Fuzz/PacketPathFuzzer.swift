@@ -32,8 +32,8 @@ let machineA = GatewayConfig(
         tunnel.address6 = ghost6
         return tunnel
     }(),
-    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)],
-                  routes6: [IPv6Prefix(IPv6Address(high: 0x2001_0DB8_000B_0000, low: 0), length: 64)])],
+    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)),
+                                                                       .v6(IPv6Prefix(IPv6Address(high: 0x2001_0DB8_000B_0000, low: 0), length: 64))])],
     ghostHosts: [.init(address: IPv4Address(203, 0, 113, 87), interface: "eth0", mac: nil)]
 )
 let ghost6 = IPv6Address(high: 0x2001_0DB8_000B_0000, low: 0x87)

@@ -33,24 +33,22 @@ enum ConfigPrinter {
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
-            out += "    routes: [\((peer.routes.map(item) + peer.routes6.map(item)).joined(separator: ", "))]\n"
-            let sources = "[\((peer.allowedSources.map(item) + peer.allowedSources6.map(item)).joined(separator: ", "))]"
+            out += "    routes: [\(peer.routes.map(item).joined(separator: ", "))]\n"
+            let sources = "[\(peer.allowedSources.map(item).joined(separator: ", "))]"
             // Left out, the default stays a comment: read back, the file means the same (and prints the same).
-            out += peer.acceptSources == nil && peer.acceptSources6 == nil
+            out += peer.acceptSources == nil
                 ? "    # accept-sources: \(sources)   (not set: the default, its routes and its endpoint)\n"
                 : "    accept-sources: \(sources)\n"
             if pinned.contains(peer.name) {
                 out += "    # endpoint inside a tunneled prefix: run pins a host route to it through the uplink\n"
             }
         }
-        if !config.ghostHosts.isEmpty || !config.ghostHosts6.isEmpty {
+        if !config.ghostHosts.isEmpty {
             out += "ghost-hosts:\n"
-            let ghosts = config.ghostHosts.map { ("\($0.address)", $0.interface, $0.mac, "proxy ARP") }
-                + config.ghostHosts6.map { ("\($0.address)", $0.interface, $0.mac, "proxy NDP") }
-            for (address, interface, mac, how) in ghosts {
-                out += "  - address: \(address)   # \(how)\n"
-                out += "    interface: \(interface)\n"
-                out += "    mac: " + (mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
+            for ghost in config.ghostHosts {
+                out += "  - address: \(ghost.address)   # proxy \(ghost.address.isIPv6 ? "NDP" : "ARP")\n"
+                out += "    interface: \(ghost.interface)\n"
+                out += "    mac: " + (ghost.mac.map { "\($0)" } ?? "auto   # the interface's own") + "\n"
             }
             out += "proxy-arp:\n"
             out += "  answer-probes: \(config.proxyARP.answerProbes ? "yes" : "no")\n"

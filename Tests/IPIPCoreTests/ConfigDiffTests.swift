@@ -28,8 +28,8 @@ import Testing
         let diff = ConfigDiff(from: config(base), to: config(changed))
         #expect(diff.needsRestart.isEmpty)
         #expect(diff.peersAdded == ["c"] && diff.peersRemoved.isEmpty)
-        #expect(diff.routesAdded == [IPv4Prefix("198.18.0.0/24")!, IPv4Prefix("198.18.1.0/24")!])
-        #expect(diff.ghostsAdded == [IPv4Address("192.0.2.201")!] && diff.ghostsRemoved == [IPv4Address("192.0.2.200")!])
+        #expect(diff.routesAdded == [IPPrefix("198.18.0.0/24")!, IPPrefix("198.18.1.0/24")!])
+        #expect(diff.ghostsAdded == [IPAddress("192.0.2.201")!] && diff.ghostsRemoved == [IPAddress("192.0.2.200")!])
         #expect(diff.tunnelOptionsChanged)
         #expect(diff.descriptions.contains("peer c added"))
         let back = ConfigDiff(from: config(changed), to: config(base))
@@ -53,7 +53,7 @@ import Testing
           - {address: 192.0.2.200, interface: lan0}
         """
         let diff = ConfigDiff(from: config(base), to: config(moved))
-        #expect(diff.routesMoved == [IPv4Prefix("192.0.2.128/25")!] && diff.routesAdded.isEmpty && diff.routesRemoved.isEmpty)
+        #expect(diff.routesMoved == [IPPrefix("192.0.2.128/25")!] && diff.routesAdded.isEmpty && diff.routesRemoved.isEmpty)
         #expect(diff.endpointsChanged == ["b"])
     }
 }

@@ -22,7 +22,7 @@ import Testing
         #expect(config.tunnel.address == IPv4Address("203.0.113.87"))
         #expect(config.tunnel.ttl == .inherit && config.tunnel.pmtudisc && config.tunnel.mtu == nil)
         #expect(config.peers.map(\.name) == ["machine-b"])
-        #expect(config.peers[0].routes == [IPv4Prefix("203.0.113.0/24")!])
+        #expect(config.peers[0].routes == [IPPrefix("203.0.113.0/24")!, IPPrefix("2001:db8:b::/64")!])
         // The seed's looping tunnel: B's endpoint is inside the tunneled prefix and must be pinned.
         #expect(config.endpointsNeedingPins.map(\.name) == ["machine-b"])
     }
@@ -31,7 +31,8 @@ import Testing
         let result = ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "config/machine-b.yaml")
         #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
         let config = try #require(result.config)
-        #expect(config.ghostHosts == [.init(address: IPv4Address("203.0.113.87")!, interface: "eth0", mac: nil)])
+        #expect(config.ghostHosts == [.init(address: IPv4Address("203.0.113.87")!, interface: "eth0", mac: nil),
+                                    .init(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)])
         #expect(config.endpointsNeedingPins.isEmpty)
         #expect(config.routingTable.lookup(IPv4Address("203.0.113.87")!) == 0)
     }
@@ -145,10 +146,10 @@ import Testing
 
     @Test func theDualStackExamplesLoad() throws {
         let a = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-a.yaml"), file: "a").config)
-        #expect(a.tunnel.address6 == IPv6Address("2001:db8:b::87") && a.peers[0].routes6 == [IPv6Prefix("2001:db8:b::/64")!])
-        #expect(a.peers[0].allowedSources6 == [IPv6Prefix("2001:db8:b::/64")!], "the default: the peer's IPv6 routes")
+        #expect(a.tunnel.address6 == IPv6Address("2001:db8:b::87") && a.peers[0].routes.filter(\.isIPv6) == [IPPrefix("2001:db8:b::/64")!])
+        #expect(a.peers[0].allowedSources.filter(\.isIPv6) == [IPPrefix("2001:db8:b::/64")!], "the default: the peer's IPv6 routes")
         let b = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
-        #expect(b.ghostHosts6 == [.init(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)])
+        #expect(b.ghostHosts.filter(\.address.isIPv6) == [.init(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)])
         #expect(b.routingTable.lookup(IPv6Address("2001:db8:b::87")!) == 0 && b.carriesIPv6)
     }
 
@@ -165,7 +166,7 @@ import Testing
                 remote: 203.0.113.86
                 \(routes)
             """).config)
-        #expect(config.carriesIPv6 == carriesIPv6 && config.peers[0].routes.count == ipv4 && config.peers[0].routes6.count == ipv6)
+        #expect(config.carriesIPv6 == carriesIPv6 && config.peers[0].routes.filter { !$0.isIPv6 }.count == ipv4 && config.peers[0].routes.filter(\.isIPv6).count == ipv6)
     }
 
     @Test func everyIPv6MistakeIsLocated() {
@@ -213,15 +214,15 @@ import Testing
     @Test func reloadsDiffIPv6AndRestartForTurningItOn() throws {
         let old = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
         var new = old
-        new.peers[0].routes6 = [IPv6Prefix("2001:db8:b::88/128")!]
-        new.ghostHosts6 = [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
+        new.peers[0].routes = new.peers[0].routes.filter { !$0.isIPv6 } + [IPPrefix("2001:db8:b::88/128")!]
+        new.ghostHosts = new.ghostHosts.filter { !$0.address.isIPv6 } + [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
         let diff = ConfigDiff(from: old, to: new)
         #expect(diff.needsRestart.isEmpty)
-        #expect(diff.routesAdded6 == [IPv6Prefix("2001:db8:b::88/128")!] && diff.routesRemoved6 == [IPv6Prefix("2001:db8:b::87/128")!])
-        #expect(diff.ghostsAdded6 == [IPv6Address("2001:db8:b::88")!] && diff.acceptSourcesChanged == ["machine-a"])
+        #expect(diff.routesAdded == [IPPrefix("2001:db8:b::88/128")!] && diff.routesRemoved == [IPPrefix("2001:db8:b::87/128")!])
+        #expect(diff.ghostsAdded == [IPAddress("2001:db8:b::88")!] && diff.acceptSourcesChanged == ["machine-a"])
         var ipv4Only = old
-        ipv4Only.peers[0].routes6 = []
-        ipv4Only.ghostHosts6 = []
+        ipv4Only.peers[0].routes.removeAll(where: \.isIPv6)
+        ipv4Only.ghostHosts.removeAll(where: \.address.isIPv6)
         #expect(ConfigDiff(from: ipv4Only, to: old).needsRestart.contains { $0.contains("carries IPv6") })
     }
 }

@@ -42,8 +42,8 @@ import Testing
         #expect(problems.contains { $0.contains("IPv6 is disabled on this machine (net.ipv6.conf.all.disable_ipv6 = 1)") })
         // IPv6 off matters only to a config that carries IPv6.
         var ipv4Only = machineB
-        ipv4Only.peers[0].routes6 = []
-        ipv4Only.ghostHosts6 = []
+        ipv4Only.peers[0].routes.removeAll(where: \.isIPv6)
+        ipv4Only.ghostHosts.removeAll(where: \.address.isIPv6)
         var factsB = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("203.0.113.86")!])])
         factsB.ipv6DisabledBy = "net.ipv6.conf.all.disable_ipv6"
         #expect(KernelPlan(config: ipv4Only, facts: factsB).problems.isEmpty)
@@ -109,7 +109,7 @@ import Testing
 
         var ipv4Only = machineA
         ipv4Only.tunnel.address6 = nil
-        ipv4Only.peers[0].routes6 = []
+        ipv4Only.peers[0].routes.removeAll(where: \.isIPv6)
         let plain = KernelPlan(config: ipv4Only, facts: factsA)
         #expect(plain.changes.contains(.setSysctl(key: "net.ipv6.conf.tunl.disable_ipv6", value: "1")))
         #expect(!plain.changes.contains(.openICMPv6Socket) && !plain.changes.contains(.claimProtocol(IPProtocolNumber.ipv6)))

@@ -269,8 +269,8 @@ import Testing
         #expect(proxy.dueAnnouncements(now: 100).count == 1 && proxy.dueAnnouncements(now: 102).count == 1)
         let config = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
         var moved = config
-        moved.ghostHosts6 = [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
-        moved.peers[0].routes6 = [IPv6Prefix("2001:db8:b::88/128")!]
+        moved.ghostHosts = moved.ghostHosts.filter { !$0.address.isIPv6 } + [.init(address: IPv6Address("2001:db8:b::88")!, interface: "eth0", mac: nil)]
+        moved.peers[0].routes = moved.peers[0].routes.filter { !$0.isIPv6 } + [IPPrefix("2001:db8:b::88/128")!]
         let started = ProxyNDPResponder(interface: "eth0", mac: macB, config: config, now: 0, announce: false)
         var reloaded = started.reconfigured(for: moved, interface: "eth0", previous: config, now: 50)
         #expect(Array(reloaded.ghosts.keys) == [IPv6Address("2001:db8:b::88")!])

@@ -9,7 +9,7 @@ import Testing
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("ghost-hosts:"))
         // `check` spells out the rule for inner sources, and the delivery mode.
-        #expect(result.output.contains("# accept-sources: [203.0.113.87/32, 198.51.100.37/32, \"2001:db8:b::87/128\"]   (not set: the default, its routes and its endpoint)"),
+        #expect(result.output.contains("# accept-sources: [203.0.113.87/32, \"2001:db8:b::87/128\", 198.51.100.37/32]   (not set: the default, its routes and its endpoint)"),
                 "\(result.output)")
         #expect(result.output.contains("delivery: kernel"))
     }
@@ -21,7 +21,7 @@ import Testing
         #expect(result.output.contains("""
                 remote: 203.0.113.86
                 routes: [203.0.113.0/24, "2001:db8:b::/64"]
-                # accept-sources: [203.0.113.0/24, 203.0.113.86/32, "2001:db8:b::/64"]   (not set: the default, its routes and its endpoint)
+                # accept-sources: [203.0.113.0/24, "2001:db8:b::/64", 203.0.113.86/32]   (not set: the default, its routes and its endpoint)
                 # endpoint inside a tunneled prefix: run pins a host route to it through the uplink
             """), "\(result.output)")
     }
@@ -137,7 +137,7 @@ import Testing
                          "sysctl -w net.ipv4.ip_forward=1",
                          "sysctl -w net.ipv6.conf.all.forwarding=1",
                          "filter: (dst host 198.51.100.37 and (ip proto 4 or ip proto 41 or (icmp and (icmp[0] = 3 or icmp[0] = 11))))",
-                         "peer machine-b: inner packets accepted only from 203.0.113.0/24, 203.0.113.86/32, 2001:db8:b::/64",
+                         "peer machine-b: inner packets accepted only from 203.0.113.0/24, 2001:db8:b::/64, 203.0.113.86/32",
                          "delivery: kernel — decapsulated packets are received by the kernel on tunl"] {
             #expect(result.output.contains(expected), "missing: \(expected)\n\(result.output)")
         }

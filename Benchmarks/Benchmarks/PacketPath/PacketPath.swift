@@ -7,7 +7,7 @@ import IPIPCore
 
 let machineA = GatewayConfig(
     uplink: .init(interface: "eth0", address: IPv4Address(198, 51, 100, 37)),
-    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)])]
+    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24))])]
 )
 
 /// An inner UDP packet of `length` bytes from machine A's ghost address to host C.

@@ -1,7 +1,9 @@
 /// An IPv4 address as a host-order 32-bit value; prints and parses in dotted-quad form.
+@frozen
 public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var value: UInt32
 
+    @inlinable
     public init(_ value: UInt32) { self.value = value }
 
     public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
@@ -53,7 +55,7 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 
     /// The address with every bit after the first `length` cleared.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func masked(to length: Int) -> IPv4Address {
         IPv4Address(length <= 0 ? 0 : length >= 32 ? value : value & UInt32.max << UInt32(32 - length))
     }
@@ -63,6 +65,9 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
         return "\(o.0).\(o.1).\(o.2).\(o.3)"
     }
 
+    @inlinable
+    public static func == (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value == rhs.value }
+    @inlinable
     public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
 }
 

@@ -7,6 +7,8 @@ public protocol FamilyAddress: Hashable, Comparable, Sendable, CustomStringConve
     static var zero: Self { get }
     /// The strict text form of one address.
     init?(_ text: some StringProtocol)
+    /// The address inside `address`, if it is of this family.
+    init?(_ address: IPAddress)
     /// The address with every bit after the first `length` cleared.
     func masked(to length: Int) -> Self
     /// Well mixed in its high bits (Fibonacci hashing), so that consecutive networks land far apart.
@@ -14,6 +16,10 @@ public protocol FamilyAddress: Hashable, Comparable, Sendable, CustomStringConve
 }
 
 extension IPv4Address: FamilyAddress {
+    public init?(_ address: IPAddress) {
+        guard case .v4(let address) = address else { return nil }
+        self = address
+    }
     public static var bitWidth: Int { 32 }
     public static var zero: IPv4Address { .any }
     @inlinable @inline(__always)
@@ -21,6 +27,10 @@ extension IPv4Address: FamilyAddress {
 }
 
 extension IPv6Address: FamilyAddress {
+    public init?(_ address: IPAddress) {
+        guard case .v6(let address) = address else { return nil }
+        self = address
+    }
     public static var bitWidth: Int { 128 }
     public static var zero: IPv6Address { .unspecified }
     @inlinable @inline(__always)
@@ -100,6 +110,10 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
+    public var isIPv6: Bool {
+        if case .v6 = self { true } else { false }
+    }
+
     public var description: String {
         switch self {
         case .v4(let address): address.description
@@ -123,6 +137,20 @@ public enum IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
             guard let prefix = IPv4Prefix(text) else { return nil }
             self = .v4(prefix)
         }
+    }
+
+    public var isIPv6: Bool {
+        if case .v6 = self { true } else { false }
+    }
+
+    /// The IPv4 prefix, if it is one.
+    public var ipv4: IPv4Prefix? {
+        if case .v4(let prefix) = self { prefix } else { nil }
+    }
+
+    /// The IPv6 prefix, if it is one.
+    public var ipv6: IPv6Prefix? {
+        if case .v6(let prefix) = self { prefix } else { nil }
     }
 
     public var length: Int {
@@ -150,6 +178,15 @@ public enum IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
         switch (self, address) {
         case (.v4(let prefix), .v4(let address)): prefix.contains(address)
         case (.v6(let prefix), .v6(let address)): prefix.contains(address)
+        default: false
+        }
+    }
+
+    /// True when every address of `other` is inside this prefix (never across families).
+    public func contains(_ other: IPPrefix) -> Bool {
+        switch (self, other) {
+        case (.v4(let prefix), .v4(let other)): prefix.contains(other)
+        case (.v6(let prefix), .v6(let other)): prefix.contains(other)
         default: false
         }
     }

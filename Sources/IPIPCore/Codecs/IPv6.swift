@@ -1,9 +1,11 @@
 /// An IPv6 address as two host-order 64-bit halves; parses RFC 4291 §2.2 text and prints the RFC 5952
 /// canonical form (lower case, the longest run of zero groups as "::").
+@frozen
 public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var high: UInt64
     public var low: UInt64
 
+    @inlinable
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
@@ -121,10 +123,13 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
         return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
     }
 
+    @inlinable
+    public static func == (lhs: IPv6Address, rhs: IPv6Address) -> Bool { lhs.high == rhs.high && lhs.low == rhs.low }
+    @inlinable
     public static func < (lhs: IPv6Address, rhs: IPv6Address) -> Bool { (lhs.high, lhs.low) < (rhs.high, rhs.low) }
 
     /// The address with every bit after the first `length` cleared.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func masked(to length: Int) -> IPv6Address {
         if length >= 128 { return self }
         if length >= 64 { return IPv6Address(high: high, low: length == 64 ? 0 : low & (UInt64.max << UInt64(128 - length))) }

@@ -8,17 +8,14 @@ public struct ConfigDiff: Sendable, Equatable {
     public var peersRemoved: [String] = []
     /// Peers whose endpoint changed (their learned path state is reset).
     public var endpointsChanged: [String] = []
-    public var routesAdded: [IPv4Prefix] = []
-    public var routesRemoved: [IPv4Prefix] = []
+    /// Routes of both families, IPv4 first, each sorted.
+    public var routesAdded: [IPPrefix] = []
+    public var routesRemoved: [IPPrefix] = []
     /// Prefixes that now lead to a different peer (the kernel route stays; ipipd's table changes).
-    public var routesMoved: [IPv4Prefix] = []
-    public var ghostsAdded: [IPv4Address] = []
-    public var ghostsRemoved: [IPv4Address] = []
-    public var routesAdded6: [IPv6Prefix] = []
-    public var routesRemoved6: [IPv6Prefix] = []
-    public var routesMoved6: [IPv6Prefix] = []
-    public var ghostsAdded6: [IPv6Address] = []
-    public var ghostsRemoved6: [IPv6Address] = []
+    public var routesMoved: [IPPrefix] = []
+    /// Ghost hosts of both families, in the file's order.
+    public var ghostsAdded: [IPAddress] = []
+    public var ghostsRemoved: [IPAddress] = []
     public var tunnelOptionsChanged = false
     /// Peers whose accepted inner sources changed.
     public var acceptSourcesChanged: [String] = []
@@ -47,14 +44,14 @@ public struct ConfigDiff: Sendable, Equatable {
         peersAdded = new.peers.map(\.name).filter { oldPeers[$0] == nil }
         peersRemoved = old.peers.map(\.name).filter { newPeers[$0] == nil }
         endpointsChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.remote != peer.remote } ?? false }.map(\.name)
-        acceptSourcesChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.allowedSources != peer.allowedSources || $0.allowedSources6 != peer.allowedSources6 } ?? false }
+        acceptSourcesChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.allowedSources != peer.allowedSources } ?? false }
             .map(\.name)
 
         // Each prefix's peer, by position (names compared only where a prefix is in both): a hub has 100,000.
-        func owners(_ config: GatewayConfig) -> [(prefix: IPv4Prefix, owner: Int)] {
+        func owners(_ config: GatewayConfig) -> [(prefix: IPPrefix, owner: Int)] {
             PrefixMerge.uniqueSorted(config.peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } })
         }
-        var added: [IPv4Prefix] = [], removed: [IPv4Prefix] = [], moved: [IPv4Prefix] = []
+        var added: [IPPrefix] = [], removed: [IPPrefix] = [], moved: [IPPrefix] = []
         PrefixMerge.compare(owners(old), owners(new),
                             onlyOld: { prefix, _ in removed.append(prefix) },
                             onlyNew: { prefix, _ in added.append(prefix) },
@@ -63,16 +60,6 @@ public struct ConfigDiff: Sendable, Equatable {
                             })
         (routesAdded, routesRemoved, routesMoved) = (added, removed, moved)
 
-        func owners6(_ config: GatewayConfig) -> [IPv6Prefix: String] {
-            Dictionary(config.peers.flatMap { peer in peer.routes6.map { ($0, peer.name) } }, uniquingKeysWith: { a, _ in a })
-        }
-        let oldOwners6 = owners6(old), newOwners6 = owners6(new)
-        routesAdded6 = newOwners6.keys.filter { oldOwners6[$0] == nil }.sorted()
-        routesRemoved6 = oldOwners6.keys.filter { newOwners6[$0] == nil }.sorted()
-        routesMoved6 = newOwners6.filter { prefix, owner in oldOwners6[prefix].map { $0 != owner } ?? false }.keys.sorted()
-        let oldGhosts6 = Set(old.ghostHosts6), newGhosts6 = Set(new.ghostHosts6)
-        ghostsAdded6 = new.ghostHosts6.filter { !oldGhosts6.contains($0) }.map(\.address)
-        ghostsRemoved6 = old.ghostHosts6.filter { !newGhosts6.contains($0) }.map(\.address)
 
         let oldGhosts = Dictionary(old.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         let newGhosts = Dictionary(new.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
@@ -84,8 +71,7 @@ public struct ConfigDiff: Sendable, Equatable {
     public var isEmpty: Bool {
         needsRestart.isEmpty && peersAdded.isEmpty && peersRemoved.isEmpty && endpointsChanged.isEmpty
             && routesAdded.isEmpty && routesRemoved.isEmpty && routesMoved.isEmpty && ghostsAdded.isEmpty
-            && ghostsRemoved.isEmpty && routesAdded6.isEmpty && routesRemoved6.isEmpty && routesMoved6.isEmpty
-            && ghostsAdded6.isEmpty && ghostsRemoved6.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged && acceptSourcesChanged.isEmpty
+            && ghostsRemoved.isEmpty && !tunnelOptionsChanged && !proxyARPOptionsChanged && acceptSourcesChanged.isEmpty
     }
 
     /// One line per change, for the log and `ipipd reload` — or, for more than `itemsListedOneByOne`
@@ -102,11 +88,8 @@ public struct ConfigDiff: Sendable, Equatable {
             + lines(routesAdded.map(\.description), { "route \($0) added" }, many: "routes added")
             + lines(routesRemoved.map(\.description), { "route \($0) removed" }, many: "routes removed")
             + lines(routesMoved.map(\.description), { "route \($0) now leads to another peer" }, many: "routes that now lead to another peer")
-            + lines(routesAdded6.map(\.description), { "route \($0) added" }, many: "IPv6 routes added")
-            + lines(routesRemoved6.map(\.description), { "route \($0) removed" }, many: "IPv6 routes removed")
-            + lines(routesMoved6.map(\.description), { "route \($0) now leads to another peer" }, many: "IPv6 routes that now lead to another peer")
-            + lines(ghostsAdded.map(\.description) + ghostsAdded6.map(\.description), { "ghost host \($0) added" }, many: "ghost hosts added")
-            + lines(ghostsRemoved.map(\.description) + ghostsRemoved6.map(\.description), { "ghost host \($0) removed" }, many: "ghost hosts removed")
+            + lines(ghostsAdded.map(\.description), { "ghost host \($0) added" }, many: "ghost hosts added")
+            + lines(ghostsRemoved.map(\.description), { "ghost host \($0) removed" }, many: "ghost hosts removed")
             + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc/min-pmtu changed"] : [])
             + (proxyARPOptionsChanged ? ["proxy-arp options changed"] : [])
     }

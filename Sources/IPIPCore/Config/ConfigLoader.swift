@@ -151,11 +151,8 @@ public struct SourceLocations: @unchecked Sendable {   // Node is an immutable v
     /// unreadable values are left out of the config but keep their numbers in messages).
     var peerIndex: [Int] = []
     var ghostIndex: [Int] = []
-    var ghostIndex6: [Int] = []
-    /// Per peer read: the position in its `routes` list of each IPv4 and each IPv6 prefix (one list
-    /// holds both families).
+    /// Per peer read: the position in its `routes` list of each prefix that could be read.
     var routePositions: [[Int]] = []
-    var routePositions6: [[Int]] = []
 
     public func line(of key: String) -> Int? { node(at: key)?.mark?.line }
     func column(of key: String) -> Int? { node(at: key)?.mark?.column }
@@ -380,14 +377,12 @@ struct NodeReader {
         if uplink == nil { unreadable.uplink = true }
         let tunnel = top["tunnel"].map { readTunnel($0) } ?? GatewayConfig.Tunnel()
         let peers = top["peers"].map { readPeers($0) } ?? []
-        let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? (v4: [], v6: [])
+        let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
         let proxyARP = top["proxy-arp"].map { readProxyARP($0) } ?? GatewayConfig.ProxyARP()
         let metrics = top["metrics"].flatMap { readMetrics($0) }
         if uplink == nil { incomplete = true }
-        var config = GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
-                                   tunnel: tunnel, peers: peers, ghostHosts: ghosts.v4, proxyARP: proxyARP, metricsListen: metrics)
-        config.ghostHosts6 = ghosts.v6
-        return config
+        return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
+                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP, metricsListen: metrics)
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
@@ -476,35 +471,27 @@ struct NodeReader {
                       "`\(name)` is not a usable peer name (1–32 letters, digits, '-', '_' or '.'; it labels logs and metrics)")
             }
             let remote = f["remote"].flatMap { unicastAddress($0, key: "\(key).remote") }
-            var routes: [IPv4Prefix] = [], routes6: [IPv6Prefix] = []
-            var positions: [Int] = [], positions6: [Int] = []
+            var routes: [IPPrefix] = [], positions: [Int] = []
             if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") ?? { unreadable.routes = true; return nil }() {
                 for (routeIndex, routeNode) in list.enumerated() {
-                    switch anyPrefix(routeNode, key: "\(key).routes[\(routeIndex)]") {
-                    case .v4(let prefix): routes.append(prefix); positions.append(routeIndex)
-                    case .v6(let prefix): routes6.append(prefix); positions6.append(routeIndex)
-                    case nil: unreadable.routes = true
+                    if let prefix = anyPrefix(routeNode, key: "\(key).routes[\(routeIndex)]") {
+                        routes.append(prefix)
+                        positions.append(routeIndex)
+                    } else {
+                        unreadable.routes = true
                     }
                 }
             }
-            var acceptSources: [IPv4Prefix]?, acceptSources6: [IPv6Prefix]?
+            var acceptSources: [IPPrefix]?
             if let sourcesNode = f["accept-sources"], let list = sequence(sourcesNode, key: "\(key).accept-sources") {
-                acceptSources = []
-                acceptSources6 = []
-                for (sourceIndex, sourceNode) in list.enumerated() {
-                    switch anyPrefix(sourceNode, key: "\(key).accept-sources[\(sourceIndex)]") {
-                    case .v4(let prefix): acceptSources?.append(prefix)
-                    case .v6(let prefix): acceptSources6?.append(prefix)
-                    case nil: break
-                    }
+                acceptSources = list.enumerated().compactMap { sourceIndex, sourceNode in
+                    anyPrefix(sourceNode, key: "\(key).accept-sources[\(sourceIndex)]")
                 }
             }
             if let name, let remote {
-                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources,
-                                                routes6: routes6, acceptSources6: acceptSources6))
+                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources))
                 locations.peerIndex.append(index)
                 locations.routePositions.append(positions)
-                locations.routePositions6.append(positions6)
             } else {
                 incomplete = true
                 unreadable.peers = true
@@ -543,17 +530,17 @@ struct NodeReader {
         return listen
     }
 
-    mutating func readGhostHosts(_ node: Node) -> (v4: [GatewayConfig.GhostHost], v6: [GatewayConfig.GhostHost6]) {
-        guard let items = sequence(node, key: "ghost-hosts") else { return ([], []) }
-        var ghosts: [GatewayConfig.GhostHost] = [], ghosts6: [GatewayConfig.GhostHost6] = []
+    mutating func readGhostHosts(_ node: Node) -> [GatewayConfig.GhostHost] {
+        guard let items = sequence(node, key: "ghost-hosts") else { return [] }
+        var ghosts: [GatewayConfig.GhostHost] = []
         for (index, item) in items.enumerated() {
             let key = "ghost-hosts[\(index)]"
             guard let f = fields(of: item, key: key, allowed: ConfigReference.allowed(in: "ghost-hosts[]"),
                                  required: ["address", "interface"]) else { continue }
             // IPv4 (answered by proxy ARP) or IPv6 (by proxy NDP), told apart by a ':'.
             let isIPv6 = f["address"]?.scalar?.string.contains(":") == true
-            let address = isIPv6 ? nil : f["address"].flatMap { unicastAddress($0, key: "\(key).address") }
-            let address6 = isIPv6 ? f["address"].flatMap { unicastAddress6($0, key: "\(key).address") } : nil
+            let address: IPAddress? = isIPv6 ? f["address"].flatMap { unicastAddress6($0, key: "\(key).address") }.map(IPAddress.v6)
+                                             : f["address"].flatMap { unicastAddress($0, key: "\(key).address") }.map(IPAddress.v4)
             let interface = f["interface"].flatMap { interfaceName($0, key: "\(key).interface") }
             var mac: MACAddress?
             // `auto` (what `check` prints for a value left out) is the default: the interface's own MAC.
@@ -569,14 +556,11 @@ struct NodeReader {
             if let address, let interface {
                 ghosts.append(GatewayConfig.GhostHost(address: address, interface: interface, mac: mac))
                 locations.ghostIndex.append(index)
-            } else if let address6, let interface {
-                ghosts6.append(GatewayConfig.GhostHost6(address: address6, interface: interface, mac: mac))
-                locations.ghostIndex6.append(index)
             } else {
                 incomplete = true
             }
         }
-        return (ghosts, ghosts6)
+        return ghosts
     }
 }
 

@@ -77,61 +77,44 @@ public struct GatewayConfig: Sendable, Equatable {
         public var name: String
         /// The peer's tunnel endpoint: outer destination of what we send to it.
         public var remote: IPv4Address
-        /// Inner prefixes routed into the tunnel towards this peer.
-        public var routes: [IPv4Prefix]
-        /// The inner source addresses accepted from this peer, as set in the file (nil: the default).
-        public var acceptSources: [IPv4Prefix]?
-        /// Inner IPv6 prefixes routed into the tunnel towards this peer (carried as protocol 41).
-        public var routes6: [IPv6Prefix]
-        /// The IPv6 half of `accept-sources` (nil when the file has no `accept-sources`).
-        public var acceptSources6: [IPv6Prefix]?
-        public init(name: String, remote: IPv4Address, routes: [IPv4Prefix], acceptSources: [IPv4Prefix]? = nil,
-                    routes6: [IPv6Prefix] = [], acceptSources6: [IPv6Prefix]? = nil) {
+        /// Inner prefixes of both families routed into the tunnel towards this peer (IPv6 carried as
+        /// protocol 41), in the file's order.
+        public var routes: [IPPrefix]
+        /// The inner source addresses accepted from this peer, both families, as set in the file (nil: the default).
+        public var acceptSources: [IPPrefix]?
+        public init(name: String, remote: IPv4Address, routes: [IPPrefix], acceptSources: [IPPrefix]? = nil) {
             self.name = name
             self.remote = remote
             self.routes = routes
             self.acceptSources = acceptSources
-            self.routes6 = routes6
-            self.acceptSources6 = acceptSources6 ?? acceptSources.map { _ in [] }
         }
 
         /// The inner sources a packet from this peer may have (WireGuard's AllowedIPs, for the receiving
         /// side): `accept-sources`, or by default the peer's routes — what lies behind it — and its
         /// endpoint, from which its gateway sends its own ICMP errors.
-        public var allowedSources: [IPv4Prefix] {
-            acceptSources ?? routes + [IPv4Prefix(remote, length: 32)]
-        }
-
-        /// The inner IPv6 sources a packet from this peer may have: the IPv6 prefixes of
-        /// `accept-sources`, or by default the peer's IPv6 routes.
-        public var allowedSources6: [IPv6Prefix] {
-            acceptSources6 ?? routes6
+        public var allowedSources: [IPPrefix] {
+            acceptSources ?? routes + [.v4(IPv4Prefix(remote, length: 32))]
         }
     }
 
+    /// A remote machine's address that ipipd answers for on a LAN interface: ARP for IPv4 (proxy ARP),
+    /// Neighbor Solicitations for IPv6 (proxy NDP).
     public struct GhostHost: Sendable, Hashable {
-        public var address: IPv4Address
-        /// The LAN interface on which ipipd answers ARP for `address`.
+        public var address: IPAddress
+        /// The LAN interface on which ipipd answers for `address`.
         public var interface: String
-        /// The MAC given in replies; nil: the interface's own.
+        /// The MAC given in replies and advertisements; nil: the interface's own.
         public var mac: MACAddress?
-        public init(address: IPv4Address, interface: String, mac: MACAddress?) {
+        public init(address: IPAddress, interface: String, mac: MACAddress?) {
             self.address = address
             self.interface = interface
             self.mac = mac
         }
-    }
-
-    /// An IPv6 ghost host: ipipd answers Neighbor Solicitations for it on a LAN interface (proxy NDP).
-    public struct GhostHost6: Sendable, Hashable {
-        public var address: IPv6Address
-        public var interface: String
-        /// The MAC given in advertisements; nil: the interface's own.
-        public var mac: MACAddress?
+        public init(address: IPv4Address, interface: String, mac: MACAddress?) {
+            self.init(address: .v4(address), interface: interface, mac: mac)
+        }
         public init(address: IPv6Address, interface: String, mac: MACAddress?) {
-            self.address = address
-            self.interface = interface
-            self.mac = mac
+            self.init(address: .v6(address), interface: interface, mac: mac)
         }
     }
 
@@ -152,18 +135,14 @@ public struct GatewayConfig: Sendable, Equatable {
     public var uplink: Uplink
     public var tunnel: Tunnel
     public var peers: [Peer]
+    /// Both families, in the file's order.
     public var ghostHosts: [GhostHost]
-    public var ghostHosts6: [GhostHost6] = []
     public var proxyARP = ProxyARP()
     /// Where a TCP listener binds: an IPv4 or an IPv6 address and a port.
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
-        public enum Host: Sendable, Equatable {
-            case v4(IPv4Address)
-            case v6(IPv6Address)
-        }
-        public var host: Host
+        public var host: IPAddress
         public var port: UInt16
-        public init(host: Host, port: UInt16) {
+        public init(host: IPAddress, port: UInt16) {
             self.host = host
             self.port = port
         }
@@ -206,30 +185,41 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public static func == (lhs: GatewayConfig, rhs: GatewayConfig) -> Bool {
         lhs.uplink == rhs.uplink && lhs.tunnel == rhs.tunnel && lhs.peers == rhs.peers && lhs.ghostHosts == rhs.ghostHosts
-            && lhs.ghostHosts6 == rhs.ghostHosts6 && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen
+            && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen
     }
 
     /// The tunnel-routing table this config describes, both families.
     public var routingTable: PrefixTable<Int> {
-        PrefixTable(ipv4: LongestPrefixMatch(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
-                                             uniquingPrefixesWith: { _, later in later }),
-                    ipv6: LongestPrefixMatch(peers.enumerated().flatMap { index, peer in peer.routes6.map { ($0, index) } },
-                                             uniquingPrefixesWith: { _, later in later }))
+        PrefixTable(peers.enumerated().flatMap { index, peer in peer.routes.map { ($0, index) } },
+                    uniquingPrefixesWith: { _, later in later })
     }
 
     /// Whether the tunnel carries IPv6: some peer has IPv6 routes, or the tunnel an IPv6 address.
     public var carriesIPv6: Bool {
-        tunnel.address6 != nil || peers.contains { !$0.routes6.isEmpty } || !ghostHosts6.isEmpty
+        tunnel.address6 != nil || peers.contains { $0.routes.contains(where: \.isIPv6) } || ghostHosts.contains { $0.address.isIPv6 }
     }
 
     /// Every ghost host of both families as (address text, interface): what ghost counters are kept for.
     public var ghostCounterKeys: [(address: String, interface: String)] {
-        ghostHosts.map { ("\($0.address)", $0.interface) } + ghostHosts6.map { ("\($0.address)", $0.interface) }
+        ghostHosts.map { ("\($0.address)", $0.interface) }
     }
 
     /// The LAN interfaces with ghost hosts of either family, sorted.
     public var ghostInterfaces: [String] {
-        Set(ghostHosts.map(\.interface) + ghostHosts6.map(\.interface)).sorted()
+        Set(ghostHosts.map(\.interface)).sorted()
+    }
+
+    /// The ghost hosts of one family on `interface`, in the file's order: what its responder answers for.
+    public func ghosts<Address: FamilyAddress>(_ family: Address.Type, on interface: String) -> [(address: Address, mac: MACAddress?)] {
+        ghostHosts.compactMap { ghost in
+            guard ghost.interface == interface, let address = Address(ghost.address) else { return nil }
+            return (address, ghost.mac)
+        }
+    }
+
+    /// The addresses of the ghost hosts of one family, on every interface.
+    public func ghostAddresses<Address: FamilyAddress>(_ family: Address.Type) -> [Address] {
+        ghostHosts.compactMap { Address($0.address) }
     }
 
     /// The interfaces whose ARP (and NDP) the proxy captures: those with ghost hosts, and an HA pair's

@@ -101,8 +101,7 @@ public struct Decapsulator: Sendable {
         peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
                                     uniquingKeysWith: { first, _ in first })
         acceptSources = config.peers.map { peer in
-            PrefixTable(ipv4: LongestPrefixMatch(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }),
-                        ipv6: LongestPrefixMatch(peer.allowedSources6.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true }))
+            PrefixTable(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
         }
         self.localNetworks = localNetworks
         self.localRoutes = localRoutes

@@ -71,8 +71,8 @@ public enum CaptureFilter {
     /// The proxy capture's filter for `interface` as `config` has it: its ghosts of both families, and
     /// the endpoint on an HA pair's uplink.
     public static func proxyARP(interface: String, config: GatewayConfig) -> String {
-        proxyARP(ghosts: config.ghostHosts.filter { $0.interface == interface }.map(\.address),
-                 ghosts6: config.ghostHosts6.filter { $0.interface == interface }.map(\.address),
+        proxyARP(ghosts: config.ghosts(IPv4Address.self, on: interface).map(\.address),
+                 ghosts6: config.ghosts(IPv6Address.self, on: interface).map(\.address),
                  endpoint: config.splitBrainWatchedEndpoint(on: interface))
     }
 }

@@ -104,8 +104,9 @@ public struct KernelPlan: Sendable, Equatable {
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
 
-    static func routeInTheWay(_ prefix: some CustomStringConvertible, _ existing: String, peer: String, ipv6: Bool) -> String {
-        "a route to \(prefix) already exists (`ip\(ipv6 ? " -6" : "") route show \(prefix)`: \(existing)): run could not add peer \(peer)'s "
+    static func routeInTheWay(_ prefix: IPPrefix, _ existing: String, peer: String) -> String {
+        let ipv6 = prefix.isIPv6
+        return "a route to \(prefix) already exists (`ip\(ipv6 ? " -6" : "") route show \(prefix)`: \(existing)): run could not add peer \(peer)'s "
             + "route through the tunnel; remove it (ip\(ipv6 ? " -6" : "") route del \(prefix)) or take the prefix out of the config"
     }
 
@@ -163,7 +164,7 @@ public struct KernelPlan: Sendable, Equatable {
             notes.append("tunnel MTU \(tunnelMTU) = \(uplink.interface) MTU \(uplinkMTU)"
                          + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − 20")
         }
-        let routesIPv6 = config.peers.contains { !$0.routes6.isEmpty }
+        let routesIPv6 = config.peers.contains { $0.routes.contains(where: \.isIPv6) }
         if config.carriesIPv6 && tunnelMTU < Encapsulator.minimumIPv6MTU {
             problems.append("the tunnel carries IPv6 but its MTU is \(tunnelMTU), below IPv6's least 1280 (RFC 8200 §5): "
                             + "the uplink needs an MTU of 1300 or more, or set tunnel.mtu")
@@ -214,24 +215,25 @@ public struct KernelPlan: Sendable, Equatable {
             changes.append(.pinEndpoint(peer: peer.name, endpoint: peer.remote, interface: route.interface,
                                         gateway: route.gateway))
         }
+        // IPv4 routes first, then IPv6 (the order `run` installs them in).
         for peer in config.peers {
-            for prefix in peer.routes {
+            for prefix in peer.routes.lazy.compactMap(\.ipv4) {
                 changes.append(.addTunnelRoute(prefix: prefix, interface: tunnel.name, peer: peer.name))
             }
         }
-
         for peer in config.peers {
-            for prefix in peer.routes6 {
+            for prefix in peer.routes.lazy.compactMap(\.ipv6) {
                 changes.append(.addTunnelRoute6(prefix: prefix, interface: tunnel.name, peer: peer.name))
             }
         }
         // What the kernel would refuse, said now rather than by `run` half-way (it would undo what it did).
         for peer in config.peers {
-            for prefix in peer.routes {
-                if let existing = facts.routesInTheWay[prefix] { problems.append(Self.routeInTheWay(prefix, existing, peer: peer.name, ipv6: false)) }
-            }
-            for prefix in peer.routes6 {
-                if let existing = facts.routesInTheWay6[prefix] { problems.append(Self.routeInTheWay(prefix, existing, peer: peer.name, ipv6: true)) }
+            for route in peer.routes {
+                let existing = switch route {
+                case .v4(let prefix): facts.routesInTheWay[prefix]
+                case .v6(let prefix): facts.routesInTheWay6[prefix]
+                }
+                if let existing { problems.append(Self.routeInTheWay(route, existing, peer: peer.name)) }
             }
         }
 
@@ -243,7 +245,7 @@ public struct KernelPlan: Sendable, Equatable {
         let defaults = config.peers.filter { $0.acceptSources == nil }
         for peer in config.peers where peer.acceptSources != nil || defaults.count <= Self.peersNotedOneByOne {
             notes.append("peer \(peer.name): inner packets accepted only from "
-                         + (peer.allowedSources.map(\.description) + peer.allowedSources6.map(\.description)).joined(separator: ", ")
+                         + peer.allowedSources.map(\.description).joined(separator: ", ")
                          + (peer.acceptSources == nil ? " (its routes and endpoint: the default of accept-sources)" : " (accept-sources)"))
         }
         if defaults.count > Self.peersNotedOneByOne {
@@ -264,11 +266,8 @@ public struct KernelPlan: Sendable, Equatable {
         changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address, ipv6: config.carriesIPv6)))
         changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
 
-        let ghostsByInterface = Dictionary(grouping: config.ghostHosts, by: \.interface)
-        let ghosts6ByInterface = Dictionary(grouping: config.ghostHosts6, by: \.interface)
         for interface in config.proxyCaptureInterfaces {
-            let ghosts = ghostsByInterface[interface] ?? []
-            let ghosts6 = ghosts6ByInterface[interface] ?? []
+            let ghosts = config.ghosts(IPv4Address.self, on: interface), ghosts6 = config.ghosts(IPv6Address.self, on: interface)
             let interfaceFacts = facts.interfaces[interface]
             if interfaceFacts == nil && interface != uplink.interface {
                 problems.append("ghost-host interface \(interface) does not exist here")

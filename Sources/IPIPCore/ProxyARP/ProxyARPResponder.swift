@@ -161,7 +161,7 @@ extension ProxyARPResponder {
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
         self.init(interfaceMAC: mac, options: Options(config))
         endpoint = config.splitBrainWatchedEndpoint(on: interface)
-        for ghost in config.ghostHosts where ghost.interface == interface {
+        for ghost in config.ghosts(IPv4Address.self, on: interface) {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }
     }
@@ -170,8 +170,8 @@ extension ProxyARPResponder {
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
         let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
         var next = self
-        next.table = table.reconfigured(options: Options(config), ghosts: config.ghostHosts.filter { $0.interface == interface }.map { ($0.address, $0.mac) },
-                                        kept: { address in kept.contains { $0.address == address } }, now: now)
+        next.table = table.reconfigured(options: Options(config), ghosts: config.ghosts(IPv4Address.self, on: interface),
+                                        kept: { address in kept.contains { $0.address == .v4(address) } }, now: now)
         next.endpoint = config.splitBrainWatchedEndpoint(on: interface)
         return next
     }

@@ -86,18 +86,17 @@ extension ProxyNDPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every IPv6 ghost from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
         self.init(interfaceMAC: mac, options: ProxyARPResponder.Options(config))
-        for ghost in config.ghostHosts6 where ghost.interface == interface {
+        for ghost in config.ghosts(IPv6Address.self, on: interface) {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }
     }
 
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyNDPResponder {
-        let kept = Set(previous.ghostHosts6.filter { $0.interface == interface }).intersection(config.ghostHosts6)
+        let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
         var next = self
-        next.table = table.reconfigured(options: ProxyARPResponder.Options(config),
-                                        ghosts: config.ghostHosts6.filter { $0.interface == interface }.map { ($0.address, $0.mac) },
-                                        kept: { address in kept.contains { $0.address == address } }, now: now)
+        next.table = table.reconfigured(options: ProxyARPResponder.Options(config), ghosts: config.ghosts(IPv6Address.self, on: interface),
+                                        kept: { address in kept.contains { $0.address == .v6(address) } }, now: now)
         return next
     }
 }

@@ -17,12 +17,14 @@ public struct LongestPrefixMatch<Address: FamilyAddress, Value: Sendable>: Senda
         @usableFromInline var index: UInt32
     }
 
-    /// One length's table inside `slots`.
+    /// One length's table inside `slots`, packed into one word (a lookup walks them all): the prefix
+    /// length in the low 8 bits, log2 of the table's size in the next 8, where it starts above.
     @usableFromInline struct LengthTable: Sendable {
-        @usableFromInline var length: Int
-        @usableFromInline var start: Int
-        /// log2 of the table's size.
-        @usableFromInline var bits: Int
+        @usableFromInline let packed: Int
+        @inlinable var length: Int { packed & 0xFF }
+        @inlinable var bits: Int { packed >> 8 & 0xFF }
+        @inlinable var start: Int { packed >> 16 }
+        init(length: Int, start: Int, bits: Int) { packed = start << 16 | bits << 8 | length }
     }
 
     /// Every length's table, one after the other.

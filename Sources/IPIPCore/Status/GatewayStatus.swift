@@ -157,7 +157,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         self.role = role
         peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
             let (counter, path) = state
-            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description) + peer.routes6.map(\.description),
+            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
                         encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
                         decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
                         encapsulatedIPv6: Traffic(packets: counter.encapsulatedIPv6Packets.value, bytes: counter.encapsulatedIPv6Bytes.value),

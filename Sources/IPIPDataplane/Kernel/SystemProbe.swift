@@ -147,13 +147,13 @@ public enum SystemProbe {
             facts.ipv6DisabledBy = ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"]
                 .first { (try? readSmallFile(sysctlPath($0))) == "1" }
         }
-        let lanInterfaces = Set(config.ghostHosts.map(\.interface))
+        let lanInterfaces = Set(config.ghostHosts.filter { !$0.address.isIPv6 }.map(\.interface))
         let proxyEverywhere = (try? readSmallFile("/proc/sys/net/ipv4/conf/all/proxy_arp")) == "1"
         for interface in lanInterfaces
         where proxyEverywhere || (try? readSmallFile("/proc/sys/net/ipv4/conf/\(interface)/proxy_arp")) == "1" {
             facts.kernelProxyARPInterfaces.insert(interface)
         }
-        let lanInterfaces6 = Set(config.ghostHosts6.map(\.interface))
+        let lanInterfaces6 = Set(config.ghostHosts.filter(\.address.isIPv6).map(\.interface))
         let proxyNDPEverywhere = (try? readSmallFile("/proc/sys/net/ipv6/conf/all/proxy_ndp")) == "1"
         for interface in lanInterfaces6
         where proxyNDPEverywhere || (try? readSmallFile("/proc/sys/net/ipv6/conf/\(interface)/proxy_ndp")) == "1" {
@@ -173,20 +173,20 @@ public enum SystemProbe {
             let tunnelIndex = interfaceIndex(config.tunnel.name)
             // Routes to a tunneled prefix that would keep `run` from adding its own (but the tunnel's,
             // on a reload): one dump per family, matched against a set of the config's prefixes.
-            let tunneled = Set(config.peers.flatMap(\.routes)), tunneled6 = Set(config.peers.flatMap(\.routes6))
+            let tunneled = Set(config.peers.flatMap(\.routes))
             func device(_ index: Int32?) -> String { index.flatMap(interfaceName(index:)).map { " dev \($0)" } ?? "" }
             // /etc/iproute2/rt_protos' names for the usual ones, as `ip route` prints them.
             func origin(_ number: UInt8) -> String {
                 [2: "kernel", 3: "boot", 4: "static", 16: "dhcp", Netlink.ipipdRouteProtocol: "73 (ipipd's)"][number] ?? "\(number)"
             }
-            if !tunneled.isEmpty, let routes = try? netlink.routes(skippingInterface: tunnelIndex) {
-                for route in routes where route.table == Netlink.mainTable && route.priority == 0 && tunneled.contains(route.prefix) {
+            if tunneled.contains(where: { !$0.isIPv6 }), let routes = try? netlink.routes(skippingInterface: tunnelIndex) {
+                for route in routes where route.table == Netlink.mainTable && route.priority == 0 && tunneled.contains(.v4(route.prefix)) {
                     facts.routesInTheWay[route.prefix] = "\(route.prefix)" + (route.gateway.map { " via \($0)" } ?? "") + device(route.outputInterface)
                         + " proto \(origin(route.protocolNumber))"
                 }
             }
-            if !tunneled6.isEmpty, let routes = try? netlink.routes6() {
-                for route in routes where route.table == Netlink.mainTable && route.priority == 1024 && tunneled6.contains(route.prefix)
+            if tunneled.contains(where: \.isIPv6), let routes = try? netlink.routes6() {
+                for route in routes where route.table == Netlink.mainTable && route.priority == 1024 && tunneled.contains(.v6(route.prefix))
                     && (tunnelIndex == nil || route.outputInterface != tunnelIndex) {
                     facts.routesInTheWay6[route.prefix] = "\(route.prefix)" + device(route.outputInterface) + " proto \(origin(route.protocolNumber))"
                 }

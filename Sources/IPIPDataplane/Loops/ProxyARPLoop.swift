@@ -31,7 +31,7 @@ struct ProxyARPLoop {
         /// The solicited-node groups of the IPv6 ghosts, joined (and left when their last ghost goes):
         /// NICs that filter multicast must deliver their solicitations.
         func joinGroups() {
-            let ghosts = snapshot.config.ghostHosts6.filter { $0.interface == interface }
+            let ghosts = snapshot.config.ghosts(IPv6Address.self, on: interface)
             for ghost in ghosts where !joined.contains(ghost.address.solicitedNode.multicastMAC) {
                 let group = ghost.address.solicitedNode.multicastMAC
                 do {
