@@ -16,11 +16,11 @@ import Testing
         #expect(plan.problems.isEmpty)
         #expect(plan.tunnelMTU == 1480)
         let pin = KernelChange.pinEndpoint(peer: "machine-b", endpoint: IPv4Address("203.0.113.86")!, interface: "eth0", gateway: routerA)
-        let route = KernelChange.addTunnelRoute(prefix: IPv4Prefix("203.0.113.0/24")!, interface: "tunl", peer: "machine-b")
+        let route = KernelChange.addTunnelRoute(prefix: IPPrefix("203.0.113.0/24")!, interface: "tunl", peer: "machine-b")
         #expect(plan.changes.contains(pin) && plan.changes.contains(route))
         #expect(plan.changes.firstIndex(of: pin)! < plan.changes.firstIndex(of: route)!)
         #expect(plan.changes.first == .createTUN(name: "tunl"))
-        #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPv4Address("203.0.113.87")!)))
+        #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPAddress("203.0.113.87")!)))
         #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!, ipv6: true))))
         // The kernel is spared its own pass over the captured packets only after the capture is open.
         let capture = plan.changes.firstIndex { if case .capture = $0 { true } else { false } }
@@ -95,8 +95,8 @@ import Testing
         let plan = KernelPlan(config: machineA, facts: factsA)
         for change: KernelChange in [
             .setSysctl(key: "net.ipv6.conf.tunl.accept_ra", value: "0"),
-            .addAddress6(interface: "tunl", address: IPv6Address("2001:db8:b::87")!),
-            .addTunnelRoute6(prefix: IPv6Prefix("2001:db8:b::/64")!, interface: "tunl", peer: "machine-b"),
+            .addAddress(interface: "tunl", address: IPAddress("2001:db8:b::87")!),
+            .addTunnelRoute(prefix: IPPrefix("2001:db8:b::/64")!, interface: "tunl", peer: "machine-b"),
             .setSysctl(key: "net.ipv6.conf.all.forwarding", value: "1"),
             .claimProtocol(IPProtocolNumber.ipv6), .openICMPv6Socket,
         ] {
@@ -104,7 +104,7 @@ import Testing
         }
         #expect(!plan.changes.contains(.setSysctl(key: "net.ipv6.conf.tunl.disable_ipv6", value: "1")))
         #expect(plan.changes.firstIndex(of: .setMTU(interface: "tunl", mtu: 1480))!
-                < plan.changes.firstIndex(of: .addAddress6(interface: "tunl", address: IPv6Address("2001:db8:b::87")!))!,
+                < plan.changes.firstIndex(of: .addAddress(interface: "tunl", address: IPAddress("2001:db8:b::87")!))!,
                 "the TUN has IPv6 state only once its MTU is 1280 or more")
 
         var ipv4Only = machineA

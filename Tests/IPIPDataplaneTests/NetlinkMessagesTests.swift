@@ -40,17 +40,18 @@ import IPIPCore
     }
 
     @Test func ipv6RouteAddressAndProxyEntryLayouts() throws {
-        let route = Netlink.route6(IPv6Prefix("2001:db8:b::/64")!, interface: 5, add: true, sequence: 3)
+        let ipv6Route = Netlink.RouteMessage(prefix: IPPrefix("2001:db8:b::/64")!, outputInterface: 5)
+        let route = Netlink.addRoute(ipv6Route, sequence: 3)
         // nlmsghdr (16) + rtmsg (12) + RTA_DST (4 + 16) + RTA_OIF (8)
         #expect(route.count == 56 && route.littleEndian(UInt16.self, at: 4) == Netlink.newRoute)
         #expect(route.littleEndian(UInt16.self, at: 6) == 0x0605)                            // REQUEST|ACK|CREATE|EXCL
         #expect(Array(route[16..<24]) == [10, 64, 0, 0, 254, 73, 0, 1])                      // AF_INET6, /64, main, proto 73
         #expect(Array(route[28..<32]) == [20, 0, 1, 0] && Array(route[32..<36]) == [0x20, 0x01, 0x0d, 0xb8])
         #expect(Array(route[48..<56]) == [8, 0, 4, 0, 5, 0, 0, 0])                           // RTA_OIF
-        let delete = Netlink.route6(IPv6Prefix("2001:db8:b::/64")!, interface: 5, add: false, sequence: 4)
+        let delete = Netlink.deleteRoute(ipv6Route, sequence: 4)
         #expect(delete.littleEndian(UInt16.self, at: 4) == Netlink.deleteRoute && delete.littleEndian(UInt16.self, at: 6) == 0x0005)
 
-        let address = Netlink.addAddress6(IPv6Address("2001:db8:b::87")!, interface: 5, sequence: 5)
+        let address = Netlink.addAddress(IPAddress("2001:db8:b::87")!, interface: 5, sequence: 5)
         #expect(Array(address[16..<20]) == [10, 128, Netlink.addressNoDAD, 0])               // AF_INET6, /128, nodad
         #expect(Array(address[24..<28]) == [20, 0, 2, 0] && address[24 + 4 + 15] == 0x87)    // IFA_LOCAL
 

@@ -5,14 +5,14 @@
 public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     case createTUN(name: String)
     case setMTU(interface: String, mtu: Int)
-    case addAddress(interface: String, address: IPv4Address)
-    case addAddress6(interface: String, address: IPv6Address)
+    /// The tunnel's own address, of either family (IPv6: without duplicate address detection).
+    case addAddress(interface: String, address: IPAddress)
     case setSysctl(key: String, value: String)
     case linkUp(interface: String)
     /// A host route keeping a peer endpoint outside the tunnel (the seed's `route add B dev eth0`).
     case pinEndpoint(peer: String, endpoint: IPv4Address, interface: String, gateway: IPv4Address?)
-    case addTunnelRoute(prefix: IPv4Prefix, interface: String, peer: String)
-    case addTunnelRoute6(prefix: IPv6Prefix, interface: String, peer: String)
+    /// A prefix of either family routed into the tunnel; `run` adds a run of them in netlink batches.
+    case addTunnelRoute(prefix: IPPrefix, interface: String, peer: String)
     /// A raw socket for protocol 4 (or 41) that receives nothing, so the kernel stops answering those
     /// packets with ICMP "protocol unreachable".
     case claimProtocol(UInt8)
@@ -40,9 +40,9 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "create TUN device \(name) (IFF_TUN, IFF_NO_PI, IFF_VNET_HDR; checksum and TCP segmentation offload, done by ipipd)"
         case let .setMTU(interface, mtu):
             "ip link set dev \(interface) mtu \(mtu)"
-        case let .addAddress(interface, address):
+        case let .addAddress(interface, .v4(address)):
             "ip address add \(address)/32 dev \(interface)"
-        case let .addAddress6(interface, address):
+        case let .addAddress(interface, .v6(address)):
             "ip -6 address add \(address)/128 dev \(interface) nodad"
         case let .setSysctl(key, value):
             "sysctl -w \(key)=\(value)"
@@ -52,9 +52,7 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
             "ip route add \(endpoint)/32" + (gateway.map { " via \($0)" } ?? "") + " dev \(interface)"
                 + "    # pin peer \(peer)'s endpoint outside the tunnel"
         case let .addTunnelRoute(prefix, interface, peer):
-            "ip route add \(prefix) dev \(interface)    # to peer \(peer)"
-        case let .addTunnelRoute6(prefix, interface, peer):
-            "ip -6 route add \(prefix) dev \(interface)    # to peer \(peer)"
+            "ip\(prefix.isIPv6 ? " -6" : "") route add \(prefix) dev \(interface)    # to peer \(peer)"
         case .claimProtocol(let number):
             "open a raw IPv4 socket for protocol \(number) that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
         case .openICMPv6Socket:
@@ -100,7 +98,7 @@ public struct KernelPlan: Sendable, Equatable {
     public static let peersNotedOneByOne = 16
 
     /// IP header bytes added by encapsulation.
-    public static let encapsulationOverhead = 20
+    public static let encapsulationOverhead = Encapsulator.headroom
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
 
@@ -176,7 +174,7 @@ public struct KernelPlan: Sendable, Equatable {
         changes.append(.createTUN(name: tunnel.name))
         changes.append(.setMTU(interface: tunnel.name, mtu: tunnelMTU))
         if let address = tunnel.address {
-            changes.append(.addAddress(interface: tunnel.name, address: address))
+            changes.append(.addAddress(interface: tunnel.name, address: .v4(address)))
         }
         if config.carriesIPv6 {
             if !facts.ipv6Available {
@@ -187,7 +185,7 @@ public struct KernelPlan: Sendable, Equatable {
             }
             // Nothing answers router solicitations through the tunnel, and nothing should configure it.
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).accept_ra", value: "0"))
-            if let address = tunnel.address6 { changes.append(.addAddress6(interface: tunnel.name, address: address)) }
+            if let address = tunnel.address6 { changes.append(.addAddress(interface: tunnel.name, address: .v6(address))) }
         } else if facts.ipv6Available {
             // A TUN with IPv6 sends router solicitations nobody can answer through an IPv4 tunnel.
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).disable_ipv6", value: "1"))
@@ -215,15 +213,12 @@ public struct KernelPlan: Sendable, Equatable {
             changes.append(.pinEndpoint(peer: peer.name, endpoint: peer.remote, interface: route.interface,
                                         gateway: route.gateway))
         }
-        // IPv4 routes first, then IPv6 (the order `run` installs them in).
-        for peer in config.peers {
-            for prefix in peer.routes.lazy.compactMap(\.ipv4) {
-                changes.append(.addTunnelRoute(prefix: prefix, interface: tunnel.name, peer: peer.name))
-            }
-        }
-        for peer in config.peers {
-            for prefix in peer.routes.lazy.compactMap(\.ipv6) {
-                changes.append(.addTunnelRoute6(prefix: prefix, interface: tunnel.name, peer: peer.name))
+        // IPv4 routes first, then IPv6: one run of steps, which `run` adds in netlink batches.
+        for ipv6 in [false, true] {
+            for peer in config.peers {
+                for prefix in peer.routes where prefix.isIPv6 == ipv6 {
+                    changes.append(.addTunnelRoute(prefix: prefix, interface: tunnel.name, peer: peer.name))
+                }
             }
         }
         // What the kernel would refuse, said now rather than by `run` half-way (it would undo what it did).

@@ -88,7 +88,9 @@ public final class KernelConfigurator: @unchecked Sendable {
             try netlink.change("set the MTU of \(interface) to \(mtu)") { Netlink.setLink(interface: index, mtu: mtu, up: nil, sequence: $0) }
         case let .addAddress(interface, address):
             let index = try interfaceIndex(interface)
-            try netlink.change("add address \(address)/32 to \(interface)") { Netlink.addAddress(address, interface: index, sequence: $0) }
+            try netlink.change("add address \(address)/\(address.isIPv6 ? 128 : 32) to \(interface)") {
+                Netlink.addAddress(address, interface: index, sequence: $0)
+            }
         case .linkUp(let interface):
             let index = try interfaceIndex(interface)
             try netlink.change("bring \(interface) up") { Netlink.setLink(interface: index, mtu: nil, up: true, sequence: $0) }
@@ -109,12 +111,6 @@ public final class KernelConfigurator: @unchecked Sendable {
         case .addTunnelRoute:
             try addTunnelRoutes([change][...], step: { _ in step })
             return
-        case let .addAddress6(interface, address):
-            let index = try interfaceIndex(interface)
-            try netlink.change("add address \(address)/128 to \(interface)") { Netlink.addAddress6(address, interface: index, sequence: $0) }
-        case let .addTunnelRoute6(prefix, interface, _):
-            let index = try interfaceIndex(interface)
-            try netlink.change("add route \(prefix) dev \(interface)") { Netlink.route6(prefix, interface: index, add: true, sequence: $0) }
         case .claimProtocol(let number):
             protocolClaims.append(try ProtocolClaim(protocolNumber: number))
         case .openICMPv6Socket:
@@ -161,8 +157,8 @@ public final class KernelConfigurator: @unchecked Sendable {
                 if case let .pinEndpoint(_, endpoint, _, _) = change { (endpoint, change) } else { nil }
             }, uniquingKeysWith: { a, _ in a })
         }
-        /// Each tunnel route with its step, sorted (a hub's plan has 100,000).
-        func routes(_ plan: KernelPlan) -> [(prefix: IPv4Prefix, owner: KernelChange)] {
+        /// Each tunnel route of either family with its step, sorted (a hub's plan has 100,000).
+        func routes(_ plan: KernelPlan) -> [(prefix: IPPrefix, owner: KernelChange)] {
             PrefixMerge.uniqueSorted(plan.changes.compactMap { change in
                 if case let .addTunnelRoute(prefix, _, _) = change { (prefix, change) } else { nil }
             })
@@ -175,7 +171,7 @@ public final class KernelConfigurator: @unchecked Sendable {
                 try apply(change, step: "reload")
                 done.append { [self] in try? removePin(endpoint) }
             }
-            var added: [(prefix: IPv4Prefix, change: KernelChange)] = [], removed: [(prefix: IPv4Prefix, change: KernelChange)] = []
+            var added: [(prefix: IPPrefix, change: KernelChange)] = [], removed: [(prefix: IPPrefix, change: KernelChange)] = []
             PrefixMerge.compare(oldRoutes, newRoutes, onlyOld: { removed.append(($0, $1)) }, onlyNew: { added.append(($0, $1)) },
                                 both: { _, _, _ in })
             if !added.isEmpty {
@@ -185,21 +181,6 @@ public final class KernelConfigurator: @unchecked Sendable {
             if !removed.isEmpty {
                 try deleteTunnelRoutes(removed.map(\.prefix))
                 done.append { [self] in try? addTunnelRoutes(removed.map(\.change)[...], step: { _ in "reload (undone)" }) }
-            }
-            // IPv6 routes: one by one (no hub of IPv6 peers yet).
-            func routes6(_ plan: KernelPlan) -> [IPv6Prefix: KernelChange] {
-                Dictionary(plan.changes.compactMap { change in
-                    if case let .addTunnelRoute6(prefix, _, _) = change { (prefix, change) } else { nil }
-                }, uniquingKeysWith: { a, _ in a })
-            }
-            let oldRoutes6 = routes6(old), newRoutes6 = routes6(new)
-            for (prefix, change) in newRoutes6.sorted(by: { $0.key < $1.key }) where oldRoutes6[prefix] == nil {
-                try apply(change, step: "reload")
-                done.append { [self] in try? deleteTunnelRoute6(prefix) }
-            }
-            for (prefix, change) in oldRoutes6.sorted(by: { $0.key < $1.key }) where newRoutes6[prefix] == nil {
-                try deleteTunnelRoute6(prefix)
-                done.append { [self] in try? apply(change, step: "reload (undone)") }
             }
             for (endpoint, change) in oldPins where newPins[endpoint] == nil {
                 try removePin(endpoint)
@@ -218,7 +199,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         }
     }
 
-    /// Adds tunnel routes (`.addTunnelRoute` steps) in netlink batches, all or nothing: when the kernel
+    /// Adds tunnel routes of both families (`.addTunnelRoute` steps) in netlink batches, all or nothing: when the kernel
     /// refuses one, those it took are deleted again. Logs each step as `step <step(offset)>: …`, or —
     /// a long run, such as a hub's — one line for the run (each route at debug level).
     private func addTunnelRoutes(_ changes: ArraySlice<KernelChange>, step: (Int) -> String) throws(SystemError) {
@@ -237,9 +218,10 @@ public final class KernelConfigurator: @unchecked Sendable {
             let taken = routes.indices.filter { !refusedIndexes.contains($0) }
             _ = try? netlink.changeAll("delete routes dev \(interface)", count: taken.count) { Netlink.deleteRoute(routes[taken[$0]], sequence: $1) }
             let prefix = routes[first.index].prefix
+            let ip = prefix.isIPv6 ? "ip -6" : "ip"
             throw SystemError("add route \(prefix) dev \(interface)", errno: first.errno,
                               detail: first.errno == EEXIST
-                                ? "a route to \(prefix) already exists (see `ip route show \(prefix)`); remove it or take the prefix out of the config"
+                                ? "a route to \(prefix) already exists (see `\(ip) route show \(prefix)`); remove it or take the prefix out of the config"
                                 : "")
         }
         // Routes through the TUN disappear with the device: nothing to undo at teardown.
@@ -249,7 +231,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         } else {
             for (offset, change) in logged.enumerated() { logger.debug("step \(step(offset)): \(change)") }
             let batches = (logged.count + NetlinkSocket.changesPerBatch - 1) / NetlinkSocket.changesPerBatch
-            let summary = "steps \(step(0)) to \(step(logged.count - 1)): \(logged.count) routes `ip route add PREFIX dev \(interface)` "
+            let summary = "steps \(step(0)) to \(step(logged.count - 1)): \(logged.count) routes `ip [-6] route add PREFIX dev \(interface)` "
                 + "as `ipipd plan` lists them, in \(batches) netlink batches (each route at --log-level debug)"
             logger.info("\(summary)")
         }
@@ -260,7 +242,7 @@ public final class KernelConfigurator: @unchecked Sendable {
 
     /// Deletes tunnel routes in netlink batches, all or nothing (a route already gone is no error):
     /// when the kernel refuses one, those it deleted are added back.
-    private func deleteTunnelRoutes(_ prefixes: [IPv4Prefix]) throws(SystemError) {
+    private func deleteTunnelRoutes(_ prefixes: [IPPrefix]) throws(SystemError) {
         guard let tun else { return }
         let index = try interfaceIndex(tun.name)
         let routes = prefixes.map { Netlink.RouteMessage(prefix: $0, outputInterface: index) }
@@ -275,22 +257,10 @@ public final class KernelConfigurator: @unchecked Sendable {
         logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(listed)"])
     }
 
-    /// Deletes one IPv6 tunnel route (a route already gone is no error).
-    private func deleteTunnelRoute6(_ prefix: IPv6Prefix) throws(SystemError) {
-        guard let tun else { return }
-        let index = try interfaceIndex(tun.name)
-        do {
-            try netlink.change("delete route \(prefix) dev \(tun.name)") { Netlink.route6(prefix, interface: index, add: false, sequence: $0) }
-        } catch where error.errno == ESRCH {
-            return
-        }
-        logger.info("removed prefixes from the tunnel", metadata: ["prefixes": "\(prefix)"])
-    }
-
     /// Deletes a pinned endpoint route this instance added, and forgets it.
     private func removePin(_ endpoint: IPv4Address) throws(SystemError) {
         guard let index = undoLog.firstIndex(where: {
-            if case let .deleteRoute(route, _) = $0 { route.prefix == IPv4Prefix(endpoint, length: 32) } else { false }
+            if case let .deleteRoute(route, _) = $0 { route.prefix == .v4(IPv4Prefix(endpoint, length: 32)) } else { false }
         }), case let .deleteRoute(route, description) = undoLog[index] else { return }
         try netlink.change("delete \(description)") { Netlink.deleteRoute(route, sequence: $0) }
         undoLog.remove(at: index)

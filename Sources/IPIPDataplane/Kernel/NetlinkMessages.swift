@@ -60,20 +60,26 @@ public enum Netlink {
     public static let ipipdRouteProtocol: UInt8 = 73
     public static let interfaceUp: UInt32 = 0x1
 
-    /// A route request or change: `ip route add|del PREFIX [via GW] dev IFINDEX proto 73`.
+    /// A route request or change: `ip [-6] route add|del PREFIX [via GW] dev IFINDEX proto 73`, the
+    /// family the prefix's. A gateway is IPv4's only (pinned endpoints); IPv6 routes have universe scope.
     public struct RouteMessage: Sendable, Equatable {
-        public var prefix: IPv4Prefix
+        public var prefix: IPPrefix
         public var outputInterface: Int32?
         public var gateway: IPv4Address?
         public var scope: UInt8
         public var protocolNumber: UInt8
-        public init(prefix: IPv4Prefix, outputInterface: Int32?, gateway: IPv4Address? = nil,
+        public init(prefix: IPPrefix, outputInterface: Int32?, gateway: IPv4Address? = nil,
                     scope: UInt8? = nil, protocolNumber: UInt8 = Netlink.ipipdRouteProtocol) {
+            precondition(gateway == nil || !prefix.isIPv6, "an IPv6 route with an IPv4 gateway")
             self.prefix = prefix
             self.outputInterface = outputInterface
             self.gateway = gateway
-            self.scope = scope ?? (gateway == nil ? Netlink.scopeLink : Netlink.scopeUniverse)
+            self.scope = scope ?? (gateway == nil && !prefix.isIPv6 ? Netlink.scopeLink : Netlink.scopeUniverse)
             self.protocolNumber = protocolNumber
+        }
+        public init(prefix: IPv4Prefix, outputInterface: Int32?, gateway: IPv4Address? = nil,
+                    scope: UInt8? = nil, protocolNumber: UInt8 = Netlink.ipipdRouteProtocol) {
+            self.init(prefix: .v4(prefix), outputInterface: outputInterface, gateway: gateway, scope: scope, protocolNumber: protocolNumber)
         }
     }
 
@@ -112,6 +118,13 @@ public enum Netlink {
         return [o.0, o.1, o.2, o.3]
     }
 
+    static func networkOrder(_ address: IPAddress) -> [UInt8] {
+        switch address {
+        case .v4(let address): networkOrder(address)
+        case .v6(let address): address.bytes
+        }
+    }
+
     static func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.appendLittleEndian(value)
@@ -123,10 +136,14 @@ public enum Netlink {
     }
 
     static func routeBody(_ route: RouteMessage, type: UInt8) -> [UInt8] {
-        var body: [UInt8] = [Netlink.familyInet, UInt8(route.prefix.length), 0, 0, Netlink.mainTable,
-                             route.protocolNumber, route.scope, type]
+        var body: [UInt8] = [route.prefix.isIPv6 ? Netlink.familyInet6 : Netlink.familyInet, UInt8(route.prefix.length), 0, 0,
+                             Netlink.mainTable, route.protocolNumber, route.scope, type]
         body.appendLittleEndian(UInt32(0))
-        body += attribute(routeDestination, networkOrder(route.prefix.address))
+        let destination: IPAddress = switch route.prefix.network {
+        case .v4(let prefix): .v4(prefix.address)
+        case .v6(let prefix): .v6(prefix.address)
+        }
+        body += attribute(routeDestination, networkOrder(destination))
         if let gateway = route.gateway { body += attribute(routeGateway, networkOrder(gateway)) }
         if let index = route.outputInterface { body += attribute(routeOutputInterface, littleEndian(UInt32(bitPattern: index))) }
         return body
@@ -178,27 +195,6 @@ public enum Netlink {
         return (index, address)
     }
 
-    /// RTM_NEWROUTE / RTM_DELROUTE for an IPv6 prefix through a device: `ip -6 route add|del PREFIX dev
-    /// IFINDEX proto 73` (IPv6 routes have universe scope).
-    public static func route6(_ prefix: IPv6Prefix, interface: Int32, add: Bool, sequence: UInt32) -> [UInt8] {
-        var body: [UInt8] = [familyInet6, UInt8(prefix.length), 0, 0, mainTable, ipipdRouteProtocol, scopeUniverse, routeTypeUnicast]
-        body.appendLittleEndian(UInt32(0))
-        body += attribute(routeDestination, prefix.network.address.bytes)
-        body += attribute(routeOutputInterface, littleEndian(UInt32(bitPattern: interface)))
-        return message(type: add ? newRoute : deleteRoute,
-                       flags: add ? request | acknowledge | create | exclusive : request | acknowledge,
-                       sequence: sequence, body: body)
-    }
-
-    /// RTM_NEWADDR: `ip -6 address add ADDRESS/128 dev IFINDEX nodad`.
-    public static func addAddress6(_ address: IPv6Address, interface: Int32, sequence: UInt32) -> [UInt8] {
-        var body: [UInt8] = [familyInet6, 128, addressNoDAD, scopeUniverse]
-        body.appendLittleEndian(UInt32(bitPattern: interface))
-        body += attribute(addressLocal, address.bytes)
-        body += attribute(addressAddress, address.bytes)
-        return message(type: newAddress, flags: request | acknowledge | create | replace, sequence: sequence, body: body)
-    }
-
     /// An IPv6 proxy-neighbour entry from an RTM_NEWNEIGH message: (interface index, address).
     public static func proxyNeighbour6(from message: Message) -> (interface: Int32, address: IPv6Address)? {
         guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == familyInet6,
@@ -208,9 +204,10 @@ public enum Netlink {
         return (index, bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) })
     }
 
-    /// RTM_NEWADDR: `ip address add ADDRESS/32 dev IFINDEX`.
-    public static func addAddress(_ address: IPv4Address, interface: Int32, sequence: UInt32) -> [UInt8] {
-        var body: [UInt8] = [familyInet, 32, 0, scopeUniverse]
+    /// RTM_NEWADDR: `ip address add ADDRESS/32 dev IFINDEX`, or `ip -6 address add ADDRESS/128 dev
+    /// IFINDEX nodad` (a tunnel has no neighbours to detect a duplicate with).
+    public static func addAddress(_ address: IPAddress, interface: Int32, sequence: UInt32) -> [UInt8] {
+        var body: [UInt8] = address.isIPv6 ? [familyInet6, 128, addressNoDAD, scopeUniverse] : [familyInet, 32, 0, scopeUniverse]
         body.appendLittleEndian(UInt32(bitPattern: interface))
         body += attribute(addressLocal, networkOrder(address))
         body += attribute(addressAddress, networkOrder(address))
