@@ -61,7 +61,7 @@ struct ConfigValidator {
     }
 
     /// RFC 8200 §5: every link that carries IPv6 has an MTU of 1280 or more.
-    static let minimumIPv6MTU = 1280
+    static let minimumIPv6MTU = Encapsulator.minimumIPv6MTU
 
     /// The file key of a peer's route.
     func routeKey(peer position: Int, route: Int) -> String {

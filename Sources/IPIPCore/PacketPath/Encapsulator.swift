@@ -1,7 +1,8 @@
 /// Wraps inner packets for the tunnel. Pure and allocation-free: the dataplane reads each inner packet
 /// into a reused buffer at offset `headroom`, and `encapsulate` writes the outer header in front of it.
 public struct Encapsulator: Sendable {
-    public static let headroom = 20
+    /// The outer IPv4 header's length (no options): what the dataplane leaves in front of each inner packet.
+    public static let headroom = IPv4PacketView.minimumHeaderLength
 
     public enum Verdict: Equatable, Sendable {
         /// Send `length` bytes from the start of the buffer (outer header + inner packet) to `peer`.

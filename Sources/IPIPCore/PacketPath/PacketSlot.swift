@@ -9,7 +9,7 @@
 /// offset 0 and its inner packet is sent from where it lies.
 public enum PacketSlot {
     /// The outer header ipipd writes: IPv4 without options.
-    public static let outerHeaderLength = 20
+    public static let outerHeaderLength = Encapsulator.headroom
     /// Where an inner packet read from the TUN device starts.
     public static let innerOffset = outerHeaderLength
     /// Where the TUN device's virtio-net header is read to, right before the inner packet.
