@@ -6,7 +6,7 @@ public enum IPProtocolNumber {
     public static let udp: UInt8 = 17
 }
 
-/// Why an IPv4 header was rejected. Each case is also a drop reason the dataplane counts.
+/// Why an IPv4 header was rejected (the packet paths count such a packet as malformed).
 public enum IPv4ParseError: Error, Hashable, Sendable, CaseIterable {
     case truncated            // fewer than 20 bytes, or fewer than the header length claims
     case badVersion           // version field is not 4
@@ -14,17 +14,6 @@ public enum IPv4ParseError: Error, Hashable, Sendable, CaseIterable {
     case totalLengthTooLarge  // total length exceeds the bytes that arrived
     case totalLengthTooSmall  // total length below the header length, or (exact mode) below the bytes that arrived
     case badChecksum          // header checksum does not verify
-
-    public var reason: String {
-        switch self {
-        case .truncated: "truncated"
-        case .badVersion: "bad-version"
-        case .badHeaderLength: "bad-header-length"
-        case .totalLengthTooLarge: "total-length-too-large"
-        case .totalLengthTooSmall: "total-length-too-small"
-        case .badChecksum: "bad-checksum"
-        }
-    }
 }
 
 /// ECN codepoints (RFC 3168), the low two bits of the TOS byte.

@@ -40,17 +40,6 @@ public final class RawIPv4Sender: @unchecked Sendable {
     /// libnet's raw socket (IPPROTO_RAW, IP_HDRINCL), for batched sends with sendmmsg.
     public var fileDescriptor: Int32 { libnet_getfd(context) }
 
-    /// Sends `packet`; returns false (errno set) when the kernel refused it, e.g. EMSGSIZE when it is
-    /// larger than the route's MTU with DF set.
-    @inline(__always)
-    public func send(_ packet: UnsafeRawBufferPointer) -> Bool {
-        libnet_write_raw_ipv4(context, packet.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt32(packet.count)) == Int32(packet.count)
-    }
-
-    public var lastError: String {
-        String(cString: libnet_geterror(context)).droppingTrailingNewlines
-    }
-
     static func message(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             .droppingTrailingNewlines
