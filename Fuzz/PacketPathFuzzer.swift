@@ -114,7 +114,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                                           localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 87)],
                                                                        networks: [IPv4Prefix(IPv4Address(198, 51, 100, 37), length: 24)]))
     var egress = PrefixTable<Int>()
-    egress.insert(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24), 576)
+    egress.insert(.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)), 576)
     decapsulation.egressMTUs = egress
     let encapsulation = EncapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths)
     var responder = ProxyARPResponder(interfaceMAC: MACAddress(2, 0, 0, 0, 0, 0x86))
