@@ -134,7 +134,7 @@ import Testing
     }
 
     @Test func rateLimiterAllowsABurstPerDestinationThenTheRate() {
-        var limiter = ICMPRateLimiter()
+        var limiter = ICMPRateLimiter<IPv4Address>()
         let a = IPv4Address("192.0.2.10")!, b = IPv4Address("192.0.2.11")!
         let allowed = (0..<20).filter { _ in limiter.allow(to: a, now: 5) }.count
         #expect(allowed == 10)
@@ -147,18 +147,25 @@ import Testing
     }
 
     /// One sender spoofing thousands of sources exhausts the global budget of time-exceeded and
-    /// host-unreachable errors; "fragmentation needed" has budgets of its own (Linux never limits it
-    /// globally), so path-MTU discovery keeps working for everyone.
-    @Test func aFloodOfOtherErrorsDoesNotStarveFragmentationNeeded() {
-        var limiter = ICMPRateLimiter()
+    /// host-unreachable errors; "fragmentation needed" (ICMPv6: "packet too big") has budgets of its own
+    /// (Linux never limits it globally), so path-MTU discovery keeps working for everyone. Both families.
+    func aFloodOfOtherErrorsDoesNotStarvePathMTU<Address: Hashable & Sendable>(_ address: (UInt32) -> Address) {
+        var limiter = ICMPRateLimiter<Address>()
         var allowed = 0
-        for index in 0..<5000 where limiter.allow(to: IPv4Address(UInt32(0xC612_0000) + UInt32(index)), kind: .other, now: 9) {
+        for index in 0..<5000 where limiter.allow(to: address(UInt32(index) + 1), kind: .other, now: 9) {
             allowed += 1
         }
         #expect(allowed == 1000, "the global cap on other errors")
-        let victim = IPv4Address("192.0.2.10")!
-        let fragmentationNeeded = (0..<20).filter { _ in limiter.allow(to: victim, kind: .fragmentationNeeded, now: 9) }.count
-        #expect(fragmentationNeeded == 10, "its own per-destination burst, untouched by the flood")
+        let pathMTU = (0..<20).filter { _ in limiter.allow(to: address(0), kind: .pathMTU, now: 9) }.count
+        #expect(pathMTU == 10, "its own per-destination burst, untouched by the flood")
+    }
+
+    @Test func aFloodOfOtherErrorsDoesNotStarveFragmentationNeeded() {
+        aFloodOfOtherErrorsDoesNotStarvePathMTU { IPv4Address(UInt32(0xC612_0000) + $0) }
+    }
+
+    @Test func aFloodOfOtherErrorsDoesNotStarvePacketTooBig() {
+        aFloodOfOtherErrorsDoesNotStarvePathMTU { IPv6Address(high: 0x2001_0DB8_0002_0000, low: UInt64($0)) }
     }
 
     /// What a router's error must quote: one of the IDs this peer's own counter gave out in the last

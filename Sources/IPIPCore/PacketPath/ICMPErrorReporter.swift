@@ -2,8 +2,8 @@
 /// host unreachable): only where RFC 1122 allows one, within the rate limit, built in the batch's next
 /// slot. One per path, used by its thread only.
 final class ICMPErrorReporter {
-    private var limiter = ICMPRateLimiter()
-    private var limiter6 = ICMPv6RateLimiter()
+    private var ipv4Limiter = ICMPRateLimiter<IPv4Address>()
+    private var ipv6Limiter = ICMPRateLimiter<IPv6Address>()
     /// The quoted part of the original, copied out first: the original may lie in the slot the error
     /// is built in.
     private let quote = UnsafeMutableRawBufferPointer.allocate(byteCount: ICMPv6ErrorRules.maximumErrorLength, alignment: 8)
@@ -14,9 +14,9 @@ final class ICMPErrorReporter {
                 counters: TunnelCounters, into batch: PacketBatch, now: Double) {
         guard ICMPErrorRules.mayReport(on: original) else { return }
         let destination = original.ipv4Source
-        let kind: ICMPRateLimiter.Kind = type == ICMPType.destinationUnreachable && code == ICMPUnreachableCode.fragmentationNeeded
-            ? .fragmentationNeeded : .other
-        guard limiter.allow(to: destination, kind: kind, now: now) else {
+        let kind: ICMPErrorKind = type == ICMPType.destinationUnreachable && code == ICMPUnreachableCode.fragmentationNeeded
+            ? .pathMTU : .other
+        guard ipv4Limiter.allow(to: destination, kind: kind, now: now) else {
             counters.icmpRateLimited.add()
             return
         }
@@ -31,7 +31,7 @@ final class ICMPErrorReporter {
     func report6(type: UInt8, code: UInt8, parameter: UInt32 = 0, about original: UnsafeRawBufferPointer, peer: Int,
                  counters: TunnelCounters, into batch: PacketBatch, now: Double) {
         guard ICMPv6ErrorRules.mayReport(on: original, type: type) else { return }
-        guard limiter6.allow(to: original.ipv6Address(at: 8), type: type, now: now) else {
+        guard ipv6Limiter.allow(to: original.ipv6Address(at: 8), kind: type == ICMPv6Type.packetTooBig ? .pathMTU : .other, now: now) else {
             counters.icmpRateLimited.add()
             return
         }

@@ -54,23 +54,28 @@ public enum ICMPErrorRules {
     }
 }
 
-/// How often ipipd sends ICMP errors: token buckets per destination (in a bounded table), and a global
-/// cap for the errors that are not "fragmentation needed". Linux does not limit fragmentation needed
-/// (path-MTU discovery must not be starved, icmp_ratemask), and it is never larger than the packet that
-/// caused it, so no amplifier: it has its own per-destination buckets and no global cap, and no
-/// flood of other errors can take its turn.
-public struct ICMPRateLimiter: Sendable {
-    public enum Kind: Sendable { case fragmentationNeeded, other }
+/// What an ICMP or ICMPv6 error is, for its rate limit.
+public enum ICMPErrorKind: Sendable {
+    /// "Fragmentation needed" or "packet too big": path-MTU discovery.
+    case pathMTU
+    case other
+}
 
-    private var fragmentationNeeded = TokenBucketTable<IPv4Address>(rate: 10, burst: 10, capacity: 4096)
-    private var perDestination = TokenBucketTable<IPv4Address>(rate: 10, burst: 10, capacity: 4096)
+/// How often ipipd sends ICMP (or ICMPv6) errors: token buckets per destination (in a bounded table),
+/// and a global cap for the errors that are not about the path MTU. Linux does not limit fragmentation
+/// needed (path-MTU discovery must not be starved, icmp_ratemask), and it is never larger than the
+/// packet that caused it, so no amplifier: it has its own per-destination buckets and no global cap,
+/// and no flood of other errors can take its turn. One per family.
+public struct ICMPRateLimiter<Address: Hashable & Sendable>: Sendable {
+    private var pathMTU = TokenBucketTable<Address>(rate: 10, burst: 10, capacity: 4096)
+    private var perDestination = TokenBucketTable<Address>(rate: 10, burst: 10, capacity: 4096)
     private var global = TokenBucket(rate: 1000, burst: 1000)
 
     public init() {}
 
-    public mutating func allow(to destination: IPv4Address, kind: Kind = .other, now: Double) -> Bool {
+    public mutating func allow(to destination: Address, kind: ICMPErrorKind = .other, now: Double) -> Bool {
         switch kind {
-        case .fragmentationNeeded: fragmentationNeeded.take(destination, now: now)
+        case .pathMTU: pathMTU.take(destination, now: now)
         case .other: perDestination.take(destination, now: now) && global.take(now: now)
         }
     }

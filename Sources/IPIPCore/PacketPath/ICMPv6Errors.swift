@@ -55,19 +55,3 @@ public enum ICMPv6ErrorRules {
         return Array(packet[0..<length])
     }
 }
-
-/// How often ipipd sends ICMPv6 errors: as `ICMPRateLimiter` for IPv4 — token buckets per destination
-/// in a bounded table, "packet too big" on its own (path-MTU discovery must not be starved), the others
-/// under a global cap too.
-public struct ICMPv6RateLimiter: Sendable {
-    private var packetTooBig = TokenBucketTable<IPv6Address>(rate: 10, burst: 10, capacity: 4096)
-    private var perDestination = TokenBucketTable<IPv6Address>(rate: 10, burst: 10, capacity: 4096)
-    private var global = TokenBucket(rate: 1000, burst: 1000)
-
-    public init() {}
-
-    public mutating func allow(to destination: IPv6Address, type: UInt8, now: Double) -> Bool {
-        type == ICMPv6Type.packetTooBig ? packetTooBig.take(destination, now: now)
-            : perDestination.take(destination, now: now) && global.take(now: now)
-    }
-}
