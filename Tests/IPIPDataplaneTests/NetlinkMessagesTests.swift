@@ -32,7 +32,7 @@ import IPIPCore
         reply += Netlink.message(type: Netlink.error, flags: 0, sequence: 9, body: errorBody + [UInt8](repeating: 0, count: 16))
         let messages = Netlink.parse(reply)
         #expect(messages.count == 2)
-        let route = try #require(Netlink.route(from: messages[0]))
+        let route = try #require(Netlink.route(IPv4Address.self, from: messages[0]))
         #expect(route.prefix == IPv4Prefix("203.0.113.0/24"))
         #expect(route.gateway == IPv4Address("198.51.100.1"))
         #expect(route.outputInterface == 3 && route.protocolNumber == 4 && route.table == 254)
@@ -58,9 +58,19 @@ import IPIPCore
         // `ip -6 neigh add proxy 2001:db8:b::87 dev eth0` as a dump lists it (ndmsg, flags NTF_PROXY).
         var body: [UInt8] = [10, 0, 0, 0, 3, 0, 0, 0, 0, 0, Netlink.neighbourProxyFlag, 0]
         body += Netlink.attribute(Netlink.neighbourDestination, IPv6Address("2001:db8:b::87")!.bytes)
-        let entry = try #require(Netlink.proxyNeighbour6(from: Netlink.Message(type: Netlink.newNeighbour, flags: 0, sequence: 1, body: body)))
+        let entry = try #require(Netlink.proxyNeighbour(IPv6Address.self, from: Netlink.Message(type: Netlink.newNeighbour, flags: 0, sequence: 1, body: body)))
         #expect(entry.interface == 3 && entry.address == IPv6Address("2001:db8:b::87"))
-        #expect(Netlink.proxyNeighbour(from: Netlink.Message(type: Netlink.newNeighbour, flags: 0, sequence: 1, body: body)) == nil)
+        #expect(Netlink.proxyNeighbour(IPv4Address.self, from: Netlink.Message(type: Netlink.newNeighbour, flags: 0, sequence: 1, body: body)) == nil)
+
+        // A dump's IPv6 route is read by the same decoder as an IPv4 one, and only as IPv6.
+        let reply = Netlink.parse(Netlink.message(type: Netlink.newRoute, flags: 0, sequence: 6,
+                                                  body: [10, 64, 0, 0, 254, 73, 0, 1, 0, 0, 0, 0]
+                                                      + Netlink.attribute(Netlink.routeDestination, IPv6Address("2001:db8:b::")!.bytes)
+                                                      + Netlink.attribute(Netlink.routeOutputInterface, [5, 0, 0, 0])
+                                                      + Netlink.attribute(Netlink.routePriority, [0, 4, 0, 0])))
+        let parsed = try #require(Netlink.route(IPv6Address.self, from: reply[0]))
+        #expect(parsed.prefix == IPv6Prefix("2001:db8:b::/64") && parsed.outputInterface == 5 && parsed.priority == 1024 && parsed.protocolNumber == 73)
+        #expect(Netlink.route(IPv4Address.self, from: reply[0]) == nil)
         #expect(Netlink.dumpProxyNeighbours(family: Netlink.familyInet6, sequence: 2)[16] == 10)
     }
 

@@ -323,7 +323,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         for change in plan.changes {
             if case let .pinEndpoint(_, endpoint, _, _) = change { pinned.insert(endpoint) }
         }
-        let leftovers = try netlink.routes().filter {
+        let leftovers = try netlink.routes(IPv4Address.self).filter {
             $0.protocolNumber == Netlink.ipipdRouteProtocol && $0.table == Netlink.mainTable
                 && $0.prefix.length == 32 && pinned.contains($0.prefix.address)
         }

@@ -186,22 +186,14 @@ public enum Netlink {
         return message(type: getNeighbour, flags: request | dump, sequence: sequence, body: body)
     }
 
-    /// A proxy-neighbour entry from an RTM_NEWNEIGH message: (interface index, address).
-    public static func proxyNeighbour(from message: Message) -> (interface: Int32, address: IPv4Address)? {
-        guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == familyInet,
-              message.body[10] & neighbourProxyFlag != 0 else { return nil }
-        let index = Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4))
-        guard let address = attributes(of: message.body, headerSize: 12)[neighbourDestination].flatMap(address(from:)) else { return nil }
-        return (index, address)
-    }
-
-    /// An IPv6 proxy-neighbour entry from an RTM_NEWNEIGH message: (interface index, address).
-    public static func proxyNeighbour6(from message: Message) -> (interface: Int32, address: IPv6Address)? {
-        guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == familyInet6,
+    /// A proxy-neighbour entry of one family from an RTM_NEWNEIGH message: (interface index, address).
+    public static func proxyNeighbour<Address: NetlinkAddress>(_ family: Address.Type, from message: Message)
+        -> (interface: Int32, address: Address)? {
+        guard message.type == newNeighbour, message.body.count >= 12, message.body[0] == Address.netlinkFamily,
               message.body[10] & neighbourProxyFlag != 0,
-              let bytes = attributes(of: message.body, headerSize: 12)[neighbourDestination], bytes.count == 16 else { return nil }
-        let index = Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4))
-        return (index, bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) })
+              let address = attributes(of: message.body, headerSize: 12)[neighbourDestination].flatMap(Address.init(netlinkBytes:))
+        else { return nil }
+        return (Int32(bitPattern: message.body.littleEndian(UInt32.self, at: 4)), address)
     }
 
     /// RTM_NEWADDR: `ip address add ADDRESS/32 dev IFINDEX`, or `ip -6 address add ADDRESS/128 dev
@@ -264,63 +256,36 @@ public enum Netlink {
     }
 
     /// A route from an RTM_NEWROUTE message (a `getRoute` answer or a dump entry).
-    public struct RouteInfo: Sendable, Equatable {
-        public var prefix: IPv4Prefix
+    /// A route of one family as a dump or `ip route get` gives it.
+    public struct RouteInfo<Address: NetlinkAddress>: Sendable, Equatable {
+        public var prefix: NetworkPrefix<Address>
         public var table: UInt8
         public var protocolNumber: UInt8
         public var type: UInt8
         public var outputInterface: Int32?
-        public var gateway: IPv4Address?
+        public var gateway: Address?
         /// The metric (`ip route … metric N`): of two routes to one prefix, the lower wins.
         public var priority: UInt32 = 0
     }
 
     public static let routeHeaderSize = 12
 
-    public static func route(from message: Message) -> RouteInfo? {
-        guard message.type == newRoute, message.body.count >= routeHeaderSize, message.body[0] == familyInet else { return nil }
+    /// A route of `family` from an RTM_NEWROUTE message (nil for another family's, or a malformed one).
+    public static func route<Address: NetlinkAddress>(_ family: Address.Type, from message: Message) -> RouteInfo<Address>? {
+        guard message.type == newRoute, message.body.count >= routeHeaderSize, message.body[0] == Address.netlinkFamily else { return nil }
         let attributes = attributes(of: message.body, headerSize: routeHeaderSize)
-        let destination = attributes[routeDestination].flatMap(address(from:)) ?? .any
         let length = Int(message.body[1])
-        guard length <= 32 else { return nil }
+        guard length <= Address.bitWidth else { return nil }
+        let destination = attributes[routeDestination].flatMap(Address.init(netlinkBytes:)) ?? .zero
         var table = message.body[4]
         if let wide = attributes[routeTable], wide.count == 4 { table = UInt8(truncatingIfNeeded: wide.littleEndian(UInt32.self, at: 0)) }
-        return RouteInfo(prefix: IPv4Prefix(destination, length: length), table: table,
+        return RouteInfo(prefix: NetworkPrefix(destination, length: length), table: table,
                          protocolNumber: message.body[5], type: message.body[7],
                          outputInterface: attributes[routeOutputInterface].flatMap { $0.count == 4 ? Int32(bitPattern: $0.littleEndian(UInt32.self, at: 0)) : nil },
-                         gateway: attributes[routeGateway].flatMap(address(from:)),
+                         gateway: attributes[routeGateway].flatMap(Address.init(netlinkBytes:)),
                          priority: attributes[routePriority].flatMap { $0.count == 4 ? $0.littleEndian(UInt32.self, at: 0) : nil } ?? 0)
     }
 
-    /// An IPv6 route from an RTM_NEWROUTE message (a dump entry).
-    public struct RouteInfo6: Sendable, Equatable {
-        public var prefix: IPv6Prefix
-        public var table: UInt8
-        public var protocolNumber: UInt8
-        public var type: UInt8
-        public var outputInterface: Int32?
-        public var priority: UInt32
-    }
-
-    public static func route6(from message: Message) -> RouteInfo6? {
-        guard message.type == newRoute, message.body.count >= routeHeaderSize, message.body[0] == familyInet6 else { return nil }
-        let attributes = attributes(of: message.body, headerSize: routeHeaderSize)
-        let length = Int(message.body[1])
-        guard length <= 128 else { return nil }
-        var destination = IPv6Address(high: 0, low: 0)
-        if let bytes = attributes[routeDestination], bytes.count == 16 {
-            destination = bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) }
-        }
-        var table = message.body[4]
-        if let wide = attributes[routeTable], wide.count == 4 { table = UInt8(truncatingIfNeeded: wide.littleEndian(UInt32.self, at: 0)) }
-        return RouteInfo6(prefix: IPv6Prefix(destination, length: length), table: table, protocolNumber: message.body[5], type: message.body[7],
-                          outputInterface: attributes[routeOutputInterface].flatMap { $0.count == 4 ? Int32(bitPattern: $0.littleEndian(UInt32.self, at: 0)) : nil },
-                          priority: attributes[routePriority].flatMap { $0.count == 4 ? $0.littleEndian(UInt32.self, at: 0) : nil } ?? 0)
-    }
-
-    static func address(from bytes: [UInt8]) -> IPv4Address? {
-        bytes.count == 4 ? IPv4Address(bytes[0], bytes[1], bytes[2], bytes[3]) : nil
-    }
 }
 
 extension Array where Element == UInt8 {
@@ -336,5 +301,27 @@ extension Array where Element == UInt8 {
             value |= T(self[offset + index]) << (8 * index)
         }
         return value
+    }
+}
+
+/// An address family as rtnetlink carries it: its AF_ number and its bytes in network order.
+public protocol NetlinkAddress: FamilyAddress {
+    static var netlinkFamily: UInt8 { get }
+    init?(netlinkBytes bytes: [UInt8])
+}
+
+extension IPv4Address: NetlinkAddress {
+    public static var netlinkFamily: UInt8 { Netlink.familyInet }
+    public init?(netlinkBytes bytes: [UInt8]) {
+        guard bytes.count == 4 else { return nil }
+        self.init(bytes[0], bytes[1], bytes[2], bytes[3])
+    }
+}
+
+extension IPv6Address: NetlinkAddress {
+    public static var netlinkFamily: UInt8 { Netlink.familyInet6 }
+    public init?(netlinkBytes bytes: [UInt8]) {
+        guard bytes.count == 16 else { return nil }
+        self = bytes.withUnsafeBytes { $0.loadIPv6Address(at: 0) }
     }
 }

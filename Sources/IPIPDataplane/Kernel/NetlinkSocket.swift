@@ -108,36 +108,28 @@ public final class NetlinkSocket {
     }
 
     /// The kernel's route to `destination` (`ip route get`), or nil when it has none.
-    public func route(to destination: IPv4Address) throws(SystemError) -> Netlink.RouteInfo? {
+    public func route(to destination: IPv4Address) throws(SystemError) -> Netlink.RouteInfo<IPv4Address>? {
         do {
             let replies = try request("look up the route to \(destination)") { Netlink.getRoute(to: destination, sequence: $0) }
-            return replies.lazy.compactMap(Netlink.route(from:)).first
+            return replies.lazy.compactMap { Netlink.route(IPv4Address.self, from: $0) }.first
         } catch where error.errno == ENETUNREACH || error.errno == EHOSTUNREACH {
             return nil
         }
     }
 
-    /// The kernel's IPv4 proxy-neighbour entries (`ip neigh show proxy`).
-    public func proxyNeighbours() throws(SystemError) -> [(interface: Int32, address: IPv4Address)] {
-        try request("list proxy neighbours") { Netlink.dumpProxyNeighbours(sequence: $0) }.compactMap(Netlink.proxyNeighbour(from:))
+    /// The kernel's proxy-neighbour entries of one family (`ip [-6] neigh show proxy`).
+    public func proxyNeighbours<Address: NetlinkAddress>(_ family: Address.Type) throws(SystemError) -> [(interface: Int32, address: Address)] {
+        try request("list proxy neighbours") {
+            Netlink.dumpProxyNeighbours(family: Address.netlinkFamily, sequence: $0)
+        }.compactMap { Netlink.proxyNeighbour(Address.self, from: $0) }
     }
 
-    public func proxyNeighbours6() throws(SystemError) -> [(interface: Int32, address: IPv6Address)] {
-        try request("list IPv6 proxy neighbours") {
-            Netlink.dumpProxyNeighbours(family: Netlink.familyInet6, sequence: $0)
-        }.compactMap(Netlink.proxyNeighbour6(from:))
-    }
-
-    /// Every IPv6 route in every table.
-    public func routes6() throws(SystemError) -> [Netlink.RouteInfo6] {
-        try request("list IPv6 routes") { Netlink.dumpRoutes(family: Netlink.familyInet6, sequence: $0) }.compactMap(Netlink.route6(from:))
-    }
-
-    /// Every IPv4 route in every table, but those out of `skippingInterface` (not kept: a hub's tunnel
-    /// routes would be most of the list).
-    public func routes(skippingInterface: Int32? = nil) throws(SystemError) -> [Netlink.RouteInfo] {
-        try request("list routes") { Netlink.dumpRoutes(sequence: $0) }.compactMap { message in
-            Netlink.route(from: message).flatMap { $0.outputInterface == skippingInterface && skippingInterface != nil ? nil : $0 }
+    /// Every route of one family in every table, but those out of `skippingInterface` (not kept: a
+    /// hub's tunnel routes would be most of the list).
+    public func routes<Address: NetlinkAddress>(_ family: Address.Type, skippingInterface: Int32? = nil) throws(SystemError)
+        -> [Netlink.RouteInfo<Address>] {
+        try request("list routes") { Netlink.dumpRoutes(family: Address.netlinkFamily, sequence: $0) }.compactMap { message in
+            Netlink.route(Address.self, from: message).flatMap { $0.outputInterface == skippingInterface && skippingInterface != nil ? nil : $0 }
         }
     }
 }

@@ -29,8 +29,8 @@ public enum SystemProbe {
     }
 
     /// Longest-prefix match over the main table's unicast routes, leaving out those through `interface`.
-    static func routeAvoiding(interface: Int32, to destination: IPv4Address, netlink: NetlinkSocket) throws(SystemError) -> Netlink.RouteInfo? {
-        try netlink.routes()
+    static func routeAvoiding(interface: Int32, to destination: IPv4Address, netlink: NetlinkSocket) throws(SystemError) -> Netlink.RouteInfo<IPv4Address>? {
+        try netlink.routes(IPv4Address.self)
             .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast && $0.outputInterface != interface
                 && $0.prefix.contains(destination) }
             .max { $0.prefix.length < $1.prefix.length }
@@ -160,12 +160,12 @@ public enum SystemProbe {
             facts.kernelProxyNDPInterfaces.insert(interface)
         }
         if let netlink = try? NetlinkSocket() {
-            if !lanInterfaces.isEmpty, let entries = try? netlink.proxyNeighbours() {
+            if !lanInterfaces.isEmpty, let entries = try? netlink.proxyNeighbours(IPv4Address.self) {
                 for (index, address) in entries {
                     if let name = interfaceName(index: index) { facts.kernelProxyEntries[name, default: []].insert(address) }
                 }
             }
-            if !lanInterfaces6.isEmpty, let entries = try? netlink.proxyNeighbours6() {
+            if !lanInterfaces6.isEmpty, let entries = try? netlink.proxyNeighbours(IPv6Address.self) {
                 for (index, address) in entries {
                     if let name = interfaceName(index: index) { facts.kernelProxyEntries6[name, default: []].insert(address) }
                 }
@@ -179,13 +179,13 @@ public enum SystemProbe {
             func origin(_ number: UInt8) -> String {
                 [2: "kernel", 3: "boot", 4: "static", 16: "dhcp", Netlink.ipipdRouteProtocol: "73 (ipipd's)"][number] ?? "\(number)"
             }
-            if tunneled.contains(where: { !$0.isIPv6 }), let routes = try? netlink.routes(skippingInterface: tunnelIndex) {
+            if tunneled.contains(where: { !$0.isIPv6 }), let routes = try? netlink.routes(IPv4Address.self, skippingInterface: tunnelIndex) {
                 for route in routes where route.table == Netlink.mainTable && route.priority == 0 && tunneled.contains(.v4(route.prefix)) {
                     facts.routesInTheWay[route.prefix] = "\(route.prefix)" + (route.gateway.map { " via \($0)" } ?? "") + device(route.outputInterface)
                         + " proto \(origin(route.protocolNumber))"
                 }
             }
-            if tunneled.contains(where: \.isIPv6), let routes = try? netlink.routes6() {
+            if tunneled.contains(where: \.isIPv6), let routes = try? netlink.routes(IPv6Address.self) {
                 for route in routes where route.table == Netlink.mainTable && route.priority == 1024 && tunneled.contains(.v6(route.prefix))
                     && (tunnelIndex == nil || route.outputInterface != tunnelIndex) {
                     facts.routesInTheWay6[route.prefix] = "\(route.prefix)" + device(route.outputInterface) + " proto \(origin(route.protocolNumber))"

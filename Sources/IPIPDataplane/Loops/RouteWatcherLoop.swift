@@ -21,7 +21,7 @@ struct RouteWatcherLoop {
 
     /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
     /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
-    static func outputInterfaces(_ routes: [Netlink.RouteInfo]) -> PrefixTable<(interface: Int32?, priority: UInt32)> {
+    static func outputInterfaces(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> PrefixTable<(interface: Int32?, priority: UInt32)> {
         PrefixTable(routes.lazy
             .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast }
             .map { ($0.prefix, (interface: $0.outputInterface, priority: $0.priority)) },
@@ -31,7 +31,7 @@ struct RouteWatcherLoop {
     /// Whether the kernel sends each endpoint into the tunnel: the longest match among the tunnel's
     /// prefixes (`tunnelRoutes`, ipipd's routes through the TUN device) against the longest among the other
     /// routes (`routes`, the tunnel's left out); on a tie the tunnel's wins, as its routes have metric 0.
-    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: PrefixTable<Int>, routes: [Netlink.RouteInfo]) -> [Bool] {
+    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: PrefixTable<Int>, routes: [Netlink.RouteInfo<IPv4Address>]) -> [Bool] {
         let outside = outputInterfaces(routes)
         return endpoints.map { endpoint in
             guard let inside = tunnelRoutes.lookupEntry(endpoint) else { return false }
@@ -40,7 +40,7 @@ struct RouteWatcherLoop {
     }
 
     /// Each route's prefix with the MTU of its output interface.
-    static func egressMTUs(_ routes: [Netlink.RouteInfo]) -> PrefixTable<Int> {
+    static func egressMTUs(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> PrefixTable<Int> {
         var byInterface: [Int32: Int] = [:]
         let withMTUs = outputInterfaces(routes).ipv4.entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
             guard let index = route.interface else { return nil }
@@ -54,17 +54,17 @@ struct RouteWatcherLoop {
     }
 
     /// The routes of type local, in any table (the local table's, and any an admin put elsewhere).
-    static func localRoutes(_ routes: [Netlink.RouteInfo]) -> LocalRoutes {
+    static func localRoutes(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> LocalRoutes {
         LocalRoutes(routes.lazy.filter { $0.type == Netlink.routeTypeLocal }.map(\.prefix))
     }
 
-    static func facts(_ routes: [Netlink.RouteInfo]) -> RouteFacts.Snapshot {
+    static func facts(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> RouteFacts.Snapshot {
         RouteFacts.Snapshot(egressMTUs: egressMTUs(routes), localRoutes: localRoutes(routes))
     }
 
     /// One read of the routes, for the start: the capture thread knows the local routes before its first packet.
     static func readFacts(tunnel: String) throws(SystemError) -> RouteFacts.Snapshot {
-        facts(try NetlinkSocket().routes(skippingInterface: SystemProbe.interfaceIndex(tunnel)))
+        facts(try NetlinkSocket().routes(IPv4Address.self, skippingInterface: SystemProbe.interfaceIndex(tunnel)))
     }
 
     func run() {
@@ -99,7 +99,7 @@ struct RouteWatcherLoop {
             let endpoints = snapshot.config.peers.map(\.remote)
             let tunnelIndex = SystemProbe.interfaceIndex(tunnel)
             do {
-                let routes = try netlink.routes(skippingInterface: tunnelIndex)
+                let routes = try netlink.routes(IPv4Address.self, skippingInterface: tunnelIndex)
                 routeFacts.publish(Self.facts(routes))
                 let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? PrefixTable() : tunnelRoutes, routes: routes)
                 for (peer, looping) in loops.enumerated() {
