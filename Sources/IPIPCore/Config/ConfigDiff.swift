@@ -60,7 +60,6 @@ public struct ConfigDiff: Sendable, Equatable {
                             })
         (routesAdded, routesRemoved, routesMoved) = (added, removed, moved)
 
-
         let oldGhosts = Dictionary(old.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         let newGhosts = Dictionary(new.ghostHosts.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         // A ghost that moved interface or MAC is removed and added again (and announced again).
