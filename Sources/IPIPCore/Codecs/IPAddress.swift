@@ -76,7 +76,6 @@ public struct NetworkPrefix<Address: FamilyAddress>: Hashable, Comparable, Senda
     public func contains(_ other: Address) -> Bool { other.masked(to: length) == address.masked(to: length) }
     /// True when every address of `other` is inside this prefix.
     public func contains(_ other: NetworkPrefix) -> Bool { other.length >= length && contains(other.address) }
-    public func overlaps(_ other: NetworkPrefix) -> Bool { contains(other) || other.contains(self) }
 
     public var description: String { "\(address)/\(length)" }
 
@@ -139,24 +138,20 @@ public enum IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var isIPv6: Bool {
-        if case .v6 = self { true } else { false }
-    }
-
-    /// The IPv4 prefix, if it is one.
-    public var ipv4: IPv4Prefix? {
-        if case .v4(let prefix) = self { prefix } else { nil }
-    }
-
-    /// The IPv6 prefix, if it is one.
-    public var ipv6: IPv6Prefix? {
-        if case .v6(let prefix) = self { prefix } else { nil }
-    }
+    public var isIPv6: Bool { address.isIPv6 }
 
     public var length: Int {
         switch self {
         case .v4(let prefix): prefix.length
         case .v6(let prefix): prefix.length
+        }
+    }
+
+    /// The address as given (host bits included).
+    public var address: IPAddress {
+        switch self {
+        case .v4(let prefix): .v4(prefix.address)
+        case .v6(let prefix): .v6(prefix.address)
         }
     }
 
@@ -167,35 +162,11 @@ public enum IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var hasHostBitsSet: Bool {
-        switch self {
-        case .v4(let prefix): prefix.hasHostBitsSet
-        case .v6(let prefix): prefix.hasHostBitsSet
-        }
-    }
-
-    public func contains(_ address: IPAddress) -> Bool {
-        switch (self, address) {
-        case (.v4(let prefix), .v4(let address)): prefix.contains(address)
-        case (.v6(let prefix), .v6(let address)): prefix.contains(address)
-        default: false
-        }
-    }
-
     /// True when every address of `other` is inside this prefix (never across families).
     public func contains(_ other: IPPrefix) -> Bool {
         switch (self, other) {
         case (.v4(let prefix), .v4(let other)): prefix.contains(other)
         case (.v6(let prefix), .v6(let other)): prefix.contains(other)
-        default: false
-        }
-    }
-
-    /// Prefixes of different families never overlap.
-    public func overlaps(_ other: IPPrefix) -> Bool {
-        switch (self, other) {
-        case (.v4(let prefix), .v4(let other)): prefix.overlaps(other)
-        case (.v6(let prefix), .v6(let other)): prefix.overlaps(other)
         default: false
         }
     }

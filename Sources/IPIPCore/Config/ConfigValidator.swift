@@ -189,13 +189,13 @@ struct ConfigValidator {
     }
 
     mutating func checkEndpointsCanBePinned() {
-        let ghosts = Set(config.ghostAddresses(IPv4Address.self))
+        let ghosts = Set(config.ghostHosts.map(\.address))
         for (position, peer) in config.peers.enumerated() {
             let key = "peers[\(locations.peerIndex[position])].remote"
             if let tunnelAddress = config.tunnel.address, peer.remote == tunnelAddress {
                 report(key, "\(peer.remote) is the tunnel's own address: outer packets to it would be delivered "
                        + "locally, never reach the peer; the endpoint must be the peer's uplink address")
-            } else if ghosts.contains(peer.remote) {
+            } else if ghosts.contains(.v4(peer.remote)) {
                 report(key, "\(peer.remote) is a ghost host of this gateway, which is reachable only through the tunnel: "
                        + "the endpoint must be an address reachable outside the tunnel")
             }

@@ -217,11 +217,6 @@ public struct GatewayConfig: Sendable, Equatable {
         }
     }
 
-    /// The addresses of the ghost hosts of one family, on every interface.
-    public func ghostAddresses<Address: FamilyAddress>(_ family: Address.Type) -> [Address] {
-        ghostHosts.compactMap { Address($0.address) }
-    }
-
     /// The interfaces whose ARP (and NDP) the proxy captures: those with ghost hosts, and an HA pair's
     /// uplink, where another box's claim of the endpoint reveals a split brain. Sorted.
     public var proxyCaptureInterfaces: [String] {

@@ -177,12 +177,6 @@ public struct PrefixTable<Value: Sendable>: Sendable {
         self.init(ipv4: LongestPrefixMatch(entries, uniquingPrefixesWith: combine))
     }
 
-    /// A table of IPv6 prefixes only.
-    public init<S: Sequence>(_ entries: S, uniquingPrefixesWith combine: (Value, Value) -> Value)
-    where S.Element == (IPv6Prefix, Value) {
-        self.init(ipv6: LongestPrefixMatch(entries, uniquingPrefixesWith: combine))
-    }
-
     public var count: Int { ipv4.count + ipv6.count }
     public var isEmpty: Bool { ipv4.isEmpty && ipv6.isEmpty }
 

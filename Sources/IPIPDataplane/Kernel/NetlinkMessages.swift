@@ -139,11 +139,7 @@ public enum Netlink {
         var body: [UInt8] = [route.prefix.isIPv6 ? Netlink.familyInet6 : Netlink.familyInet, UInt8(route.prefix.length), 0, 0,
                              Netlink.mainTable, route.protocolNumber, route.scope, type]
         body.appendLittleEndian(UInt32(0))
-        let destination: IPAddress = switch route.prefix.network {
-        case .v4(let prefix): .v4(prefix.address)
-        case .v6(let prefix): .v6(prefix.address)
-        }
-        body += attribute(routeDestination, networkOrder(destination))
+        body += attribute(routeDestination, networkOrder(route.prefix.network.address))
         if let gateway = route.gateway { body += attribute(routeGateway, networkOrder(gateway)) }
         if let index = route.outputInterface { body += attribute(routeOutputInterface, littleEndian(UInt32(bitPattern: index))) }
         return body
