@@ -89,7 +89,7 @@ final class Lab: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command]
         let output = scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(8))")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try! FileHandle(forWritingTo: output)
         process.standardOutput = handle
         process.standardError = handle
@@ -117,7 +117,7 @@ final class Lab: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip").resolvingIfMissing("/sbin/ip", "/bin/ip")
         process.arguments = ["netns", "exec", namespace] + arguments
         let log = scratch.appendingPathComponent("\(logName).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle

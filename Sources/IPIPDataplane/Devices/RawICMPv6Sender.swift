@@ -32,7 +32,11 @@ public final class RawICMPv6Sender: @unchecked Sendable {
         let message = UnsafeRawBufferPointer(rebasing: packet[40...])
         let sent = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fileDescriptor, message.baseAddress, message.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                let destination = $0
+                return retryOnInterrupt {
+                    sendto(fileDescriptor, message.baseAddress, message.count, Int32(MSG_DONTWAIT), destination,
+                           socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
             }
         }
         return sent == message.count

@@ -43,9 +43,9 @@ public final class TUNDevice: @unchecked Sendable {
     /// Reads one queued packet, preceded by its `VirtioNetHeader`, into `buffer`; nil when none is queued.
     @inline(__always)
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
-        let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        let count = retryOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         if count < 0 {
-            if errno == EINTR || errno == EAGAIN { return nil }
+            if errno == EAGAIN { return nil }
             throw SystemError.fromErrno("read from \(name)")
         }
         return count

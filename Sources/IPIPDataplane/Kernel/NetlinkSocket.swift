@@ -27,7 +27,8 @@ public final class NetlinkSocket {
     public func drainNotifications(timeoutMilliseconds: Int32) -> Bool {
         guard waitReadable(fd, timeoutMilliseconds: timeoutMilliseconds) else { return false }
         var buffer = [UInt8](repeating: 0, count: 16384)
-        while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 || errno == ENOBUFS {}
+        while buffer.withUnsafeMutableBytes({ free in retryOnInterrupt { recv(fd, free.baseAddress, free.count, Int32(MSG_DONTWAIT)) } }) > 0
+                || errno == ENOBUFS {}
         return true
     }
 
@@ -41,7 +42,7 @@ public final class NetlinkSocket {
     public func request(_ what: String, _ build: (UInt32) -> [UInt8]) throws(SystemError) -> [Netlink.Message] {
         let seq = nextSequence()
         let bytes = build(seq)
-        let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        let sent = bytes.withUnsafeBytes { message in retryOnInterrupt { send(fd, message.baseAddress, message.count, 0) } }
         guard sent == bytes.count else { throw SystemError.fromErrno(what) }
         var replies: [Netlink.Message] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -88,7 +89,7 @@ public final class NetlinkSocket {
                 waiting[seq] = next
                 next += 1
             }
-            let sent = datagram.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            let sent = datagram.withUnsafeBytes { message in retryOnInterrupt { send(fd, message.baseAddress, message.count, 0) } }
             guard sent == datagram.count else { throw SystemError.fromErrno(what) }
             while !waiting.isEmpty {
                 guard waitReadable(fd, timeoutMilliseconds: 5000) else {

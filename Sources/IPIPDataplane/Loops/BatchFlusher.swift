@@ -34,8 +34,7 @@ final class BatchFlusher {
         while start < batch.count {
             if batch.goesToTUN(at: start) {
                 let packet = batch.packet(at: start)
-                var written: Int
-                repeat { written = write(tunFD, packet.baseAddress, packet.count) } while written < 0 && errno == EINTR
+                let written = retryOnInterrupt { write(tunFD, packet.baseAddress, packet.count) }
                 if written == packet.count { countSent(batch, start) } else { countFailed(batch.kind(at: start), errno: errno) }
                 start += 1
                 continue
@@ -48,15 +47,14 @@ final class BatchFlusher {
             // The run of packets for the raw socket, up to the next one for the TUN device or the ICMPv6 socket.
             var end = start + 1
             while end < batch.count && !batch.goesToTUN(at: end) && !batch.goesToICMPv6Socket(at: end) { end += 1 }
-            let result = CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start,
-                                              UInt32(end - start))
+            let result = retryOnInterrupt {
+                CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start, UInt32(end - start))
+            }
             if result > 0 {
                 for index in start..<(start + Int(result)) { countSent(batch, index) }
                 start += Int(result)
             } else {
-                let code = errno
-                if result < 0 && code == EINTR { continue }
-                countFailed(batch.kind(at: start), errno: code)
+                countFailed(batch.kind(at: start), errno: errno)
                 start += 1
             }
         }

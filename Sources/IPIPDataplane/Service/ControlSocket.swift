@@ -69,13 +69,12 @@ public final class ControlSocket: @unchecked Sendable {
             throw SystemError.fromErrno("connect to \(path)")
         }
         let line = Array((command + "\n").utf8)
-        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = line.withUnsafeBytes { bytes in retryOnInterrupt { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) } }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             guard armTimeout() else { throw timedOut }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count < 0 && errno == EINTR { continue }
+            let count = buffer.withUnsafeMutableBytes { free in retryOnInterrupt { recv(fd, free.baseAddress, free.count, 0) } }
             if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && deadline != nil { throw timedOut }
             guard count > 0 else { break }
             reply += buffer[0..<count]

@@ -71,8 +71,7 @@ public final class RuntimeDirectory: @unchecked Sendable {
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
         var count = 0
         while count < bytes.count {
-            let read = bytes[count...].withUnsafeMutableBytes { Glibc.read(file, $0.baseAddress, $0.count) }
-            if read < 0 && errno == EINTR { continue }
+            let read = bytes[count...].withUnsafeMutableBytes { free in retryOnInterrupt { Glibc.read(file, free.baseAddress, free.count) } }
             guard read > 0 else { break }
             count += read
         }
@@ -89,8 +88,7 @@ public final class RuntimeDirectory: @unchecked Sendable {
         let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { Glibc.write(file, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
+            let count = bytes[written...].withUnsafeBytes { rest in retryOnInterrupt { Glibc.write(file, rest.baseAddress, rest.count) } }
             guard count > 0 else { break }
             written += count
         }

@@ -155,7 +155,7 @@ public final class StreamServer: @unchecked Sendable {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let client = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in retryOnInterrupt { accept(fd, address, &length) } }
         }
         guard client >= 0 else { return nil }
         _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
@@ -179,13 +179,13 @@ public final class StreamServer: @unchecked Sendable {
     private func receive(_ client: Client, into buffer: inout [UInt8], now: Double) {
         let room = min(buffer.count, limits.maximumRequest - client.request.count)
         guard room > 0 else { return }
-        let count = buffer.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, room, Int32(MSG_DONTWAIT)) }
+        let count = buffer.withUnsafeMutableBytes { bytes in retryOnInterrupt { recv(client.fd, bytes.baseAddress, room, Int32(MSG_DONTWAIT)) } }
         if count > 0 {
             client.request += buffer[0..<count]
             client.lastInput = now
         } else if count == 0 {
             client.doneSending = true
-        } else if errno != EAGAIN && errno != EINTR {
+        } else if errno != EAGAIN {
             client.close()
         }
     }
@@ -194,12 +194,12 @@ public final class StreamServer: @unchecked Sendable {
     private func send(_ client: Client) {
         guard let answer = client.answer else { return }
         while client.written < answer.count {
-            let count = answer[client.written...].withUnsafeBytes {
-                Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            let count = answer[client.written...].withUnsafeBytes { bytes in
+                retryOnInterrupt { Glibc.send(client.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             }
             if count > 0 {
                 client.written += count
-            } else if count < 0 && (errno == EAGAIN || errno == EINTR) {
+            } else if count < 0 && errno == EAGAIN {
                 return   // the socket buffer is full: poll says when to go on
             } else {
                 break

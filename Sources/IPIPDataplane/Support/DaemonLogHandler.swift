@@ -137,8 +137,7 @@ public struct DaemonLogHandler: LogHandler {
         bytes.withUnsafeMutableBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 && errno == EINTR { continue }
+                let written = retryOnInterrupt { Glibc.write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset) }
                 if written <= 0 { return }
                 offset += written
             }

@@ -39,13 +39,23 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Retries a system call interrupted by a signal (EINTR) and returns its result, errno left as the
+/// last attempt set it. Every read, write, send, receive and accept of ipipd's goes through this or
+/// `retryingOnInterrupt`; a poll that a signal interrupts is a wait that ended early, which each poll
+/// loop already takes as a timeout.
+@inline(__always)
+func retryOnInterrupt<T: BinaryInteger>(_ call: () -> T) -> T {
+    while true {
+        let result = call()
+        if result < 0 && Glibc.errno == EINTR { continue }
+        return result
+    }
+}
+
 /// Retries a call interrupted by a signal; throws on any other failure (swift-system's pattern).
 @inline(__always)
 func retryingOnInterrupt<T: BinaryInteger>(_ operation: @autoclosure () -> String, _ call: () -> T) throws(SystemError) -> T {
-    while true {
-        let result = call()
-        if result >= 0 { return result }
-        if Glibc.errno == EINTR { continue }
-        throw SystemError.fromErrno(operation())
-    }
+    let result = retryOnInterrupt(call)
+    guard result >= 0 else { throw SystemError.fromErrno(operation()) }
+    return result
 }

@@ -19,13 +19,13 @@ public final class WakeUp: Sendable {
 
     public func signal() {
         var one: UInt64 = 1
-        _ = write(fd, &one, MemoryLayout<UInt64>.size)
+        _ = retryOnInterrupt { write(fd, &one, MemoryLayout<UInt64>.size) }
     }
 
     /// Clears the signal (the eventfd is non-blocking: nothing to clear is fine).
     public func clear() {
         var value: UInt64 = 0
-        _ = read(fd, &value, MemoryLayout<UInt64>.size)
+        _ = retryOnInterrupt { read(fd, &value, MemoryLayout<UInt64>.size) }
     }
 }
 
