@@ -7,8 +7,19 @@ import IPIPCore
 
 let machineA = GatewayConfig(
     uplink: .init(interface: "eth0", address: IPv4Address(198, 51, 100, 37)),
-    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86), routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24))])]
+    peers: [.init(name: "b", remote: IPv4Address(203, 0, 113, 86),
+                  routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)), .v6(IPv6Prefix(IPv6Address("2001:db8:b::")!, length: 48))])]
 )
+
+/// An inner IPv6 UDP packet of `length` bytes from machine A's IPv6 ghost address to host C.
+func innerPacket6(length: Int) -> [UInt8] {
+    var packet = [UInt8](repeating: 0x5A, count: length)
+    packet.withUnsafeMutableBytes {
+        IPv6HeaderFields(payloadLength: length - IPv6PacketView.headerLength, nextHeader: IPProtocolNumber.udp, hopLimit: 64,
+                         source: IPv6Address("2001:db8:b::87")!, destination: IPv6Address("2001:db8:b::20")!).write(into: $0)
+    }
+    return packet
+}
 
 /// An inner UDP packet of `length` bytes from machine A's ghost address to host C.
 func innerPacket(length: Int) -> [UInt8] {
@@ -19,7 +30,7 @@ func innerPacket(length: Int) -> [UInt8] {
 
 /// Machine B's outer packet carrying `inner`, as libpcap captures it on A's uplink.
 func capturedFrame(inner: [UInt8]) -> [UInt8] {
-    let outer = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
+    let outer = IPv4HeaderFields(protocolNumber: inner[0] >> 4 == 6 ? IPProtocolNumber.ipv6 : IPProtocolNumber.ipip, source: IPv4Address(203, 0, 113, 86),
                                  destination: IPv4Address(198, 51, 100, 37)).bytes(payload: inner)
     return EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),
                                  etherType: EtherType.ipv4, payload: outer)
@@ -66,12 +77,13 @@ let benchmarks: @Sendable () -> Void = {
         thresholds: [.mallocCountTotal: .init(absolute: [.p0: 0, .p50: 0, .p100: 0])]
     )
 
-    for length in [64, 1400] {
-        Benchmark("encapsulation path: TUN read of a \(length)-byte packet → queued to its peer") { benchmark in
+    for (family, length, inner) in [("", 64, innerPacket(length: 64)), ("", 1400, innerPacket(length: 1400)),
+                                    ("IPv6 ", 64, innerPacket6(length: 64))] {
+        Benchmark("encapsulation path: TUN read of a \(length)-byte \(family)packet → queued to its peer") { benchmark in
             let counters = TunnelCounters(peerNames: ["b"])
             let path = EncapsulationPath(config: machineA, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()])
             let batch = PacketBatch()   // emptied without sending when full: the work up to the send
-            let read = [UInt8](repeating: 0, count: VirtioNetHeader.size) + innerPacket(length: length)
+            let read = [UInt8](repeating: 0, count: VirtioNetHeader.size) + inner
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 read.withUnsafeBytes {
@@ -82,8 +94,8 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(batch.count)
         }
 
-        Benchmark("decapsulation path: captured \(length)-byte frame → inner packet for the kernel's receive path (TUN)") { benchmark in
-            decapsulate([capturedFrame(innerLength: length)], delivery: .kernel, benchmark)
+        Benchmark("decapsulation path: captured \(length)-byte \(family)frame → inner packet for the kernel's receive path (TUN)") { benchmark in
+            decapsulate([capturedFrame(inner: inner)], delivery: .kernel, benchmark)
         }
     }
 

@@ -13,6 +13,8 @@ public protocol FamilyAddress: Hashable, Comparable, Sendable, CustomStringConve
     func masked(to length: Int) -> Self
     /// Well mixed in its high bits (Fibonacci hashing), so that consecutive networks land far apart.
     func mixedHash() -> UInt64
+    /// Longest-prefix match in this family's half of a table of both families.
+    static func lookup<Value>(_ address: Self, in table: PrefixTable<Value>) -> Value?
 }
 
 extension IPv4Address: FamilyAddress {
@@ -22,6 +24,8 @@ extension IPv4Address: FamilyAddress {
     }
     public static var bitWidth: Int { 32 }
     public static var zero: IPv4Address { .any }
+    @inlinable @inline(__always)
+    public static func lookup<Value>(_ address: IPv4Address, in table: PrefixTable<Value>) -> Value? { table.ipv4.lookup(address) }
     @inlinable @inline(__always)
     public func mixedHash() -> UInt64 { UInt64(value) &* 0x9E37_79B9_7F4A_7C15 }
 }
@@ -33,6 +37,8 @@ extension IPv6Address: FamilyAddress {
     }
     public static var bitWidth: Int { 128 }
     public static var zero: IPv6Address { .unspecified }
+    @inlinable @inline(__always)
+    public static func lookup<Value>(_ address: IPv6Address, in table: PrefixTable<Value>) -> Value? { table.ipv6.lookup(address) }
     @inlinable @inline(__always)
     public func mixedHash() -> UInt64 { (high ^ (low &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15 }
 }

@@ -182,8 +182,7 @@ public final class DecapsulationPath {
                 }
             case let .timeExceeded(peer, inner):
                 counters.dropCaptured(.ttlExpired, peer: peer)
-                icmp.report(type: ICMPType.timeExceeded, code: 0, about: UnsafeRawBufferPointer(rebasing: packet[inner]),
-                            peer: peer, counters: counters, into: batch, now: now)
+                icmp.report(.timeExceeded, about: UnsafeRawBufferPointer(rebasing: packet[inner]), peer: peer, counters: counters, into: batch, now: now)
             case .aboutOuter(let report):
                 learn(from: report, reporter: UnsafeRawBufferPointer(packet), in: batch, now: now)
             case let .drop(reason, peer):
@@ -222,8 +221,7 @@ public final class DecapsulationPath {
         guard let view = try? IPv4PacketView(validating: packet, exactLength: true) else { return }
         if view.dontFragment {
             drop(.tooBig)
-            icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
-                        about: packet, peer: peer, counters: counters, into: batch, now: now)
+            icmp.report(.tooBig(mtu: mtu), about: packet, peer: peer, counters: counters, into: batch, now: now)
             return
         }
         let pieces = IPv4Fragmenter.fragments(of: view, mtu: mtu)   // copies: the slot is reused below
@@ -249,8 +247,7 @@ public final class DecapsulationPath {
         let mtu = egressMTU(to: inner.ipv4Destination)
         if superPacket.headersLength + superPacket.segmentSize > mtu && inner[6] & 0x40 != 0 {
             counters.dropCaptured(.tooBig, peer: peer)
-            icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
-                        about: inner, peer: peer, counters: counters, into: batch, now: now)
+            icmp.report(.tooBig(mtu: mtu), about: inner, peer: peer, counters: counters, into: batch, now: now)
             return
         }
         // The segments are built in the batch's slots, starting with the one the super-packet lies in.
@@ -303,9 +300,7 @@ public final class DecapsulationPath {
         case let .relayToIPv6Source(peer, quote, timeExceeded):
             guard believed(quote, peer: peer) else { return }
             guard let inner = OuterICMP.quotedInner6(inPacket: packet) else { return }
-            icmp.report6(type: timeExceeded ? ICMPv6Type.timeExceeded : ICMPv6Type.destinationUnreachable,
-                         code: timeExceeded ? 0 : ICMPv6UnreachableCode.addressUnreachable,
-                         about: inner, peer: peer, counters: counters, into: batch, now: now)
+            icmp.report(timeExceeded ? .timeExceeded : .unreachable, about: inner, peer: peer, counters: counters, into: batch, now: now)
         case .unverifiable(let peer):
             counters.dropCaptured(.icmpUnverified, peer: peer)
         case .ignore:

@@ -83,6 +83,7 @@ public struct Decapsulator: Sendable {
     }
 
     public let local: IPv4Address
+    public let encapsulation = Encapsulation.ipInIPv4
     public let delivery: GatewayConfig.Delivery
     /// With `ttl: inherit`, "time exceeded" about an outer packet is the inner sender's own business.
     public let ttlInherited: Bool
@@ -111,117 +112,59 @@ public struct Decapsulator: Sendable {
         self.init(config: config, localNetworks: LocalNetworks(addresses: localAddresses))
     }
 
-    /// 0/8, 127/8, multicast and class E (255.255.255.255 included): never a packet's source.
-    @inline(__always)
-    static func isMartian(_ address: IPv4Address) -> Bool {
-        let first = address.value >> 24
-        return first == 0 || first == 127 || first >= 224
-    }
-
-    /// `packet` starts at the outer IPv4 header and ends where the capture ended.
+    /// `packet` starts at the outer header and ends where the capture ended.
     @inline(__always)
     public func decapsulate(_ packet: UnsafeMutableRawBufferPointer) -> Verdict {
-        let outer: IPv4PacketView
-        do {
-            outer = try IPv4PacketView(validating: UnsafeRawBufferPointer(packet))
-        } catch {
-            return .drop(.malformedOuter, peer: nil)
-        }
-        guard outer.destination == local else { return .drop(.notForUs, peer: nil) }
-        if outer.protocolNumber == IPProtocolNumber.icmp {
-            return .aboutOuter(OuterICMP.classify(outer.bytes, local: local, peerByEndpoint: peerByEndpoint, ttlInherited: ttlInherited))
-        }
-        guard outer.protocolNumber == IPProtocolNumber.ipip || outer.protocolNumber == IPProtocolNumber.ipv6 else {
-            return .drop(.malformedOuter, peer: nil)
-        }
-        guard let peer = peerByEndpoint[outer.source] else { return .drop(.unknownPeer, peer: nil) }
-        guard !outer.isFragment else { return .reassemble(peer: peer) }
-
-        let innerStart = outer.headerLength
-        let innerEnd = outer.totalLength
-        if outer.protocolNumber == IPProtocolNumber.ipv6 {
-            return decapsulate6(packet, inner: innerStart..<innerEnd, outerECN: outer.ecn, peer: peer)
-        }
-        let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[innerStart..<innerEnd])
-        let inner: IPv4PacketView
-        do {
-            inner = try IPv4PacketView(validating: UnsafeRawBufferPointer(innerBytes), exactLength: true)
-        } catch {
-            return .drop(.malformedInner, peer: peer)
-        }
-
-        let source = inner.source, destination = inner.destination
-        if Self.isMartian(source) || localNetworks.addresses.contains(source) || localNetworks.broadcasts.contains(source)
-            || localRoutes.isKnownLocal(source) {
-            return .drop(.martianSource, peer: peer)
-        }
-        if Self.isMartian(destination) || localNetworks.broadcasts.contains(destination) {
-            return .drop(.martianDestination, peer: peer)
-        }
-        guard acceptSources[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
-        if inner.headerLength > IPv4PacketView.minimumHeaderLength {
-            switch IPv4Options.sourceRoute(in: inner) {
-            case .none: break
-            case .sourceRoute: return .drop(.sourceRoute, peer: peer)
-            case .malformed: return .drop(.malformedInner, peer: peer)
+        switch encapsulation.parse(UnsafeRawBufferPointer(packet), local: local) {
+        case let .tunnelled(source, inner, family, ecn):
+            guard let peer = peerByEndpoint[source] else { return .drop(.unknownPeer, peer: nil) }
+            switch family {
+            case .ipv4:
+                guard let view = IPv4PacketView.checkedInner(UnsafeRawBufferPointer(rebasing: packet[inner])) else {
+                    return .drop(.malformedInner, peer: peer)
+                }
+                return unwrap(packet, view, at: inner, outerECN: ecn, peer: peer)
+            // Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more).
+            case .ipv6:
+                guard let view = IPv6PacketView.checkedInner(UnsafeRawBufferPointer(rebasing: packet[inner])) else {
+                    return .drop(.malformedInner, peer: peer)
+                }
+                return unwrap(packet, view, at: inner, outerECN: ecn, peer: peer)
             }
+        case .fragment(let source):
+            guard let peer = peerByEndpoint[source] else { return .drop(.unknownPeer, peer: nil) }
+            return .reassemble(peer: peer)
+        case .icmp(let outer):
+            return .aboutOuter(OuterICMP.classify(outer.bytes, local: local, peerByEndpoint: peerByEndpoint, ttlInherited: ttlInherited))
+        case .invalid(let reason):
+            return .drop(reason, peer: nil)
         }
-
-        switch ECNDecapsulation.decide(outer: outer.ecn, inner: inner.ecn) {
-        case .pass: break
-        case .drop: return .drop(.ecnNotECT, peer: peer)
-        case .setCE: IPv4HeaderEditor.setTOS(innerBytes, to: inner.tos | ECN.ce.rawValue)
-        }
-
-        // This machine's own addresses: the kernel's receive path on the TUN device, in both modes.
-        if delivery == .kernel || localNetworks.addresses.contains(destination) || localRoutes.mustTakeTheTUNDevice(destination) {
-            return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .tun)
-        }
-        // Routed by ipipd: a router decrements the TTL and never forwards one that expires.
-        guard inner.ttl > 1 else { return .timeExceeded(peer: peer, inner: innerStart..<innerEnd) }
-        IPv4HeaderEditor.decrementTTL(innerBytes)
-        return .deliver(peer: peer, inner: innerStart..<innerEnd, route: .routed)
     }
 
-    /// ::, ::1, multicast and IPv4-mapped: never an inner IPv6 packet's source.
+    /// The one flow for both inner families (`ipip_tunnel_rcv`'s, with the inner protocol a parameter) for
+    /// the inner packet `inner` at `packet[range]`, checked whole by the caller: no martian source or destination, its source inside the peer's accept-sources,
+    /// no source route or abusive options, RFC 6040 ECN, then the delivery mode. Where the families differ, `Inner` says.
     @inline(__always)
-    static func isMartian6(_ address: IPv6Address) -> Bool {
-        address.isUnspecified || address.isLoopback || address.isMulticast || address.isIPv4Mapped
-    }
-
-    /// Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more): the inner IPv6 packet must be
-    /// whole, its source inside the peer's accepted IPv6 sources, no martian and none of this machine's
-    /// addresses (machine A's own ghost address lies inside the prefix B's side sends from), its destination no
-    /// martian (ipipd carries no multicast), its extension headers no Routing Header type 0 (the
-    /// IPv6 source route, RFC 5095) and no longer chain than any sender needs, then RFC 6040 ECN. It always goes to the TUN device, in
-    /// both delivery modes, as sit hands its packets to the kernel: the kernel's forwarding decrements
-    /// the hop limit and sends "time exceeded" and "packet too big" itself, and ip6tables sees
-    /// `iif tunl`.
-    @inline(__always)
-    func decapsulate6(_ packet: UnsafeMutableRawBufferPointer, inner range: Range<Int>, outerECN: ECN, peer: Int) -> Verdict {
+    func unwrap<Inner: InnerPacket>(_ packet: UnsafeMutableRawBufferPointer, _ inner: Inner, at range: Range<Int>,
+                                    outerECN: ECN, peer: Int) -> Verdict {
         let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[range])
-        let inner: IPv6PacketView
-        do {
-            inner = try IPv6PacketView(validating: UnsafeRawBufferPointer(innerBytes), exactLength: true)
-        } catch {
-            return .drop(.malformedInner, peer: peer)
-        }
-        let source = inner.source, destination = inner.destination
-        if Self.isMartian6(source) || localNetworks.addresses6.contains(source) { return .drop(.martianSource, peer: peer) }
-        if Self.isMartian6(destination) { return .drop(.martianDestination, peer: peer) }
-        guard acceptSources[peer].lookup(source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
-        switch IPv6ExtensionHeaders.judge(inner) {
-        case .acceptable: break
-        case .routingType0: return .drop(.sourceRoute, peer: peer)
-        case .overLimit: return .drop(.extensionHeaders, peer: peer)
-        case .malformed: return .drop(.malformedInner, peer: peer)
-        }
+        if let reason = inner.martian(local: localNetworks, routes: localRoutes) { return .drop(reason, peer: peer) }
+        guard acceptSources[peer].lookup(inFamilyOf: inner.source) != nil else { return .drop(.sourceNotAllowed, peer: peer) }
+        if let reason = inner.refusedOptions { return .drop(reason, peer: peer) }
+
         switch ECNDecapsulation.decide(outer: outerECN, inner: inner.ecn) {
         case .pass: break
         case .drop: return .drop(.ecnNotECT, peer: peer)
-        case .setCE: IPv6HeaderEditor.setCE(innerBytes)
+        case .setCE: Inner.setCongestionExperienced(innerBytes)
         }
-        return .deliver(peer: peer, inner: range, route: .tun)
+
+        if delivery == .kernel || inner.mustTakeTUNDevice(local: localNetworks, routes: localRoutes) {
+            return .deliver(peer: peer, inner: range, route: .tun)
+        }
+        // Routed by ipipd: a router decrements the TTL and never forwards one that expires.
+        guard inner.hopLimit > 1 else { return .timeExceeded(peer: peer, inner: range) }
+        Inner.decrementHopLimit(innerBytes)
+        return .deliver(peer: peer, inner: range, route: .routed)
     }
 }
 

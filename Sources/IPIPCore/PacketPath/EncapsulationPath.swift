@@ -78,26 +78,13 @@ public final class EncapsulationPath {
         case let .send(outerLength, peer, destination, notifyUnreachable):
             batch.append(0..<outerLength, destination: destination, kind: .encapsulated(peer: peer, innerLength: length))
             if notifyUnreachable {
-                // The packet still goes; its sender is told as ip_tunnel_xmit tells it (RFC 2003 §4), or for
-                // IPv6 as sit's dst_link_failure does (address unreachable). The error quotes the slot just
-                // queued, which stays intact until the batch reuses it.
-                if inner[0] >> 4 == 6 {
-                    icmp.report6(type: ICMPv6Type.destinationUnreachable, code: ICMPv6UnreachableCode.addressUnreachable,
-                                 about: inner, peer: peer, counters: counters, into: batch, now: now)
-                } else {
-                    icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.host, about: inner, peer: peer,
-                                counters: counters, into: batch, now: now)
-                }
+                // The packet still goes; its sender is told as ip_tunnel_xmit tells it (RFC 2003 §4). The
+                // error quotes the slot just queued, which stays intact until the batch reuses it.
+                icmp.report(.unreachable, about: inner, peer: peer, counters: counters, into: batch, now: now)
             }
         case let .tooBig(peer, mtu):
             counters.drop(.tooBig, peer: peer)
-            if inner[0] >> 4 == 6 {
-                icmp.report6(type: ICMPv6Type.packetTooBig, code: 0, parameter: UInt32(mtu), about: inner, peer: peer,
-                             counters: counters, into: batch, now: now)
-            } else {
-                icmp.report(type: ICMPType.destinationUnreachable, code: ICMPUnreachableCode.fragmentationNeeded, nextHopMTU: mtu,
-                            about: inner, peer: peer, counters: counters, into: batch, now: now)
-            }
+            icmp.report(.tooBig(mtu: mtu), about: inner, peer: peer, counters: counters, into: batch, now: now)
         case let .fragment(peer, mtu):
             fragment(inner, peer: peer, mtu: mtu, in: batch, now: now)
         case let .drop(reason, peer):

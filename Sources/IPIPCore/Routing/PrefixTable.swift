@@ -186,6 +186,10 @@ public struct PrefixTable<Value: Sendable>: Sendable {
     @inlinable @inline(__always)
     public func lookup(_ address: IPv6Address) -> Value? { ipv6.lookup(address) }
 
+    /// The lookup of a flow generic in the family (specialized, it is one of the two above).
+    @inlinable @inline(__always)
+    public func lookup<Address: FamilyAddress>(inFamilyOf address: Address) -> Value? { Address.lookup(address, in: self) }
+
     public func lookup(_ address: IPAddress) -> Value? {
         switch address {
         case .v4(let address): ipv4.lookup(address)
