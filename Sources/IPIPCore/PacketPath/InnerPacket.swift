@@ -91,10 +91,10 @@ extension IPv4PacketView: InnerPacket {
     @inline(__always)
     func martian(local: LocalNetworks, routes: LocalRoutes) -> DropReason? {
         let source = source, destination = destination
-        if source.isMartian || local.addresses.contains(source) || local.broadcasts.contains(source) || routes.isKnownLocal(source) {
+        if !source.isUnicastCandidate || source.isLoopback || local.addresses.contains(source) || local.broadcasts.contains(source) || routes.isKnownLocal(source) {
             return .martianSource
         }
-        if destination.isMartian || local.broadcasts.contains(destination) { return .martianDestination }
+        if !destination.isUnicastCandidate || destination.isLoopback || local.broadcasts.contains(destination) { return .martianDestination }
         return nil
     }
 
@@ -181,13 +181,4 @@ extension IPv6PacketView: InnerPacket {
 
     @inline(__always)
     static func decrementHopLimit(_ header: UnsafeMutableRawBufferPointer) { header[7] &-= 1 }
-}
-
-extension IPv4Address {
-    /// 0/8, 127/8, multicast and class E (255.255.255.255 included): never a packet's source.
-    @inline(__always)
-    var isMartian: Bool {
-        let first = value >> 24
-        return first == 0 || first == 127 || first >= 224
-    }
 }
