@@ -183,8 +183,8 @@ def setup_ipipd(lab, args, delivery=None, binary=None, ipv4_only=False):
     return pids
 
 
-def setup_ipipd_libnet(lab, args):
-    return setup_ipipd(lab, args, delivery="libnet")
+def setup_ipipd_routed(lab, args):
+    return setup_ipipd(lab, args, delivery="routed")
 
 
 def setup_ipipd_gro_off(lab, args):
@@ -238,15 +238,15 @@ CONFIGURATIONS = {
     "direct": (setup_direct, True, None),
     "direct-no-offload": (setup_direct, False, False),
     "ipipd": (setup_ipipd, True, None),                 # delivery: kernel, the default
-    "ipipd-libnet": (setup_ipipd_libnet, True, None),
+    "ipipd-routed": (setup_ipipd_routed, True, None),
     "ipipd-gro-off": (setup_ipipd, True, False),        # the same two with the uplinks as bare veths (GRO off)
-    "ipipd-libnet-gro-off": (setup_ipipd_libnet, True, False),
+    "ipipd-routed-gro-off": (setup_ipipd_routed, True, False),
     "openvpn": (setup_openvpn, True, None),
     "tinc": (setup_tinc, True, None),
     "baseline": (setup_baseline, True, None),           # --baseline: an earlier ipipd binary, for "no slower than"
 }
 # Configurations that carry IPv6 (6in4): they get an IPv6 TCP figure too.
-IPV6_CONFIGURATIONS = {"ipipd", "ipipd-libnet", "ipipd-gro-off", "ipipd-libnet-gro-off"}
+IPV6_CONFIGURATIONS = {"ipipd", "ipipd-routed", "ipipd-gro-off", "ipipd-routed-gro-off"}
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -379,14 +379,14 @@ TARGETS = [("TCP 1 stream >= 1.5 x the best of OpenVPN and tinc", "tcp1_mbps", (
            ("ping p99 no worse than OpenVPN", "ping_p99_ms", ("openvpn",), "<=", 1.0),
            ("CPU-s per GB lower than OpenVPN", "cpu_seconds_per_gb", ("openvpn",), "<", 1.0)]
 # Issue 13: the kernel's receive path costs no throughput against raw reinjection, in this binary
-# (delivery: libnet) and in the binary given as --baseline (before delivery: kernel existed).
+# (delivery: routed) and in the binary given as --baseline (before delivery: kernel existed).
 TARGETS += [(f"{figure} kernel delivery >= {name}", key, (name,), ">=", 1.0)
-            for name in ("ipipd-libnet", "baseline")
+            for name in ("ipipd-routed", "baseline")
             for figure, key in (("TCP 1 stream", "tcp1_mbps"), ("UDP 64 B received", "udp64_received_pps"))]
 # Issue 22: uplinks that merge like real NICs cost no TCP throughput against bare veths, in both delivery
 # modes and both families (the ratio of the GRO-on configuration to its GRO-off twin in the same run).
 GRO_TARGETS = [(f"TCP 1 stream{family} {mode} with GRO on >= GRO off", key, on, off)
-               for mode, on, off in (("kernel delivery", "ipipd", "ipipd-gro-off"), ("libnet delivery", "ipipd-libnet", "ipipd-libnet-gro-off"))
+               for mode, on, off in (("kernel delivery", "ipipd", "ipipd-gro-off"), ("routed delivery", "ipipd-routed", "ipipd-routed-gro-off"))
                for family, key in (("", "tcp1_mbps"), (" IPv6", "tcp1_ipv6_mbps"))]
 RSS_TARGET = ("RSS flat (within 10 %) over the soak", 10.0)
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IPIPCore
 import IPIPDataplane
+import Logging
 
 // What the subcommands share: the options every one of them takes, reading and checking the config
 // file, finding a running daemon's control socket, and printing errors.
@@ -17,7 +18,8 @@ func loadConfigWithTextOrExit(_ path: String) throws -> (config: GatewayConfig, 
     let text = try readConfigTextOrExit(path)
     let result = ConfigLoader.load(yaml: text, file: path)
     for diagnostic in result.diagnostics {
-        DaemonLogHandler.printLine(diagnostic.description, level: diagnostic.severity == .error ? .error : .warning)
+        let level: Logger.Level = switch diagnostic.severity { case .error: .error; case .warning: .warning; case .note: .notice }
+        DaemonLogHandler.printLine(diagnostic.description, level: level)
     }
     guard let config = result.config else {
         printError("\(path): \(result.errors.count) error\(result.errors.count == 1 ? "" : "s"); nothing was applied")

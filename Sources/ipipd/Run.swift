@@ -16,7 +16,7 @@ struct Run: ParsableCommand {
         their peer; protocol-4 packets captured on the uplink are checked (the peer, its accept-sources, \
         martian addresses, source routes) and unwrapped, and the inner packet is written to the TUN device, \
         where the kernel receives it as Linux's ipip would (firewall it in INPUT and FORWARD with \
-        iifname "tunl") — or, with `tunnel.delivery: libnet`, reinjected through a raw socket, marked.
+        iifname "tunl") — or, with `tunnel.delivery: routed`, reinjected through a raw socket, marked.
 
         HA pair (`uplink.standby-when-absent: yes`): while the uplink address is not assigned to the uplink \
         (keepalived gave it to the other box), ipipd takes every step but is the standby: it answers no ARP, \

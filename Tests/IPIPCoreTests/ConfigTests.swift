@@ -37,6 +37,25 @@ import Testing
         #expect(config.routingTable.lookup(IPv4Address("203.0.113.87")!) == 0)
     }
 
+    /// `routed` was spelled `libnet` before: configs that say so still load, the same, with a note on the
+    /// line that names the new spelling; anything else is an error naming both.
+    @Test func deliveryIsKernelOrRoutedAndTheFormerSpellingStillLoadsWithANote() throws {
+        let routed = load(minimal + "\ntunnel:\n  delivery: routed\n")
+        #expect(routed.diagnostics.isEmpty, "\(routed.diagnostics)")
+        #expect(try #require(routed.config).tunnel.delivery == .routed)
+
+        let former = load(minimal + "\ntunnel:\n  delivery: libnet\n")
+        #expect(former.config == routed.config)
+        let note = try #require(former.diagnostics.first)
+        #expect(former.diagnostics.count == 1 && note.severity == .note && note.line == 9 && note.key == "tunnel.delivery")
+        #expect(note.description.hasPrefix("test.yaml:9:13: note: tunnel.delivery: `libnet` is the former name of `routed`"), "\(note)")
+
+        let wrong = load(minimal + "\ntunnel:\n  delivery: raw\n")
+        #expect(wrong.config == nil)
+        #expect(wrong.errors.map(\.key) == ["tunnel.delivery"])
+        #expect(wrong.errors.first?.message.contains("is not `kernel`") == true && wrong.errors.first?.message.contains("`routed`") == true)
+    }
+
     @Test func invalidExampleReportsEveryMistakeWithItsLine() {
         let result = ConfigLoader.load(yaml: Repository.text("config/invalid-example.yaml"), file: "invalid.yaml")
         #expect(result.config == nil)

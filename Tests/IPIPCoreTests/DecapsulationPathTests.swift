@@ -5,7 +5,7 @@ import Testing
     let counters = TunnelCounters(peerNames: ["machine-b"])
     let state = PeerPathState()
 
-    func path(local: Set<IPv4Address> = [], delivery: GatewayConfig.Delivery = .libnet, tunnelMTU: Int = 1480) -> DecapsulationPath {
+    func path(local: Set<IPv4Address> = [], delivery: GatewayConfig.Delivery = .routed, tunnelMTU: Int = 1480) -> DecapsulationPath {
         var config = MachineA.config
         config.tunnel.delivery = delivery
         return DecapsulationPath(config: config, tunnelMTU: tunnelMTU, counters: counters, paths: [state], localNetworks: LocalNetworks(addresses: local))

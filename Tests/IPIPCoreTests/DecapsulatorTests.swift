@@ -10,7 +10,7 @@ import Testing
 
     /// Machine A's decapsulator with this machine's `local` addresses and subnets, delivering as `delivery` says.
     func decapsulate(_ packet: inout [UInt8], local: Set<IPv4Address> = [], networks: [IPv4Prefix] = [],
-                     localRoutes: LocalRoutes = LocalRoutes([]), delivery: GatewayConfig.Delivery = .libnet) -> Decapsulator.Verdict {
+                     localRoutes: LocalRoutes = LocalRoutes([]), delivery: GatewayConfig.Delivery = .routed) -> Decapsulator.Verdict {
         var config = machineA
         config.tunnel.delivery = delivery
         let decapsulator = Decapsulator(config: config, localNetworks: LocalNetworks(addresses: local, networks: networks),
@@ -24,7 +24,7 @@ import Testing
 
     /// A packet for this machine takes the TUN device in both modes (the kernel's receive path: INPUT
     /// with iif tunl, never lo), untouched.
-    @Test(arguments: [GatewayConfig.Delivery.kernel, .libnet])
+    @Test(arguments: [GatewayConfig.Delivery.kernel, .routed])
     func aLocalInnerPacketGoesToTheTUNUntouched(delivery: GatewayConfig.Delivery) throws {
         var packet = scapyPacket
         let verdict = decapsulate(&packet, local: [ghost], delivery: delivery)
@@ -36,7 +36,7 @@ import Testing
     /// local 203.0.113.80/28 dev lo`) takes the TUN device too, untouched: routed by ipipd it would be
     /// received through lo, past a firewall's `iifname "tunl"` rules. So does every packet before the
     /// routes are read. And no inner packet may come from such an address.
-    @Test func anAnyIPAddressTakesTheTUNDeviceAndIsNoSourceInTheLibnetDelivery() throws {
+    @Test func anAnyIPAddressTakesTheTUNDeviceAndIsNoSourceInTheRoutedDelivery() throws {
         var packet = scapyPacket
         let anyIP = LocalRoutes([IPv4Prefix("203.0.113.80/28")!])
         #expect(decapsulate(&packet, localRoutes: anyIP) == .deliver(peer: 0, inner: 20..<packet.count, route: .tun))
@@ -59,7 +59,7 @@ import Testing
         #expect(try innerTTL(packet) == 63)
     }
 
-    @Test func withLibnetDeliveryAForwardedInnerPacketLosesOneTTL() throws {
+    @Test func withRoutedDeliveryAForwardedInnerPacketLosesOneTTL() throws {
         var packet = scapyPacket
         #expect(decapsulate(&packet) == .deliver(peer: 0, inner: 20..<packet.count, route: .routed))
         #expect(try innerTTL(packet) == 62, "decremented with a valid checksum")
@@ -67,7 +67,7 @@ import Testing
 
     /// What the kernel's receive path would refuse, refused in both modes and counted by its reason;
     /// and what no peer may send: an inner source outside its accept-sources.
-    @Test(arguments: [GatewayConfig.Delivery.kernel, .libnet])
+    @Test(arguments: [GatewayConfig.Delivery.kernel, .routed])
     func martiansSourceRoutesAndForeignSourcesAreDropped(delivery: GatewayConfig.Delivery) {
         let hostC = IPv4Address("203.0.113.20")!, uplink = IPv4Address("198.51.100.37")!
         let networks = [IPv4Prefix("198.51.100.37/24")!, IPv4Prefix("127.0.0.1/8")!]

@@ -3,7 +3,7 @@ import Testing
 
 /// Frames the uplink's GRO merged before the capture took them (a "super-packet": one outer header, one
 /// inner header, many segments), with the virtio-net header the kernel puts before them: decapsulated
-/// whole for the TUN device (kernel delivery), cut back into the sender's segments (libnet delivery), and
+/// whole for the TUN device (kernel delivery), cut back into the sender's segments (routed delivery), and
 /// dropped when the header does not describe the packet. The merged frame is built as GRO leaves it from
 /// scapy's segments (fixtures tcp-segment-0…2, cut at 1200 from tcp-super-packet).
 @Suite struct ReceiveOffloadTests {
@@ -65,9 +65,9 @@ import Testing
         #expect(counters.capture.frames.value == 1)
     }
 
-    @Test func libnetDeliveryCutsTheMergedFrameIntoTheSendersSegments() throws {
+    @Test func routedDeliveryCutsTheMergedFrameIntoTheSendersSegments() throws {
         let sent = SentPackets(), merged = Self.mergedTCP()
-        capture(path(delivery: .libnet), MachineA.outerFromB(merged, dontFragment: true), Self.mergedHeader, sent)
+        capture(path(delivery: .routed), MachineA.outerFromB(merged, dontFragment: true), Self.mergedHeader, sent)
         let packets = sent.flush()
         // Each as the sender sent it, one hop further: TTL 62, the header checksum made anew.
         let expected = (0..<3).map { index -> [UInt8] in
@@ -85,7 +85,7 @@ import Testing
     /// As the kernel's forwarding treats a GSO packet whose segments do not fit: one "fragmentation needed"
     /// for the frame, counted once.
     @Test func segmentsTooBigForTheEgressGetOneFragmentationNeeded() throws {
-        let sent = SentPackets(), path = path(delivery: .libnet)
+        let sent = SentPackets(), path = path(delivery: .routed)
         // A route longer than the tunneled 203.0.113.0/24 takes the ghost's address out of the tunnel.
         path.egressMTUs = PrefixTable([(IPv4Prefix("203.0.113.80/28")!, 1000)], uniquingPrefixesWith: { $1 })
         capture(path, MachineA.outerFromB(Self.mergedTCP(), dontFragment: true), Self.mergedHeader, sent)
@@ -113,7 +113,7 @@ import Testing
         let outer = IPv4HeaderFields(identification: 9, dontFragment: true, ttl: 64, protocolNumber: IPProtocolNumber.ipv6,
                                      source: MachineA.peerB, destination: MachineA.local).bytes(payload: inner)
         let sent = SentPackets()
-        capture(path(delivery: .libnet), outer, VirtioNetHeader(checksum: (74, 16), segmentation: .tcpIPv6(segmentSize: 1440)), sent)
+        capture(path(delivery: .routed), outer, VirtioNetHeader(checksum: (74, 16), segmentation: .tcpIPv6(segmentSize: 1440)), sent)
         let packets = sent.flush()
         try #require(packets.count == 1)
         #expect(packets[0].kind == .superPacket(peer: 0, innerLength: inner.count + 2 * 60, segments: 3, frames: 1))
@@ -195,7 +195,7 @@ import Testing
         #expect(parsed.segmentation == .tcpIPv4(segmentSize: 1448) && parsed.congestionWindowReduced && parsed.dataValid && parsed.checksum == nil)
     }
 
-    /// UDP datagrams merged by the uplink's UDP GRO forwarding (rx-udp-gro-forwarding), cut back for libnet.
+    /// UDP datagrams merged by the uplink's UDP GRO forwarding (rx-udp-gro-forwarding), cut back for the routed delivery.
     @Test func mergedUDPDatagramsAreCutIntoDatagrams() throws {
         let datagrams = (0..<3).map { index in
             IPv4HeaderFields(identification: UInt16(0x100 + index), dontFragment: true, ttl: 63, protocolNumber: IPProtocolNumber.udp,
@@ -214,7 +214,7 @@ import Testing
             IPv4HeaderEditor.recomputeChecksum(bytes)
         }
         let sent = SentPackets()
-        capture(path(delivery: .libnet), MachineA.outerFromB(merged, dontFragment: true),
+        capture(path(delivery: .routed), MachineA.outerFromB(merged, dontFragment: true),
                 VirtioNetHeader(checksum: (54, 6), segmentation: .udp(segmentSize: 1200)), sent)
         let packets = sent.flush()
         let expected = datagrams.map { datagram -> [UInt8] in

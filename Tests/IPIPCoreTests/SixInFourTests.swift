@@ -69,7 +69,7 @@ import Testing
     }
 
     /// A decapsulates scapy's packet (B → A, protocol 41) to the TUN device in both delivery modes.
-    @Test(arguments: [GatewayConfig.Delivery.kernel, .libnet])
+    @Test(arguments: [GatewayConfig.Delivery.kernel, .routed])
     func machineADeliversToTheTUN(delivery: GatewayConfig.Delivery) {
         var config = machineA
         config.tunnel.delivery = delivery

@@ -162,8 +162,8 @@ struct ConformanceTests {
 
     /// D5: forwarded inner packets lose one TTL; at TTL 1 the inner source gets "time exceeded",
     /// which itself travels back through the tunnel. With kernel delivery B's kernel forwards (and
-    /// answers); with libnet delivery ipipd does.
-    @Test(arguments: ["kernel", "libnet"])
+    /// answers); with routed delivery ipipd does.
+    @Test(arguments: ["kernel", "routed"])
     func innerTTLIsDecrementedAndExpiryReported(delivery: String) throws {
         let lab = Lab("d5")
         defer { lab.teardown() }
@@ -180,7 +180,7 @@ struct ConformanceTests {
         // All occurrences: the time-exceeded message, then the echo request it quotes (id 0x7701).
         let exceeded = try lab.dissect(atH1(), ["icmp.type", "icmp.code", "icmp.ident"], occurrence: "a", filter: "icmp.type == 11")
         #expect(exceeded == [["11,8", "0,0", "30465"]], "\(exceeded)")
-        #expect(try lab.status("b", config: siteB).dropped("ttl-expired") == (delivery == "libnet" ? 1 : 0))
+        #expect(try lab.status("b", config: siteB).dropped("ttl-expired") == (delivery == "routed" ? 1 : 0))
     }
 
     // MARK: - ICMP about outer packets
@@ -215,14 +215,14 @@ struct ConformanceTests {
     }
 
     /// I3: no ICMP error about an ICMP error, a broadcast or a non-first fragment; and ipipd's ICMP is
-    /// rate-limited. ipipd sends time exceeded with libnet delivery (with kernel delivery the kernel
+    /// rate-limited. ipipd sends time exceeded with routed delivery (with kernel delivery the kernel
     /// forwards, and limits its own ICMP).
     @Test func noICMPErrorsAboutErrorsBroadcastsOrFragmentsAndRateLimited() throws {
         let lab = Lab("i3")
         defer { lab.teardown() }
         try lab.buildTwoSites()
         _ = try lab.startIpipd(in: "a", config: siteA)
-        let siteB = try config(lab, self.siteB, "tunnel: {delivery: libnet}\n", name: "b.yaml")
+        let siteB = try config(lab, self.siteB, "tunnel: {delivery: routed}\n", name: "b.yaml")
         _ = try lab.startIpipd(in: "b", config: siteB)
         let atH1 = try lab.capture("h1", "eth0", "icmp[0] = 11", name: "h1")
         try lab.craft(Self.craft, "no-icmp-about", from: "r", "eth1", to: "b", "eth0")

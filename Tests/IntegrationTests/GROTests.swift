@@ -5,7 +5,7 @@ import Testing
 /// Uplinks that merge what they receive, as real NICs do (issue 22): with GRO on a gateway's uplink
 /// the kernel merges a tunneled TCP flow's segments into frames of up to 64 KiB before the capture sees
 /// them. ipipd takes them whole and delivers them — as one GSO packet to the TUN device (delivery:
-/// kernel) or cut back into the sender's segments (delivery: libnet) — and drops what a forger could make
+/// kernel) or cut back into the sender's segments (delivery: routed) — and drops what a forger could make
 /// a merged frame look like. On the two-site lab h1 — A — R — B — h2 with GRO on both uplinks, whatever
 /// IPIPD_LAB_GRO says.
 @Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, packet sockets"))
@@ -20,7 +20,7 @@ struct GROTests {
     /// 10 MB each way, IPv4 and IPv6, keep their SHA-256; each receiving gateway took merged frames (the
     /// counters and tcpdump on its uplink say so), truncated none, and accounts for every frame; the
     /// counters give the segments as the sender sent them.
-    @Test(arguments: ["kernel", "libnet"])
+    @Test(arguments: ["kernel", "routed"])
     func tcpCrossesUplinksThatMergeLikeRealNICs(delivery: String) throws {
         let lab = Lab("gro")
         defer { lab.teardown() }
@@ -50,8 +50,8 @@ struct GROTests {
 
     /// What else a NIC's receive path may do: keep GRO's segments as a list (rx-gro-list), merge UDP
     /// datagrams of forwarded flows (rx-udp-gro-forwarding). TCP and UDP still arrive whole, in both modes.
-    @Test(arguments: [("rx-gro-list", "kernel"), ("rx-gro-list", "libnet"),
-                      ("rx-udp-gro-forwarding", "kernel"), ("rx-udp-gro-forwarding", "libnet")])
+    @Test(arguments: [("rx-gro-list", "kernel"), ("rx-gro-list", "routed"),
+                      ("rx-udp-gro-forwarding", "kernel"), ("rx-udp-gro-forwarding", "routed")])
     func otherReceiveOffloadsDeliverToo(feature: String, delivery: String) throws {
         let lab = Lab("grox")
         defer { lab.teardown() }

@@ -3,7 +3,7 @@ import IPIPCore
 import Testing
 
 /// Where decapsulated packets go (issue 13): into the kernel's receive path on the TUN device (delivery:
-/// kernel, the default), or routed by ipipd through its raw socket (delivery: libnet) — in both, with
+/// kernel, the default), or routed by ipipd through its raw socket (delivery: routed) — in both, with
 /// the checks a router makes, the firewall's INPUT and FORWARD chains seeing `iifname "tunl"`, and
 /// too-big packets fragmented or refused. On the two-site lab h1 — A — R — B — h2.
 @Suite(.serialized, .enabled(if: Lab.isRoot, "needs root: namespaces, TUN, raw sockets"))
@@ -18,7 +18,7 @@ struct ReceivePathTests {
 
     /// Forged tunnel packets from A's address with martian or foreign inner addresses and a source route:
     /// none reaches a listener on B or host h2, each is counted with its reason.
-    @Test(arguments: ["kernel", "libnet"])
+    @Test(arguments: ["kernel", "routed"])
     func forgedInnerPacketsReachNothingAndAreCountedByReason(delivery: String) throws {
         let lab = Lab("frgd")
         defer { lab.teardown() }
@@ -46,9 +46,9 @@ struct ReceivePathTests {
     /// A default-deny INPUT policy with `iifname "tunl"` rules holds against tunneled SYNs in both modes
     /// (a raw-socket reinjection used to make them arrive on lo, which every ruleset accepts), to B's own
     /// address and to an AnyIP range B routes as local without any interface holding it (`ip route add
-    /// local … dev lo`: the libnet delivery once sent those through lo); a FORWARD rule on
+    /// local … dev lo`: the routed delivery once sent those through lo); a FORWARD rule on
     /// `iifname "tunl"` is obeyed with kernel delivery.
-    @Test(arguments: ["kernel", "libnet"])
+    @Test(arguments: ["kernel", "routed"])
     func theFirewallSeesTunneledPacketsOnTunl(delivery: String) throws {
         let lab = Lab("nft")
         defer { lab.teardown() }
@@ -97,7 +97,7 @@ struct ReceivePathTests {
 
     /// A decapsulated 1,400-byte packet for a LAN whose MTU is 1,280: without DF it arrives in
     /// fragments; with DF its sender hears "fragmentation needed" with MTU 1,280 — in both modes.
-    @Test(arguments: ["kernel", "libnet"])
+    @Test(arguments: ["kernel", "routed"])
     func aPacketTooBigForTheLANIsFragmentedOrRefusedLikeARouterWould(delivery: String) throws {
         let lab = Lab("lmtu")
         defer { lab.teardown() }
@@ -117,7 +117,7 @@ struct ReceivePathTests {
 
     /// A in one mode, B in the other: the tunnel carries traffic both ways, and a transfer keeps its
     /// SHA-256.
-    @Test(arguments: [("kernel", "libnet"), ("libnet", "kernel")])
+    @Test(arguments: [("kernel", "routed"), ("routed", "kernel")])
     func theModesInteroperate(a: String, b: String) throws {
         let lab = Lab("mix")
         defer { lab.teardown() }
@@ -133,9 +133,9 @@ struct ReceivePathTests {
 
     /// With kernel delivery the kernel's reverse-path filter applies on tunl, as with Linux's ipip: an
     /// inner source that B routes out of eth0 is refused by strict rp_filter (here accept-sources lets
-    /// anything through, to show the kernel's own check); the libnet delivery is locally generated and
+    /// anything through, to show the kernel's own check); the routed delivery is locally generated and
     /// skips it — its accept-sources are the check that counts.
-    @Test(arguments: ["kernel", "libnet"])
+    @Test(arguments: ["kernel", "routed"])
     func reversePathFilteringAppliesWithKernelDelivery(delivery: String) throws {
         let lab = Lab("rpf")
         defer { lab.teardown() }
@@ -155,6 +155,6 @@ struct ReceivePathTests {
         _ = try lab.waitForStatus("b", config: siteB) { try $0.peer("site-a").decapsulated.packets >= 3 }
         atH2.settle()
         let arrived = atH2.output.contains("203.0.113.99")
-        #expect(arrived == (delivery == "libnet"), "rp_filter on tunl with \(delivery) delivery:\n\(atH2.output)")
+        #expect(arrived == (delivery == "routed"), "rp_filter on tunl with \(delivery) delivery:\n\(atH2.output)")
     }
 }

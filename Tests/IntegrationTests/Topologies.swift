@@ -61,7 +61,7 @@ extension Lab {
 
     func ns(_ role: String) -> String { "\(tag)-\(role)" }
 
-    /// `config/<base>` with `extra` appended (e.g. `tunnel: {delivery: libnet}`), written to the scratch
+    /// `config/<base>` with `extra` appended (e.g. `tunnel: {delivery: routed}`), written to the scratch
     /// directory as `name`; returns its path.
     func writeConfig(_ base: String, appending extra: String, name: String) throws -> String {
         let path = scratch.appendingPathComponent(name).path

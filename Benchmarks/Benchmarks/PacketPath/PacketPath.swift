@@ -99,8 +99,8 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("decapsulation path: captured 64-byte frame → inner packet routed by ipipd (libnet delivery, TTL decremented)") { benchmark in
-        decapsulate([capturedFrame(innerLength: 64)], delivery: .libnet, benchmark)
+    Benchmark("decapsulation path: captured 64-byte frame → inner packet routed by ipipd (routed delivery, TTL decremented)") { benchmark in
+        decapsulate([capturedFrame(innerLength: 64)], delivery: .routed, benchmark)
     }
 
     Benchmark("decapsulation path: captured 1452-byte TCP segment → joined to the super-packet for the TUN (GRO; per segment)") { benchmark in
@@ -135,8 +135,8 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("decapsulation path: a 63 KiB frame the uplink's GRO merged (45 segments) → one GSO packet for the TUN (per frame)") { benchmark in
         decapsulate([merged], offload: mergedOffload, delivery: .kernel, benchmark)
     }
-    Benchmark("decapsulation path: a 63 KiB frame the uplink's GRO merged → cut into its 45 segments (libnet delivery; per frame)") { benchmark in
-        decapsulate([merged], offload: mergedOffload, delivery: .libnet, benchmark)
+    Benchmark("decapsulation path: a 63 KiB frame the uplink's GRO merged → cut into its 45 segments (routed delivery; per frame)") { benchmark in
+        decapsulate([merged], offload: mergedOffload, delivery: .routed, benchmark)
     }
 
     Benchmark("cut a 64 KiB TSO packet into 1428-byte segments (per segment)") { benchmark in

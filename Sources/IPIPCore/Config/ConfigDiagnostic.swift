@@ -1,7 +1,8 @@
 /// One problem found in a config file, located by file, line and key, in the GCC style that editors
 /// and admins already read: `file:line:column: error: key: reason`.
 public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
-    public enum Severity: String, Sendable { case error, warning }
+    /// `note`: nothing wrong, but worth changing (a spelling that will go away).
+    public enum Severity: String, Sendable { case error, warning, note }
 
     public var severity: Severity
     public var file: String
@@ -37,4 +38,5 @@ public struct ConfigLoadResult: Sendable {
 
     public var errors: [ConfigDiagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [ConfigDiagnostic] { diagnostics.filter { $0.severity == .warning } }
+    public var notes: [ConfigDiagnostic] { diagnostics.filter { $0.severity == .note } }
 }

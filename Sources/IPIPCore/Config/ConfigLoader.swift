@@ -439,9 +439,14 @@ struct NodeReader {
         if let node = f["delivery"], let text = scalar(node, key: "tunnel.delivery") {
             if let delivery = GatewayConfig.Delivery(rawValue: text) {
                 tunnel.delivery = delivery
+            } else if text == GatewayConfig.Delivery.formerRoutedSpelling {
+                tunnel.delivery = .routed
+                diagnostics.append(ConfigDiagnostic(.note, file: file, line: node.mark?.line, column: node.mark?.column,
+                    key: "tunnel.delivery", message: "`libnet` is the former name of `routed` (ipipd routes decapsulated packets "
+                        + "itself, through a raw socket) and means the same; write `routed`, the old name will go away"))
             } else {
                 error(node, key: "tunnel.delivery", "`\(text)` is not `kernel` (decapsulated packets received on the TUN device, "
-                      + "as Linux's ipip does) or `libnet` (reinjected through a raw socket)")
+                      + "as Linux's ipip does) or `routed` (routed by ipipd, reinjected through a raw socket)")
                 incomplete = true
             }
         }

@@ -29,8 +29,8 @@ public enum ConfigReference {
         Key(name: "tunnel.pmtudisc", meaning: "set DF on every outer packet (path-MTU discovery)", defaultValue: "yes"),
         Key(name: "tunnel.min-pmtu", meaning: "the lowest outer path MTU a router's \"fragmentation needed\" may set", defaultValue: "552"),
         Key(name: "tunnel.delivery", meaning: "how decapsulated packets reach the kernel: kernel (received on the TUN device, as Linux's "
-            + "ipip does) or libnet (routed by ipipd through a raw socket)", defaultValue: "kernel"),
-        Key(name: "tunnel.reinjection-mark", meaning: "with delivery: libnet, the SO_MARK on what ipipd reinjects; 0: none",
+            + "ipip does) or routed (routed by ipipd through a raw socket; `libnet`, its former name, is still read)", defaultValue: "kernel"),
+        Key(name: "tunnel.reinjection-mark", meaning: "with delivery: routed, the SO_MARK on what ipipd reinjects; 0: none",
             defaultValue: "0x4950"),
         Key(name: "peers[].name", meaning: "the peer's name, in logs, status and metrics", defaultValue: "required"),
         Key(name: "peers[].remote", meaning: "the peer's endpoint, its IPv4 uplink address", defaultValue: "required"),

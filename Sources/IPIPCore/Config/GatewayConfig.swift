@@ -46,9 +46,13 @@ public struct GatewayConfig: Sendable, Equatable {
         /// its tunnel device — PREROUTING, INPUT or FORWARD with `iif tunl`, conntrack, rp_filter, the
         /// forwarding's TTL, fragmentation and ICMP.
         case kernel
-        /// Sent through libnet's raw socket as locally generated packets (OUTPUT, marked), with ipipd
-        /// doing the router's work: martian checks, TTL, fragmentation, ICMP.
-        case libnet
+        /// Routed by ipipd: sent through a raw socket as locally generated packets (OUTPUT, marked),
+        /// with ipipd doing the router's work: martian checks, TTL, fragmentation, ICMP.
+        case routed
+
+        /// The spelling before `routed`, named for the library whose socket the packets once left by;
+        /// still read, with a note from `check`.
+        public static let formerRoutedSpelling = "libnet"
     }
 
     public struct Tunnel: Sendable, Equatable {
@@ -67,7 +71,7 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The lowest outer path MTU a router's report may set (Linux's net.ipv4.route.min_pmtu).
         public var minimumPathMTU = PeerPathState.defaultMinimumPathMTU
         public var delivery = Delivery.kernel
-        /// SO_MARK on what the libnet delivery reinjects, for nftables (`meta mark 0x4950`); 0: none.
+        /// SO_MARK on what the routed delivery reinjects, for nftables (`meta mark 0x4950`); 0: none.
         public var reinjectionMark: UInt32 = Tunnel.defaultReinjectionMark
         public static let defaultReinjectionMark: UInt32 = 0x4950   // "IP"
         public init() {}

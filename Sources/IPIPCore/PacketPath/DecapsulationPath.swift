@@ -12,7 +12,7 @@ public final class DecapsulationPath {
     private let icmp = ICMPErrorReporter()
     /// Joins TCP segments for the TUN device (kernel delivery) the way GRO would.
     private var coalescer = TCPCoalescer()
-    /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (libnet delivery).
+    /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (routed delivery).
     private let superPacketCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
     private let tunnelMTU: Int
     /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
@@ -52,13 +52,13 @@ public final class DecapsulationPath {
     }
 
     /// The prefixes the kernel routes as local (AnyIP ranges among them): packets to them take the TUN
-    /// device in the libnet delivery too, and none may claim to come from them.
+    /// device in the routed delivery too, and none may claim to come from them.
     public var localRoutes: LocalRoutes {
         get { decapsulator.localRoutes }
         set { decapsulator.localRoutes = newValue }
     }
 
-    /// The MTU of the interface each destination is routed to (libnet delivery), from the route
+    /// The MTU of the interface each destination is routed to (routed delivery), from the route
     /// watcher: larger inner packets are fragmented, or answered with "fragmentation needed". The
     /// routes through the tunnel are not in it: destinations in a tunneled prefix (a hub passing packets
     /// from peer to peer) take the tunnel MTU when that prefix is the longer match.
@@ -192,7 +192,7 @@ public final class DecapsulationPath {
         }
     }
 
-    /// The MTU of the interface `destination` is routed to (libnet delivery); the tunnel's when a tunneled
+    /// The MTU of the interface `destination` is routed to (routed delivery); the tunnel's when a tunneled
     /// prefix is the longer match.
     private func egressMTU(to destination: IPv4Address) -> Int {
         let egress = egressMTUs.lookupEntry(destination)
@@ -200,7 +200,7 @@ public final class DecapsulationPath {
         return egress?.value ?? PacketSlot.maximumPacketLength
     }
 
-    /// An inner packet ipipd routes itself (libnet delivery), at `batch.nextSlot[range]`: sent as it is
+    /// An inner packet ipipd routes itself (routed delivery), at `batch.nextSlot[range]`: sent as it is
     /// when it fits the interface its destination is routed to; otherwise, as a router would, cut into
     /// fragments (DF clear) or answered with "fragmentation needed" and that interface's MTU (DF set).
     /// `capturedFrame`: false for a segment after the first of a super-packet, which is no frame of its own.
@@ -238,7 +238,7 @@ public final class DecapsulationPath {
         }
     }
 
-    /// A super-packet the uplink's GRO merged, for ipipd to route (libnet delivery): cut back into the
+    /// A super-packet the uplink's GRO merged, for ipipd to route (routed delivery): cut back into the
     /// segments its sender sent, as the kernel's GSO cuts one for a NIC without TSO, each routed as a
     /// packet. As the kernel's forwarding treats a GSO packet, segments that do not fit the interface they
     /// leave by get one "fragmentation needed" for the frame (DF set), or are fragmented (DF clear).

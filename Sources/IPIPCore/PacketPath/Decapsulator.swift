@@ -56,7 +56,7 @@ public struct LocalRoutes: Sendable {
 /// `accept-sources` (what WireGuard's AllowedIPs do and Linux's ipip cannot), and neither its source nor
 /// its destination may be a martian — 0/8, 127/8, multicast, class E, the limited or a directed
 /// broadcast, or (as source) one of this machine's addresses — nor may it carry a source route. Then it
-/// goes by the delivery mode: to the kernel's receive path on the TUN device, or (libnet) routed by ipipd
+/// goes by the delivery mode: to the kernel's receive path on the TUN device, or routed by ipipd
 /// as a router would, its TTL decremented — except packets for this machine (its addresses, and every
 /// prefix the kernel routes as local: `localRoutes`), which take the TUN device in both modes, so that
 /// nothing from the tunnel is ever delivered through `lo`.
@@ -65,7 +65,7 @@ public struct Decapsulator: Sendable {
     public enum Route: Equatable, Sendable {
         /// Written to the TUN device: the kernel receives it on `tunl`.
         case tun
-        /// Sent through the raw socket, routed by the kernel as locally generated (libnet delivery).
+        /// Sent through the raw socket, routed by the kernel as locally generated (routed delivery).
         case routed
     }
 
@@ -74,7 +74,7 @@ public struct Decapsulator: Sendable {
         case deliver(peer: Int, inner: Range<Int>, route: Route)
         /// A fragment of an outer packet from `peer`: reassemble it first.
         case reassemble(peer: Int)
-        /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1 (libnet delivery): dropped,
+        /// The inner packet `buffer[inner]` would be forwarded with TTL <= 1 (routed delivery): dropped,
         /// and its sender should get ICMP time exceeded.
         case timeExceeded(peer: Int, inner: Range<Int>)
         /// An ICMP error from a router, about one of our outer packets or not.

@@ -41,7 +41,7 @@ protocol InnerPacket {
     /// Why the header's options or extension headers are refused (a source route, an abusive chain), if they are.
     var refusedOptions: DropReason? { get }
     /// Whether the inner packet must be handed to the kernel's receive path on the TUN device even when
-    /// ipipd routes (libnet delivery): packets for this machine, and every IPv6 packet (as sit does).
+    /// ipipd routes (routed delivery): packets for this machine, and every IPv6 packet (as sit does).
     func mustTakeTUNDevice(local: LocalNetworks, routes: LocalRoutes) -> Bool
     /// Marks the header Congestion Experienced (RFC 6040: an outer CE over an ECN-capable inner packet).
     static func setCongestionExperienced(_ header: UnsafeMutableRawBufferPointer)

@@ -18,7 +18,7 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     case claimProtocol(UInt8)
     /// The raw ICMPv6 socket ICMPv6 errors to IPv6 senders leave by (the tunnel carries IPv6).
     case openICMPv6Socket
-    /// The raw IPv4 sockets (libnet) that send outer packets to the peers, and ICMP errors and (libnet
+    /// The raw IPv4 sockets (libnet) that send outer packets to the peers, and ICMP errors and (routed
     /// delivery) decapsulated packets, marked with `reinjectionMark`.
     case openRawSockets(reinjectionMark: UInt32?)
     case capture(interface: String, filter: String)
@@ -60,7 +60,7 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
                 + "packet too big, address unreachable, hop limit exceeded"
         case .openRawSockets(let mark):
             "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets"
-                + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: libnet)" }
+                + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: routed)" }
                    ?? " and ICMP errors (decapsulated packets go to the TUN device: delivery: kernel)")
         case let .capture(interface, filter):
             "capture on \(interface) (a packet socket with the kernel's virtio-net header: frames its GRO or LRO merged "
@@ -234,7 +234,7 @@ public struct KernelPlan: Sendable, Equatable {
 
         changes.append(.claimProtocol(IPProtocolNumber.ipip))
         if config.carriesIPv6 { changes.append(.claimProtocol(IPProtocolNumber.ipv6)) }
-        changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .libnet ? tunnel.reinjectionMark : nil))
+        changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .routed ? tunnel.reinjectionMark : nil))
         if config.carriesIPv6 { changes.append(.openICMPv6Socket) }
         // One line per peer — but a hub's thousands of peers with the default get one line together.
         let defaults = config.peers.filter { $0.acceptSources == nil }
@@ -249,7 +249,7 @@ public struct KernelPlan: Sendable, Equatable {
         }
         notes.append(tunnel.delivery == .kernel
             ? "delivery: kernel — decapsulated packets are received by the kernel on \(tunnel.name): firewall them in INPUT and FORWARD with iifname \"\(tunnel.name)\""
-            : "delivery: libnet — decapsulated packets are sent as locally generated (OUTPUT, meta mark 0x\(String(tunnel.reinjectionMark, radix: 16))), those for this machine go to \(tunnel.name) (INPUT, iifname \"\(tunnel.name)\")")
+            : "delivery: routed — decapsulated packets are sent as locally generated (OUTPUT, meta mark 0x\(String(tunnel.reinjectionMark, radix: 16))), those for this machine go to \(tunnel.name) (INPUT, iifname \"\(tunnel.name)\")")
         if config.carriesIPv6 {
             notes.append("IPv6 (protocol 41) is delivered to \(tunnel.name) in both delivery modes, as Linux's sit delivers it: "
                          + "the kernel forwards it (hop limit, time exceeded, packet too big); firewall it with ip6tables/nft "

@@ -2,7 +2,7 @@ import IPIPCore
 import Synchronization
 
 /// What the route watcher last read of the kernel's routes for the capture thread: the MTU of the
-/// interface each destination is routed to (what the libnet delivery fits decapsulated packets to) and
+/// interface each destination is routed to (what the routed delivery fits decapsulated packets to) and
 /// the prefixes the kernel routes as local (which take the TUN device). Replaced as a whole; the capture
 /// thread compares the generation once per burst (one atomic load) and takes a copy when it changed.
 final class RouteFacts: Sendable {

@@ -8,7 +8,7 @@ import Logging
 /// whether the kernel would send outer packets to its endpoint into the tunnel itself, and sets the
 /// peer's loop guard so the encapsulator drops its traffic instead of looping; and it publishes the MTU
 /// of the interface each destination leaves by and the prefixes the kernel routes as local (AnyIP
-/// ranges among them, which no interface shows), for the libnet delivery. It listens for the kernel's
+/// ranges among them, which no interface shows), for the routed delivery. It listens for the kernel's
 /// route-change notifications and then reads the main table once (one dump, not a query per peer), a
 /// few times a second at most, and every 30 s in any case (the local table's changes are notified too); no dataplane thread does any of it. The
 /// routes through the tunnel — ipipd's own, a hub's 100,000 — are skipped as the dump is read: what
