@@ -7,10 +7,10 @@ import Testing
         #expect(CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!) == "(\(match)) or (vlan and \(match))")
     }
 
-    @Test func proxyARPFilterAsksOrClaimsAGhostAndMatchesNothingWithoutGhosts() {
-        #expect(CaptureFilter.proxyARP(ghosts: [IPv4Address("203.0.113.88")!, IPv4Address("203.0.113.87")!])
+    @Test func neighbourProxyFilterAsksOrClaimsAGhostAndMatchesNothingWithoutGhosts() {
+        #expect(CaptureFilter.neighbourProxy(ghosts: [IPv4Address("203.0.113.88")!, IPv4Address("203.0.113.87")!])
                 == "arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157 or arp[24:4] = 0xcb007158 or arp[14:4] = 0xcb007158)")
-        #expect(CaptureFilter.proxyARP(ghosts: []) == "arp and less 1")
+        #expect(CaptureFilter.neighbourProxy(ghosts: []) == "arp and less 1")
     }
 }
 
@@ -25,7 +25,7 @@ import Testing
         #expect(CaptureFilter.addressBlocks(addresses((base + 1)...(base + 6))).map(\.description)
                 == ["198.18.0.1/32", "198.18.0.2/31", "198.18.0.4/31", "198.18.0.6/32"])
         #expect(CaptureFilter.addressBlocks(addresses([base + 9, base + 9, base + 3])).map(\.description) == ["198.18.0.3/32", "198.18.0.9/32"])
-        #expect(CaptureFilter.proxyARP(ghosts: addresses(base..<(base + 4)))
+        #expect(CaptureFilter.neighbourProxy(ghosts: addresses(base..<(base + 4)))
                 == "arp and (arp[24:4] & 0xfffffffc = 0xc6120000 or arp[14:4] & 0xfffffffc = 0xc6120000)")
     }
 
@@ -44,7 +44,7 @@ import Testing
 
     @Test func tooManyScatteredGhostsTakeEveryARPFrameAndPlanSaysSo() {
         let scattered = addresses((0..<(UInt32(CaptureFilter.maximumARPBlocks) + 1)).map { IPv4Address("198.18.0.0")!.value + $0 * 2 })
-        #expect(CaptureFilter.proxyARP(ghosts: scattered) == "arp")
-        #expect(CaptureFilter.proxyARP(ghosts: Array(scattered.dropLast())).hasPrefix("arp and ("))
+        #expect(CaptureFilter.neighbourProxy(ghosts: scattered) == "arp")
+        #expect(CaptureFilter.neighbourProxy(ghosts: Array(scattered.dropLast())).hasPrefix("arp and ("))
     }
 }

@@ -78,7 +78,7 @@ import Testing
         let facts = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, mac: mac, addresses: [IPv4Address("203.0.113.86")!])])
         let plan = KernelPlan(config: machineB, facts: facts)
         #expect(plan.problems.isEmpty)
-        let capture = KernelChange.captureARP(interface: "eth0", filter: "(arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157)) or "
+        let capture = KernelChange.captureNeighbours(interface: "eth0", filter: "(arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157)) or "
                                               + "(ip6 and ip6[6] = 58 and ip6[7] = 255 and (ip6[40] = 135 or ip6[40] = 136))")
         let answer = KernelChange.answerARP(address: IPv4Address("203.0.113.87")!, interface: "eth0", mac: nil)
         let answer6 = KernelChange.answerNDP(address: IPv6Address("2001:db8:b::87")!, interface: "eth0", mac: nil)

@@ -27,7 +27,13 @@ import Testing
         #expect(output.contains("ipipd_peer_last_received_timestamp_seconds{peer=\"machine-b\"} 0.0\n"))
         #expect(output.contains("process_cpu_seconds_total 1.5\n") && output.contains("process_max_fds 1024.0\n"))
         // A label value's quote is escaped.
-        #expect(output.contains("ipipd_ghost_arp_replies_total{ghost=\"203.0.113.87\",interface=\"eth\\\"0\"} 0\n"), "\(output)")
+        #expect(output.contains("ipipd_ghost_neighbour_replies_total{ghost=\"203.0.113.87\",interface=\"eth\\\"0\"} 0\n"), "\(output)")
+        // The neighbour proxy's former metric names stay for one release, with the same samples.
+        for family in GatewayStatus.ghostFamilies {
+            let samples = { (name: String) in output.split(separator: "\n").filter { $0.hasPrefix(name + "{") }.map { $0.dropFirst(name.count) } }
+            #expect(!samples(family.name).isEmpty && samples(family.name) == samples(family.formerName), "\(family.formerName)")
+            #expect(output.contains("# HELP \(family.formerName) Former name of \(family.name)"))
+        }
         // Each family once, HELP then TYPE, then its samples and nothing else until the next.
         var seen: Set<String> = []
         var current = ""

@@ -38,7 +38,7 @@ import Testing
         var responder = ProxyARPResponder(interface: "eth0", mac: ours, config: config, now: 0)
         #expect(responder.endpoint == IPv4Address("203.0.113.86")!)
         let claim = ARPBuilder.announcement(mac: partner, address: IPv4Address("203.0.113.86")!)
-        #expect(claim.withUnsafeBytes { responder.handle($0, now: 1) } == .endpointClaim(mac: partner))
+        #expect(claim.withUnsafeBytes { responder.handle($0, now: 1) } == .endpointClaim(endpoint: IPv4Address("203.0.113.86")!, mac: partner))
         // The box's own frames (the kernel's, for the address it holds) claim nothing.
         let own = ARPBuilder.announcement(mac: ours, address: IPv4Address("203.0.113.86")!)
         #expect(own.withUnsafeBytes { responder.handle($0, now: 1) } == .ignore(.ownFrame, ghost: nil))
@@ -52,15 +52,15 @@ import Testing
 
     @Test func theHAUplinkCaptureWatchesTheEndpointEvenWithoutGhostsThere() throws {
         var config = try #require(pair.config)
-        #expect(CaptureFilter.proxyARP(interface: "eth0", config: config)
+        #expect(CaptureFilter.neighbourProxy(interface: "eth0", config: config)
                 == "arp and (arp[24:4] = 0xcb007157 or arp[14:4] = 0xcb007157 or arp[14:4] = 0xcb007156)")
         config.ghostHosts = config.ghostHosts.map { var ghost = $0; ghost.interface = "eth1"; return ghost }
         #expect(config.proxyCaptureInterfaces == ["eth0", "eth1"])
-        #expect(CaptureFilter.proxyARP(interface: "eth0", config: config) == "arp and (arp[14:4] = 0xcb007156)")
+        #expect(CaptureFilter.neighbourProxy(interface: "eth0", config: config) == "arp and (arp[14:4] = 0xcb007156)")
         let facts = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, mac: ours, addresses: [IPv4Address("203.0.113.81")!]),
                                              "eth1": .init(mtu: 1500, mac: partner, addresses: [])])
         let plan = KernelPlan(config: config, facts: facts)
-        #expect(plan.changes.contains(.captureARP(interface: "eth0", filter: "arp and (arp[14:4] = 0xcb007156)")), "\(plan.changes)")
+        #expect(plan.changes.contains(.captureNeighbours(interface: "eth0", filter: "arp and (arp[14:4] = 0xcb007156)")), "\(plan.changes)")
         #expect(plan.notes.contains { $0.hasPrefix("split brain") })
     }
 

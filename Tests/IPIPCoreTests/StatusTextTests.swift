@@ -23,7 +23,7 @@ import Testing
         counters.capture.dropped.add(2)
         let capture = LoopHealth(name: "ipipd-capture")
         capture.set(.running)
-        let arp = LoopHealth(name: "ipipd-arp-eth0")
+        let arp = LoopHealth(name: "ipipd-neigh-eth0")
         arp.noteError("Network is down", linkDown: true)
         let status = GatewayStatus(version: "0.1.0", pid: 1, configFile: "a.yaml", configSHA256: "00", startedAt: 0, uptimeSeconds: 90,
                                    config: config, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()],
@@ -31,7 +31,7 @@ import Testing
         let text = status.text(now: 1_000_000_042)
         #expect(text.contains("3 pkts / 3 MiB"), "\(text)")
         #expect(text.contains("42s ago"), "\(text)")
-        #expect(text.contains("ipipd-capture: running\n") && text.contains("ipipd-arp-eth0: waiting for the link, 1 read errors (last: Network is down)"), "\(text)")
+        #expect(text.contains("ipipd-capture: running\n") && text.contains("ipipd-neigh-eth0: waiting for the link, 1 read errors (last: Network is down)"), "\(text)")
         #expect(text.contains("5 frames taken") && text.contains("3 delivered, 2 dropped") && text.contains("unaccounted 0"), "\(text)")
         let silent = TunnelCounters(peerNames: config.peers.map(\.name))
         #expect(GatewayStatus(version: "0.1.0", pid: 1, configFile: "a.yaml", configSHA256: "00", startedAt: 0, uptimeSeconds: 1,

@@ -221,6 +221,13 @@ public struct GatewayConfig: Sendable, Equatable {
         }
     }
 
+    /// The addresses of the ghost hosts on `interface` that a reload from `previous` keeps as they were
+    /// (same address, interface and MAC): their responders keep their state.
+    public func ghostsKept(on interface: String, from previous: GatewayConfig) -> Set<IPAddress> {
+        let before = Set(previous.ghostHosts.filter { $0.interface == interface })
+        return Set(ghostHosts.filter { $0.interface == interface && before.contains($0) }.map(\.address))
+    }
+
     /// The interfaces whose ARP (and NDP) the proxy captures: those with ghost hosts, and an HA pair's
     /// uplink, where another box's claim of the endpoint reveals a split brain. Sorted.
     public var proxyCaptureInterfaces: [String] {

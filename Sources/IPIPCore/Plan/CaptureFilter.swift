@@ -14,7 +14,7 @@ public enum CaptureFilter {
     /// tunnel endpoint (sender): another box holding it too is a split brain.
     /// With IPv6 ghosts, also the Neighbor Solicitations and Advertisements (ICMPv6 135 and 136 right
     /// after the IPv6 header, hop limit 255): the responder checks which target they name.
-    public static func proxyARP(ghosts: [IPv4Address], ghosts6: [IPv6Address] = [], endpoint: IPv4Address? = nil) -> String {
+    public static func neighbourProxy(ghosts: [IPv4Address], ghosts6: [IPv6Address] = [], endpoint: IPv4Address? = nil) -> String {
         var filters: [String] = []
         let hex = { (value: UInt32) in "0x" + String(value, radix: 16) }
         let blocks = addressBlocks(ghosts)
@@ -70,8 +70,8 @@ public enum CaptureFilter {
 
     /// The proxy capture's filter for `interface` as `config` has it: its ghosts of both families, and
     /// the endpoint on an HA pair's uplink.
-    public static func proxyARP(interface: String, config: GatewayConfig) -> String {
-        proxyARP(ghosts: config.ghosts(IPv4Address.self, on: interface).map(\.address),
+    public static func neighbourProxy(interface: String, config: GatewayConfig) -> String {
+        neighbourProxy(ghosts: config.ghosts(IPv4Address.self, on: interface).map(\.address),
                  ghosts6: config.ghosts(IPv6Address.self, on: interface).map(\.address),
                  endpoint: config.splitBrainWatchedEndpoint(on: interface))
     }

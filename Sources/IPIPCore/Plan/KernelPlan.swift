@@ -25,10 +25,11 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
     /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
     case consumeAfterCapture(interface: String, local: IPv4Address)
-    /// The capture the proxy-ARP responder of one LAN interface reads requests from and answers on.
-    case captureARP(interface: String, filter: String)
+    /// The capture the neighbour proxy of one LAN interface reads ARP (and, with IPv6 ghost hosts, NDP)
+    /// from and answers on.
+    case captureNeighbours(interface: String, filter: String)
     case answerARP(address: IPv4Address, interface: String, mac: MACAddress?)
-    /// Proxy NDP for an IPv6 ghost host, on the ARP capture of its interface, which also joins the
+    /// Proxy NDP for an IPv6 ghost host, on the neighbour capture of its interface, which also joins the
     /// address's solicited-node multicast group.
     case answerNDP(address: IPv6Address, interface: String, mac: MACAddress?)
     case listenControlSocket(path: String)
@@ -68,8 +69,8 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
         case let .consumeAfterCapture(interface, local):
             "attach an eBPF program at \(interface)'s TCX ingress: drop IPv4 protocol 4 to \(local) after the capture "
                 + "(no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
-        case let .captureARP(interface, filter):
-            "capture ARP on \(interface), inbound only, filter: \(filter)"
+        case let .captureNeighbours(interface, filter):
+            "capture ARP" + (filter.contains("ip6 ") ? " and NDP" : "") + " on \(interface), inbound only, filter: \(filter)"
         case let .answerARP(address, interface, mac):
             "answer ARP for \(address) on \(interface) with " + (mac.map { "\($0)" } ?? "\(interface)'s own MAC")
         case let .answerNDP(address, interface, mac):
@@ -267,7 +268,7 @@ public struct KernelPlan: Sendable, Equatable {
             if interfaceFacts == nil && interface != uplink.interface {
                 problems.append("ghost-host interface \(interface) does not exist here")
             }
-            changes.append(.captureARP(interface: interface, filter: CaptureFilter.proxyARP(interface: interface, config: config)))
+            changes.append(.captureNeighbours(interface: interface, filter: CaptureFilter.neighbourProxy(interface: interface, config: config)))
             let blocks = CaptureFilter.addressBlocks(ghosts.map(\.address)).count
             if blocks > CaptureFilter.maximumARPBlocks {
                 warnings.append("the \(ghosts.count) IPv4 ghost hosts on \(interface) make \(blocks) address blocks, more than the kernel's "

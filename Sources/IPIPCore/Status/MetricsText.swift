@@ -88,6 +88,19 @@ extension DropReason {
 }
 
 extension GatewayStatus {
+    /// The neighbour proxy's counters per ghost host. Until issue 24 they were named `ipipd_ghost_arp_…`,
+    /// though they count NDP for IPv6 ghosts too: the former names stay, as aliases, for one release.
+    static let ghostFamilies: [(name: String, formerName: String, help: String, value: @Sendable (GhostHost) -> UInt64)] = [
+        ("ipipd_ghost_neighbour_replies_total", "ipipd_ghost_arp_replies_total",
+         "ARP replies (Neighbor Advertisements for an IPv6 ghost) sent for the ghost host.", { $0.replies }),
+        ("ipipd_ghost_neighbour_announcements_total", "ipipd_ghost_arp_announcements_total",
+         "Gratuitous ARP (unsolicited Neighbor Advertisement) announcements sent.", { $0.announcements }),
+        ("ipipd_ghost_neighbour_probes_ignored_total", "ipipd_ghost_arp_probes_ignored_total",
+         "RFC 5227 probes (IPv6 DAD solicitations) for the ghost host not answered.", { $0.probesIgnored }),
+        ("ipipd_ghost_neighbour_conflicts_total", "ipipd_ghost_arp_conflicts_total",
+         "ARP (or NDP) packets from other machines claiming the ghost address.", { $0.conflicts }),
+    ]
+
     /// The counters in the Prometheus text format, every series present from the start (peers' at 0).
     public func prometheus(process: ProcessFacts?) -> [UInt8] {
         var out = PrometheusText(reservingCapacity: 4096 + peers.count * 4096)
@@ -164,15 +177,11 @@ extension GatewayStatus {
         out.family("ipipd_capture_unaccounted", .gauge, "Captured frames with no outcome: 0 unless one was lost track of.")
         out.sample("ipipd_capture_unaccounted", [], gauge: Double(capture.unaccounted))
 
-        let ghostFamilies: [(String, String, (GhostHost) -> UInt64)] = [
-            ("ipipd_ghost_arp_replies_total", "ARP replies (NDP advertisements for an IPv6 ghost) sent for the ghost host.", \.replies),
-            ("ipipd_ghost_arp_announcements_total", "Gratuitous ARP (unsolicited NDP advertisement) announcements sent.", \.announcements),
-            ("ipipd_ghost_arp_probes_ignored_total", "RFC 5227 probes (IPv6 DAD solicitations) for the ghost host not answered.", \.probesIgnored),
-            ("ipipd_ghost_arp_conflicts_total", "ARP (or NDP) packets from other machines claiming the ghost address.", \.conflicts),
-        ]
-        for (name, help, value) in ghostFamilies {
-            out.family(name, .counter, help)
-            for ghost in ghostHosts { out.sample(name, [("ghost", ghost.address), ("interface", ghost.interface)], value(ghost)) }
+        for family in Self.ghostFamilies {
+            for (name, help) in [(family.name, family.help), (family.formerName, "Former name of \(family.name), kept for one release: \(family.help)")] {
+                out.family(name, .counter, help)
+                for ghost in ghostHosts { out.sample(name, [("ghost", ghost.address), ("interface", ghost.interface)], family.value(ghost)) }
+            }
         }
 
         if let process {

@@ -32,8 +32,8 @@ public final class KernelConfigurator: @unchecked Sendable {
     /// ICMPv6 errors to IPv6 senders (the tunnel carries IPv6).
     public private(set) var icmpv6Sender: RawICMPv6Sender?
     public private(set) var capture: UplinkCapture?
-    /// The proxy-ARP captures opened by the steps taken so far, by interface (with its MAC).
-    public private(set) var arpCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
+    /// The neighbour-proxy captures (ARP and NDP) opened by the steps taken so far, by interface (with its MAC).
+    public private(set) var neighbourCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
     public private(set) var controlSocket: ControlSocket?
     public private(set) var metricsServer: StreamServer?
 
@@ -127,16 +127,16 @@ public final class KernelConfigurator: @unchecked Sendable {
                 // Best effort: without it the kernel also delivers the packets locally (the claim drops them).
                 outcome = " (skipped: \(error))"
             }
-        case let .captureARP(interface, filter):
+        case let .captureNeighbours(interface, filter):
             guard let mac = SystemProbe.interfaceMAC(interface) else {
                 throw SystemError("find the MAC address of \(interface)", errno: ENODEV)
             }
             var settings = PacketCapture.Settings(snapshotLength: 128)
             settings.bufferBytes = 1 << 20
-            if let (open, _) = arpCaptures[interface] {
+            if let (open, _) = neighbourCaptures[interface] {
                 try open.setFilter(filter)
             } else {
-                arpCaptures[interface] = (try PacketCapture(interface: interface, filter: filter, settings: settings), mac)
+                neighbourCaptures[interface] = (try PacketCapture(interface: interface, filter: filter, settings: settings), mac)
             }
         case .answerARP, .answerNDP:
             break   // the responder of the interface's capture answers for it (and joins the multicast groups)
@@ -189,9 +189,9 @@ public final class KernelConfigurator: @unchecked Sendable {
             // A LAN interface that gets its first ghost host: its capture. (The responders of interfaces
             // already captured on update their own filters.)
             for change in new.changes {
-                guard case let .captureARP(interface, _) = change, arpCaptures[interface] == nil else { continue }
+                guard case let .captureNeighbours(interface, _) = change, neighbourCaptures[interface] == nil else { continue }
                 try apply(change, step: "reload")
-                done.append { [self] in arpCaptures[interface] = nil }
+                done.append { [self] in neighbourCaptures[interface] = nil }
             }
         } catch {
             for undo in done.reversed() { undo() }
@@ -346,7 +346,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         metricsServer = nil
         controlSocket?.remove()
         controlSocket = nil
-        arpCaptures = [:]
+        neighbourCaptures = [:]
         ingressConsumer = nil
         capture = nil
         encapsulationSender = nil

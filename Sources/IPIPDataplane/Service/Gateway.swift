@@ -7,7 +7,7 @@ import Logging
 import Synchronization
 
 /// A running tunnel gateway: the kernel setup, the encapsulator (TUN → peers), the capture engine and
-/// decapsulator (uplink → kernel), a proxy-ARP responder per LAN interface, and the control socket,
+/// decapsulator (uplink → kernel), a neighbour proxy (ARP and NDP) per LAN interface, and the control socket,
 /// each loop on its own thread. A reload publishes a new snapshot to the running loops.
 public final class Gateway: @unchecked Sendable {
     public struct Options: Sendable {
@@ -37,7 +37,7 @@ public final class Gateway: @unchecked Sendable {
     private let box: SnapshotBox
     /// Active, or an HA pair's standby while keepalived gives the uplink address to the other box.
     private let role: RoleState
-    /// The proxy-ARP loops' wake-ups, signalled when the role changes.
+    /// The neighbour-proxy loops' wake-ups, signalled when the role changes.
     private let roleWakeUps = WakeUpList()
     /// The plan of the running config (routes and pins in the kernel); changed only by `reload`.
     private var plan: KernelPlan
@@ -54,7 +54,7 @@ public final class Gateway: @unchecked Sendable {
     /// Where the control socket and state file are; handed to the daemon's user at the privilege drop.
     public private(set) var runtimeDirectory: RuntimeDirectory?
     private var threads: [DedicatedThread] = []
-    private var arpInterfaces: Set<String> = []
+    private var neighbourProxyInterfaces: Set<String> = []
 
     public init(config: GatewayConfig, configText: String, plan: KernelPlan, options: Options, logger: Logger) {
         self.plan = plan
@@ -120,7 +120,7 @@ public final class Gateway: @unchecked Sendable {
                 let roles = RoleWatcherLoop(context: loopContext, health: health("ipipd-role"), uplink: config.uplink, wakeUps: roleWakeUps)
                 threads.append(try DedicatedThread(name: roles.health.name) { roles.run() })
             }
-            try startARPThreads()
+            try startNeighbourProxyThreads()
             threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
                 control.serve(until: stop) { command in self.handle(command) }
             })
@@ -138,16 +138,16 @@ public final class Gateway: @unchecked Sendable {
     /// Where `serveMetrics` listens, once started (the executable serves it).
     public var metricsServer: StreamServer? { configurator?.metricsServer }
 
-    /// A responder thread for each ARP capture the steps opened that has none yet.
-    private func startARPThreads() throws {
+    /// A neighbour-proxy thread for each ARP and NDP capture the steps opened that has none yet.
+    private func startNeighbourProxyThreads() throws {
         guard let configurator else { return }
-        for (interface, opened) in configurator.arpCaptures.sorted(by: { $0.key < $1.key }) where !arpInterfaces.contains(interface) {
+        for (interface, opened) in configurator.neighbourCaptures.sorted(by: { $0.key < $1.key }) where !neighbourProxyInterfaces.contains(interface) {
             let wakeUp = try WakeUp()
             roleWakeUps.add(wakeUp)
-            let loop = ProxyARPLoop(context: loopContext, health: health("ipipd-arp-\(interface)"), capture: opened.capture, mac: opened.mac,
-                                    wakeUp: wakeUp)
+            let loop = NeighbourProxyLoop(context: loopContext, health: health(NeighbourProxyLoop.threadName(interface)),
+                                          capture: opened.capture, mac: opened.mac, wakeUp: wakeUp)
             threads.append(try DedicatedThread(name: loop.health.name) { loop.run() })
-            arpInterfaces.insert(interface)
+            neighbourProxyInterfaces.insert(interface)
         }
     }
 
@@ -230,9 +230,9 @@ public final class Gateway: @unchecked Sendable {
         box.publish(box.current.next(new, configSHA256: hash))
         plan = newPlan
         do {
-            try startARPThreads()
+            try startNeighbourProxyThreads()
         } catch {
-            logger.error("cannot start a proxy-ARP responder", metadata: ["error": "\(error)"])
+            logger.error("cannot start a neighbour proxy", metadata: ["error": "\(error)"])
         }
         for warning in newPlan.warnings { logger.warning("\(warning)") }
         return ReloadOutcome(applied: true, messages: diff.descriptions)

@@ -1,9 +1,10 @@
 /// Proxy NDP for the IPv6 ghost hosts of one LAN interface (RFC 4861 §7.2.8, what ndppd and the
 /// kernel's `ip -6 neigh add proxy` do): which Neighbor Solicitations to answer, which to ignore, and
 /// which messages reveal another node using a ghost address. Pure: frames in, decisions out, time
-/// passed in. The same options and limits as `ProxyARPResponder`.
+/// passed in. The same options and limits as `ProxyARPResponder` (`NeighbourProxy.Options`).
 public struct ProxyNDPResponder: Sendable {
-    public typealias Ignored = ProxyARPResponder.Ignored
+    public typealias Options = NeighbourProxy.Options
+    public typealias Ignored = NeighbourProxy.Ignored
 
     public enum Decision: Equatable, Sendable {
         case reply(ghost: IPv6Address, frame: [UInt8])
@@ -17,11 +18,11 @@ public struct ProxyNDPResponder: Sendable {
     /// The ghosts, their conflicts, the announcements due and the reply budgets.
     public private(set) var table: GhostTable<IPv6Address>
     public var interfaceMAC: MACAddress { table.interfaceMAC }
-    public var options: ProxyARPResponder.Options { table.options }
+    public var options: Options { table.options }
     public var ghosts: [IPv6Address: Ghost] { table.ghosts }
     public var trackedRequesters: Int { table.trackedRequesters }
 
-    public init(interfaceMAC: MACAddress, options: ProxyARPResponder.Options = .init()) {
+    public init(interfaceMAC: MACAddress, options: Options = .init()) {
         table = GhostTable(interfaceMAC: interfaceMAC, options: options)
     }
 
@@ -85,7 +86,7 @@ public struct ProxyNDPResponder: Sendable {
 extension ProxyNDPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every IPv6 ghost from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
-        self.init(interfaceMAC: mac, options: ProxyARPResponder.Options(config))
+        self.init(interfaceMAC: mac, options: Options(config))
         for ghost in config.ghosts(IPv6Address.self, on: interface) {
             add(ghost.address, mac: ghost.mac, now: now, announce: announce)
         }
@@ -93,10 +94,10 @@ extension ProxyNDPResponder {
 
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyNDPResponder {
-        let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
+        let kept = config.ghostsKept(on: interface, from: previous)
         var next = self
-        next.table = table.reconfigured(options: ProxyARPResponder.Options(config), ghosts: config.ghosts(IPv6Address.self, on: interface),
-                                        kept: { address in kept.contains { $0.address == .v6(address) } }, now: now)
+        next.table = table.reconfigured(options: Options(config), ghosts: config.ghosts(IPv6Address.self, on: interface),
+                                        kept: { kept.contains(.v6($0)) }, now: now)
         return next
     }
 }

@@ -16,7 +16,7 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
     }
 
     public let interfaceMAC: MACAddress
-    public let options: ProxyARPResponder.Options
+    public let options: NeighbourProxy.Options
     public private(set) var ghosts: [Address: Ghost] = [:]
     /// Announcements still to send: (ghost, when).
     public private(set) var pendingAnnouncements: [(ghost: Address, due: Double)] = []
@@ -30,7 +30,7 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
     public var trackedRequesters: Int { requesters.count }
     static var maximumTrackedRequesters: Int { 4096 }
 
-    public init(interfaceMAC: MACAddress, options: ProxyARPResponder.Options) {
+    public init(interfaceMAC: MACAddress, options: NeighbourProxy.Options) {
         self.interfaceMAC = interfaceMAC
         self.options = options
         requesters = TokenBucketTable(rate: options.repliesPerSecond, burst: options.replyBurst, capacity: Self.maximumTrackedRequesters)
@@ -132,7 +132,7 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
     /// The table after a reload, with the new config's `options` and `ghosts` on this interface: those
     /// for which `kept` holds carry their state over; the others are announced from `now`. The reply
     /// budgets start afresh; the established requesters stay.
-    public func reconfigured(options: ProxyARPResponder.Options, ghosts: [(address: Address, mac: MACAddress?)],
+    public func reconfigured(options: NeighbourProxy.Options, ghosts: [(address: Address, mac: MACAddress?)],
                              kept: (Address) -> Bool, now: Double) -> GhostTable {
         var next = GhostTable(interfaceMAC: interfaceMAC, options: options)
         next.history = history   // a reload during a flood keeps knowing the LAN's hosts

@@ -1,47 +1,8 @@
 /// The proxy-ARP responder's decisions for one LAN interface: which ARP packets to answer for the ghost
 /// hosts, which to ignore, and which reveal a conflict. Pure: frames in, decisions out, time passed in.
 public struct ProxyARPResponder: Sendable {
-    public struct Options: Sendable, Equatable {
-        /// Answer RFC 5227 probes (sender 0.0.0.0) for ghost addresses. Off by default: a DHCP client
-        /// that probes the address it was offered and gets an answer declines the lease.
-        public var answerProbes = false
-        /// Stop answering for a ghost address while another machine claims it.
-        public var yieldOnConflict = false
-        /// A conflict lasts until no other machine has claimed the address for this long.
-        public var conflictHoldSeconds = 30.0
-        /// When defending, at most one announcement per ghost this often. RFC 5227 §2.4(c) lets a host
-        /// that defends indefinitely choose it; its DEFEND_INTERVAL of 10 s let a host that claims a
-        /// ghost every second hold the LAN's caches nine seconds in ten (issue 27, finding 3). Answered
-        /// at once, a claim holds them for a moment; two claimants exchange at most two frames a second
-        /// per ghost, and the conflict is counted and logged for the admin.
-        public var defendIntervalSeconds = 0.5
-        /// How long after a conflict the defending announcement goes out. 0: at once. An HA pair's box
-        /// waits: the claim may be its partner taking over, and a box that becomes the standby meanwhile
-        /// cancels what it had scheduled instead of pulling the LAN's caches back to itself.
-        public var defenseDelaySeconds = 0.0
-        /// Replies per second per requesting MAC (sustained) and burst: no ARP amplifier.
-        public var repliesPerSecond = 5.0
-        public var replyBurst = 10.0
-        /// Replies per second from this interface in all, whoever asks: requesters are whatever MAC a
-        /// frame says, so the per-requester table (bounded) cannot be the only limit.
-        public var totalRepliesPerSecond = 500.0
-        public var totalReplyBurst = 500.0
-        /// RFC 5227 §2.3: ANNOUNCE_NUM 2, ANNOUNCE_INTERVAL 2 s.
-        public var announcements = 2
-        public var announcementInterval = 2.0
-        public init() {}
-    }
-
-    public enum Ignored: String, Sendable, CaseIterable {
-        case malformed, ownFrame = "own-frame", notARequest = "not-a-request", gratuitous
-        case probe, notAGhost = "not-a-ghost", yielding, rateLimited = "rate-limited"
-        /// A request no host can send: from a group (multicast, broadcast) or all-zero MAC, or a martian
-        /// address. Answering it would send the reply where the forger points (a reflector).
-        case invalidSender = "invalid-sender"
-        /// An 802.1Q-tagged frame: of another VLAN than the interface's own (which carries its frames
-        /// untagged; a VLAN of its own is an interface of its own, e.g. eth0.10).
-        case otherVLAN = "other-vlan"
-    }
+    public typealias Options = NeighbourProxy.Options
+    public typealias Ignored = NeighbourProxy.Ignored
 
     /// Whether a reply may go to `mac`: one station's address, never a group's or all zeros.
     @inline(__always)
@@ -61,7 +22,7 @@ public struct ProxyARPResponder: Sendable {
         case conflict(ghost: IPv4Address, mac: MACAddress, sender: IPv4Address, defense: [UInt8]?)
         /// Another machine (`mac`) claims the watched endpoint (`endpoint`): on an HA pair's active box,
         /// a split brain. Nothing to answer: the kernel owns that address.
-        case endpointClaim(mac: MACAddress)
+        case endpointClaim(endpoint: IPv4Address, mac: MACAddress)
     }
 
     public typealias Ghost = GhostTable<IPv4Address>.Ghost
@@ -112,7 +73,7 @@ public struct ProxyARPResponder: Sendable {
         if table.isOwn(ethernet.source) { return .ignore(.ownFrame, ghost: nil) }
         guard ethernet.vlanID == nil else { return .ignore(.otherVLAN, ghost: nil) }
         if let endpoint, arp.senderProtocol == endpoint, arp.senderHardware != interfaceMAC {
-            return .endpointClaim(mac: arp.senderHardware)
+            return .endpointClaim(endpoint: endpoint, mac: arp.senderHardware)
         }
         // Someone else using a ghost address as its own: in a request, reply or announcement.
         if let ghost = ghosts[arp.senderProtocol], arp.senderHardware != ghost.mac {
@@ -146,8 +107,8 @@ public struct ProxyARPResponder: Sendable {
     }
 }
 
-extension ProxyARPResponder.Options {
-    /// The options `proxy-arp` sets (for proxy NDP too); an HA pair's box defends a second late.
+extension NeighbourProxy.Options {
+    /// The options `proxy-arp` sets (for ARP and NDP alike); an HA pair's box defends a second late.
     public init(_ config: GatewayConfig) {
         self.init()
         answerProbes = config.proxyARP.answerProbes
@@ -168,10 +129,10 @@ extension ProxyARPResponder {
 
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
-        let kept = Set(previous.ghostHosts.filter { $0.interface == interface }).intersection(config.ghostHosts)
+        let kept = config.ghostsKept(on: interface, from: previous)
         var next = self
         next.table = table.reconfigured(options: Options(config), ghosts: config.ghosts(IPv4Address.self, on: interface),
-                                        kept: { address in kept.contains { $0.address == .v4(address) } }, now: now)
+                                        kept: { kept.contains(.v4($0)) }, now: now)
         next.endpoint = config.splitBrainWatchedEndpoint(on: interface)
         return next
     }
