@@ -148,47 +148,41 @@ public final class KernelConfigurator: @unchecked Sendable {
         logger.info("step \(step): \(change)\(outcome)")
     }
 
-    /// Applies the difference between two plans (a reload): new pinned endpoints and tunnel routes are
-    /// added, old ones removed, captures opened for LAN interfaces that get ghost hosts. All or nothing:
-    /// on a failure what this call did is undone.
+    /// Applies the difference between two plans (a reload, `KernelPlanDiff`): pinned endpoints first (so
+    /// that no new tunnel route swallows an endpoint before its pin is there), then tunnel routes added
+    /// and removed, pins no longer needed, and the captures of LAN interfaces that get their first ghost
+    /// host. All or nothing: on a failure what this call did is undone, newest first.
     public func reconcile(from old: KernelPlan, to new: KernelPlan) throws(SystemError) {
-        func pins(_ plan: KernelPlan) -> [IPv4Address: KernelChange] {
-            Dictionary(plan.changes.compactMap { change in
-                if case let .pinEndpoint(_, endpoint, _, _) = change { (endpoint, change) } else { nil }
-            }, uniquingKeysWith: { a, _ in a })
-        }
-        /// Each tunnel route of either family with its step, sorted (a hub's plan has 100,000).
-        func routes(_ plan: KernelPlan) -> [(prefix: IPPrefix, owner: KernelChange)] {
-            PrefixMerge.uniqueSorted(plan.changes.compactMap { change in
-                if case let .addTunnelRoute(prefix, _, _) = change { (prefix, change) } else { nil }
-            })
-        }
-        let oldPins = pins(old), newPins = pins(new), oldRoutes = routes(old), newRoutes = routes(new)
+        let diff = KernelPlanDiff(from: old, to: new)
         var done: [() -> Void] = []
         do {
-            for (endpoint, change) in newPins where oldPins[endpoint] != change {
-                if oldPins[endpoint] != nil { try removePin(endpoint) }
-                try apply(change, step: "reload")
+            for (running, replacement) in diff.pinsReplaced {
+                guard let endpoint = KernelPlanDiff.endpoint(running) else { continue }
+                try removePin(endpoint)
+                done.append { [self] in try? apply(running, step: "reload (undone)") }
+                try apply(replacement, step: "reload")
                 done.append { [self] in try? removePin(endpoint) }
             }
-            var added: [(prefix: IPPrefix, change: KernelChange)] = [], removed: [(prefix: IPPrefix, change: KernelChange)] = []
-            PrefixMerge.compare(oldRoutes, newRoutes, onlyOld: { removed.append(($0, $1)) }, onlyNew: { added.append(($0, $1)) },
-                                both: { _, _, _ in })
-            if !added.isEmpty {
-                try addTunnelRoutes(added.map(\.change)[...], step: { _ in "reload" })
-                done.append { [self] in try? deleteTunnelRoutes(added.map(\.prefix)) }
+            for pin in diff.pinsAdded {
+                try apply(pin, step: "reload")
+                if let endpoint = KernelPlanDiff.endpoint(pin) { done.append { [self] in try? removePin(endpoint) } }
             }
-            if !removed.isEmpty {
-                try deleteTunnelRoutes(removed.map(\.prefix))
-                done.append { [self] in try? addTunnelRoutes(removed.map(\.change)[...], step: { _ in "reload (undone)" }) }
+            if !diff.routesAdded.isEmpty {
+                try addTunnelRoutes(diff.routesAdded[...], step: { _ in "reload" })
+                done.append { [self] in try? deleteTunnelRoutes(KernelPlanDiff.prefixes(diff.routesAdded)) }
             }
-            for (endpoint, change) in oldPins where newPins[endpoint] == nil {
+            if !diff.routesRemoved.isEmpty {
+                try deleteTunnelRoutes(KernelPlanDiff.prefixes(diff.routesRemoved))
+                done.append { [self] in try? addTunnelRoutes(diff.routesRemoved[...], step: { _ in "reload (undone)" }) }
+            }
+            for pin in diff.pinsRemoved {
+                guard let endpoint = KernelPlanDiff.endpoint(pin) else { continue }
                 try removePin(endpoint)
-                done.append { [self] in try? apply(change, step: "reload (undone)") }
+                done.append { [self] in try? apply(pin, step: "reload (undone)") }
             }
-            // A LAN interface that gets its first ghost host: its capture. (The responders of interfaces
-            // already captured on update their own filters.)
-            for change in new.changes {
+            // The responders of interfaces already captured on update their own filters; an interface
+            // whose ghosts all went keeps its capture (and thread) until the daemon ends.
+            for change in diff.capturesOpened {
                 guard case let .captureNeighbours(interface, _) = change, neighbourCaptures[interface] == nil else { continue }
                 try apply(change, step: "reload")
                 done.append { [self] in neighbourCaptures[interface] = nil }
