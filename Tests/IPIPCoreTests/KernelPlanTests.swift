@@ -134,4 +134,26 @@ import Testing
         let facts = SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("203.0.113.86")!, IPv4Address("203.0.113.87")!])])
         #expect(KernelPlan(config: machineB, facts: facts).problems.contains { $0.contains("assigned to eth0") })
     }
+
+    /// `GatewayHandles` holds the TUN device, the uplink capture and the raw sockets without optionals:
+    /// every plan — for each example config, on a system that has what it needs and on one that has
+    /// nothing (a plan with problems is printed, never run, but still has them) — has each of these
+    /// steps once, the TUN device first, and the listeners it was asked for.
+    @Test(arguments: ["machine-a.yaml", "machine-b.yaml", "ha-pair-b.yaml", "lab-site-a.yaml", "lab-site-b.yaml"])
+    func everyPlanHasTheStepsTheGatewayNeeds(file: String) throws {
+        let config = try #require(ConfigLoader.load(yaml: Repository.text("config/\(file)"), file: file).config)
+        for facts in [factsA, SystemFacts()] {
+            for socket in [nil, "/run/ipipd/tunl.sock"] {
+                let plan = KernelPlan(config: config, facts: facts, controlSocket: socket)
+                func count(_ matches: (KernelChange) -> Bool) -> Int { plan.changes.filter(matches).count }
+                #expect(plan.changes.first == .createTUN(name: config.tunnel.name))
+                #expect(count { if case .createTUN = $0 { true } else { false } } == 1)
+                #expect(count { if case .openRawSockets = $0 { true } else { false } } == 1)
+                #expect(count { if case .capture = $0 { true } else { false } } == 1)
+                #expect(count { if case .openICMPv6Socket = $0 { true } else { false } } == (config.carriesIPv6 ? 1 : 0))
+                #expect(count { $0 == .listenControlSocket(path: "/run/ipipd/tunl.sock") } == (socket == nil ? 0 : 1))
+                #expect(count { if case .serveMetrics = $0 { true } else { false } } == (config.metricsListen == nil ? 0 : 1))
+            }
+        }
+    }
 }

@@ -86,7 +86,8 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
 
 /// Every step `run` would take for a config on a given system, or why it cannot run there.
 public struct KernelPlan: Sendable, Equatable {
-    public var changes: [KernelChange] = []
+    /// Made only by `init`, which puts the steps the gateway needs (`GatewayHandles`) in every plan.
+    public private(set) var changes: [KernelChange] = []
     /// Reasons `run` would refuse to start on this system.
     public var problems: [String] = []
     /// Assumptions and facts worth knowing (e.g. where the MTU came from).

@@ -4,14 +4,38 @@ import Glibc
 import IPIPCore
 import Logging
 
+/// What the steps of a plan opened that the gateway's threads use. Every plan has the steps behind the
+/// non-optional handles (`KernelPlan.init` is the only maker of plans and puts them in each, as
+/// `KernelPlanTests.everyPlanHasTheStepsTheGatewayNeeds` checks), so a gateway never starts without one.
+public struct GatewayHandles {
+    public let tun: TUNDevice
+    public let capture: UplinkCapture
+    /// Outer packets to the peers.
+    public let encapsulationSender: RawIPv4Sender
+    /// Decapsulated packets (routed delivery) and ICMP errors back into the kernel.
+    public let reinjectionSender: RawIPv4Sender
+    /// ICMPv6 errors to IPv6 senders, when the tunnel carries IPv6.
+    public let icmpv6Sender: RawICMPv6Sender?
+    /// Status and reload, when the plan listens for them.
+    public let controlSocket: ControlSocket?
+    public let metricsServer: StreamServer?
+}
+
+/// One LAN interface's neighbour-proxy capture, with the interface's MAC address.
+public struct NeighbourCapture {
+    public let capture: PacketCapture
+    public let mac: MACAddress
+}
+
 /// Takes the steps of a `KernelPlan` in its order — the TUN device, MTU, addresses, sysctls and routes,
-/// then the protocol claim, sockets, captures, ingress program, ARP responders and listeners — all or
-/// nothing, logging each as `step N/M: <what plan prints>`, and takes it all back on teardown. What
-/// the steps open, the gateway's threads use.
+/// then the protocol claim, sockets, captures, ingress program, neighbour captures and listeners — all
+/// or nothing, logging each as `step N/M: <what plan prints>`, and takes it all back on teardown. What
+/// the steps open, the gateway's threads use (`GatewayHandles`).
 ///
 /// Every change is recorded, before it is made, in a state file in the runtime directory, so that
-/// after a SIGKILL the next start knows what its predecessor changed: it deletes the routes it left
-/// and restores sysctls to the values from before the first run, instead of failing on "File exists".
+/// after a SIGKILL the next start knows what its predecessor changed (`LeftoverAdoption`): it deletes
+/// the routes it left and restores sysctls to the values from before the first run, instead of
+/// failing on "File exists".
 public final class KernelConfigurator: @unchecked Sendable {
     private enum Undo {
         case closeTUN
@@ -23,19 +47,18 @@ public final class KernelConfigurator: @unchecked Sendable {
     private let logger: Logger
     private let state: StateFile
     private var undoLog: [Undo] = []
-    public private(set) var tun: TUNDevice?
+    /// What the steps taken so far opened; closed at teardown.
+    private var tun: TUNDevice?
     private var protocolClaims: [ProtocolClaim] = []
     private var ingressConsumer: IngressConsumer?
-    /// Outer packets to the peers, and decapsulated packets (and ICMP errors) back into the kernel.
-    public private(set) var encapsulationSender: RawIPv4Sender?
-    public private(set) var reinjectionSender: RawIPv4Sender?
-    /// ICMPv6 errors to IPv6 senders (the tunnel carries IPv6).
-    public private(set) var icmpv6Sender: RawICMPv6Sender?
-    public private(set) var capture: UplinkCapture?
-    /// The neighbour-proxy captures (ARP and NDP) opened by the steps taken so far, by interface (with its MAC).
-    public private(set) var neighbourCaptures: [String: (capture: PacketCapture, mac: MACAddress)] = [:]
-    public private(set) var controlSocket: ControlSocket?
-    public private(set) var metricsServer: StreamServer?
+    private var encapsulationSender: RawIPv4Sender?
+    private var reinjectionSender: RawIPv4Sender?
+    private var icmpv6Sender: RawICMPv6Sender?
+    private var capture: UplinkCapture?
+    private var controlSocket: ControlSocket?
+    private var metricsServer: StreamServer?
+    /// The neighbour-proxy captures (ARP and NDP) opened so far, by interface; a reload may add some.
+    public private(set) var neighbourCaptures: [String: NeighbourCapture] = [:]
 
     private let runtimeDirectory: RuntimeDirectory
     private let tunnelName: String
@@ -49,8 +72,8 @@ public final class KernelConfigurator: @unchecked Sendable {
     }
 
     /// Takes every step of `plan`; on any failure undoes what was done and rethrows.
-    public func apply(_ plan: KernelPlan) throws(SystemError) {
-        try takeOverLeftovers(plan)
+    public func apply(_ plan: KernelPlan) throws(SystemError) -> GatewayHandles {
+        try LeftoverAdoption(state: state, netlink: netlink, tunnelName: tunnelName, logger: logger).adopt(plan)
         state.record.pid = getpid()
         let changes = plan.changes
         do {
@@ -72,6 +95,11 @@ public final class KernelConfigurator: @unchecked Sendable {
             teardown()
             throw error
         }
+        guard let tun, let capture, let encapsulationSender, let reinjectionSender else {
+            preconditionFailure("a KernelPlan without the steps every plan has (createTUN, openRawSockets, capture)")
+        }
+        return GatewayHandles(tun: tun, capture: capture, encapsulationSender: encapsulationSender, reinjectionSender: reinjectionSender,
+                              icmpv6Sender: icmpv6Sender, controlSocket: controlSocket, metricsServer: metricsServer)
     }
 
     /// Takes one step, then logs it as `step <step>: <description>` (the line `plan` prints for it).
@@ -133,10 +161,11 @@ public final class KernelConfigurator: @unchecked Sendable {
             }
             var settings = PacketCapture.Settings(snapshotLength: 128)
             settings.bufferBytes = 1 << 20
-            if let (open, _) = neighbourCaptures[interface] {
-                try open.setFilter(filter)
+            if let open = neighbourCaptures[interface] {
+                try open.capture.setFilter(filter)
             } else {
-                neighbourCaptures[interface] = (try PacketCapture(interface: interface, filter: filter, settings: settings), mac)
+                neighbourCaptures[interface] = NeighbourCapture(capture: try PacketCapture(interface: interface, filter: filter, settings: settings),
+                                                                mac: mac)
             }
         case .answerARP, .answerNDP:
             break   // the responder of the interface's capture answers for it (and joins the multicast groups)
@@ -289,49 +318,6 @@ public final class KernelConfigurator: @unchecked Sendable {
         guard current != value else { return " (already \(value))" }
         try writeSysctl(path, value)
         return " (was \(current))"
-    }
-
-    /// Removes what a predecessor that was killed left behind: its pinned routes (recorded in the
-    /// state file, and any route ipipd marked with its protocol number to a configured endpoint).
-    private func takeOverLeftovers(_ plan: KernelPlan) throws(SystemError) {
-        let loaded = try state.load()
-        if loaded.removedLink {
-            logger.warning("removed a symbolic link where the state file goes; ipipd never makes one there", metadata: ["path": "\(state.path)"])
-        }
-        if let distrusted = loaded.distrusted {
-            // Issue 27, finding 12: the daemon's user could have written anything there — a PID that
-            // blocks this start, the values sysctls are restored to, routes for root to delete.
-            let unverified = distrusted.pins.map(\.endpoint).filter { pin in !state.record.pins.contains { $0.endpoint == pin } }
-            let message = "the state file was rewritten by the daemon's unprivileged user: only root's own record of that run is used"
-                + (loaded.rootCopyMissing ? " (none is left: the sysctls ipipd sets keep their current values at exit)" : "")
-            logger.warning("\(message)", metadata: ["path": "\(state.path)", "not-acted-on": "\(unverified.map(\.description).joined(separator: ","))"])
-        }
-        if let pid = state.record.pid, pid != getpid() {
-            // A run for this tunnel holds its TUN device; a process of that name alone is no proof.
-            if kill(pid, 0) == 0, Self.isIpipd(pid), SystemProbe.interfaceIndex(tunnelName) != nil {
-                throw SystemError("start", errno: EEXIST, detail: "ipipd (pid \(pid)) is already running for this tunnel")
-            }
-            logger.notice("found the state of an ipipd that ended without cleaning up; taking over", metadata: ["pid": "\(pid)"])
-        }
-        var pinned = Set(state.record.pins.map(\.endpoint))
-        for change in plan.changes {
-            if case let .pinEndpoint(_, endpoint, _, _) = change { pinned.insert(endpoint) }
-        }
-        let leftovers = try netlink.routes(IPv4Address.self).filter {
-            $0.protocolNumber == Netlink.ipipdRouteProtocol && $0.table == Netlink.mainTable
-                && $0.prefix.length == 32 && pinned.contains($0.prefix.address)
-        }
-        for route in leftovers {
-            let message = Netlink.RouteMessage(prefix: route.prefix, outputInterface: route.outputInterface, gateway: route.gateway)
-            try? netlink.change("delete leftover route \(route.prefix)") { Netlink.deleteRoute(message, sequence: $0) }
-            logger.notice("removed a leftover pinned route", metadata: ["route": "\(route.prefix)"])
-        }
-        state.record.pins = []
-    }
-
-    static func isIpipd(_ pid: Int32) -> Bool {
-        guard let comm = try? readSmallFile("/proc/\(pid)/comm") else { return false }
-        return comm.hasPrefix("ipipd")
     }
 
     /// Closes what the steps opened and undoes every recorded change, newest first. Safe to call more

@@ -51,6 +51,8 @@ public final class Gateway: @unchecked Sendable {
     private let loopHealth = Mutex<[LoopHealth]>([])
 
     private var configurator: KernelConfigurator?
+    /// What the plan's steps opened, once `start` has taken them.
+    private var handles: GatewayHandles?
     /// Where the control socket and state file are; handed to the daemon's user at the privilege drop.
     public private(set) var runtimeDirectory: RuntimeDirectory?
     private var threads: [DedicatedThread] = []
@@ -88,18 +90,16 @@ public final class Gateway: @unchecked Sendable {
         let configurator = try KernelConfigurator(runtimeDirectory: directory, tunnelName: config.tunnel.name, logger: logger)
         self.configurator = configurator
         do {
-            try configurator.apply(plan)
-            guard let tun = configurator.tun, let capture = configurator.capture, let control = configurator.controlSocket,
-                  let encapsulationSender = configurator.encapsulationSender, let reinjectionSender = configurator.reinjectionSender
-            else { throw SystemError("start", detail: "the plan lacks a step the gateway needs") }
-
+            let handles = try configurator.apply(plan)
+            self.handles = handles
+            let tun = handles.tun
             // What fits the uplink, even when the config set a larger tunnel MTU: larger inner packets get
             // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
             let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
             tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
             try beforeThreads()
             let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
-                                                  sender: encapsulationSender, icmpv6: configurator.icmpv6Sender, tunnelMTU: tunnelMTU)
+                                                  sender: handles.encapsulationSender, icmpv6: handles.icmpv6Sender, tunnelMTU: tunnelMTU)
             // Read before the capture thread starts: until the local routes are known, it hands every packet to
             // the TUN device (nothing may reach an AnyIP address through lo).
             let routeFacts = RouteFacts()
@@ -109,8 +109,8 @@ public final class Gateway: @unchecked Sendable {
                 logger.warning("cannot read the routes; decapsulated packets take the TUN device until the route watcher can",
                                metadata: ["error": "\(error)"])
             }
-            let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: capture,
-                                                  sender: reinjectionSender, icmpv6: configurator.icmpv6Sender, tun: tun,
+            let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: handles.capture,
+                                                  sender: handles.reinjectionSender, icmpv6: handles.icmpv6Sender, tun: tun,
                                                   routeFacts: routeFacts, tunnelMTU: tunnelMTU)
             let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, routeFacts: routeFacts)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
@@ -121,11 +121,14 @@ public final class Gateway: @unchecked Sendable {
                 threads.append(try DedicatedThread(name: roles.health.name) { roles.run() })
             }
             try startNeighbourProxyThreads()
-            threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
-                control.serve(until: stop) { command in self.handle(command) }
-            })
+            if let control = handles.controlSocket {
+                threads.append(try DedicatedThread(name: "ipipd-control") { [self] in
+                    control.serve(until: stop) { command in self.handle(command) }
+                })
+            }
         } catch {
             shutdownLoops()
+            handles = nil   // the teardown closes what no one else holds
             configurator.teardown()
             throw error
         }
@@ -136,7 +139,7 @@ public final class Gateway: @unchecked Sendable {
     }
 
     /// Where `serveMetrics` listens, once started (the executable serves it).
-    public var metricsServer: StreamServer? { configurator?.metricsServer }
+    public var metricsServer: StreamServer? { handles?.metricsServer }
 
     /// A neighbour-proxy thread for each ARP and NDP capture the steps opened that has none yet.
     private func startNeighbourProxyThreads() throws {
@@ -271,6 +274,7 @@ public final class Gateway: @unchecked Sendable {
     /// Stops the loops and undoes every kernel change.
     public func shutdown() {
         shutdownLoops()
+        handles = nil   // the teardown closes what no one else holds
         configurator?.teardown()
         configurator = nil
         logger.info("stopped; every change to the kernel was undone")
