@@ -39,7 +39,9 @@ import Testing
         // Without the key, an absent address is a problem that names the key.
         var single = config
         single.uplink.standbyWhenAbsent = false
-        #expect(KernelPlan(config: single, facts: absent).problems.contains { $0.contains("standby-when-absent") })
+        let problems = KernelPlan(config: single, facts: absent).problems
+        #expect(problems == [.uplinkAddressNotAssigned(address: config.uplink.address, interface: config.uplink.interface)])
+        #expect(problems.first?.description.contains("set uplink.standby-when-absent: yes") == true)
     }
 
     @Test func theStandbySendsNothingFromTheTUNAndCountsWhyThenSendsOnceActive() throws {

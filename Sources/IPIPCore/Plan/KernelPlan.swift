@@ -89,12 +89,12 @@ public struct KernelPlan: Sendable, Equatable {
     /// Made only by `init`, which puts the steps the gateway needs (`GatewayHandles`) in every plan.
     public private(set) var changes: [KernelChange] = []
     /// Reasons `run` would refuse to start on this system.
-    public var problems: [String] = []
+    public private(set) var problems: [PlanProblem] = []
     /// Assumptions and facts worth knowing (e.g. where the MTU came from).
-    public var notes: [String] = []
+    public private(set) var notes: [String] = []
     /// Things that will work badly, though `run` can start (e.g. two proxy-ARP answerers).
-    public var warnings: [String] = []
-    public var tunnelMTU: Int = 0
+    public private(set) var warnings: [String] = []
+    public private(set) var tunnelMTU: Int = 0
 
     /// Up to this many peers, the plan notes each one's accepted sources on a line of its own.
     public static let peersNotedOneByOne = 16
@@ -103,12 +103,6 @@ public struct KernelPlan: Sendable, Equatable {
     public static let encapsulationOverhead = Encapsulator.headroom
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
-
-    static func routeInTheWay(_ prefix: IPPrefix, _ existing: String, peer: String) -> String {
-        let ipv6 = prefix.isIPv6
-        return "a route to \(prefix) already exists (`ip\(ipv6 ? " -6" : "") route show \(prefix)`: \(existing)): run could not add peer \(peer)'s "
-            + "route through the tunnel; remove it (ip\(ipv6 ? " -6" : "") route del \(prefix)) or take the prefix out of the config"
-    }
 
     /// What ipipd does with what the uplink's receive offloads make of tunnel packets; it changes none of them.
     static func uplinkOffloadNote(_ interface: String, _ offloads: SystemFacts.ReceiveOffloads, delivery: GatewayConfig.Delivery) -> String {
@@ -126,53 +120,76 @@ public struct KernelPlan: Sendable, Equatable {
 
     /// `controlSocket`: where `run` listens for `status` and `reload` (in its runtime directory).
     public init(config: GatewayConfig, facts: SystemFacts, controlSocket: String? = nil) {
-        let tunnel = config.tunnel
+        let uplinkFacts = facts.interfaces[config.uplink.interface]
+        checkUplink(config, uplinkFacts)
+        if facts.interfaces[config.tunnel.name] != nil {
+            notes.append("an interface named \(config.tunnel.name) already exists: run takes it over if it is a leftover TUN device of ipipd, and refuses otherwise")
+        }
+        chooseTunnelMTU(config, uplinkFacts)
+        setUpTunnelDevice(config, facts)
+        enableForwarding(config)
+        pinEndpoints(config, facts)
+        routePrefixesIntoTheTunnel(config, facts)
+        openSockets(config)
+        noteWhatIsAcceptedAndWhereItGoes(config, uplinkFacts)
+        changes.append(.capture(interface: config.uplink.interface, filter: CaptureFilter.tunnel(local: config.uplink.address, ipv6: config.carriesIPv6)))
+        changes.append(.consumeAfterCapture(interface: config.uplink.interface, local: config.uplink.address))
+        for interface in config.proxyCaptureInterfaces { proxyNeighbours(on: interface, config, facts) }
+        if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
+        if let metrics = config.metricsListen { changes.append(.serveMetrics(metrics)) }
+    }
+
+    /// The uplink must exist and hold the uplink address — or, for an HA pair, the plan says which role
+    /// the box starts in and what each role does.
+    private mutating func checkUplink(_ config: GatewayConfig, _ uplinkFacts: SystemFacts.Interface?) {
+        let (uplink, tunnel) = (config.uplink, config.tunnel)
+        guard let uplinkFacts else {
+            problems.append(.uplinkMissing(interface: uplink.interface))
+            return
+        }
+        let assigned = uplinkFacts.addresses.contains(uplink.address)
+        if uplink.standbyWhenAbsent {
+            notes.append("HA pair (uplink.standby-when-absent): \(uplink.address) is \(assigned ? "" : "not ")assigned to "
+                         + "\(uplink.interface) now, so run starts as the \(assigned ? "active" : "standby") gateway")
+            notes.append("as the standby (while \(uplink.address) is not on \(uplink.interface)): every step below is taken, "
+                         + "but ipipd answers no ARP, announces nothing and sends nothing — packets from \(tunnel.name) and "
+                         + "captured tunnel packets are dropped, counted as `standby`")
+            notes.append("as the active gateway (from the moment keepalived assigns \(uplink.address), seen by a netlink "
+                         + "address notification): ipipd carries traffic and announces every ghost host by gratuitous ARP; "
+                         + "when the address goes, it is the standby again")
+            notes.append("split brain: while active, another machine's ARP claiming \(uplink.address) (on \(uplink.interface)) "
+                         + "or a ghost host, still there a second later, means the partner is active too: counted "
+                         + "(`ipipd_split_brain_claims_total`), shown by `status` and logged, at most every 10 s")
+        } else if !assigned {
+            problems.append(.uplinkAddressNotAssigned(address: uplink.address, interface: uplink.interface))
+        }
+    }
+
+    /// The configured MTU, or the uplink's less the outer header.
+    private mutating func chooseTunnelMTU(_ config: GatewayConfig, _ uplinkFacts: SystemFacts.Interface?) {
         let uplink = config.uplink
-
-        let uplinkFacts = facts.interfaces[uplink.interface]
-        if let uplinkFacts {
-            let assigned = uplinkFacts.addresses.contains(uplink.address)
-            if uplink.standbyWhenAbsent {
-                notes.append("HA pair (uplink.standby-when-absent): \(uplink.address) is \(assigned ? "" : "not ")assigned to "
-                             + "\(uplink.interface) now, so run starts as the \(assigned ? "active" : "standby") gateway")
-                notes.append("as the standby (while \(uplink.address) is not on \(uplink.interface)): every step below is taken, "
-                             + "but ipipd answers no ARP, announces nothing and sends nothing — packets from \(tunnel.name) and "
-                             + "captured tunnel packets are dropped, counted as `standby`")
-                notes.append("as the active gateway (from the moment keepalived assigns \(uplink.address), seen by a netlink "
-                             + "address notification): ipipd carries traffic and announces every ghost host by gratuitous ARP; "
-                             + "when the address goes, it is the standby again")
-                notes.append("split brain: while active, another machine's ARP claiming \(uplink.address) (on \(uplink.interface)) "
-                             + "or a ghost host, still there a second later, means the partner is active too: counted "
-                             + "(`ipipd_split_brain_claims_total`), shown by `status` and logged, at most every 10 s")
-            } else if !assigned {
-                problems.append("\(uplink.address) is not assigned to \(uplink.interface); the uplink address must be one of its addresses "
-                                + "(or, for an HA pair whose other box holds it, set uplink.standby-when-absent: yes)")
-            }
-        } else {
-            problems.append("uplink interface \(uplink.interface) does not exist here")
-        }
-        if facts.interfaces[tunnel.name] != nil {
-            notes.append("an interface named \(tunnel.name) already exists: run takes it over if it is a leftover TUN device of ipipd, and refuses otherwise")
-        }
-
-        if let mtu = tunnel.mtu {
+        if let mtu = config.tunnel.mtu {
             tunnelMTU = mtu
             notes.append("tunnel MTU \(mtu) from the config")
         } else {
             let uplinkMTU = uplinkFacts?.mtu ?? Self.fallbackUplinkMTU
             tunnelMTU = max(68, uplinkMTU - Self.encapsulationOverhead)
             notes.append("tunnel MTU \(tunnelMTU) = \(uplink.interface) MTU \(uplinkMTU)"
-                         + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − 20")
+                         + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − \(Self.encapsulationOverhead)")
         }
-        let routesIPv6 = config.peers.contains { $0.routes.contains(where: \.isIPv6) }
         if config.carriesIPv6 && tunnelMTU < Encapsulator.minimumIPv6MTU {
-            problems.append("the tunnel carries IPv6 but its MTU is \(tunnelMTU), below IPv6's least 1280 (RFC 8200 §5): "
-                            + "the uplink needs an MTU of 1300 or more, or set tunnel.mtu")
+            problems.append(.tunnelMTUBelowIPv6Minimum(mtu: tunnelMTU))
         }
         if let uplinkMTU = uplinkFacts?.mtu, tunnelMTU + Self.encapsulationOverhead > uplinkMTU {
-            notes.append("tunnel MTU \(tunnelMTU) + 20 exceeds \(uplink.interface) MTU \(uplinkMTU): large packets will be fragmented or refused")
+            notes.append("tunnel MTU \(tunnelMTU) + \(Self.encapsulationOverhead) exceeds \(uplink.interface) MTU \(uplinkMTU): "
+                         + "large packets will be fragmented or refused")
         }
+    }
 
+    /// The TUN device, its MTU and addresses, and its IPv6 state: kept (without router advertisements)
+    /// when the tunnel carries IPv6, disabled otherwise.
+    private mutating func setUpTunnelDevice(_ config: GatewayConfig, _ facts: SystemFacts) {
+        let tunnel = config.tunnel
         changes.append(.createTUN(name: tunnel.name))
         changes.append(.setMTU(interface: tunnel.name, mtu: tunnelMTU))
         if let address = tunnel.address {
@@ -180,10 +197,9 @@ public struct KernelPlan: Sendable, Equatable {
         }
         if config.carriesIPv6 {
             if !facts.ipv6Available {
-                problems.append("the config routes IPv6, but this kernel has IPv6 turned off (no /proc/sys/net/ipv6)")
+                problems.append(.ipv6TurnedOff)
             } else if let sysctl = facts.ipv6DisabledBy {
-                problems.append("the config carries IPv6, but IPv6 is disabled on this machine (\(sysctl) = 1): \(tunnel.name) could take no "
-                                + "IPv6 address or route; set it to 0 (sysctl -w \(sysctl)=0) or leave the IPv6 prefixes and tunnel.address6 out")
+                problems.append(.ipv6Disabled(sysctl: sysctl, tunnel: tunnel.name))
             }
             // Nothing answers router solicitations through the tunnel, and nothing should configure it.
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).accept_ra", value: "0"))
@@ -193,51 +209,70 @@ public struct KernelPlan: Sendable, Equatable {
             changes.append(.setSysctl(key: "net.ipv6.conf.\(tunnel.name).disable_ipv6", value: "1"))
         }
         changes.append(.linkUp(interface: tunnel.name))
+    }
+
+    private mutating func enableForwarding(_ config: GatewayConfig) {
         changes.append(.setSysctl(key: "net.ipv4.ip_forward", value: "1"))
-        if routesIPv6 {
+        if config.peers.contains(where: { $0.routes.contains(where: \.isIPv6) }) {
             changes.append(.setSysctl(key: "net.ipv6.conf.all.forwarding", value: "1"))
             notes.append("net.ipv6.conf.all.forwarding=1 makes this machine an IPv6 router: interfaces with accept_ra=1 stop "
                          + "taking router advertisements (set accept_ra=2 on an uplink that SLAAC configures)")
         }
+    }
 
+    /// A host route outside the tunnel for each endpoint inside a tunneled prefix (the seed's looping
+    /// tunnel), through the route the kernel has for it now.
+    private mutating func pinEndpoints(_ config: GatewayConfig, _ facts: SystemFacts) {
         for peer in config.endpointsNeedingPins {
             guard let route = facts.routes[peer.remote] else {
-                problems.append("peer \(peer.name): endpoint \(peer.remote) lies inside a tunneled prefix and there is no route to it outside the tunnel to pin")
+                problems.append(.endpointWithoutRouteToPin(peer: peer.name, endpoint: peer.remote))
                 continue
             }
-            if route.interface == tunnel.name {
-                problems.append("peer \(peer.name): the only route to endpoint \(peer.remote) goes through the tunnel itself (a looping tunnel)")
+            if route.interface == config.tunnel.name {
+                problems.append(.endpointRoutedIntoTunnel(peer: peer.name, endpoint: peer.remote))
                 continue
             }
-            if route.interface != uplink.interface {
-                notes.append("peer \(peer.name): endpoint \(peer.remote) is reached through \(route.interface), not the uplink \(uplink.interface)")
+            if route.interface != config.uplink.interface {
+                notes.append("peer \(peer.name): endpoint \(peer.remote) is reached through \(route.interface), not the uplink \(config.uplink.interface)")
             }
-            changes.append(.pinEndpoint(peer: peer.name, endpoint: peer.remote, interface: route.interface,
-                                        gateway: route.gateway))
+            changes.append(.pinEndpoint(peer: peer.name, endpoint: peer.remote, interface: route.interface, gateway: route.gateway))
         }
-        // IPv4 routes first, then IPv6: one run of steps, which `run` adds in netlink batches.
+    }
+
+    /// IPv4 routes first, then IPv6: one run of steps, which `run` adds in netlink batches. What the
+    /// kernel would refuse is said now rather than by `run` half-way (it would undo what it did).
+    private mutating func routePrefixesIntoTheTunnel(_ config: GatewayConfig, _ facts: SystemFacts) {
         for ipv6 in [false, true] {
             for peer in config.peers {
                 for prefix in peer.routes where prefix.isIPv6 == ipv6 {
-                    changes.append(.addTunnelRoute(prefix: prefix, interface: tunnel.name, peer: peer.name))
+                    changes.append(.addTunnelRoute(prefix: prefix, interface: config.tunnel.name, peer: peer.name))
                 }
             }
         }
-        // What the kernel would refuse, said now rather than by `run` half-way (it would undo what it did).
         for peer in config.peers {
             for route in peer.routes {
                 let existing = switch route {
                 case .v4(let prefix): facts.routesInTheWay[prefix]
                 case .v6(let prefix): facts.routesInTheWay6[prefix]
                 }
-                if let existing { problems.append(Self.routeInTheWay(route, existing, peer: peer.name)) }
+                if let existing { problems.append(.routeInTheWay(prefix: route, existing: existing, peer: peer.name)) }
             }
         }
+    }
 
+    /// The protocol claims (no ICMP protocol-unreachable for tunnel packets) and the sending sockets.
+    private mutating func openSockets(_ config: GatewayConfig) {
+        let tunnel = config.tunnel
         changes.append(.claimProtocol(IPProtocolNumber.ipip))
         if config.carriesIPv6 { changes.append(.claimProtocol(IPProtocolNumber.ipv6)) }
         changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .routed ? tunnel.reinjectionMark : nil))
         if config.carriesIPv6 { changes.append(.openICMPv6Socket) }
+    }
+
+    /// What each peer may send, where decapsulated packets enter the kernel (and so the firewall), and
+    /// what the uplink's offloads make of tunnel packets.
+    private mutating func noteWhatIsAcceptedAndWhereItGoes(_ config: GatewayConfig, _ uplinkFacts: SystemFacts.Interface?) {
+        let tunnel = config.tunnel
         // One line per peer — but a hub's thousands of peers with the default get one line together.
         let defaults = config.peers.filter { $0.acceptSources == nil }
         for peer in config.peers where peer.acceptSources != nil || defaults.count <= Self.peersNotedOneByOne {
@@ -258,54 +293,51 @@ public struct KernelPlan: Sendable, Equatable {
                          + "in INPUT and FORWARD with iifname \"\(tunnel.name)\"")
         }
         if let offloads = uplinkFacts?.receiveOffloads {
-            notes.append(Self.uplinkOffloadNote(uplink.interface, offloads, delivery: tunnel.delivery))
+            notes.append(Self.uplinkOffloadNote(config.uplink.interface, offloads, delivery: tunnel.delivery))
         }
-        changes.append(.capture(interface: uplink.interface, filter: CaptureFilter.tunnel(local: uplink.address, ipv6: config.carriesIPv6)))
-        changes.append(.consumeAfterCapture(interface: uplink.interface, local: uplink.address))
+    }
 
-        for interface in config.proxyCaptureInterfaces {
-            let ghosts = config.ghosts(IPv4Address.self, on: interface), ghosts6 = config.ghosts(IPv6Address.self, on: interface)
-            let interfaceFacts = facts.interfaces[interface]
-            if interfaceFacts == nil && interface != uplink.interface {
-                problems.append("ghost-host interface \(interface) does not exist here")
-            }
-            changes.append(.captureNeighbours(interface: interface, filter: CaptureFilter.neighbourProxy(interface: interface, config: config)))
-            let blocks = CaptureFilter.addressBlocks(ghosts.map(\.address)).count
-            if blocks > CaptureFilter.maximumARPBlocks {
-                warnings.append("the \(ghosts.count) IPv4 ghost hosts on \(interface) make \(blocks) address blocks, more than the kernel's "
-                                + "filter can list (\(CaptureFilter.maximumARPBlocks)): every ARP frame on \(interface) goes to ipipd, "
-                                + "which looks each up in its table; ghosts from fewer, contiguous ranges keep the filter in the kernel")
-            }
-            for ghost in ghosts {
-                if interfaceFacts?.addresses.contains(ghost.address) == true {
-                    problems.append("ghost host \(ghost.address) is assigned to \(interface) on this machine: the kernel "
-                                    + "answers ARP for it itself, and traffic to it would never enter the tunnel")
-                }
-                if facts.kernelProxyEntries[interface]?.contains(ghost.address) == true {
-                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
-                                    + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
-                }
-                changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac))
-            }
-            if !ghosts6.isEmpty && facts.kernelProxyNDPInterfaces.contains(interface) {
-                warnings.append("the kernel's own proxy NDP is on for \(interface) (net.ipv6.conf.\(interface).proxy_ndp or "
-                                + "net.ipv6.conf.all.proxy_ndp is 1): with `ip -6 neigh add proxy` entries it answers too; "
-                                + "set it to 0 unless you need it")
-            }
-            for ghost in ghosts6 {
-                if facts.kernelProxyEntries6[interface]?.contains(ghost.address) == true {
-                    warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip -6 neigh show proxy` lists it): "
-                                    + "hosts may get two different answers; remove it with `ip -6 neigh del proxy \(ghost.address) dev \(interface)`")
-                }
-                changes.append(.answerNDP(address: ghost.address, interface: interface, mac: ghost.mac))
-            }
-            if facts.kernelProxyARPInterfaces.contains(interface) {
-                warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
-                                + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "
-                                + "set it to 0 unless you need it")
-            }
+    /// One LAN interface's neighbour proxy: its capture, then an answer step per ghost host of each
+    /// family, and what on this machine would answer for them too.
+    private mutating func proxyNeighbours(on interface: String, _ config: GatewayConfig, _ facts: SystemFacts) {
+        let ghosts = config.ghosts(IPv4Address.self, on: interface), ghosts6 = config.ghosts(IPv6Address.self, on: interface)
+        let interfaceFacts = facts.interfaces[interface]
+        if interfaceFacts == nil && interface != config.uplink.interface {
+            problems.append(.ghostInterfaceMissing(interface: interface))
         }
-        if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
-        if let metrics = config.metricsListen { changes.append(.serveMetrics(metrics)) }
+        changes.append(.captureNeighbours(interface: interface, filter: CaptureFilter.neighbourProxy(interface: interface, config: config)))
+        let blocks = CaptureFilter.addressBlocks(ghosts.map(\.address)).count
+        if blocks > CaptureFilter.maximumARPBlocks {
+            warnings.append("the \(ghosts.count) IPv4 ghost hosts on \(interface) make \(blocks) address blocks, more than the kernel's "
+                            + "filter can list (\(CaptureFilter.maximumARPBlocks)): every ARP frame on \(interface) goes to ipipd, "
+                            + "which looks each up in its table; ghosts from fewer, contiguous ranges keep the filter in the kernel")
+        }
+        for ghost in ghosts {
+            if interfaceFacts?.addresses.contains(ghost.address) == true {
+                problems.append(.ghostAssignedLocally(address: .v4(ghost.address), interface: interface))
+            }
+            if facts.kernelProxyEntries[interface]?.contains(ghost.address) == true {
+                warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip neigh show proxy` lists it): "
+                                + "hosts may get two different ARP answers; remove it with `ip neigh del proxy \(ghost.address) dev \(interface)`")
+            }
+            changes.append(.answerARP(address: ghost.address, interface: interface, mac: ghost.mac))
+        }
+        if !ghosts6.isEmpty && facts.kernelProxyNDPInterfaces.contains(interface) {
+            warnings.append("the kernel's own proxy NDP is on for \(interface) (net.ipv6.conf.\(interface).proxy_ndp or "
+                            + "net.ipv6.conf.all.proxy_ndp is 1): with `ip -6 neigh add proxy` entries it answers too; "
+                            + "set it to 0 unless you need it")
+        }
+        for ghost in ghosts6 {
+            if facts.kernelProxyEntries6[interface]?.contains(ghost.address) == true {
+                warnings.append("the kernel also proxies \(ghost.address) on \(interface) (`ip -6 neigh show proxy` lists it): "
+                                + "hosts may get two different answers; remove it with `ip -6 neigh del proxy \(ghost.address) dev \(interface)`")
+            }
+            changes.append(.answerNDP(address: ghost.address, interface: interface, mac: ghost.mac))
+        }
+        if facts.kernelProxyARPInterfaces.contains(interface) {
+            warnings.append("the kernel's own proxy ARP is on for \(interface) (net.ipv4.conf.\(interface).proxy_arp or "
+                            + "net.ipv4.conf.all.proxy_arp is 1): it may answer for ghost hosts too, with its own timing and MAC; "
+                            + "set it to 0 unless you need it")
+        }
     }
 }

@@ -223,7 +223,7 @@ public final class Gateway: @unchecked Sendable {
         }
 
         let newPlan = KernelPlan(config: new, facts: SystemProbe.facts(for: new), controlSocket: controlSocketPath)
-        guard newPlan.problems.isEmpty else { return ReloadOutcome(applied: false, messages: newPlan.problems) }
+        guard newPlan.problems.isEmpty else { return ReloadOutcome(applied: false, messages: newPlan.problems.map(\.description)) }
         guard let configurator else { return ReloadOutcome(applied: false, messages: ["not running"]) }
         do {
             try configurator.reconcile(from: plan, to: newPlan)
