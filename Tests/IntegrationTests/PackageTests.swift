@@ -21,6 +21,9 @@ struct PackageTests {
         let findings = buildLog.split(separator: "\n").drop { $0 != "lintian:" }.dropFirst()
             .filter { $0.hasPrefix("E: ") || $0.hasPrefix("W: ") }
         #expect(findings.isEmpty, "lintian: \(findings.joined(separator: "\n"))")
+        // The fail points the rollback tests use exist in debug builds only: the packaged binary reads no such variable.
+        let failPoints = lab.run("dpkg-deb --fsys-tarfile \(deb) | tar -xOf - ./usr/sbin/ipipd | grep -ac IPIPD_DEBUG_FAIL")
+        #expect(failPoints.output.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(failPoints.output)")
         // Bounded inside, so that the script's own cleanup runs should it hang (SIGTERM, not SIGKILL).
         let test = lab.run("timeout -s TERM 1200 \(scripts)/package-test.sh --deb \(deb)", timeout: 1300)
         #expect(test.status == 0, "package-test.sh:\n\(test.output.suffix(4000))")

@@ -69,7 +69,10 @@ public final class KernelConfigurator: @unchecked Sendable {
         self.runtimeDirectory = runtimeDirectory
         self.tunnelName = tunnelName
         state = StateFile(directory: runtimeDirectory, name: "\(tunnelName).state")
+        failPoint = FailPoint.fromEnvironment()
     }
+
+    private let failPoint: FailPoint
 
     /// Takes every step of `plan`; on any failure undoes what was done and rethrows.
     public func apply(_ plan: KernelPlan) throws(SystemError) -> GatewayHandles {
@@ -79,9 +82,11 @@ public final class KernelConfigurator: @unchecked Sendable {
         do {
             var index = 0
             while index < changes.count {
+                try failPoint.check(step: index + 1, of: changes)
                 // A run of tunnel routes goes to the kernel in batches: a hub's 100,000 in seconds.
                 var end = index
                 while end < changes.count, case .addTunnelRoute = changes[end] { end += 1 }
+                end = failPoint.end(ofBatchFrom: index, to: end)
                 if end > index {
                     try addTunnelRoutes(changes[index..<end], step: { "\($0 + index + 1)/\(changes.count)" })
                     index = end
@@ -184,28 +189,40 @@ public final class KernelConfigurator: @unchecked Sendable {
     public func reconcile(from old: KernelPlan, to new: KernelPlan) throws(SystemError) {
         let diff = KernelPlanDiff(from: old, to: new)
         var done: [() -> Void] = []
+        var action = 0
+        /// Before each change the kernel could refuse: where a test's fail point strikes.
+        func next() throws(SystemError) {
+            action += 1
+            try failPoint.check(reloadAction: action)
+        }
         do {
             for (running, replacement) in diff.pinsReplaced {
                 guard let endpoint = KernelPlanDiff.endpoint(running) else { continue }
+                try next()
                 try removePin(endpoint)
                 done.append { [self] in try? apply(running, step: "reload (undone)") }
+                try next()
                 try apply(replacement, step: "reload")
                 done.append { [self] in try? removePin(endpoint) }
             }
             for pin in diff.pinsAdded {
+                try next()
                 try apply(pin, step: "reload")
                 if let endpoint = KernelPlanDiff.endpoint(pin) { done.append { [self] in try? removePin(endpoint) } }
             }
             if !diff.routesAdded.isEmpty {
+                try next()
                 try addTunnelRoutes(diff.routesAdded[...], step: { _ in "reload" })
                 done.append { [self] in try? deleteTunnelRoutes(KernelPlanDiff.prefixes(diff.routesAdded)) }
             }
             if !diff.routesRemoved.isEmpty {
+                try next()
                 try deleteTunnelRoutes(KernelPlanDiff.prefixes(diff.routesRemoved))
                 done.append { [self] in try? addTunnelRoutes(diff.routesRemoved[...], step: { _ in "reload (undone)" }) }
             }
             for pin in diff.pinsRemoved {
                 guard let endpoint = KernelPlanDiff.endpoint(pin) else { continue }
+                try next()
                 try removePin(endpoint)
                 done.append { [self] in try? apply(pin, step: "reload (undone)") }
             }
@@ -213,6 +230,7 @@ public final class KernelConfigurator: @unchecked Sendable {
             // whose ghosts all went keeps its capture (and thread) until the daemon ends.
             for change in diff.capturesOpened {
                 guard case let .captureNeighbours(interface, _) = change, neighbourCaptures[interface] == nil else { continue }
+                try next()
                 try apply(change, step: "reload")
                 done.append { [self] in neighbourCaptures[interface] = nil }
             }
