@@ -51,6 +51,7 @@ int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameO
 }
 
 int CIPIPShims_tunEnableTCPSegmentationOffload(int fd) {
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) == 0) return 0;
     return ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4));
 }
 

@@ -45,6 +45,44 @@ import Testing
         #expect(segments == (0..<3).map { Fixture.bytes("tcp-segment-\($0)") })
     }
 
+    /// TSO6: scapy's IPv6 super-packet cut at MSS 1200 is scapy's three segments, byte for byte (payload
+    /// lengths, sequence numbers, FIN and PSH on the last, checksums over the IPv6 pseudo-header).
+    @Test func aTSO6PacketIsCutLikeTheKernelWould() throws {
+        let superPacket = Fixture.bytes("tcp6-super-packet")
+        let segments = try superPacket.withUnsafeBytes { bytes in
+            let segmenter = try #require(GSOSegmenter(superPacket: bytes, segmentSize: 1200))
+            #expect(segmenter.segmentCount == 3)
+            var buffer = [UInt8](repeating: 0xEE, count: 2000)
+            return (0..<segmenter.segmentCount).map { index in
+                let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
+                return Array(buffer[0..<length])
+            }
+        }
+        #expect(segments == (0..<3).map { Fixture.bytes("tcp6-segment-\($0)") })
+    }
+
+    /// What the encapsulation path does with a TSO6 read: three outer packets, each one of scapy's
+    /// segments behind protocol 41; a TCPV6 header on an IPv4 packet (or the reverse) is dropped.
+    @Test func theEncapsulationPathCutsATSO6ReadAndRefusesAMismatchedKind() throws {
+        let counters = TunnelCounters(peerNames: ["machine-b"])
+        let path = EncapsulationPath(config: MachineA.config, tunnelMTU: 1480, counters: counters, paths: [PeerPathState()])
+        func read(_ packet: [UInt8], _ header: VirtioNetHeader) -> [[UInt8]] {
+            let sent = SentPackets()
+            let slot = sent.batch.nextSlot
+            header.write(to: UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.virtioHeaderOffset..<PacketSlot.innerOffset]))
+            packet.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset...]).copyMemory(from: $0) }
+            path.process(readLength: VirtioNetHeader.size + packet.count, in: sent.batch, now: 0)
+            return sent.flush().map(\.bytes)
+        }
+        let outer = read(Fixture.bytes("tcp6-super-packet"), VirtioNetHeader(checksum: (40, 16), segmentation: .tcpIPv6(segmentSize: 1200)))
+        #expect(outer.count == 3 && outer.allSatisfy { $0[9] == IPProtocolNumber.ipv6 })
+        #expect(outer.map { Array($0[20...]) } == (0..<3).map { Fixture.bytes("tcp6-segment-\($0)") })
+        #expect(counters.tcpPacketsSegmented.value == 1)
+        #expect(read(Fixture.bytes("tcp-super-packet"), VirtioNetHeader(checksum: (20, 16), segmentation: .tcpIPv6(segmentSize: 1200))).isEmpty)
+        #expect(read(Fixture.bytes("tcp6-super-packet"), VirtioNetHeader(checksum: (40, 16), segmentation: .tcpIPv4(segmentSize: 1200))).isEmpty)
+        #expect(counters.drops.value(.malformedInner) == 2)
+    }
+
     @Test func aPacketWithinOneSegmentComesOutWithItsChecksumsRight() {
         let segment = Fixture.bytes("tcp-segment-2")
         var damaged = segment

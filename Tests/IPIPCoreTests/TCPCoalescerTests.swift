@@ -16,15 +16,16 @@ import Testing
     /// `count` segments of one flow from the ghost address to host C, `segmentSize` payload bytes each
     /// (the last `lastSize`), cut by `GSOSegmenter` so that their checksums are right; with timestamps.
     static func segments(count: Int, segmentSize: Int = 1400, lastSize: Int? = nil, sequence: UInt32 = 0xFFFF_F000,
-                         sourcePort: UInt16 = 40000, psh: Bool = true) -> [[UInt8]] {
+                         sourcePort: UInt16 = 40000, psh: Bool = true, ipv6: Bool = false) -> [[UInt8]] {
         let payloadLength = segmentSize * (count - 1) + (lastSize ?? segmentSize)
         var tcp: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), 0x13, 0x88]
         tcp += withUnsafeBytes(of: sequence.bigEndian, Array.init) + [0, 0, 0x30, 0x39]
         tcp += [0x80, psh ? 0x18 : 0x10, 0x01, 0xF5, 0, 0, 0, 0]   // data offset 8 words; ACK (PSH); window
         tcp += [1, 1, 8, 10, 0, 1, 0xE2, 0x40, 0, 0, 0x30, 0x39]   // NOP NOP timestamps
         let payload = (0..<payloadLength).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
-        let superPacket = IPv4HeaderFields(identification: 0x1000, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
-                                           source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: tcp + payload)
+        let superPacket = ipv6 ? Self.ipv6Packet(tcp + payload)
+            : IPv4HeaderFields(identification: 0x1000, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
+                               source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: tcp + payload)
         return superPacket.withUnsafeBytes { bytes in
             let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: segmentSize)!
             var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -33,6 +34,18 @@ import Testing
                 return Array(buffer[0..<length])
             }
         }
+    }
+
+    /// TCP over IPv6 from host C's address on B's LAN to A's tunnel address (ECT(0), a flow label).
+    static func ipv6Packet(_ tcp: [UInt8]) -> [UInt8] {
+        var packet = [UInt8](repeating: 0, count: 40 + tcp.count)
+        packet.withUnsafeMutableBytes { bytes in
+            IPv6HeaderFields(payloadLength: tcp.count, nextHeader: IPProtocolNumber.tcp, hopLimit: 63,
+                             source: IPv6Address("2001:db8:b::20")!, destination: IPv6Address("2001:db8:b::87")!).write(into: bytes)
+            bytes.setUInt32(0x6020_1234, at: 0)   // traffic class ECT(0), flow label 0x01234
+            UnsafeMutableRawBufferPointer(rebasing: bytes[40...]).copyMemory(from: UnsafeRawBufferPointer(start: tcp, count: tcp.count))
+        }
+        return packet
     }
 
     func capture(_ path: DecapsulationPath, _ inner: [UInt8], _ sent: SentPackets) {
@@ -44,8 +57,15 @@ import Testing
     static func segmentsTheKernelSees(_ written: [UInt8]) throws -> [[UInt8]] {
         let header = written.withUnsafeBytes { VirtioNetHeader($0) }
         let packet = Array(written[VirtioNetHeader.size...])
-        guard case .tcpIPv4(let segmentSize) = header.segmentation else { return [packet] }
-        #expect(header.checksum?.start == 20 && header.checksum?.offset == 16 && header.headersLength == 52)
+        let ip: Int
+        switch header.segmentation {
+        case .tcpIPv4: ip = 20
+        case .tcpIPv6: ip = 40
+        default: return [packet]
+        }
+        let segmentSize = try #require(header.segmentation.segmentSize)
+        #expect(packet[0] >> 4 == (ip == 40 ? 6 : 4))
+        #expect(header.checksum?.start == ip && header.checksum?.offset == 16 && header.headersLength == ip + 32)
         return try packet.withUnsafeBytes { bytes in
             let segmenter = try #require(GSOSegmenter(superPacket: bytes, segmentSize: segmentSize))
             var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -187,5 +207,78 @@ import Testing
         #expect(written.map(\.kind) == [.superPacket(peer: 0, innerLength: first.map(\.count).reduce(0, +), segments: 4, frames: 1),
                                         .superPacket(peer: 0, innerLength: other.map(\.count).reduce(0, +), segments: 4, frames: 1)])
         #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == first + other)
+    }
+
+    // MARK: IPv6 (issue 24): tcp6_gro_receive's rules, TCPV6 super-packets
+
+    @Test func anIPv6BurstOfOneFlowBecomesOneTCPV6SuperPacketThatCutsBackIntoIt() throws {
+        let segments = Self.segments(count: 20, lastSize: 700, ipv6: true)
+        let sent = SentPackets(), path = path()
+        for segment in segments { capture(path, segment, sent) }
+        let written = sent.flush()
+        try #require(written.count == 1)
+        #expect(written[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 20, frames: 20))
+        #expect(written[0].bytes.withUnsafeBytes { VirtioNetHeader($0) }.segmentation == .tcpIPv6(segmentSize: 1400))
+        #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
+    }
+
+    /// What GRO would not join in IPv6: another traffic class, flow label or hop limit, a corrupt
+    /// checksum, a gap in the sequence; and an IPv4 segment of the same ports never joins an IPv6 flow.
+    @Test func ipv6SegmentsThatGROWouldNotJoinGoOnTheirOwn() throws {
+        let segments = Self.segments(count: 2, psh: false, ipv6: true)
+        func changed(_ change: (inout [UInt8]) -> Void) -> [UInt8] {
+            var copy = segments[1]
+            change(&copy)
+            return Self.withChecksumsRight(copy)
+        }
+        var corrupt = segments[1]
+        corrupt[120] ^= 0x01
+        let refused: [(String, [UInt8])] = [
+            ("traffic class", changed { $0[1] ^= 0x10 }), ("flow label", changed { $0[3] ^= 0x01 }), ("hop limit", changed { $0[7] = 62 }),
+            ("source", changed { $0[23] ^= 0x01 }), ("destination", changed { $0[39] ^= 0x01 }),
+            ("sequence", changed { $0[47] &+= 1 }), ("checksum", corrupt),
+            ("family", Self.segments(count: 2, psh: false)[1]),
+        ]
+        for (what, second) in refused {
+            let sent = SentPackets(), path = self.path()
+            capture(path, segments[0], sent)
+            capture(path, second, sent)
+            let written = sent.flush()
+            #expect(written.count == 2, "another \(what) joined")
+            #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == [segments[0], second], "\(what)")
+        }
+        // and unchanged, the two join.
+        let sent = SentPackets(), path = self.path()
+        for segment in segments { capture(path, segment, sent) }
+        #expect(sent.flush().count == 1)
+    }
+
+    /// IPv6 runs the uplink's GRO merged (TCPV6 in the capture's header) join with single segments too.
+    @Test func ipv6RunsTheUplinkMergedJoinWithSegments() throws {
+        let segments = Self.segments(count: 12, lastSize: 900, ipv6: true)
+        let sent = SentPackets(), path = path()
+        capture(path, merged6: Array(segments[0..<5]), sent)
+        capture(path, segments[5], sent)
+        capture(path, merged6: Array(segments[6..<12]), sent)
+        let written = sent.flush()
+        try #require(written.count == 1)
+        #expect(written[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 12, frames: 3))
+        #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
+    }
+
+    func capture(_ path: DecapsulationPath, merged6 segments: [[UInt8]], _ sent: SentPackets) {
+        let headers = 40 + Int(segments[0][52] >> 4) * 4
+        var packet = Array(segments[0][0..<headers]) + segments.flatMap { $0[headers...] }
+        packet[53] |= segments.reduce(0) { $0 | $1[53] & 0x09 }
+        packet.withUnsafeMutableBytes { bytes in
+            bytes.setUInt16(UInt16(bytes.count - 40), at: 4)
+            bytes.setUInt16(UInt16(truncatingIfNeeded: InternetChecksum.pseudoHeaderSum(ofIPv6: UnsafeRawBufferPointer(bytes),
+                                                                                         nextHeader: IPProtocolNumber.tcp,
+                                                                                         transportLength: bytes.count - 40)), at: 56)
+        }
+        let offload = VirtioNetHeader(checksum: (14 + 20 + 40, 16), segmentation: .tcpIPv6(segmentSize: segments[0].count - headers))
+        ethernetFrame(MachineA.outerFromB(packet)).withUnsafeBytes {
+            path.process(frame: $0, wireLength: $0.count, offload: offload, in: sent.batch, now: 0)
+        }
     }
 }

@@ -56,9 +56,10 @@ enum MachineA {
             .bytes(payload: (0..<(length - 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
     }
 
-    /// What machine B would send: `inner` wrapped in an outer header B → A.
+    /// What machine B would send: `inner` wrapped in an outer header B → A (protocol 4, or 41 for IPv6).
     static func outerFromB(_ inner: [UInt8], identification: UInt16 = 9, dontFragment: Bool = false) -> [UInt8] {
-        IPv4HeaderFields(identification: identification, dontFragment: dontFragment, ttl: 64, protocolNumber: IPProtocolNumber.ipip,
+        IPv4HeaderFields(identification: identification, dontFragment: dontFragment, ttl: 64,
+                         protocolNumber: inner.first.map { $0 >> 4 == 6 } == true ? IPProtocolNumber.ipv6 : IPProtocolNumber.ipip,
                          source: peerB, destination: local).bytes(payload: inner)
     }
 }

@@ -20,10 +20,12 @@ struct IPv6Tests {
 
     // MARK: - Both directions, both labs
 
-    @Test func twoSitesCarryIPv6BothWays() throws {
+    /// With the uplinks as real NICs (GRO on) and as bare veths, where ipipd joins the segments itself.
+    @Test(arguments: [true, false])
+    func twoSitesCarryIPv6BothWays(uplinkGRO: Bool) throws {
         let lab = Lab("six2")
         defer { lab.teardown() }
-        try lab.buildTwoSites()
+        try lab.buildTwoSites(uplinkGRO: uplinkGRO)
         _ = try lab.startIpipd(in: "a", config: siteA)
         _ = try lab.startIpipd(in: "b", config: siteB)
         // No kernel answers protocol 41 with "protocol unreachable": the claim's raw socket takes it.
@@ -35,8 +37,17 @@ struct IPv6Tests {
         #expect(try lab.dissect(unreachable(), ["ip.src"]).isEmpty, "B answered protocol 41 with protocol unreachable")
         // IPv4 still works next to it.
         try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
-        let peer = try lab.status("a", config: siteA).peer("site-b")
+        let statusA = try lab.status("a", config: siteA)
+        let peer = try statusA.peer("site-b")
         #expect(peer.encapsulatedIPv6.bytes > 10 << 20 && peer.decapsulatedIPv6.bytes > 10 << 20, "\(peer)")
+        // h1's IPv6 stream reached A's TUN device as TSO6 super-packets, cut by ipipd; h2's reached A's
+        // kernel joined into TCPV6 super-packets, by A's uplink (GRO) or, on a bare veth, by ipipd.
+        #expect(statusA.tcpPacketsSegmented > 100, "\(statusA)")
+        if uplinkGRO {
+            #expect(statusA.uplinkMergedSegments > 1000, "\(statusA)")
+        } else {
+            #expect(statusA.tcpSegmentsCoalesced > 1000, "\(statusA)")
+        }
         #expect(peer.encapsulated.packets > peer.encapsulatedIPv6.packets, "the IPv4 pings are counted apart: \(peer)")
     }
 

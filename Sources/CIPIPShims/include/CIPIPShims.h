@@ -12,8 +12,9 @@
 // with IFF_TUN|IFF_NO_PI (plus IFF_VNET_HDR when `virtioHeader`: each packet read is preceded by a
 // struct virtio_net_hdr), and writes the kernel's chosen name into `nameOut` (at least IFNAMSIZ bytes).
 int CIPIPShims_tunAttach(int fd, const char *name, int virtioHeader, char *nameOut);
-// Lets the kernel hand over packets with their TCP/UDP checksum left partial and TCP/IPv4 packets of up
-// to 64 KiB to be segmented by the reader (TUN_F_CSUM | TUN_F_TSO4). Needs IFF_VNET_HDR.
+// Lets the kernel hand over packets with their TCP/UDP checksum left partial and TCP packets over IPv4
+// and IPv6 of up to 64 KiB to be segmented by the reader (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6; a kernel
+// that refuses TSO6 gets TSO4 alone). Needs IFF_VNET_HDR.
 int CIPIPShims_tunEnableTCPSegmentationOffload(int fd);
 
 // The ifreq accessor macros (ifr_mtu, ifr_hwaddr, ifr_flags) do not import; these wrap the SIOC*IF*

@@ -119,28 +119,43 @@ public enum ChecksumOffload {
     }
 }
 
-/// Cuts a TCP or UDP super-packet over IPv4 into segments of at most `segmentSize` payload bytes, the way
-/// the kernel's GSO would (tcp_gso_segment, __udp_gso_segment): the IP identification counts up from the
-/// super-packet's; for TCP the sequence number advances by the payload before it, FIN and PSH stay on the
-/// last segment only and CWR on the first only; for UDP each datagram gets its own length; IP and
-/// transport checksums are computed in full.
+/// Cuts a TCP or UDP super-packet over IPv4 or IPv6 into segments of at most `segmentSize` payload bytes,
+/// the way the kernel's GSO would (tcp_gso_segment, __udp_gso_segment): IPv4's identification counts up
+/// from the super-packet's (IPv6 has none), each segment gets its own total or payload length; for TCP
+/// the sequence number advances by the payload before it, FIN and PSH stay on the last segment only and
+/// CWR on the first only; for UDP each datagram gets its own length; IPv4 and transport checksums are
+/// computed in full. IPv6 with the transport header right behind the fixed header only, as GSO makes it.
 public struct GSOSegmenter {
     private let packet: UnsafeRawBufferPointer
+    private let isIPv6: Bool
     private let ipHeaderLength: Int
     private let headersLength: Int
     private let segmentSize: Int
-    private let isTCP: Bool
+    private let transportProtocol: UInt8
     public let segmentCount: Int
 
-    /// Nil when `packet` is not a well-formed TCP or UDP/IPv4 packet with a payload to cut.
+    private var isTCP: Bool { transportProtocol == IPProtocolNumber.tcp }
+
+    /// Nil when `packet` is not a well-formed TCP or UDP packet over IPv4 or IPv6 with a payload to cut.
     public init?(superPacket packet: UnsafeRawBufferPointer, segmentSize: Int) {
-        guard segmentSize > 0, packet.count >= 28, packet[0] >> 4 == 4 else { return nil }
-        let ipHeaderLength = Int(packet[0] & 0x0F) * 4
-        let transport = packet[9]
-        guard ipHeaderLength >= 20, transport == IPProtocolNumber.tcp || transport == IPProtocolNumber.udp else { return nil }
-        isTCP = transport == IPProtocolNumber.tcp
+        guard segmentSize > 0, packet.count >= 28 else { return nil }
+        switch packet[0] >> 4 {
+        case 4:
+            isIPv6 = false
+            ipHeaderLength = Int(packet[0] & 0x0F) * 4
+            transportProtocol = packet[9]
+            guard ipHeaderLength >= 20 else { return nil }
+        case 6:
+            isIPv6 = true
+            ipHeaderLength = IPv6PacketView.headerLength
+            guard packet.count >= ipHeaderLength else { return nil }
+            transportProtocol = packet[6]
+        default:
+            return nil
+        }
+        guard transportProtocol == IPProtocolNumber.tcp || transportProtocol == IPProtocolNumber.udp else { return nil }
         let transportHeaderLength: Int
-        if isTCP {
+        if transportProtocol == IPProtocolNumber.tcp {
             guard packet.count >= ipHeaderLength + 20 else { return nil }
             transportHeaderLength = Int(packet[ipHeaderLength + 12] >> 4) * 4
             guard transportHeaderLength >= 20 else { return nil }
@@ -149,7 +164,6 @@ public struct GSOSegmenter {
         }
         guard packet.count >= ipHeaderLength + transportHeaderLength else { return nil }
         self.packet = packet
-        self.ipHeaderLength = ipHeaderLength
         headersLength = ipHeaderLength + transportHeaderLength
         self.segmentSize = segmentSize
         let payload = packet.count - headersLength
@@ -168,13 +182,18 @@ public struct GSOSegmenter {
             .copyMemory(from: packet.baseAddress!.advanced(by: headersLength + offset), byteCount: payloadLength)
         let segment = UnsafeMutableRawBufferPointer(start: destination, count: length)
 
-        // IPv4: total length, identification, header checksum.
-        segment.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 2, as: UInt16.self)
-        let identification = UnsafeRawBufferPointer(segment).uint16(at: 4) &+ UInt16(truncatingIfNeeded: index)
-        segment.storeBytes(of: identification.bigEndian, toByteOffset: 4, as: UInt16.self)
-        segment.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-        let ipChecksum = InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: segment[0..<ipHeaderLength]))
-        segment.storeBytes(of: ipChecksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        if isIPv6 {
+            // IPv6: the payload length (the header has no identification and no checksum).
+            segment.storeBytes(of: UInt16(length - ipHeaderLength).bigEndian, toByteOffset: 4, as: UInt16.self)
+        } else {
+            // IPv4: total length, identification, header checksum.
+            segment.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 2, as: UInt16.self)
+            let identification = UnsafeRawBufferPointer(segment).uint16(at: 4) &+ UInt16(truncatingIfNeeded: index)
+            segment.storeBytes(of: identification.bigEndian, toByteOffset: 4, as: UInt16.self)
+            segment.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            let ipChecksum = InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: segment[0..<ipHeaderLength]))
+            segment.storeBytes(of: ipChecksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        }
 
         let transport = ipHeaderLength
         let checksumOffset: Int
@@ -193,9 +212,10 @@ public struct GSOSegmenter {
         }
         // The checksum over the pseudo-header and the segment.
         segment.storeBytes(of: UInt16(0), toByteOffset: checksumOffset, as: UInt16.self)
-        _ = ChecksumOffload.complete(segment, start: transport, offset: checksumOffset - transport,
-                                     initial: InternetChecksum.pseudoHeaderSum(ofIPv4: UnsafeRawBufferPointer(segment), protocol: packet[9],
-                                                                               transportLength: length - transport))
+        let bytes = UnsafeRawBufferPointer(segment)
+        let pseudo = isIPv6 ? InternetChecksum.pseudoHeaderSum(ofIPv6: bytes, nextHeader: transportProtocol, transportLength: length - transport)
+                            : InternetChecksum.pseudoHeaderSum(ofIPv4: bytes, protocol: transportProtocol, transportLength: length - transport)
+        _ = ChecksumOffload.complete(segment, start: transport, offset: checksumOffset - transport, initial: pseudo)
         return length
     }
 }

@@ -1,5 +1,5 @@
 /// Everything ipipd does with a packet the kernel routed into the tunnel, from the TUN read to the
-/// outer packets to send (wireguard-go's send.go, for IP-in-IP): checksum offload and TSO segmentation,
+/// outer packets to send (wireguard-go's send.go, for IP-in-IP): checksum offload and TSO segmentation (IPv4 and IPv6),
 /// the peer by longest-prefix match, the outer header (RFC 2003, RFC 6040), fragmentation when the path
 /// to the peer is too small, and the ICMP errors a router sends (fragmentation needed, host
 /// unreachable). Pure: bytes in, packets queued in a `PacketBatch`, drops counted; the dataplane's loop
@@ -49,10 +49,12 @@ public final class EncapsulationPath {
                 return
             }
             encapsulateNextSlot(innerLength: length, in: batch, now: now)
-        case .tcpIPv4(let segmentSize):
+        case .tcpIPv4(let segmentSize), .tcpIPv6(let segmentSize):
             // The segments are built in the batch's slots, starting with this one: move the original aside.
             superPacket.copyMemory(from: UnsafeRawBufferPointer(packet))
-            guard let segmenter = GSOSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
+            let version: UInt8 = if case .tcpIPv6 = header.segmentation { 6 } else { 4 }
+            guard packet[0] >> 4 == version, packet[version == 6 ? 6 : 9] == IPProtocolNumber.tcp,
+                  let segmenter = GSOSegmenter(superPacket: UnsafeRawBufferPointer(rebasing: superPacket[0..<length]),
                                                segmentSize: segmentSize) else {
                 counters.drop(.malformedInner)
                 return
@@ -62,8 +64,8 @@ public final class EncapsulationPath {
                 let segmentLength = segmenter.write(segment: index, to: batch.nextSlot.baseAddress!.advanced(by: PacketSlot.innerOffset))
                 encapsulateNextSlot(innerLength: segmentLength, in: batch, now: now)
             }
-        case .tcpIPv6, .udp, .unsupported:
-            // Offloads the TUN device was not given (TUNSETOFFLOAD asks for TCP/IPv4 only): never expected.
+        case .udp, .unsupported:
+            // Offloads the TUN device was not given (TUNSETOFFLOAD asks for TCP over IPv4 and IPv6): never expected.
             counters.drop(.malformedInner)
         }
     }

@@ -81,6 +81,15 @@ fixtures["ndp-ns-dad"] = Ether(src=MAC_C, dst=solicited_mac) / IPv6(src="::", ds
 fixtures["ndp-na-solicited"] = Ether(src=MAC_B, dst=MAC_C) / IPv6(src=GHOST6, dst=C6, hlim=255) / ICMPv6ND_NA(tgt=GHOST6, R=0, S=1, O=0) / ICMPv6NDOptDstLLAddr(lladdr=MAC_B)
 fixtures["ndp-na-unsolicited"] = Ether(src=MAC_B, dst="33:33:00:00:00:01") / IPv6(src=GHOST6, dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=GHOST6, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=MAC_B)
 
+# TCP segmentation offload for IPv6 (issue 24, TSO6): the same 3000-byte payload over TCP/IPv6 (traffic
+# class ECT(0), a flow label) as the kernel hands it over, and the three segments at MSS 1200: payload
+# length and sequence per segment, FIN and PSH on the last only; IPv6 has no identification to count.
+def tcp6_packet(seq, flags, data):
+    return IPv6(src=C6, dst=GHOST6, hlim=63, tc=0x02, fl=0x54321) / TCP(sport=40000, dport=5201, seq=seq, ack=77, flags=flags, window=500, options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]) / Raw(data)
+fixtures["tcp6-super-packet"] = tcp6_packet(1000, "FPA", payload)
+for index in range(3):
+    fixtures[f"tcp6-segment-{index}"] = tcp6_packet(1000 + 1200 * index, "FPA" if index == 2 else "A", payload[1200 * index:1200 * (index + 1)])
+
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:
         f.write(raw(packet).hex() + "\n")
