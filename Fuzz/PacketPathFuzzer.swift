@@ -61,6 +61,14 @@ func checkAndEmpty(_ batch: PacketBatch) {
         }
         if batch.goesToTUN(at: index), ipPacket.count >= 1, ipPacket[0] >> 4 == 6 {
             guard (try? IPv6PacketView(validating: ipPacket, exactLength: true)) != nil else { preconditionFailure("queued an invalid IPv6 packet") }
+            if case let .superPacket(_, _, segments, _) = batch.kind(at: index), case let .tcpIPv6(size) = VirtioNetHeader(packet).segmentation {
+                // Merged or joined TCPV6: the kernel cuts it into as many segments as arrived.
+                let header = VirtioNetHeader(packet)
+                precondition(header.checksum?.start == 40 && header.checksum?.offset == 16 && ipPacket[6] == IPProtocolNumber.tcp
+                             && header.headersLength == 40 + Int(ipPacket[52] >> 4) * 4
+                             && GSOSegmenter(superPacket: ipPacket, segmentSize: size)?.segmentCount == segments,
+                             "a TCPV6 super-packet with a header that does not describe it: \(header)")
+            }
             continue
         }
         guard let ip = try? IPv4PacketView(validating: ipPacket, exactLength: true) else {
@@ -109,7 +117,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let paths = [PeerPathState()]
     // Both delivery modes: the input's length picks one.
     var config = machineA
-    config.tunnel.delivery = size % 2 == 0 ? .kernel : .libnet
+    config.tunnel.delivery = size % 2 == 0 ? .kernel : .routed
     let decapsulation = DecapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths,
                                           localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 87)],
                                                                        networks: [IPv4Prefix(IPv4Address(198, 51, 100, 37), length: 24)]))
