@@ -22,8 +22,10 @@ struct FailPoint {
 
     /// Fails before step `number` (1-based) of `changes` is taken.
     func check(step number: Int, of changes: [KernelChange]) throws(SystemError) {
+        #if DEBUG
         guard number == step else { return }
         throw SystemError("step \(number)/\(changes.count): \(changes[number - 1])", errno: ECANCELED, detail: "IPIPD_DEBUG_FAIL_STEP")
+        #endif
     }
 
     /// A batch of tunnel routes from `start` stops before the failing step, which then fails on its own.
@@ -33,7 +35,9 @@ struct FailPoint {
     }
 
     func check(reloadAction number: Int) throws(SystemError) {
+        #if DEBUG
         guard number == reloadAction else { return }
         throw SystemError("reload change \(number)", errno: ECANCELED, detail: "IPIPD_DEBUG_FAIL_RELOAD_ACTION")
+        #endif
     }
 }
