@@ -118,6 +118,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // Both delivery modes: the input's length picks one.
     var config = machineA
     config.tunnel.delivery = size % 2 == 0 ? .kernel : .routed
+    // MSS clamping reads every SYN's options in both paths: on for two inputs in three.
+    config.tunnel.clampMSS = [.auto, .fixed(600), .off][size % 3]
     let decapsulation = DecapsulationPath(config: config, tunnelMTU: 1380, counters: counters, paths: paths,
                                           localNetworks: LocalNetworks(addresses: [IPv4Address(203, 0, 113, 87)],
                                                                        networks: [IPv4Prefix(IPv4Address(198, 51, 100, 37), length: 24)]))

@@ -24,6 +24,7 @@ enum ConfigPrinter {
         out += "  pmtudisc: \(config.tunnel.pmtudisc ? "yes" : "no")\n"
         out += "  min-pmtu: \(config.tunnel.minimumPathMTU)\n"
         out += "  delivery: \(config.tunnel.delivery.rawValue)\n"
+        out += "  clamp-mss: \(config.tunnel.clampMSS)\n"
         if config.tunnel.delivery == .routed {
             out += "  reinjection-mark: 0x\(String(config.tunnel.reinjectionMark, radix: 16))\n"
         }

@@ -41,7 +41,7 @@ import Testing
         let full = """
             uplink: {interface: eth0, address: 192.0.2.1, standby-when-absent: no}
             tunnel: {name: tunl, address: 198.18.0.1, address6: "2001:db8::1", mtu: auto, ttl: inherit, tos: 0, pmtudisc: yes,
-                     min-pmtu: 552, delivery: routed, reinjection-mark: 0x4950}
+                     min-pmtu: 552, delivery: routed, clamp-mss: auto, reinjection-mark: 0x4950}
             peers:
               - {name: a, remote: 192.0.2.9, routes: [198.18.1.0/24, "2001:db8:1::/64"], accept-sources: [198.18.1.0/24, "2001:db8:1::/64"]}
             ghost-hosts:

@@ -56,6 +56,24 @@ import Testing
         #expect(wrong.errors.first?.message.contains("is not `kernel`") == true && wrong.errors.first?.message.contains("`routed`") == true)
     }
 
+    @Test func clampMSSIsAutoOffOrAnMSSAndReloadsWithoutARestart() throws {
+        #expect(try #require(load(minimal).config).tunnel.clampMSS == .off)
+        for (text, setting) in [("auto", TCPMSSClamp.Setting.auto), ("off", .off), ("1300", .fixed(1300)), ("536", .fixed(536))] {
+            let result = load(minimal + "\ntunnel: {clamp-mss: \(text)}\n")
+            #expect(result.diagnostics.isEmpty && result.config?.tunnel.clampMSS == setting, "\(text): \(result.diagnostics)")
+        }
+        for text in ["535", "65496", "yes", "-1"] {
+            let result = load(minimal + "\ntunnel: {clamp-mss: \(text)}\n")
+            #expect(result.config == nil && result.errors.map(\.key) == ["tunnel.clamp-mss"], "\(text)")
+            #expect(result.errors.first?.message.contains("or `auto` or `off`") == true, "\(result.errors)")
+        }
+        let before = try #require(load(minimal).config)
+        var after = before
+        after.tunnel.clampMSS = .auto
+        let diff = ConfigDiff(from: before, to: after)
+        #expect(diff.needsRestart.isEmpty && diff.tunnelOptionsChanged && diff.descriptions.contains("tunnel ttl/tos/pmtudisc/min-pmtu/clamp-mss changed"))
+    }
+
     @Test func invalidExampleReportsEveryMistakeWithItsLine() {
         let result = ConfigLoader.load(yaml: Repository.text("config/invalid-example.yaml"), file: "invalid.yaml")
         #expect(result.config == nil)

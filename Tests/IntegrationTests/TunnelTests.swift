@@ -140,6 +140,32 @@ struct TunnelTests {
         #expect((try status.peer("site-a").decapsulated.packets) == 3)
     }
 
+    /// `tunnel.clamp-mss: auto` on A alone: h1's SYNs reach h2, and h2's SYN-ACKs reach h1, announcing
+    /// what fits the tunnel (MTU 1480: 1440 for IPv4, 1420 for IPv6) instead of what their 1500-byte
+    /// LANs allow; the connections work (their kernels take the checksums), and A counts both directions.
+    @Test func synsAreClampedToTheTunnelBothWaysAndBothFamilies() throws {
+        let lab = Lab("mss")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        let clamped = try lab.writeConfig("lab-site-a.yaml", appending: "tunnel: {clamp-mss: auto}\n", name: "a.yaml")
+        let plan = try lab.sh(in: lab.ns("a"), "\(Lab.ipipd) plan -c \(clamped)")
+        #expect(plan.contains("clamp-mss: auto") && plan.contains("at most 1440 (IPv4) and 1420 (IPv6)"), "\(plan)")
+        _ = try lab.startIpipd(in: "a", config: clamped)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        let atH2 = try lab.capture("h2", "eth0", "tcp[tcpflags] & tcp-syn != 0 or ip6[40 + 13] & 2 != 0", name: "syn-h2")
+        let atH1 = try lab.capture("h1", "eth0", "tcp[tcpflags] & tcp-syn != 0 or ip6[40 + 13] & 2 != 0", name: "syn-h1")
+        try lab.transfer(from: "h1", to: "h2", address: "192.0.2.130", megabytes: 1)
+        try lab.transfer(from: "h1", to: "h2", address: "2001:db8:2::10", megabytes: 1)
+        let (fileH2, fileH1) = (atH2(), atH1())
+        let syns = try lab.dissect(fileH2, ["ip.version", "ipv6.version", "tcp.options.mss_val"], filter: "tcp.flags.syn == 1 && tcp.flags.ack == 0")
+        let synAcks = try lab.dissect(fileH1, ["ip.version", "ipv6.version", "tcp.options.mss_val"], filter: "tcp.flags.syn == 1 && tcp.flags.ack == 1")
+        func mss(_ rows: [[String]], ipv6: Bool) -> Set<String> { Set(rows.filter { ($0[1] == "6") == ipv6 }.map { $0[2] }) }
+        #expect(mss(syns, ipv6: false) == ["1440"] && mss(syns, ipv6: true) == ["1420"], "SYNs at h2: \(syns)")
+        #expect(mss(synAcks, ipv6: false) == ["1440"] && mss(synAcks, ipv6: true) == ["1420"], "SYN-ACKs at h1: \(synAcks)")
+        let status = try lab.status("a", config: clamped)
+        #expect(status.tcpMSSClampedSent >= 2 && status.tcpMSSClampedReceived >= 2, "\(status.tcpMSSClampedSent) \(status.tcpMSSClampedReceived)")
+    }
+
     @Test func sigtermRemovesEverythingAndARestartAfterSIGKILLWorks() throws {
         let lab = Lab("term")
         defer { lab.teardown() }

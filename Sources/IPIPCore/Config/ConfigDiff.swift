@@ -36,7 +36,7 @@ public struct ConfigDiff: Sendable, Equatable {
             needsRestart.append("metrics.listen")
         }
         tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)
-            || old.tunnel.minimumPathMTU != new.tunnel.minimumPathMTU
+            || old.tunnel.minimumPathMTU != new.tunnel.minimumPathMTU || old.tunnel.clampMSS != new.tunnel.clampMSS
         proxyARPOptionsChanged = old.proxyARP != new.proxyARP
 
         let oldPeers = Dictionary(old.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -89,7 +89,7 @@ public struct ConfigDiff: Sendable, Equatable {
             + lines(routesMoved.map(\.description), { "route \($0) now leads to another peer" }, many: "routes that now lead to another peer")
             + lines(ghostsAdded.map(\.description), { "ghost host \($0) added" }, many: "ghost hosts added")
             + lines(ghostsRemoved.map(\.description), { "ghost host \($0) removed" }, many: "ghost hosts removed")
-            + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc/min-pmtu changed"] : [])
+            + (tunnelOptionsChanged ? ["tunnel ttl/tos/pmtudisc/min-pmtu/clamp-mss changed"] : [])
             + (proxyARPOptionsChanged ? ["proxy-arp options changed"] : [])
     }
 

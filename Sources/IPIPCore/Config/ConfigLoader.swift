@@ -450,6 +450,16 @@ struct NodeReader {
                 incomplete = true
             }
         }
+        if let node = f["clamp-mss"], let text = scalar(node, key: "tunnel.clamp-mss") {
+            switch text {
+            case "off": tunnel.clampMSS = .off
+            case "auto": tunnel.clampMSS = .auto
+            default:
+                if let value = integer(node, key: "tunnel.clamp-mss", in: TCPMSSClamp.smallestFixed...65495, what: "MSS", or: "auto` or `off") {
+                    tunnel.clampMSS = .fixed(value)
+                }
+            }
+        }
         if let node = f["reinjection-mark"], let value = integer(node, key: "tunnel.reinjection-mark", in: 0...Int(UInt32.max), what: "packet mark") {
             tunnel.reinjectionMark = UInt32(value)
         }

@@ -30,6 +30,8 @@ public enum ConfigReference {
         Key(name: "tunnel.min-pmtu", meaning: "the lowest outer path MTU a router's \"fragmentation needed\" may set", defaultValue: "552"),
         Key(name: "tunnel.delivery", meaning: "how decapsulated packets reach the kernel: kernel (received on the TUN device, as Linux's "
             + "ipip does) or routed (routed by ipipd through a raw socket; `libnet`, its former name, is still read)", defaultValue: "kernel"),
+        Key(name: "tunnel.clamp-mss", meaning: "lower the MSS option of TCP SYNs and SYN-ACKs crossing the tunnel, both ways: auto (to what fits "
+            + "each peer's path MTU), off, or a number (536–65495)", defaultValue: "off"),
         Key(name: "tunnel.reinjection-mark", meaning: "with delivery: routed, the SO_MARK on what ipipd reinjects; 0: none",
             defaultValue: "0x4950"),
         Key(name: "peers[].name", meaning: "the peer's name, in logs, status and metrics", defaultValue: "required"),

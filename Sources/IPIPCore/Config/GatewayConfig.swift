@@ -71,6 +71,8 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The lowest outer path MTU a router's report may set (Linux's net.ipv4.route.min_pmtu).
         public var minimumPathMTU = PeerPathState.defaultMinimumPathMTU
         public var delivery = Delivery.kernel
+        /// `clamp-mss`: the MSS option of TCP SYNs crossing the tunnel, lowered to what fits the path.
+        public var clampMSS = TCPMSSClamp.Setting.off
         /// SO_MARK on what the routed delivery reinjects, for nftables (`meta mark 0x4950`); 0: none.
         public var reinjectionMark: UInt32 = Tunnel.defaultReinjectionMark
         public static let defaultReinjectionMark: UInt32 = 0x4950   // "IP"

@@ -15,6 +15,8 @@ public final class DecapsulationPath {
     /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (routed delivery).
     private let superPacketCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
     private let tunnelMTU: Int
+    /// `tunnel.clamp-mss`: the MSS of SYNs received from peers.
+    private var clampMSS: TCPMSSClamp.Setting
     /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
     private var minimumPathMTU: Int
     /// What the loop logs (path MTU lowered, peer unreachable); set by the dataplane.
@@ -31,6 +33,7 @@ public final class DecapsulationPath {
         self.tunnelMTU = tunnelMTU
         self.counters = counters
         self.paths = paths
+        clampMSS = config.tunnel.clampMSS
     }
 
     deinit { superPacketCopy.deallocate() }
@@ -42,6 +45,7 @@ public final class DecapsulationPath {
         tunnelRoutes = config.routingTable
         self.counters = counters
         self.paths = paths
+        clampMSS = config.tunnel.clampMSS
     }
 
     /// This machine's addresses and subnets: inner packets to them take the TUN device, and none may
@@ -131,6 +135,12 @@ public final class DecapsulationPath {
                 case .timeExceeded, .aboutOuter, .drop:
                     break
                 }
+            }
+            // A SYN from a peer announces an MSS our side will send to it: no more than fits the way back.
+            if case let .deliver(peer, inner, _) = verdict, superPacket == nil,
+               TCPMSSClamp.clampIfSYN(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), clampMSS,
+                                      innerMTU: { min(tunnelMTU, paths[peer].currentMTU(now: now) ?? tunnelMTU) }) {
+                counters.tcpMSSClampedReceived.add()
             }
             switch verdict {
             case let .deliver(peer, inner, .tun):

@@ -13,10 +13,13 @@ public final class EncapsulationPath {
     /// The standby of an HA pair sends nothing, not even ICMP errors: every read is dropped as `standby`
     /// (the loop sets it from the role before each burst).
     public var standby = false
+    /// `tunnel.clamp-mss`: the MSS of SYNs sent into the tunnel.
+    private var clampMSS: TCPMSSClamp.Setting
 
     public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState]) {
         encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths)
         self.counters = counters
+        clampMSS = config.tunnel.clampMSS
     }
 
     deinit { superPacket.deallocate() }
@@ -25,6 +28,7 @@ public final class EncapsulationPath {
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
         encapsulator.reconfigure(config, paths: paths)
         self.counters = counters
+        clampMSS = config.tunnel.clampMSS
     }
 
     /// One read from the TUN device, `readLength` bytes at `batch.nextSlot[PacketSlot.virtioHeaderOffset...]`:
@@ -78,6 +82,11 @@ public final class EncapsulationPath {
         let inner = UnsafeRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)])
         switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
         case let .send(outerLength, peer, destination, notifyUnreachable):
+            // The outer header is written; the inner packet behind it may still lose MSS (its checksum is its own).
+            if TCPMSSClamp.clampIfSYN(UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)]),
+                                      clampMSS, innerMTU: { encapsulator.mtu(toPeer: peer, now: now) }) {
+                counters.tcpMSSClampedSent.add()
+            }
             batch.append(0..<outerLength, destination: destination, kind: .encapsulated(peer: peer, innerLength: length))
             if notifyUnreachable {
                 // The packet still goes; its sender is told as ip_tunnel_xmit tells it (RFC 2003 §4). The

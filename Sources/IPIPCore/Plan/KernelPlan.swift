@@ -295,6 +295,13 @@ public struct KernelPlan: Sendable, Equatable {
         if let offloads = uplinkFacts?.receiveOffloads {
             notes.append(Self.uplinkOffloadNote(config.uplink.interface, offloads, delivery: tunnel.delivery))
         }
+        if let ipv4 = TCPMSSClamp.maximum(tunnel.clampMSS, innerMTU: tunnelMTU, ipv6: false),
+           let ipv6 = TCPMSSClamp.maximum(tunnel.clampMSS, innerMTU: tunnelMTU, ipv6: true) {
+            let what = tunnel.clampMSS == .auto
+                ? "at most \(ipv4) (IPv4) and \(ipv6) (IPv6) while the path to a peer is the tunnel MTU \(tunnelMTU), less when a router reports less"
+                : "at most \(ipv4)"
+            notes.append("clamp-mss: \(tunnel.clampMSS) — the MSS of TCP SYNs and SYN-ACKs crossing \(tunnel.name), both ways, is lowered to \(what)")
+        }
     }
 
     /// One LAN interface's neighbour proxy: its capture, then an answer step per ghost host of each

@@ -203,6 +203,9 @@ public final class TunnelCounters: Sendable {
     public let tcpPacketsSegmented: Counter
     /// TCP segments from peers that reached the TUN device joined into super-packets (kernel delivery).
     public let tcpSegmentsCoalesced: Counter
+    /// TCP SYNs and SYN-ACKs whose MSS option `tunnel.clamp-mss` lowered: sent to peers, and received from them.
+    public let tcpMSSClampedSent: Counter
+    public let tcpMSSClampedReceived: Counter
     /// Frames the uplink's GRO or LRO had merged before the capture took them, and the segments (TCP
     /// segments or UDP datagrams, as their sender sent them) they held.
     public let uplinkMergedFrames: Counter
@@ -218,6 +221,8 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = Counter()
         tcpPacketsSegmented = Counter()
         tcpSegmentsCoalesced = Counter()
+        tcpMSSClampedSent = Counter()
+        tcpMSSClampedReceived = Counter()
         uplinkMergedFrames = Counter()
         uplinkMergedSegments = Counter()
         capture = CaptureCounters()
@@ -237,6 +242,8 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = previous.icmpRateLimited
         tcpPacketsSegmented = previous.tcpPacketsSegmented
         tcpSegmentsCoalesced = previous.tcpSegmentsCoalesced
+        tcpMSSClampedSent = previous.tcpMSSClampedSent
+        tcpMSSClampedReceived = previous.tcpMSSClampedReceived
         uplinkMergedFrames = previous.uplinkMergedFrames
         uplinkMergedSegments = previous.uplinkMergedSegments
         capture = previous.capture

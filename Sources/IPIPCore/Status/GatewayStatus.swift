@@ -134,6 +134,9 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tcpPacketsSegmented: UInt64
     /// TCP segments from peers written to the TUN device joined into super-packets (GRO).
     public var tcpSegmentsCoalesced: UInt64
+    /// TCP SYNs and SYN-ACKs whose MSS `tunnel.clamp-mss` lowered, sent to peers and received from them.
+    public var tcpMSSClampedSent: UInt64
+    public var tcpMSSClampedReceived: UInt64
     /// Frames the uplink's GRO or LRO had merged before the capture took them, and the segments in them.
     public var uplinkMergedFrames: UInt64
     public var uplinkMergedSegments: UInt64
@@ -172,6 +175,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         icmpRateLimited = counters.icmpRateLimited.value
         tcpPacketsSegmented = counters.tcpPacketsSegmented.value
         tcpSegmentsCoalesced = counters.tcpSegmentsCoalesced.value
+        tcpMSSClampedSent = counters.tcpMSSClampedSent.value
+        tcpMSSClampedReceived = counters.tcpMSSClampedReceived.value
         uplinkMergedFrames = counters.uplinkMergedFrames.value
         uplinkMergedSegments = counters.uplinkMergedSegments.value
         ghostHosts = counters.ghosts.map {

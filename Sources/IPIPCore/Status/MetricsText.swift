@@ -120,6 +120,9 @@ extension GatewayStatus {
             out.family(name, kind, help)
             for peer in peers { samples(peer, [("peer", peer.name)]) }
         }
+        out.family("ipipd_tcp_mss_clamped_total", .counter, "TCP SYNs and SYN-ACKs whose MSS option tunnel.clamp-mss lowered, by direction.")
+        out.sample("ipipd_tcp_mss_clamped_total", [("direction", "sent")], tcpMSSClampedSent)
+        out.sample("ipipd_tcp_mss_clamped_total", [("direction", "received")], tcpMSSClampedReceived)
         perPeer("ipipd_peer_packets_total", .counter, "Inner packets carried, by peer and direction.") { peer, labels in
             out.sample("ipipd_peer_packets_total", labels + [("direction", "sent")], peer.encapsulated.packets)
             out.sample("ipipd_peer_packets_total", labels + [("direction", "received")], peer.decapsulated.packets)
