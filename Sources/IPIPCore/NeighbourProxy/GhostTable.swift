@@ -146,3 +146,21 @@ public struct GhostTable<Address: Hashable & Comparable & Sendable>: Sendable {
         return next
     }
 }
+
+extension GhostTable where Address: FamilyAddress {
+    /// One LAN interface's ghost hosts of this family as `config` describes them, each announced from
+    /// `now` unless `announce` is false: what the ARP and the NDP responder each start from.
+    public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool) {
+        self.init(interfaceMAC: mac, options: NeighbourProxy.Options(config))
+        for ghost in config.ghosts(Address.self, on: interface) {
+            add(ghost.address, mac: ghost.mac, now: now, announce: announce)
+        }
+    }
+
+    /// The table after a reload from `previous`: ghost hosts that stay keep their state; new ones are announced.
+    public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> GhostTable {
+        let kept = Set(config.ghostsKept(on: interface, from: previous).compactMap(Address.init))
+        return reconfigured(options: NeighbourProxy.Options(config), ghosts: config.ghosts(Address.self, on: interface),
+                            kept: { kept.contains($0) }, now: now)
+    }
+}

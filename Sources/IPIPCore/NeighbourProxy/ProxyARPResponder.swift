@@ -120,19 +120,14 @@ extension NeighbourProxy.Options {
 extension ProxyARPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every ghost host from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
-        self.init(interfaceMAC: mac, options: Options(config))
+        table = GhostTable(interface: interface, mac: mac, config: config, now: now, announce: announce)
         endpoint = config.splitBrainWatchedEndpoint(on: interface)
-        for ghost in config.ghosts(IPv4Address.self, on: interface) {
-            add(ghost.address, mac: ghost.mac, now: now, announce: announce)
-        }
     }
 
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyARPResponder {
-        let kept = config.ghostsKept(on: interface, from: previous)
         var next = self
-        next.table = table.reconfigured(options: Options(config), ghosts: config.ghosts(IPv4Address.self, on: interface),
-                                        kept: { kept.contains(.v4($0)) }, now: now)
+        next.table = table.reconfigured(for: config, interface: interface, previous: previous, now: now)
         next.endpoint = config.splitBrainWatchedEndpoint(on: interface)
         return next
     }

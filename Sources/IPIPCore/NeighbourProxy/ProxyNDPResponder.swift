@@ -86,18 +86,13 @@ public struct ProxyNDPResponder: Sendable {
 extension ProxyNDPResponder {
     /// The responder for one LAN interface as `config` describes it, announcing every IPv6 ghost from `now`.
     public init(interface: String, mac: MACAddress, config: GatewayConfig, now: Double, announce: Bool = true) {
-        self.init(interfaceMAC: mac, options: Options(config))
-        for ghost in config.ghosts(IPv6Address.self, on: interface) {
-            add(ghost.address, mac: ghost.mac, now: now, announce: announce)
-        }
+        table = GhostTable(interface: interface, mac: mac, config: config, now: now, announce: announce)
     }
 
     /// The responder after a reload: ghost hosts that stay keep their state; new ones are announced.
     public func reconfigured(for config: GatewayConfig, interface: String, previous: GatewayConfig, now: Double) -> ProxyNDPResponder {
-        let kept = config.ghostsKept(on: interface, from: previous)
         var next = self
-        next.table = table.reconfigured(options: Options(config), ghosts: config.ghosts(IPv6Address.self, on: interface),
-                                        kept: { kept.contains(.v6($0)) }, now: now)
+        next.table = table.reconfigured(for: config, interface: interface, previous: previous, now: now)
         return next
     }
 }

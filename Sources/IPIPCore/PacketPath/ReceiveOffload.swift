@@ -87,7 +87,9 @@ struct TransportLayout: Equatable, Sendable {
 
     var checksumOffset: Int { isTCP ? 16 : 6 }
 
-    init?(_ packet: UnsafeMutableRawBufferPointer) {
+    init?(_ packet: UnsafeMutableRawBufferPointer) { self.init(UnsafeRawBufferPointer(packet)) }
+
+    init?(_ packet: UnsafeRawBufferPointer) {
         guard packet.count >= 1 else { return nil }
         let transport: UInt8
         switch packet[0] >> 4 {

@@ -166,7 +166,7 @@ struct TCPCoalescer {
                                           nextIdentification: UInt16) -> Bool {
         if isIPv6 {
             return first.uint32(at: 0) == next.uint32(at: 0) && first[7] == next[7]
-                && first[8..<40].elementsEqual(next[8..<40])
+                && stride(from: 8, to: 40, by: 4).allSatisfy { first.uint32(at: $0) == next.uint32(at: $0) }
         }
         return first.uint32(at: 12) == next.uint32(at: 12) && first.uint32(at: 16) == next.uint32(at: 16)
             && first[1] == next[1] && first[8] == next[8]

@@ -50,21 +50,15 @@ public enum TCPMSSClamp {
     private static let syn: UInt8 = 0x02
     private static let mssKind: UInt8 = 2
 
-    /// Whether `packet` (a whole inner packet the path checked) is a TCP SYN or SYN-ACK: IPv4 and not a
-    /// later fragment, or IPv6 with TCP right behind its header. Cheap: what every packet is asked.
+    /// Where the TCP header of `packet` (a whole inner packet the path checked) starts, when it is a SYN
+    /// or SYN-ACK: IPv4 and not a later fragment, or IPv6 with TCP right behind its header, its header and
+    /// options within the packet (`TransportLayout`, as for the offloads).
     @inline(__always)
     public static func tcpHeaderOfSYN(_ packet: UnsafeRawBufferPointer) -> Int? {
-        guard packet.count >= 40 else { return nil }
-        let tcp: Int
-        if packet[0] >> 4 == 4 {
-            guard packet[9] == IPProtocolNumber.tcp, packet.uint16(at: 6) & 0x1FFF == 0 else { return nil }
-            tcp = Int(packet[0] & 0x0F) * 4
-        } else {
-            guard packet[0] >> 4 == 6, packet[6] == IPProtocolNumber.tcp else { return nil }
-            tcp = IPv6PacketView.headerLength
-        }
-        guard tcp >= 20, packet.count >= tcp + 20, packet[tcp + 13] & syn != 0 else { return nil }
-        return tcp
+        guard let layout = TransportLayout(packet), layout.isTCP,
+              layout.isIPv6 || packet.uint16(at: 6) & 0x1FFF == 0,
+              packet[layout.transportOffset + 13] & syn != 0 else { return nil }
+        return layout.transportOffset
     }
 
     /// Lowers the MSS option of the TCP SYN (or SYN-ACK) whose header starts at `tcp` in `packet` to
