@@ -110,6 +110,67 @@ int CIPIPShims_sendBatch(int fd, const void *const *buffers, const long *lengths
     return sendmmsg(fd, messages, count, 0);
 }
 
+int CIPIPShims_sendBatch6(int fd, const void *const *buffers, const long *lengths,
+                          const uint8_t *destinations, unsigned int count) {
+    enum { maxBatch = 64 };
+    struct mmsghdr messages[maxBatch];
+    struct iovec vectors[maxBatch];
+    struct sockaddr_in6 addresses[maxBatch];
+    if (count > maxBatch) {
+        count = maxBatch;
+    }
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = (void *)buffers[i];
+        vectors[i].iov_len = (size_t)lengths[i];
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        memset(&addresses[i], 0, sizeof addresses[i]);
+        addresses[i].sin6_family = AF_INET6;
+        memcpy(&addresses[i].sin6_addr, destinations + 16 * i, 16);
+        messages[i].msg_hdr.msg_name = &addresses[i];
+        messages[i].msg_hdr.msg_namelen = sizeof addresses[i];
+    }
+    return sendmmsg(fd, messages, count, 0);
+}
+
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78
+#endif
+
+int CIPIPShims_openUDPPortClaim(int ipv6, const uint8_t *address, uint16_t port) {
+    int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int on = 1;
+    int result;
+    if (ipv6) {
+        struct sockaddr_in6 local;
+        memset(&local, 0, sizeof local);
+        local.sin6_family = AF_INET6;
+        local.sin6_port = htons(port);
+        memcpy(&local.sin6_addr, address, 16);
+        result = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        if (result == 0) result = setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &on, sizeof on);
+        if (result == 0) result = bind(fd, (struct sockaddr *)&local, sizeof local);
+    } else {
+        struct sockaddr_in local;
+        memset(&local, 0, sizeof local);
+        local.sin_family = AF_INET;
+        local.sin_port = htons(port);
+        memcpy(&local.sin_addr, address, 4);
+        result = setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &on, sizeof on);
+        if (result == 0) result = bind(fd, (struct sockaddr *)&local, sizeof local);
+    }
+    if (result == 0) result = CIPIPShims_attachDropAllFilter(fd);
+    if (result != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
 int CIPIPShims_attachDropAllFilter(int fd) {
     struct sock_filter dropAll[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
     struct sock_fprog program = { .len = 1, .filter = dropAll };

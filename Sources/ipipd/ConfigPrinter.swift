@@ -18,7 +18,8 @@ enum ConfigPrinter {
         out += "  name: \(config.tunnel.name)\n"
         if let address = config.tunnel.address { out += "  address: \(address)\n" }
         if let address = config.tunnel.address6 { out += "  address6: \(address)\n" }
-        out += "  mtu: " + (config.tunnel.mtu.map(String.init) ?? "auto   # uplink MTU - 20") + "\n"
+        let overhead = config.encapsulations.map(\.overhead).max() ?? 20
+        out += "  mtu: " + (config.tunnel.mtu.map(String.init) ?? "auto   # uplink MTU - \(overhead)") + "\n"
         out += "  ttl: \(config.tunnel.ttl)\n"
         out += "  tos: \(config.tunnel.tos)\n"
         out += "  pmtudisc: \(config.tunnel.pmtudisc ? "yes" : "no")\n"
@@ -28,12 +29,23 @@ enum ConfigPrinter {
         if config.tunnel.delivery == .routed {
             out += "  reinjection-mark: 0x\(String(config.tunnel.reinjectionMark, radix: 16))\n"
         }
+        if config.uplink.isIPv6 {
+            out += "  encaplimit: " + (config.tunnel.encapsulationLimit.map { "\($0)" } ?? "none") + "\n"
+        }
         out += "peers:\n"
         // Once, not per peer: a hub's config has thousands of peers and a table of all their routes.
         let pinned = Set(config.endpointsNeedingPins.map(\.name))
         for peer in config.peers {
             out += "  - name: \(peer.name)\n"
             out += "    remote: \(peer.remote)\n"
+            if let encap = peer.encapsulation {
+                // A checksum left to the underlay's default stays unset: read back, the file means the same.
+                out += "    encap: {type: \(encap.kind.rawValue), dport: \(encap.destinationPort)"
+                    + (encap.destinationPort6.map { ", dport6: \($0)" } ?? "") + ", sport: \(encap.sourcePort)"
+                    + (encap.checksum.map { ", csum: \($0 ? "yes" : "no")" } ?? "") + "}"
+                    + (encap.checksum == nil ? "   # UDP checksum: \(encap.sendsChecksum(underlayIPv6: config.uplink.isIPv6) ? "yes" : "no") (the default)" : "")
+                    + "\n"
+            }
             out += "    routes: [\(peer.routes.map(item).joined(separator: ", "))]\n"
             let sources = "[\(peer.allowedSources.map(item).joined(separator: ", "))]"
             // Left out, the default stays a comment: read back, the file means the same (and prints the same).
@@ -54,6 +66,15 @@ enum ConfigPrinter {
             out += "proxy-arp:\n"
             out += "  answer-probes: \(config.proxyARP.answerProbes ? "yes" : "no")\n"
             out += "  on-conflict: \(config.proxyARP.onConflict.rawValue)\n"
+        }
+        if !config.fouPorts.isEmpty {
+            out += "fou:\n"
+            for port in config.fouPorts {
+                switch port.payload {
+                case .fou(let innerProtocol): out += "  - {port: \(port.port), ipproto: \(innerProtocol)}\n"
+                case .gue: out += "  - {port: \(port.port), gue: yes}\n"
+                }
+            }
         }
         if let metrics = config.metricsListen {
             out += "metrics:\n  listen: \"\(metrics)\"\n"

@@ -4,7 +4,21 @@ import Testing
 @Suite struct CaptureFilterTests {
     @Test func tunnelFilterTakesProtocol4AndRoutersErrorsTaggedOrNot() {
         let match = "dst host 198.51.100.37 and (ip proto 4 or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
-        #expect(CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!) == "(\(match)) or (vlan and \(match))")
+        #expect(CaptureFilter.tunnel(local: IPAddress("198.51.100.37")!) == "(\(match)) or (vlan and \(match))")
+    }
+
+    /// FOU and GUE ports, and the later fragments of UDP datagrams, which carry no port to match.
+    @Test func tunnelFilterTakesTheFOUPortsAndUDPFragments() {
+        let match = "dst host 198.51.100.37 and (ip proto 4 or ip proto 41 or (ip proto 17 and (udp dst port 5555 or udp dst port 6080 "
+            + "or ip[6:2] & 0x1fff != 0)) or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
+        #expect(CaptureFilter.tunnel(local: IPAddress("198.51.100.37")!, ipv6: true, ports: [5555, 6080]) == "(\(match)) or (vlan and \(match))")
+    }
+
+    /// Over IPv6 by the first next header, the extension headers the parser walks among them.
+    @Test func ipv6UnderlayFilterTakesTheNextHeadersAndICMPv6Errors() {
+        let filter = CaptureFilter.tunnel(local: IPAddress("2001:db8:a::37")!, ipv6: true, ports: [5555])
+        #expect(filter.hasPrefix("(ip6 dst host 2001:db8:a::37 and (ip6[6] = 4 or ip6[6] = 41 or ip6[6] = 0 or ip6[6] = 43 or "
+                                 + "ip6[6] = 44 or ip6[6] = 60 or (ip6[6] = 17 and (udp dst port 5555)) or (ip6[6] = 58 and "))
     }
 
     @Test func neighbourProxyFilterAsksOrClaimsAGhostAndMatchesNothingWithoutGhosts() {

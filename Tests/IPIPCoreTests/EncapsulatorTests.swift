@@ -9,7 +9,7 @@ import Testing
     func encapsulate(_ inner: [UInt8], config: GatewayConfig? = nil, encapsulator: inout Encapsulator) -> (Encapsulator.Verdict, [UInt8]) {
         var buffer = [UInt8](repeating: 0, count: Encapsulator.headroom) + inner
         let verdict = buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: inner.count, now: 0) }
-        if case let .send(length, _, _, _) = verdict { return (verdict, Array(buffer[0..<length])) }
+        if case let .send(range, _, _) = verdict { return (verdict, Array(buffer[range])) }
         return (verdict, [])
     }
 
@@ -33,7 +33,8 @@ import Testing
         var encapsulator = Encapsulator(config: machineA, tunnelMTU: 1480, paths: [PeerPathState(firstIdentification: 0xFFFF)])
         let packet = inner()
         let (first, bytes1) = encapsulate(packet, encapsulator: &encapsulator)
-        #expect(first == .send(length: 20 + packet.count, peer: 0, destination: IPv4Address("203.0.113.86")!, notifyUnreachable: false))
+        let start = Encapsulator.headroom - 20
+        #expect(first == .send(packet: start..<(start + 20 + packet.count), peer: 0, notifyUnreachable: false))
         let header = try outer(bytes1)
         #expect(bytes1[0] == 0x45)
         #expect(header.protocolNumber == IPProtocolNumber.ipip)

@@ -8,7 +8,7 @@ import Testing
 
     @Test func theExampleLoadsWithTheKeyAndOtherwiseItDefaultsToNo() throws {
         let config = try #require(pair.config, "\(pair.errors)")
-        #expect(config.uplink.standbyWhenAbsent && config.uplink.address == IPv4Address("203.0.113.86")!)
+        #expect(config.uplink.standbyWhenAbsent && config.uplink.address == IPAddress("203.0.113.86")!)
         let seed = try #require(ConfigLoader.load(yaml: Repository.text("config/machine-b.yaml"), file: "b").config)
         #expect(!seed.uplink.standbyWhenAbsent)
     }

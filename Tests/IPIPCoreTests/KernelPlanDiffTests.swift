@@ -9,7 +9,7 @@ import Testing
 
     func facts(gateway: String = "198.51.100.1") -> SystemFacts {
         SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("198.51.100.37")!]), "eth1": .init(mtu: 1500)],
-                    routes: [endpointB: .init(interface: "eth0", gateway: IPv4Address(gateway)!)])
+                    routes: [.v4(endpointB): .init(interface: "eth0", gateway: IPv4Address(gateway)!)])
     }
 
     func route(_ prefix: String, peer: String = "machine-b") -> KernelChange {
@@ -17,7 +17,7 @@ import Testing
     }
 
     func pin(via gateway: String) -> KernelChange {
-        .pinEndpoint(peer: "machine-b", endpoint: endpointB, interface: "eth0", gateway: IPv4Address(gateway)!)
+        .pinEndpoint(peer: "machine-b", endpoint: .v4(endpointB), interface: "eth0", gateway: IPAddress(gateway)!)
     }
 
     @Test func theSamePlanChangesNothing() {

@@ -8,20 +8,20 @@ import Testing
 
     var factsA: SystemFacts {
         SystemFacts(interfaces: ["eth0": .init(mtu: 1500, addresses: [IPv4Address("198.51.100.37")!])],
-                    routes: [IPv4Address("203.0.113.86")!: .init(interface: "eth0", gateway: routerA)])
+                    routes: [IPAddress("203.0.113.86")!: .init(interface: "eth0", gateway: routerA)])
     }
 
     @Test func machineAPinsTheEndpointBeforeRoutingThePrefixIntoTheTunnel() {
         let plan = KernelPlan(config: machineA, facts: factsA)
         #expect(plan.problems.isEmpty)
         #expect(plan.tunnelMTU == 1480)
-        let pin = KernelChange.pinEndpoint(peer: "machine-b", endpoint: IPv4Address("203.0.113.86")!, interface: "eth0", gateway: routerA)
+        let pin = KernelChange.pinEndpoint(peer: "machine-b", endpoint: IPAddress("203.0.113.86")!, interface: "eth0", gateway: .v4(routerA))
         let route = KernelChange.addTunnelRoute(prefix: IPPrefix("203.0.113.0/24")!, interface: "tunl", peer: "machine-b")
         #expect(plan.changes.contains(pin) && plan.changes.contains(route))
         #expect(plan.changes.firstIndex(of: pin)! < plan.changes.firstIndex(of: route)!)
         #expect(plan.changes.first == .createTUN(name: "tunl"))
         #expect(plan.changes.contains(.addAddress(interface: "tunl", address: IPAddress("203.0.113.87")!)))
-        #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!, ipv6: true))))
+        #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPAddress("198.51.100.37")!, ipv6: true))))
         // The kernel is spared its own pass over the captured packets only after the capture is open.
         let capture = plan.changes.firstIndex { if case .capture = $0 { true } else { false } }
         let consume = plan.changes.firstIndex(of: .consumeAfterCapture(interface: "eth0", local: IPv4Address("198.51.100.37")!))
@@ -65,16 +65,16 @@ import Testing
     @Test func endpointWithoutARouteOutsideTheTunnelIsAProblem() {
         var facts = factsA
         facts.routes = [:]
-        #expect(KernelPlan(config: machineA, facts: facts).problems == [.endpointWithoutRouteToPin(peer: "machine-b", endpoint: IPv4Address("203.0.113.86")!)])
-        facts.routes = [IPv4Address("203.0.113.86")!: .init(interface: "tunl")]
-        #expect(KernelPlan(config: machineA, facts: facts).problems == [.endpointRoutedIntoTunnel(peer: "machine-b", endpoint: IPv4Address("203.0.113.86")!)])
+        #expect(KernelPlan(config: machineA, facts: facts).problems == [.endpointWithoutRouteToPin(peer: "machine-b", endpoint: IPAddress("203.0.113.86")!)])
+        facts.routes = [IPAddress("203.0.113.86")!: .init(interface: "tunl")]
+        #expect(KernelPlan(config: machineA, facts: facts).problems == [.endpointRoutedIntoTunnel(peer: "machine-b", endpoint: IPAddress("203.0.113.86")!)])
     }
 
     @Test func missingUplinkOrAddressIsAProblem() {
         #expect(KernelPlan(config: machineA, facts: SystemFacts()).problems.first == .uplinkMissing(interface: "eth0"))
         var facts = factsA
         facts.interfaces["eth0"]!.addresses = []
-        #expect(KernelPlan(config: machineA, facts: facts).problems == [.uplinkAddressNotAssigned(address: IPv4Address("198.51.100.37")!, interface: "eth0")])
+        #expect(KernelPlan(config: machineA, facts: facts).problems == [.uplinkAddressNotAssigned(address: IPAddress("198.51.100.37")!, interface: "eth0")])
     }
 
     @Test func machineBAnswersARPForTheGhost() throws {
@@ -102,7 +102,7 @@ import Testing
             .addAddress(interface: "tunl", address: IPAddress("2001:db8:b::87")!),
             .addTunnelRoute(prefix: IPPrefix("2001:db8:b::/64")!, interface: "tunl", peer: "machine-b"),
             .setSysctl(key: "net.ipv6.conf.all.forwarding", value: "1"),
-            .claimProtocol(IPProtocolNumber.ipv6), .openICMPv6Socket,
+            .claimProtocol(IPProtocolNumber.ipv6, ipv6: false), .openICMPv6Socket,
         ] {
             #expect(plan.changes.contains(change), "\(change)")
         }
@@ -116,8 +116,8 @@ import Testing
         ipv4Only.peers[0].routes.removeAll(where: \.isIPv6)
         let plain = KernelPlan(config: ipv4Only, facts: factsA)
         #expect(plain.changes.contains(.setSysctl(key: "net.ipv6.conf.tunl.disable_ipv6", value: "1")))
-        #expect(!plain.changes.contains(.openICMPv6Socket) && !plain.changes.contains(.claimProtocol(IPProtocolNumber.ipv6)))
-        #expect(plain.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPv4Address("198.51.100.37")!))))
+        #expect(!plain.changes.contains(.openICMPv6Socket) && !plain.changes.contains(.claimProtocol(IPProtocolNumber.ipv6, ipv6: false)))
+        #expect(plain.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPAddress("198.51.100.37")!))))
 
         var small = factsA
         small.interfaces["eth0"]!.mtu = 1280

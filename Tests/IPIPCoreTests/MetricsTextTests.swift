@@ -60,7 +60,7 @@ import Testing
     /// A hub's scrape holds every peer's series, each once (its time is the micro-benchmark's to measure).
     @Test func aHubsScrapeHoldsEveryPeersSeries() {
         let lines = text(status(peers: 10_000)).split(separator: "\n")
-        let perPeer = 8 + 2 + DropReason.attributableToAPeer.count + 3
+        let perPeer = 1 + 8 + 2 + DropReason.attributableToAPeer.count + 3   // info, traffic, …
         #expect(lines.filter { $0.contains("peer=\"site-") }.count == 10_000 * perPeer)
         #expect(Set(lines.filter { !$0.hasPrefix("#") }).count == lines.filter { !$0.hasPrefix("#") }.count)
     }

@@ -14,7 +14,7 @@ import Testing
     }
 
     func verdict(_ packet: [UInt8], _ encapsulator: inout Encapsulator, now: Double = 0) -> Encapsulator.Verdict {
-        var buffer = [UInt8](repeating: 0, count: 20) + packet
+        var buffer = [UInt8](repeating: 0, count: Encapsulator.headroom) + packet
         return buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: packet.count, now: now) }
     }
 
@@ -44,7 +44,7 @@ import Testing
         path.noteError(now: 100)
         let packet = inner(length: 100, dontFragment: false)
         func notified(at now: Double) -> Bool {
-            if case let .send(_, _, _, notify) = verdict(packet, &encapsulator, now: now) { return notify }
+            if case let .send(_, _, notify) = verdict(packet, &encapsulator, now: now) { return notify }
             return false
         }
         #expect(notified(at: 101) && notified(at: 102))
@@ -69,15 +69,14 @@ import Testing
     }
 
     @Test func icmpAboutOuterPacketsIsClassifiedLikeIpipErr() {
-        let peers = [peerB: 0]
         func classify(_ name: String, inherit: Bool = true) -> OuterICMP {
-            Fixture.bytes(name).withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
+            Fixture.bytes(name).withUnsafeBytes { classifyOuterICMP($0, local: local, peer: peerB, ttlInherited: inherit) }
         }
         // scapy's frag-needed from the router quotes an outer packet A → B, protocol 4, MTU 1380.
         let quoted: [UInt8] = [0x45, 0x00, 0x05, 0xC8, 0, 0, 0, 0]   // the first 8 bytes of the inner packet it quotes
         #expect(classify("icmp-frag-needed") == .fragmentationNeeded(
             peer: 0, outerMTU: 1380, quote: OuterPacketQuote(identification: 1, outerLength: 1500,
-                                                             innerPrefix: quoted.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })))
+                                                             innerSample: quoted.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })))
         func build(type: UInt8, code: UInt8, quotedDestination: IPv4Address, quotedProtocol: UInt8 = 4, quotedBytes: Int = 8) -> [UInt8] {
             let quoted = IPv4HeaderFields(protocolNumber: quotedProtocol, source: local, destination: quotedDestination)
                 .bytes(payload: [UInt8](repeating: 0, count: quotedBytes))
@@ -88,9 +87,9 @@ import Testing
             return IPv4HeaderFields(protocolNumber: 1, source: IPv4Address("198.51.100.1")!, destination: local).bytes(payload: message)
         }
         func classify(_ packet: [UInt8], inherit: Bool = true) -> OuterICMP {
-            packet.withUnsafeBytes { OuterICMP.classify($0, local: local, peerByEndpoint: peers, ttlInherited: inherit) }
+            packet.withUnsafeBytes { classifyOuterICMP($0, local: local, peer: peerB, ttlInherited: inherit) }
         }
-        let zeros = OuterPacketQuote(identification: 0, outerLength: 28, innerPrefix: 0)
+        let zeros = OuterPacketQuote(identification: 0, outerLength: 28, innerSample: 0)
         #expect(classify(build(type: 3, code: 1, quotedDestination: peerB)) == .peerError(peer: 0, quote: zeros))
         #expect(classify(build(type: 3, code: 1, quotedDestination: peerB, quotedBytes: 4)) == .unverifiable(peer: 0),
                 "RFC 792's 8 bytes after the header are what tells our packets apart")
@@ -176,7 +175,7 @@ import Testing
         let inner = MachineA.inner(length: 64)
         func quote(_ identification: UInt16, length: Int = 84, inner: [UInt8] = inner) -> OuterPacketQuote {
             inner.withUnsafeBytes { OuterPacketQuote(identification: identification, outerLength: UInt16(length),
-                                                     innerPrefix: $0.loadUnaligned(as: UInt64.self)) }
+                                                     innerSample: $0.loadUnaligned(as: UInt64.self)) }
         }
         let sent = (0..<10).map { step in
             inner.withUnsafeBytes { path.takeIdentification(now: 100 + Double(step) * 0.1, outerLength: 84, inner: $0) }
@@ -198,7 +197,7 @@ import Testing
     @Test func aQuoteMustHoldItsWholeHeaderAnd8BytesMore() {
         var quoted = IPv4HeaderFields(protocolNumber: IPProtocolNumber.ipip, source: local, destination: peerB)
             .bytes(payload: [UInt8](repeating: 0x45, count: 8))
-        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) }?.innerPrefix == 0x4545_4545_4545_4545)
+        #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) }?.innerSample == 0x4545_4545_4545_4545)
         quoted[0] = 0x4F   // 60 bytes of header claimed, 28 quoted
         #expect(quoted.withUnsafeBytes { OuterPacketQuote(quoted: $0) } == nil)
         quoted[0] = 0x46   // 24 bytes of header: 4 left after it
@@ -217,7 +216,7 @@ import Testing
             inner.withUnsafeBytes {
                 let identification = path.takeIdentification(now: 10, outerLength: 20 + inner.count, inner: $0)
                 return OuterPacketQuote(identification: identification, outerLength: UInt16(20 + inner.count),
-                                        innerPrefix: $0.loadUnaligned(as: UInt64.self))
+                                        innerSample: $0.loadUnaligned(as: UInt64.self))
             }
         }
         let first = send(large)

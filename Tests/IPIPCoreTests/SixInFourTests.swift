@@ -10,7 +10,7 @@ import Testing
     func encapsulate(_ inner: [UInt8], _ encapsulator: inout Encapsulator, now: Double = 0) -> (Encapsulator.Verdict, [UInt8]) {
         var buffer = [UInt8](repeating: 0, count: Encapsulator.headroom) + inner
         let verdict = buffer.withUnsafeMutableBytes { encapsulator.encapsulate($0, innerLength: inner.count, now: now) }
-        if case let .send(length, _, _, _) = verdict { return (verdict, Array(buffer[0..<length])) }
+        if case let .send(range, _, _) = verdict { return (verdict, Array(buffer[range])) }
         return (verdict, [])
     }
 
@@ -22,7 +22,8 @@ import Testing
     @Test func machineBWrapsAsScapy() throws {
         var encapsulator = Encapsulator(config: machineB, tunnelMTU: 1480, paths: [PeerPathState(firstIdentification: 0x0100)])
         let (verdict, bytes) = encapsulate(echo, &encapsulator)
-        #expect(verdict == .send(length: 20 + echo.count, peer: 0, destination: IPv4Address("198.51.100.37")!, notifyUnreachable: false))
+        let start = Encapsulator.headroom - 20
+        #expect(verdict == .send(packet: start..<(start + 20 + echo.count), peer: 0, notifyUnreachable: false))
         #expect(bytes == Fixture.bytes("sit-encapsulated-echo"))
     }
 
@@ -125,13 +126,15 @@ import Testing
             let packet = IPv4HeaderFields(protocolNumber: IPProtocolNumber.icmp, source: IPv4Address("198.51.100.1")!,
                                           destination: IPv4Address("203.0.113.86")!).bytes(payload: icmp)
             return packet.withUnsafeBytes {
-                OuterICMP.classify($0, local: IPv4Address("203.0.113.86")!, peerByEndpoint: [IPv4Address("198.51.100.37")!: 0], ttlInherited: true)
+                classifyOuterICMP($0, local: IPv4Address("203.0.113.86")!, peer: IPv4Address("198.51.100.37")!, ttlInherited: true)
             }
         }
         let quote = OuterPacketQuote(identification: 0x0100, outerLength: UInt16(outer.count),
-                                     innerPrefix: outer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 20, as: UInt64.self) })
-        #expect(classify(outer) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: false))
-        #expect(classify(outer, type: 11, code: 0) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: true))
+                                     innerSample: outer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 20, as: UInt64.self) })
+        // The quoted inner packet lies behind the ICMP packet's header (20), the ICMP header (8) and the quoted outer one (20).
+        let inner = 48..<(48 + outer.count - 20)
+        #expect(classify(outer) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: false, inner: inner))
+        #expect(classify(outer, type: 11, code: 0) == .relayToIPv6Source(peer: 0, quote: quote, timeExceeded: true, inner: inner))
         #expect(classify(Array(outer[0..<28])) == .peerError(peer: 0, quote: quote))
         #expect(classify(Array(outer[0..<27])) == .unverifiable(peer: 0), "less than 8 bytes after the outer header")
         #expect(classify(Array(outer[0..<28]), type: 11, code: 0) == .ignore, "inherited TTL: the sender's own business")

@@ -35,6 +35,13 @@ final class SentPackets {
     }
 }
 
+/// The outer-ICMP classifier on an IPv4 packet carrying ICMP to `local`, whose only peer (index 0) is a
+/// plain IP-in-IP one at `peer`.
+func classifyOuterICMP(_ packet: UnsafeRawBufferPointer, local: IPv4Address, peer: IPv4Address, ttlInherited: Bool) -> OuterICMP {
+    OuterICMP.classify(packet, messageAt: Int(packet[0] & 0x0F) * 4,
+                       peers: OuterPeers(local: .v4(local), encapsulations: [.plainIPv4(local: local, remote: peer)]), ttlInherited: ttlInherited)
+}
+
 /// A frame as libpcap hands it over: Ethernet around an IPv4 packet.
 func ethernetFrame(_ packet: [UInt8]) -> [UInt8] {
     EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),

@@ -15,11 +15,15 @@ import Testing
         var record = StateFile.Record()
         record.pid = 4242
         record.sysctls = ["net.ipv4.ip_forward": "0"]
-        record.pins = [.init(endpoint: IPv4Address("203.0.113.86")!, gateway: IPv4Address("198.51.100.1")!, interface: "eth0"),
-                       .init(endpoint: IPv4Address("192.0.2.9")!, gateway: nil, interface: "eth1")]
+        record.pins = [.init(endpoint: IPAddress("203.0.113.86")!, gateway: IPAddress("198.51.100.1")!, interface: "eth0"),
+                       .init(endpoint: IPAddress("192.0.2.9")!, gateway: nil, interface: "eth1"),
+                       .init(endpoint: IPAddress("2001:db8:a::86")!, gateway: IPAddress("2001:db8:a::1")!, interface: "eth0")]
         let text = StateFile.render(record)
-        #expect(text.contains("pin 203.0.113.86 198.51.100.1 eth0\n") && text.contains("pin 192.0.2.9 - eth1\n"))
+        #expect(text.contains("pin 203.0.113.86 198.51.100.1 eth0\n") && text.contains("pin 192.0.2.9 - eth1\n")
+                && text.contains("pin 2001:db8:a::86 2001:db8:a::1 eth0\n"))
         #expect(StateFile.parse(text) == record)
+        // A gateway of the other family than its endpoint is no gateway.
+        #expect(StateFile.parse("pin 2001:db8:a::86 198.51.100.1 eth0\n").pins.first?.gateway == nil)
         #expect(StateFile.parse("garbage\npid x\nsysctl a\n") == StateFile.Record())
     }
 }

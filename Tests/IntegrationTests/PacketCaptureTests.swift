@@ -7,7 +7,7 @@ import IPIPCore
 @Suite(.enabled(if: Lab.isRoot, "needs root: packet sockets"))
 struct PacketCaptureTests {
     @Test func outgoingPacketsAreSkippedByTheKernelNotJustByLibpcap() throws {
-        let capture = try PacketCapture(interface: "lo", filter: CaptureFilter.tunnel(local: IPv4Address("192.0.2.1")!),
+        let capture = try PacketCapture(interface: "lo", filter: CaptureFilter.tunnel(local: IPAddress("192.0.2.1")!),
                                         settings: .init(snapshotLength: 256))
         #expect(capture.kernelIgnoresOutgoing)
         // Nothing is waiting: dispatch returns at once, without calling back.

@@ -28,6 +28,16 @@ int CIPIPShims_interfaceHardwareAddress(const char *name, uint8_t out[6]);
 int CIPIPShims_sendBatch(int fd, const void *const *buffers, const long *lengths,
                          const uint32_t *destinations, unsigned int count);
 
+// The same to IPv6 destinations (16 bytes each, in network byte order): an IPv6 underlay's outer packets.
+int CIPIPShims_sendBatch6(int fd, const void *const *buffers, const long *lengths,
+                          const uint8_t *destinations, unsigned int count);
+
+// A UDP socket bound to `port` on `address` (4 or 16 bytes, network order; IPV6_V6ONLY for IPv6), with
+// IP_FREEBIND so that an HA standby can hold the port before its address arrives, and the drop-all filter
+// below: the port is claimed, the kernel answers no "port unreachable", nothing is ever queued. Returns
+// the descriptor, or -1 with errno.
+int CIPIPShims_openUDPPortClaim(int ipv6, const uint8_t *address, uint16_t port);
+
 // Classic BPF program structures are macros in <linux/filter.h>; Swift cannot build them.
 // Attaches a one-instruction filter that accepts nothing, so a socket exists (and claims its protocol
 // from the kernel's point of view) without ever queueing a packet.

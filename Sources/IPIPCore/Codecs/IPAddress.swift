@@ -15,6 +15,8 @@ public protocol FamilyAddress: Hashable, Comparable, Sendable, CustomStringConve
     func mixedHash() -> UInt64
     /// Longest-prefix match in this family's half of a table of both families.
     static func lookup<Value>(_ address: Self, in table: PrefixTable<Value>) -> Value?
+    /// The address as one of either family.
+    var ipAddress: IPAddress { get }
 }
 
 extension IPv4Address: FamilyAddress {
@@ -24,6 +26,7 @@ extension IPv4Address: FamilyAddress {
     }
     public static var bitWidth: Int { 32 }
     public static var zero: IPv4Address { .any }
+    public var ipAddress: IPAddress { .v4(self) }
     @inlinable @inline(__always)
     public static func lookup<Value>(_ address: IPv4Address, in table: PrefixTable<Value>) -> Value? { table.ipv4.lookup(address) }
     @inlinable @inline(__always)
@@ -37,6 +40,7 @@ extension IPv6Address: FamilyAddress {
     }
     public static var bitWidth: Int { 128 }
     public static var zero: IPv6Address { .unspecified }
+    public var ipAddress: IPAddress { .v6(self) }
     @inlinable @inline(__always)
     public static func lookup<Value>(_ address: IPv6Address, in table: PrefixTable<Value>) -> Value? { table.ipv6.lookup(address) }
     @inlinable @inline(__always)
@@ -119,6 +123,15 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         if case .v6 = self { true } else { false }
     }
 
+    /// Not unspecified, loopback, multicast or (IPv4) class E / broadcast, nor IPv4-mapped: what a
+    /// tunnel endpoint or a host may be.
+    public var isUnicastCandidate: Bool {
+        switch self {
+        case .v4(let address): address.isUnicastCandidate && !address.isLoopback
+        case .v6(let address): address.isUnicastCandidate
+        }
+    }
+
     public var description: String {
         switch self {
         case .v4(let address): address.description
@@ -145,6 +158,14 @@ public enum IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     public var isIPv6: Bool { address.isIPv6 }
+
+    /// The prefix of `address` alone: a /32 or a /128.
+    public init(host address: IPAddress) {
+        switch address {
+        case .v4(let address): self = .v4(IPv4Prefix(address, length: 32))
+        case .v6(let address): self = .v6(IPv6Prefix(address, length: 128))
+        }
+    }
 
     public var length: Int {
         switch self {

@@ -74,6 +74,11 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
         }
     }
 
+    /// ::ffff:a.b.c.d, the IPv4 address in IPv6's form (a key that holds either family).
+    public init(mapping address: IPv4Address) {
+        self.init(high: 0, low: 0xFFFF_0000_0000 | UInt64(address.value))
+    }
+
     public static let unspecified = IPv6Address(high: 0, low: 0)
     public static let loopback = IPv6Address(high: 0, low: 1)
     /// ff02::1, every node on the link: where unsolicited Neighbor Advertisements go.
@@ -197,6 +202,32 @@ public enum IPv6ExtensionHeaders {
             next = payload[offset]
             offset += length
         }
+    }
+}
+
+extension IPv6ExtensionHeaders {
+    /// The Tunnel Encapsulation Limit option in the chain of Hop-by-Hop, Routing and Destination Options
+    /// headers that starts with `next` (its value and offset in the packet), if there is one; the walk
+    /// stops at any other header and within the chain's bounds.
+    static func encapsulationLimit(in packet: IPv6PacketView, first next: inout UInt8) -> (offset: Int, value: UInt8)? {
+        let payload = packet.payload
+        var offset = 0, count = 0
+        while next == hopByHop || next == routing || next == destinationOptions {
+            count += 1
+            guard count <= maximumCount, offset + 8 <= payload.count else { return nil }
+            let length = (Int(payload[offset + 1]) + 1) * 8
+            guard offset + length <= payload.count, offset + length <= maximumChainBytes else { return nil }
+            if next == destinationOptions {
+                var found: Int?
+                if IPv6Options.judge(UnsafeRawBufferPointer(rebasing: payload[offset..<(offset + length)]), limitOffset: &found) != .malformed,
+                   let found {
+                    return (IPv6PacketView.headerLength + offset + found, payload[offset + found])
+                }
+            }
+            next = payload[offset]
+            offset += length
+        }
+        return nil
     }
 }
 

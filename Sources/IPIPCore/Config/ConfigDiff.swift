@@ -6,7 +6,7 @@ public struct ConfigDiff: Sendable, Equatable {
     public var needsRestart: [String] = []
     public var peersAdded: [String] = []
     public var peersRemoved: [String] = []
-    /// Peers whose endpoint changed (their learned path state is reset).
+    /// Peers whose endpoint or encapsulation changed (their learned path state is reset).
     public var endpointsChanged: [String] = []
     /// Routes of both families, IPv4 first, each sorted.
     public var routesAdded: [IPPrefix] = []
@@ -35,15 +35,20 @@ public struct ConfigDiff: Sendable, Equatable {
         if old.metricsListen != new.metricsListen {
             needsRestart.append("metrics.listen")
         }
+        if old.fouPorts != new.fouPorts { needsRestart.append("fou (the UDP ports claimed and captured)") }
         tunnelOptionsChanged = EncapsulationRules(old.tunnel) != EncapsulationRules(new.tunnel)
             || old.tunnel.minimumPathMTU != new.tunnel.minimumPathMTU || old.tunnel.clampMSS != new.tunnel.clampMSS
+            || old.tunnel.encapsulationLimit != new.tunnel.encapsulationLimit
         proxyARPOptionsChanged = old.proxyARP != new.proxyARP
 
         let oldPeers = Dictionary(old.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let newPeers = Dictionary(new.peers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         peersAdded = new.peers.map(\.name).filter { oldPeers[$0] == nil }
         peersRemoved = old.peers.map(\.name).filter { newPeers[$0] == nil }
-        endpointsChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.remote != peer.remote } ?? false }.map(\.name)
+        // A new outer header (another endpoint, or another `encap`) makes what was learned of the path meaningless.
+        endpointsChanged = new.peers.filter { peer in
+            oldPeers[peer.name].map { $0.remote != peer.remote || $0.encapsulation != peer.encapsulation } ?? false
+        }.map(\.name)
         acceptSourcesChanged = new.peers.filter { peer in oldPeers[peer.name].map { $0.allowedSources != peer.allowedSources } ?? false }
             .map(\.name)
 
@@ -82,7 +87,7 @@ public struct ConfigDiff: Sendable, Equatable {
         }
         return lines(peersAdded, { "peer \($0) added" }, many: "peers added")
             + lines(peersRemoved, { "peer \($0) removed" }, many: "peers removed")
-            + lines(endpointsChanged, { "peer \($0): endpoint changed" }, many: "peers with a new endpoint")
+            + lines(endpointsChanged, { "peer \($0): endpoint or encap changed" }, many: "peers with a new endpoint or encap")
             + lines(acceptSourcesChanged, { "peer \($0): accepted inner sources changed" }, many: "peers whose accepted inner sources changed")
             + lines(routesAdded.map(\.description), { "route \($0) added" }, many: "routes added")
             + lines(routesRemoved.map(\.description), { "route \($0) removed" }, many: "routes removed")

@@ -313,6 +313,19 @@ struct NodeReader {
         return .v6(prefix.network)
     }
 
+    /// A unicast address of either family (IPv6 when the text has a ':'): an underlay endpoint.
+    mutating func unicastAnyAddress(_ node: Node, key: String) -> IPAddress? {
+        guard case .scalar(let scalar) = node, scalar.string.utf8.contains(UInt8(ascii: ":")) else {
+            return unicastAddress(node, key: key).map(IPAddress.v4)
+        }
+        return unicastAddress6(node, key: key).map(IPAddress.v6)
+    }
+
+    /// A UDP port, 1–65535.
+    mutating func port(_ node: Node, key: String) -> UInt16? {
+        integer(node, key: key, in: 1...65535, what: "UDP port").map { UInt16($0) }
+    }
+
     mutating func unicastAddress6(_ node: Node, key: String) -> IPv6Address? {
         guard let text = scalar(node, key: key) else { return nil }
         guard let address = IPv6Address(text) else {
@@ -380,16 +393,17 @@ struct NodeReader {
         let ghosts = top["ghost-hosts"].map { readGhostHosts($0) } ?? []
         let proxyARP = top["proxy-arp"].map { readProxyARP($0) } ?? GatewayConfig.ProxyARP()
         let metrics = top["metrics"].flatMap { readMetrics($0) }
+        let fouPorts = top["fou"].map { readFOUPorts($0) } ?? []
         if uplink == nil { incomplete = true }
         return GatewayConfig(uplink: uplink ?? GatewayConfig.Uplink(interface: "", address: .any),
-                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP, metricsListen: metrics)
+                             tunnel: tunnel, peers: peers, ghostHosts: ghosts, proxyARP: proxyARP, metricsListen: metrics, fouPorts: fouPorts)
     }
 
     mutating func readUplink(_ node: Node) -> GatewayConfig.Uplink? {
         guard let f = fields(of: node, key: "uplink", allowed: ConfigReference.allowed(in: "uplink"),
                              required: ["interface", "address"]) else { return nil }
         let interface = f["interface"].flatMap { interfaceName($0, key: "uplink.interface") }
-        let address = f["address"].flatMap { unicastAddress($0, key: "uplink.address") }
+        let address = f["address"].flatMap { unicastAnyAddress($0, key: "uplink.address") }
         // An unreadable value is reported and marks the file incomplete; `false` only fills the gap.
         let standby = f["standby-when-absent"].flatMap { boolean($0, key: "uplink.standby-when-absent") } ?? false
         guard let interface, let address else { return nil }
@@ -463,6 +477,13 @@ struct NodeReader {
         if let node = f["reinjection-mark"], let value = integer(node, key: "tunnel.reinjection-mark", in: 0...Int(UInt32.max), what: "packet mark") {
             tunnel.reinjectionMark = UInt32(value)
         }
+        if let node = f["encaplimit"], let text = scalar(node, key: "tunnel.encaplimit") {
+            if text == "none" {
+                tunnel.encapsulationLimit = nil
+            } else if let value = integer(node, key: "tunnel.encaplimit", in: 0...255, what: "encapsulation limit", or: "none") {
+                tunnel.encapsulationLimit = UInt8(value)
+            }
+        }
         return tunnel
     }
 
@@ -485,7 +506,8 @@ struct NodeReader {
                 error(nameNode, key: "\(key).name",
                       "`\(name)` is not a usable peer name (1–32 letters, digits, '-', '_' or '.'; it labels logs and metrics)")
             }
-            let remote = f["remote"].flatMap { unicastAddress($0, key: "\(key).remote") }
+            let remote = f["remote"].flatMap { unicastAnyAddress($0, key: "\(key).remote") }
+            let encapsulation = f["encap"].flatMap { readEncapsulation($0, key: "\(key).encap") }
             var routes: [IPPrefix] = [], positions: [Int] = []
             if let routesNode = f["routes"], let list = sequence(routesNode, key: "\(key).routes") ?? { unreadable.routes = true; return nil }() {
                 for (routeIndex, routeNode) in list.enumerated() {
@@ -504,7 +526,8 @@ struct NodeReader {
                 }
             }
             if let name, let remote {
-                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources))
+                peers.append(GatewayConfig.Peer(name: name, remote: remote, routes: routes, acceptSources: acceptSources,
+                                                encapsulation: encapsulation))
                 locations.peerIndex.append(index)
                 locations.routePositions.append(positions)
             } else {
@@ -513,6 +536,84 @@ struct NodeReader {
             }
         }
         return peers
+    }
+
+    /// `encap: {type: fou|gue|none, dport: P, dport6: P, sport: auto|N, csum: yes|no}`: iproute2's
+    /// `encap`, `encap-dport`, `encap-sport`, `[no]encap-csum`. nil: none (or unreadable, reported).
+    mutating func readEncapsulation(_ node: Node, key: String) -> UDPEncapsulation? {
+        guard let f = fields(of: node, key: key, allowed: ConfigReference.allowed(in: "peers[].encap"), required: ["type"]),
+              let typeNode = f["type"], let type = scalar(typeNode, key: "\(key).type") else { return nil }
+        let kind: UDPEncapsulation.Kind
+        switch type {
+        case "none":
+            for name in ["dport", "dport6", "sport", "csum"] where f[name] != nil {
+                error(f[name], key: "\(key).\(name)", "type: none sends no UDP header: \(name) is for fou and gue; remove it")
+            }
+            return nil
+        case "fou": kind = .fou
+        case "gue": kind = .gue
+        default:
+            error(typeNode, key: "\(key).type", "`\(type)` is not `fou` (Foo-over-UDP), `gue` (Generic UDP Encapsulation) or `none` "
+                  + "(the IP header alone, protocol 4 or 41)")
+            incomplete = true
+            return nil
+        }
+        guard let dportNode = f["dport"] else {
+            error(node, key: "\(key).dport", "required key is missing: the UDP port the peer receives on (its `ip fou add port`)")
+            incomplete = true
+            return nil
+        }
+        guard let destinationPort = port(dportNode, key: "\(key).dport") else { return nil }
+        var encapsulation = UDPEncapsulation(kind: kind, destinationPort: destinationPort)
+        if let node = f["dport6"] {
+            if kind == .gue {
+                error(node, key: "\(key).dport6", "a GUE header names the inner protocol: IPv6 goes to dport too; remove dport6")
+            }
+            encapsulation.destinationPort6 = port(node, key: "\(key).dport6")
+        }
+        if let node = f["sport"], let text = scalar(node, key: "\(key).sport") {
+            if text == "auto" {
+                encapsulation.sourcePort = .auto
+            } else if let value = integer(node, key: "\(key).sport", in: 1...65535, what: "UDP port", or: "auto") {
+                encapsulation.sourcePort = .fixed(UInt16(value))
+            }
+        }
+        if let node = f["csum"] { encapsulation.checksum = boolean(node, key: "\(key).csum") }
+        return encapsulation
+    }
+
+    /// `fou: [{port: P, ipproto: 4|41}, {port: P, gue: yes}]`: what `ip fou add` opens for receiving.
+    mutating func readFOUPorts(_ node: Node) -> [FOUPort] {
+        guard let items = sequence(node, key: "fou") else { return [] }
+        var ports: [FOUPort] = []
+        for (index, item) in items.enumerated() {
+            let key = "fou[\(index)]"
+            guard let f = fields(of: item, key: key, allowed: ConfigReference.allowed(in: "fou[]"), required: ["port"]),
+                  let portNode = f["port"], let number = port(portNode, key: "\(key).port") else { continue }
+            let gue = f["gue"].flatMap { boolean($0, key: "\(key).gue") } ?? false
+            if gue {
+                if let node = f["ipproto"] {
+                    error(node, key: "\(key).ipproto", "a GUE port takes both inner families (the GUE header names each packet's): remove ipproto")
+                }
+                ports.append(FOUPort(port: number, payload: .gue))
+                continue
+            }
+            guard let node = f["ipproto"] else {
+                error(item, key: "\(key).ipproto", "required key is missing: the inner protocol of every packet on the port, "
+                      + "4 (IPv4) or 41 (IPv6), as `ip fou add port \(number) ipproto 4` — or `gue: yes`")
+                incomplete = true
+                continue
+            }
+            guard let text = scalar(node, key: "\(key).ipproto") else { continue }
+            switch text {
+            case "4", "ipip": ports.append(FOUPort(port: number, payload: .fou(innerProtocol: IPProtocolNumber.ipip)))
+            case "41", "ipv6": ports.append(FOUPort(port: number, payload: .fou(innerProtocol: IPProtocolNumber.ipv6)))
+            default:
+                error(node, key: "\(key).ipproto", "`\(text)` is not 4 (IPv4 inside) or 41 (IPv6 inside)")
+                incomplete = true
+            }
+        }
+        return ports
     }
 
     mutating func readProxyARP(_ node: Node) -> GatewayConfig.ProxyARP {

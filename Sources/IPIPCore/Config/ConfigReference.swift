@@ -15,8 +15,8 @@ public enum ConfigReference {
 
     public static let keys: [Key] = [
         Key(name: "uplink.interface", meaning: "the interface captured on for tunnel packets", defaultValue: "required"),
-        Key(name: "uplink.address", meaning: "the local address: outer source of what is sent, outer destination of what is accepted",
-            defaultValue: "required"),
+        Key(name: "uplink.address", meaning: "the local address: outer source of what is sent, outer destination of what is accepted; "
+            + "IPv4, or IPv6 for an IPv6 underlay (ip6tnl, RFC 2473), whose family every peer's remote shares", defaultValue: "required"),
         Key(name: "uplink.standby-when-absent", meaning: "HA pair: while uplink.address is not on the interface (keepalived gave it to "
             + "the other box), run as the standby — everything set up, nothing answered or sent", defaultValue: "no"),
         Key(name: "tunnel.name", meaning: "the TUN device's name", defaultValue: "tunl"),
@@ -34,11 +34,29 @@ public enum ConfigReference {
             + "each peer's path MTU), off, or a number (536–65495)", defaultValue: "off"),
         Key(name: "tunnel.reinjection-mark", meaning: "with delivery: routed, the SO_MARK on what ipipd reinjects; 0: none",
             defaultValue: "0x4950"),
+        Key(name: "tunnel.encaplimit", meaning: "IPv6 underlay: the Tunnel Encapsulation Limit option sent in front of every inner "
+            + "packet (ip6tnl's encaplimit, RFC 2473), 0–255, or none", defaultValue: "4"),
         Key(name: "peers[].name", meaning: "the peer's name, in logs, status and metrics", defaultValue: "required"),
-        Key(name: "peers[].remote", meaning: "the peer's endpoint, its IPv4 uplink address", defaultValue: "required"),
+        Key(name: "peers[].remote", meaning: "the peer's endpoint, in uplink.address's family: its uplink address, or the outside "
+            + "address of the NAT it is behind", defaultValue: "required"),
         Key(name: "peers[].routes", meaning: "the inner prefixes, IPv4 and IPv6, routed into the tunnel to this peer", defaultValue: "none"),
         Key(name: "peers[].accept-sources", meaning: "the inner source prefixes, IPv4 and IPv6, accepted from this peer; anything else "
             + "it sends is dropped", defaultValue: "its routes and its remote"),
+        Key(name: "peers[].encap.type", meaning: "the UDP layer of the peer's outer packets (iproute2's encap): fou, gue, or none "
+            + "(protocol 4/41 right behind the IP header)", defaultValue: "none"),
+        Key(name: "peers[].encap.dport", meaning: "fou, gue: the UDP port the peer receives on (encap-dport; its ip fou add port)",
+            defaultValue: "required with fou and gue"),
+        Key(name: "peers[].encap.dport6", meaning: "fou: the peer's port for IPv6 inner packets (FOU names no protocol: a port "
+            + "with ipproto 41)", defaultValue: "required with fou and IPv6 routes"),
+        Key(name: "peers[].encap.sport", meaning: "fou, gue: the UDP source port: auto (a hash of the inner flow, for ECMP and RSS) "
+            + "or a fixed port (through a NAT)", defaultValue: "auto"),
+        Key(name: "peers[].encap.csum", meaning: "fou, gue: a UDP checksum on every outer packet (encap-csum)",
+            defaultValue: "no over IPv4, yes over IPv6"),
+        Key(name: "fou[].port", meaning: "a UDP port this gateway receives tunnel packets on (ip fou add port P)", defaultValue: "none"),
+        Key(name: "fou[].ipproto", meaning: "the inner protocol of every FOU packet on the port: 4 (IPv4) or 41 (IPv6)",
+            defaultValue: "required unless gue"),
+        Key(name: "fou[].gue", meaning: "the port takes GUE (its header names each packet's inner protocol) instead of FOU",
+            defaultValue: "no"),
         Key(name: "ghost-hosts[].address", meaning: "answer ARP (an IPv4 address) or Neighbor Solicitations (IPv6: proxy NDP) for it",
             defaultValue: "required"),
         Key(name: "ghost-hosts[].interface", meaning: "the LAN interface to answer on", defaultValue: "required"),
@@ -61,14 +79,24 @@ public enum ConfigReference {
             }
             return top
         }
-        return keys.filter { $0.section == section }.map(\.leaf)
+        var names: [String] = []
+        for key in keys {
+            // A key's own leaf, or the mapping under this section it belongs to (`peers[]` holds `encap`).
+            let name = key.section == section ? key.leaf
+                : key.section.hasPrefix(section + ".") ? String(key.section.dropFirst(section.count + 1).split(separator: ".")[0]) : nil
+            if let name, !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     /// The keys as `check --help` lists them, section by section (ipipd.yaml(5) says what each means).
     public static var help: String {
         allowed(in: "").map { top in
-            let section = keys.contains { $0.section == "\(top)[]" } ? "\(top)[]" : top
-            return "\(section): " + allowed(in: section).joined(separator: ", ") + "."
+            let section = keys.contains { $0.section == "\(top)[]" || $0.section.hasPrefix("\(top)[].") } ? "\(top)[]" : top
+            return "\(section): " + allowed(in: section).map { name in
+                let inner = "\(section).\(name)"
+                return keys.contains { $0.section == inner } ? "\(name) (" + allowed(in: inner).joined(separator: ", ") + ")" : name
+            }.joined(separator: ", ") + "."
         }.joined(separator: " ")
     }
 }

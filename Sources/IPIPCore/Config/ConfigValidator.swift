@@ -31,8 +31,10 @@ struct ConfigValidator {
     }
 
     mutating func validate() {
+        checkUnderlay()
         checkTunnelOptions()
         checkPeers()
+        checkEncapsulations()
         checkNestedRoutes()
         checkGhostHosts()
         checkEndpointsCanBePinned()
@@ -55,7 +57,7 @@ struct ConfigValidator {
             report("tunnel.mtu", "\(mtu) is below 1280, the least MTU IPv6 allows on a link (RFC 8200 §5), and some peer has IPv6 routes; "
                    + "set at least 1280 (with an uplink of 1300 or more) or remove the IPv6 prefixes")
         }
-        if let address = config.tunnel.address, address == config.uplink.address, !unreadable.uplink {
+        if let address = config.tunnel.address, .v4(address) == config.uplink.address, !unreadable.uplink {
             report("tunnel.address", "\(address) is already the uplink address; the tunnel needs its own address (or none)")
         }
     }
@@ -75,7 +77,7 @@ struct ConfigValidator {
             report("peers", "at least one peer is needed: a tunnel with nobody at the other end carries nothing")
         }
         var peerByName: [String: Int] = [:]
-        var peerByRemote: [IPv4Address: Int] = [:]
+        var peerByRemote: [IPAddress: Int] = [:]
         for (position, peer) in config.peers.enumerated() {
             let index = locations.peerIndex[position]
             let key = "peers[\(index)]"
@@ -92,6 +94,11 @@ struct ConfigValidator {
             }
             if peer.remote == config.uplink.address && !unreadable.uplink {
                 report("\(key).remote", "\(peer.remote) is this gateway's own uplink address")
+            } else if peer.remote.isIPv6 != config.uplink.isIPv6 && !unreadable.uplink {
+                let (family, other) = peer.remote.isIPv6 ? ("IPv6", "IPv4") : ("IPv4", "IPv6")
+                report("\(key).remote", "\(peer.remote) is \(family), but uplink.address \(config.uplink.address) is \(other): a gateway's "
+                       + "outer packets are of the uplink address's family, as a Linux tunnel device has one `local` "
+                       + "(run a second ipipd on another uplink address for peers of the other family)")
             }
             if peer.routes.isEmpty {
                 report("\(key).routes", "peer `\(peer.name)` has no routes: nothing will be sent to it (packets from it are still accepted)",
@@ -164,7 +171,7 @@ struct ConfigValidator {
     /// family, and none of this gateway's own addresses.
     mutating func checkGhostHosts() {
         let table = config.routingTable
-        let own = Set([config.uplink.address, config.tunnel.address].compactMap { $0 }.map(IPAddress.v4)
+        let own = Set([config.uplink.address] + [config.tunnel.address].compactMap { $0 }.map(IPAddress.v4)
                       + [config.tunnel.address6].compactMap { $0 }.map(IPAddress.v6))
         var seen: [IPAddress: Int] = [:]
         for (position, ghost) in config.ghostHosts.enumerated() {
@@ -192,13 +199,76 @@ struct ConfigValidator {
         let ghosts = Set(config.ghostHosts.map(\.address))
         for (position, peer) in config.peers.enumerated() {
             let key = "peers[\(locations.peerIndex[position])].remote"
-            if let tunnelAddress = config.tunnel.address, peer.remote == tunnelAddress {
+            let tunnelAddresses = [config.tunnel.address.map(IPAddress.v4), config.tunnel.address6.map(IPAddress.v6)]
+            if tunnelAddresses.contains(peer.remote) {
                 report(key, "\(peer.remote) is the tunnel's own address: outer packets to it would be delivered "
                        + "locally, never reach the peer; the endpoint must be the peer's uplink address")
-            } else if ghosts.contains(.v4(peer.remote)) {
+            } else if ghosts.contains(peer.remote) {
                 report(key, "\(peer.remote) is a ghost host of this gateway, which is reachable only through the tunnel: "
                        + "the endpoint must be an address reachable outside the tunnel")
             }
+        }
+    }
+
+    /// What an IPv6 underlay cannot do yet.
+    mutating func checkUnderlay() {
+        guard config.uplink.isIPv6, !unreadable.uplink else {
+            if locations.line(of: "tunnel.encaplimit") != nil {
+                report("tunnel.encaplimit", "the encapsulation limit is an IPv6 option: with an IPv4 uplink.address it is not sent", .warning)
+            }
+            return
+        }
+        if config.uplink.standbyWhenAbsent {
+            report("uplink.standby-when-absent", "an HA pair follows an IPv4 uplink address (keepalived's virtual address, "
+                   + "watched with ARP on the uplink); with an IPv6 uplink.address it is not supported")
+        }
+    }
+
+    /// FOU and GUE: every port listed once; a peer's packets must have a port to arrive on; FOU sends IPv6
+    /// to a port of its own.
+    mutating func checkEncapsulations() {
+        var seen: [UInt16: Int] = [:]
+        for (index, port) in config.fouPorts.enumerated() {
+            if let first = seen[port.port] {
+                report("fou[\(index)].port", "port \(port.port) is already fou[\(first)]\(lineSuffix("fou[\(first)].port")): "
+                       + "a port carries one kind of packet")
+            } else {
+                seen[port.port] = index
+            }
+        }
+        let receives4 = config.fouPorts.contains { $0.payload == .fou(innerProtocol: IPProtocolNumber.ipip) }
+        let receives6 = config.fouPorts.contains { $0.payload == .fou(innerProtocol: IPProtocolNumber.ipv6) }
+        let receivesGUE = config.fouPorts.contains { $0.payload == .gue }
+        var usesFOU = false, usesGUE = false
+        for (position, peer) in config.peers.enumerated() {
+            guard let encapsulation = peer.encapsulation else { continue }
+            let key = "peers[\(locations.peerIndex[position])].encap"
+            switch encapsulation.kind {
+            case .fou:
+                usesFOU = true
+                if peer.carriesIPv4 && !receives4 {
+                    report("\(key).type", "`\(peer.name)` sends FOU, but no `fou` port here takes IPv4 (ipproto 4): its packets would be "
+                           + "answered with \"port unreachable\"; add `fou: [{port: \(encapsulation.destinationPort), ipproto: 4}]`")
+                }
+                if peer.carriesIPv6 && !receives6 {
+                    report("\(key).type", "`\(peer.name)` carries IPv6 over FOU, but no `fou` port here takes IPv6 (ipproto 41): "
+                           + "add one, e.g. `{port: \(encapsulation.destinationPort6 ?? encapsulation.destinationPort &+ 1), ipproto: 41}`")
+                }
+                if peer.routes.contains(where: \.isIPv6) && encapsulation.destinationPort6 == nil {
+                    report("\(key).dport", "`\(peer.name)` has IPv6 routes and FOU names no inner protocol: the peer takes IPv6 on a port "
+                           + "of its own (`ip fou add port P ipproto 41`); set `dport6`")
+                }
+            case .gue:
+                usesGUE = true
+                if !receivesGUE {
+                    report("\(key).type", "`\(peer.name)` sends GUE, but no `fou` port here takes it: add "
+                           + "`fou: [{port: \(encapsulation.destinationPort), gue: yes}]`")
+                }
+            }
+        }
+        for (index, port) in config.fouPorts.enumerated() where port.kind == .fou ? !usesFOU : !usesGUE {
+            report("fou[\(index)].port", "no peer sends \(port.kind == .fou ? "FOU" : "GUE") (peers[].encap): whatever arrives on port "
+                   + "\(port.port) is dropped", .warning)
         }
     }
 

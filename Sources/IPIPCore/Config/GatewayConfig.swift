@@ -5,17 +5,24 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct Uplink: Sendable, Equatable {
         /// The interface captured on for tunnel packets.
         public var interface: String
-        /// The local address: outer source of what we send, outer destination of what we accept.
-        public var address: IPv4Address
+        /// The local address: outer source of what we send, outer destination of what we accept. Its
+        /// family is the underlay's: every peer's endpoint is of the same family (as a Linux tunnel device
+        /// has one `local`), and an IPv6 one carries both inner families as ip6tnl does (RFC 2473).
+        public var address: IPAddress
         /// HA pair: while `address` is not assigned to `interface` (keepalived holds it on the other box),
         /// run as the standby — everything set up, nothing answered or sent — and become active when it
         /// appears. Without it, `run` refuses an address that is not assigned.
         public var standbyWhenAbsent: Bool
-        public init(interface: String, address: IPv4Address, standbyWhenAbsent: Bool = false) {
+        public init(interface: String, address: IPAddress, standbyWhenAbsent: Bool = false) {
             self.interface = interface
             self.address = address
             self.standbyWhenAbsent = standbyWhenAbsent
         }
+        public init(interface: String, address: IPv4Address, standbyWhenAbsent: Bool = false) {
+            self.init(interface: interface, address: .v4(address), standbyWhenAbsent: standbyWhenAbsent)
+        }
+        /// Whether the underlay is IPv6 (ip6tnl's outer header) rather than IPv4.
+        public var isIPv6: Bool { address.isIPv6 }
     }
 
     public enum TTLSetting: Sendable, Equatable, CustomStringConvertible {
@@ -75,32 +82,52 @@ public struct GatewayConfig: Sendable, Equatable {
         public var clampMSS = TCPMSSClamp.Setting.off
         /// SO_MARK on what the routed delivery reinjects, for nftables (`meta mark 0x4950`); 0: none.
         public var reinjectionMark: UInt32 = Tunnel.defaultReinjectionMark
+        /// An IPv6 underlay's Tunnel Encapsulation Limit option (RFC 2473 §4.1.1, ip6tnl's `encaplimit`):
+        /// sent in a Destination Options header in front of the inner packet; nil: none (`encaplimit none`).
+        public var encapsulationLimit: UInt8? = Tunnel.defaultEncapsulationLimit
+        /// IPV6_DEFAULT_TNL_ENCAP_LIMIT: what ip6tnl sends unless told otherwise.
+        public static let defaultEncapsulationLimit: UInt8 = 4
         public static let defaultReinjectionMark: UInt32 = 0x4950   // "IP"
         public init() {}
     }
 
     public struct Peer: Sendable, Equatable {
         public var name: String
-        /// The peer's tunnel endpoint: outer destination of what we send to it.
-        public var remote: IPv4Address
+        /// The peer's tunnel endpoint: outer destination of what we send to it, outer source of what it
+        /// sends (through a NAT, the NAT's outside address). In the uplink address's family.
+        public var remote: IPAddress
+        /// What wraps the inner packet above the outer IP header (iproute2's `encap`): nil, the IP header
+        /// alone (protocol or next header 4 and 41); FOU or GUE, a UDP header first.
+        public var encapsulation: UDPEncapsulation?
         /// Inner prefixes of both families routed into the tunnel towards this peer (IPv6 carried as
         /// protocol 41), in the file's order.
         public var routes: [IPPrefix]
         /// The inner source addresses accepted from this peer, both families, as set in the file (nil: the default).
         public var acceptSources: [IPPrefix]?
-        public init(name: String, remote: IPv4Address, routes: [IPPrefix], acceptSources: [IPPrefix]? = nil) {
+        public init(name: String, remote: IPAddress, routes: [IPPrefix], acceptSources: [IPPrefix]? = nil,
+                    encapsulation: UDPEncapsulation? = nil) {
             self.name = name
             self.remote = remote
             self.routes = routes
             self.acceptSources = acceptSources
+            self.encapsulation = encapsulation
+        }
+        public init(name: String, remote: IPv4Address, routes: [IPPrefix], acceptSources: [IPPrefix]? = nil,
+                    encapsulation: UDPEncapsulation? = nil) {
+            self.init(name: name, remote: .v4(remote), routes: routes, acceptSources: acceptSources, encapsulation: encapsulation)
         }
 
         /// The inner sources a packet from this peer may have (WireGuard's AllowedIPs, for the receiving
         /// side): `accept-sources`, or by default the peer's routes — what lies behind it — and its
         /// endpoint, from which its gateway sends its own ICMP errors.
         public var allowedSources: [IPPrefix] {
-            acceptSources ?? routes + [.v4(IPv4Prefix(remote, length: 32))]
+            acceptSources ?? routes + [IPPrefix(host: remote)]
         }
+
+        /// Whether the peer's routes or accepted sources hold a prefix of the IPv6 family: the inner
+        /// families it carries.
+        public var carriesIPv6: Bool { routes.contains(where: \.isIPv6) || acceptSources?.contains(where: \.isIPv6) == true }
+        public var carriesIPv4: Bool { routes.contains { !$0.isIPv6 } || allowedSources.contains { !$0.isIPv6 } }
     }
 
     /// A remote machine's address that ipipd answers for on a LAN interface: ARP for IPv4 (proxy ARP),
@@ -178,20 +205,28 @@ public struct GatewayConfig: Sendable, Equatable {
 
     /// Where to serve Prometheus metrics (`metrics.listen: 127.0.0.1:9473`); nil: not served.
     public var metricsListen: ListenAddress?
+    /// The UDP ports tunnel packets arrive on (`ip fou add port P ipproto 4`, `… gue`), in the file's order.
+    public var fouPorts: [FOUPort] = []
 
     public init(uplink: Uplink, tunnel: Tunnel = Tunnel(), peers: [Peer], ghostHosts: [GhostHost] = [], proxyARP: ProxyARP = ProxyARP(),
-                metricsListen: ListenAddress? = nil) {
+                metricsListen: ListenAddress? = nil, fouPorts: [FOUPort] = []) {
         self.uplink = uplink
         self.tunnel = tunnel
         self.peers = peers
         self.ghostHosts = ghostHosts
         self.proxyARP = proxyARP
         self.metricsListen = metricsListen
+        self.fouPorts = fouPorts
     }
 
     public static func == (lhs: GatewayConfig, rhs: GatewayConfig) -> Bool {
         lhs.uplink == rhs.uplink && lhs.tunnel == rhs.tunnel && lhs.peers == rhs.peers && lhs.ghostHosts == rhs.ghostHosts
-            && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen
+            && lhs.proxyARP == rhs.proxyARP && lhs.metricsListen == rhs.metricsListen && lhs.fouPorts == rhs.fouPorts
+    }
+
+    /// How each peer's outer packets are built and recognised, by peer index.
+    public var encapsulations: [Encapsulation] {
+        peers.map { Encapsulation(peer: $0, tunnel: tunnel, local: uplink.address) }
     }
 
     /// The tunnel-routing table this config describes, both families.
@@ -239,7 +274,7 @@ public struct GatewayConfig: Sendable, Equatable {
     /// The endpoint whose claims by another machine the proxy on `interface` watches: an HA pair's
     /// uplink address, on the uplink.
     public func splitBrainWatchedEndpoint(on interface: String) -> IPv4Address? {
-        uplink.standbyWhenAbsent && interface == uplink.interface ? uplink.address : nil
+        uplink.standbyWhenAbsent && interface == uplink.interface ? IPv4Address(uplink.address) : nil
     }
 
     /// Peer endpoints that fall inside a tunneled prefix: the seed's "looping tunnel". Each needs a host

@@ -15,9 +15,12 @@ public final class DecapsulationPath {
     /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (routed delivery).
     private let superPacketCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
     private let tunnelMTU: Int
+    private let uplinkMTU: Int?
+    /// Each peer's inner MTU before any router's report (`Encapsulator.innerMTU`).
+    private var peerMTUs: [Int]
     /// `tunnel.clamp-mss`: the MSS of SYNs received from peers.
     private var clampMSS: TCPMSSClamp.Setting
-    /// `tunnel.min-pmtu`: no report lowers the outer path MTU below it.
+    /// `tunnel.min-pmtu` (and 1280 over IPv6): no report lowers the outer path MTU below it.
     private var minimumPathMTU: Int
     /// What the loop logs (path MTU lowered, peer unreachable); set by the dataplane.
     public var report: (PacketPathEvent) -> Void = { _ in }
@@ -25,10 +28,12 @@ public final class DecapsulationPath {
     /// (the loop sets it from the role before each burst).
     public var standby = false
 
-    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState],
+    public init(config: GatewayConfig, tunnelMTU: Int, uplinkMTU: Int? = nil, counters: TunnelCounters, paths: [PeerPathState],
                 localNetworks: LocalNetworks, localRoutes: LocalRoutes = LocalRoutes([])) {
         decapsulator = Decapsulator(config: config, localNetworks: localNetworks, localRoutes: localRoutes)
-        minimumPathMTU = config.tunnel.minimumPathMTU
+        self.uplinkMTU = uplinkMTU
+        peerMTUs = config.encapsulations.map { Encapsulator.innerMTU($0, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU) }
+        minimumPathMTU = Self.pathMTUFloor(config)
         tunnelRoutes = config.routingTable
         self.tunnelMTU = tunnelMTU
         self.counters = counters
@@ -41,11 +46,17 @@ public final class DecapsulationPath {
     /// Takes a reloaded config; reassembly state and rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
         decapsulator = Decapsulator(config: config, localNetworks: decapsulator.localNetworks, localRoutes: decapsulator.localRoutes)
-        minimumPathMTU = config.tunnel.minimumPathMTU
+        peerMTUs = config.encapsulations.map { Encapsulator.innerMTU($0, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU) }
+        minimumPathMTU = Self.pathMTUFloor(config)
         tunnelRoutes = config.routingTable
         self.counters = counters
         self.paths = paths
         clampMSS = config.tunnel.clampMSS
+    }
+
+    /// RFC 8201 §4: an IPv6 path is never below 1280, whatever a report says.
+    private static func pathMTUFloor(_ config: GatewayConfig) -> Int {
+        config.uplink.isIPv6 ? max(config.tunnel.minimumPathMTU, Encapsulator.minimumIPv6MTU) : config.tunnel.minimumPathMTU
     }
 
     /// This machine's addresses and subnets: inner packets to them take the TUN device, and none may
@@ -94,7 +105,8 @@ public final class DecapsulationPath {
             counters.dropCaptured(.truncatedCapture)
             return
         }
-        guard let ethernet = try? EthernetFrameView(parsing: frame), ethernet.etherType == EtherType.ipv4 else {
+        let underlay = decapsulator.local.isIPv6 ? EtherType.ipv6 : EtherType.ipv4
+        guard let ethernet = try? EthernetFrameView(parsing: frame), ethernet.etherType == underlay else {
             counters.dropCaptured(.malformedOuter)
             return
         }
@@ -106,13 +118,20 @@ public final class DecapsulationPath {
         process(outerLength: length, offload: offload, outerOffset: ethernet.payloadOffset, in: batch, now: now)
     }
 
-    /// An outer IPv4 packet at `batch.nextSlot[0..<outerLength]`; `offload` as the capture reported it, its
+    /// An outer packet at `batch.nextSlot[0..<outerLength]`; `offload` as the capture reported it, its
     /// offsets from `outerOffset` bytes before the outer header.
     public func process(outerLength: Int, offload: VirtioNetHeader = .plain, outerOffset: Int = 0, in batch: PacketBatch, now: Double) {
         var length = outerLength
+        var offload = offload
         while true {
             let packet = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[0..<length])
-            let verdict = decapsulator.decapsulate(packet)
+            let checksum: OuterHeaderParser.ChecksumState = offload.dataValid ? .verified
+                : offload.checksum.map { .partial(start: $0.start - outerOffset, offset: $0.offset) } ?? .unknown
+            let verdict = decapsulator.decapsulate(packet, checksum: checksum)
+            // A partial checksum in front of the inner packet was the outer UDP header's, completed by the parser.
+            if case let .deliver(_, inner, _) = verdict, let partial = offload.checksum, partial.start - outerOffset < inner.lowerBound {
+                offload.checksum = nil
+            }
             var superPacket: SuperPacket?
             if offload != .plain {
                 switch verdict {
@@ -139,7 +158,7 @@ public final class DecapsulationPath {
             // A SYN from a peer announces an MSS our side will send to it: no more than fits the way back.
             if case let .deliver(peer, inner, _) = verdict, superPacket == nil,
                TCPMSSClamp.clampIfSYN(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), clampMSS,
-                                      innerMTU: { min(tunnelMTU, paths[peer].currentMTU(now: now) ?? tunnelMTU) }) {
+                                      innerMTU: { min(peerMTUs[peer], paths[peer].currentMTU(now: now) ?? peerMTUs[peer]) }) {
                 counters.tcpMSSClampedReceived.add()
             }
             switch verdict {
@@ -169,8 +188,17 @@ public final class DecapsulationPath {
                     route(UnsafeMutableRawBufferPointer(rebasing: packet[inner]), at: inner, from: peer, in: batch, now: now)
                 }
             case .reassemble(let peer):
-                guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
-                let result = reassembler.add(fragment, now: now)
+                let result: Reassembler.Result
+                if decapsulator.local.isIPv6 {
+                    guard let fragment = Reassembler.Fragment(ipv6: UnsafeRawBufferPointer(packet)) else {
+                        counters.dropCaptured(.malformedOuter, peer: peer)
+                        return
+                    }
+                    result = reassembler.add(fragment, now: now)
+                } else {
+                    guard let fragment = try? IPv4PacketView(validating: UnsafeRawBufferPointer(packet)) else { return }
+                    result = reassembler.add(fragment, now: now)
+                }
                 counters.capture.fragmentsHeld.set(UInt64(reassembler.fragmentsHeldCount))
                 switch result {
                 case .incomplete:
@@ -188,6 +216,7 @@ public final class DecapsulationPath {
                     // Whole again (and no longer a fragment): decapsulated on the next turn.
                     datagram.withUnsafeBytes { batch.nextSlot.copyMemory(from: $0) }
                     length = datagram.count
+                    offload = .plain
                     continue
                 }
             case let .timeExceeded(peer, inner):
@@ -279,7 +308,7 @@ public final class DecapsulationPath {
     /// an outer packet we sent to that peer lately — its ID, its length and its inner packet's first bytes —
     /// and only within the peer's report budget (`PeerPathState.takeReportBudget`): anyone can forge a router's ICMP error.
     private func learn(from report: OuterICMP, reporter packet: UnsafeRawBufferPointer, in batch: PacketBatch, now: Double) {
-        let reporter = packet.ipv4Source
+        let reporter: IPAddress = decapsulator.local.isIPv6 ? .v6(packet.ipv6Address(at: 8)) : .v4(packet.ipv4Source)
         func believed(_ quote: OuterPacketQuote, peer: Int) -> Bool {
             guard paths[peer].takeReportBudget(now: now) else {
                 counters.dropCaptured(.icmpOverBudget, peer: peer)
@@ -300,17 +329,18 @@ public final class DecapsulationPath {
                 return
             }
             guard believed(quote, peer: peer) else { return }
-            if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: tunnelMTU, floor: minimumPathMTU) {
+            if let mtu = paths[peer].learnPathMTU(outerMTU: outerMTU, now: now, ceiling: peerMTUs[peer], floor: minimumPathMTU,
+                                                  overhead: decapsulator.peers.encapsulations[peer].overhead) {
                 self.report(.pathMTULowered(peer: peer, mtu: mtu))
             }
         case let .peerError(peer, quote):
             guard believed(quote, peer: peer) else { return }
             paths[peer].noteError(now: now)
             self.report(.peerReportedUnreachable(peer: peer, reporter: reporter))
-        case let .relayToIPv6Source(peer, quote, timeExceeded):
+        case let .relayToIPv6Source(peer, quote, timeExceeded, inner):
             guard believed(quote, peer: peer) else { return }
-            guard let inner = OuterICMP.quotedInner6(inPacket: packet) else { return }
-            icmp.report(timeExceeded ? .timeExceeded : .unreachable, about: inner, peer: peer, counters: counters, into: batch, now: now)
+            icmp.report(timeExceeded ? .timeExceeded : .unreachable, about: UnsafeRawBufferPointer(rebasing: packet[inner]), peer: peer,
+                        counters: counters, into: batch, now: now)
         case .unverifiable(let peer):
             counters.dropCaptured(.icmpUnverified, peer: peer)
         case .ignore:

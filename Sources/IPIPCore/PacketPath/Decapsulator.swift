@@ -82,25 +82,30 @@ public struct Decapsulator: Sendable {
         case drop(DropReason, peer: Int?)
     }
 
-    public let local: IPv4Address
-    public let encapsulation = Encapsulation.ipInIPv4
+    /// What arrives on the uplink: the local address and the UDP ports tunnel packets come to.
+    public let parser: OuterHeaderParser
     public let delivery: GatewayConfig.Delivery
     /// With `ttl: inherit`, "time exceeded" about an outer packet is the inner sender's own business.
     public let ttlInherited: Bool
-    public var peerByEndpoint: [IPv4Address: Int]
+    /// The peers by endpoint, with how each one's outer packets look.
+    public let peers: OuterPeers
+    /// How each peer's packets must arrive (its `encap`), by peer index.
+    private let arrivals: [OuterHeaderParser.Arrival]
     /// Each peer's accepted inner sources of both families, by peer index.
     public let acceptSources: [PrefixTable<Bool>]
     public var localNetworks: LocalNetworks
     /// The kernel's local routes, as the route watcher last read them.
     public var localRoutes: LocalRoutes
 
+    public var local: IPAddress { parser.local }
+
     /// `localRoutes`: the dataplane passes what it read (or `.unread`); none by default.
     public init(config: GatewayConfig, localNetworks: LocalNetworks, localRoutes: LocalRoutes = LocalRoutes([])) {
-        local = config.uplink.address
+        parser = OuterHeaderParser(local: config.uplink.address, ports: config.fouPorts)
         delivery = config.tunnel.delivery
         ttlInherited = config.tunnel.ttl == .inherit
-        peerByEndpoint = Dictionary(config.peers.enumerated().map { ($0.element.remote, $0.offset) },
-                                    uniquingKeysWith: { first, _ in first })
+        peers = OuterPeers(config: config)
+        arrivals = peers.encapsulations.map(\.arrival)
         acceptSources = config.peers.map { peer in
             PrefixTable(peer.allowedSources.map { ($0, true) }, uniquingPrefixesWith: { _, _ in true })
         }
@@ -112,33 +117,39 @@ public struct Decapsulator: Sendable {
         self.init(config: config, localNetworks: LocalNetworks(addresses: localAddresses))
     }
 
-    /// `packet` starts at the outer header and ends where the capture ended.
+    /// `packet` starts at the outer header and ends where the capture ended; `checksum` is what the kernel
+    /// said of its UDP checksum, if it has one.
     @inline(__always)
-    public func decapsulate(_ packet: UnsafeMutableRawBufferPointer) -> Verdict {
-        switch encapsulation.parse(UnsafeRawBufferPointer(packet), local: local) {
-        case let .tunnelled(source, inner, family, ecn):
-            guard let peer = peerByEndpoint[source] else { return .drop(.unknownPeer, peer: nil) }
+    public func decapsulate(_ packet: UnsafeMutableRawBufferPointer, checksum: OuterHeaderParser.ChecksumState = .unknown) -> Verdict {
+        switch parser.parse(packet, checksum: checksum) {
+        case let .tunnelled(source, inner, family, ecn, arrival):
+            guard let peer = peers.peer(source) else { return .drop(.unknownPeer, peer: nil) }
+            guard arrivals[peer] == arrival else { return .drop(.encapsulationMismatch, peer: peer) }
+            let bytes = UnsafeRawBufferPointer(rebasing: packet[inner])
             switch family {
             case .ipv4:
-                guard let view = IPv4PacketView.checkedInner(UnsafeRawBufferPointer(rebasing: packet[inner])) else {
-                    return .drop(.malformedInner, peer: peer)
-                }
+                guard let view = IPv4PacketView.checkedInner(bytes) else { return .drop(Self.innerProblem(bytes, expected: 4, arrival), peer: peer) }
                 return unwrap(packet, view, at: inner, outerECN: ecn, peer: peer)
             // Protocol 41 (RFC 4213 §3.6, what Linux's sit accepts, and more).
             case .ipv6:
-                guard let view = IPv6PacketView.checkedInner(UnsafeRawBufferPointer(rebasing: packet[inner])) else {
-                    return .drop(.malformedInner, peer: peer)
-                }
+                guard let view = IPv6PacketView.checkedInner(bytes) else { return .drop(Self.innerProblem(bytes, expected: 6, arrival), peer: peer) }
                 return unwrap(packet, view, at: inner, outerECN: ecn, peer: peer)
             }
         case .fragment(let source):
-            guard let peer = peerByEndpoint[source] else { return .drop(.unknownPeer, peer: nil) }
+            guard let peer = peers.peer(source) else { return .drop(.unknownPeer, peer: nil) }
             return .reassemble(peer: peer)
-        case .icmp(let outer):
-            return .aboutOuter(OuterICMP.classify(outer.bytes, local: local, peerByEndpoint: peerByEndpoint, ttlInherited: ttlInherited))
-        case .invalid(let reason):
-            return .drop(reason, peer: nil)
+        case .icmp(let message):
+            return .aboutOuter(OuterICMP.classify(UnsafeRawBufferPointer(packet), messageAt: message, peers: peers, ttlInherited: ttlInherited))
+        case let .invalid(reason, source):
+            return .drop(reason, peer: source.flatMap(peers.peer))
         }
+    }
+
+    /// Why an inner packet that is not what its outer header says was refused: on a FOU port, a packet of
+    /// the other family came to a port that names one (the sender's `encap-dport` is the other port's).
+    private static func innerProblem(_ inner: UnsafeRawBufferPointer, expected version: UInt8, _ arrival: OuterHeaderParser.Arrival) -> DropReason {
+        guard arrival == .fou, let first = inner.first, first >> 4 == 10 - version else { return .malformedInner }
+        return .encapsulationMismatch
     }
 
     /// The one flow for both inner families (`ipip_tunnel_rcv`'s, with the inner protocol a parameter) for

@@ -16,13 +16,19 @@ public final class EncapsulationPath {
     /// `tunnel.clamp-mss`: the MSS of SYNs sent into the tunnel.
     private var clampMSS: TCPMSSClamp.Setting
 
-    public init(config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState]) {
-        encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, paths: paths)
+    public init(config: GatewayConfig, tunnelMTU: Int, uplinkMTU: Int? = nil, counters: TunnelCounters, paths: [PeerPathState]) {
+        encapsulator = Encapsulator(config: config, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU, paths: paths)
         self.counters = counters
         clampMSS = config.tunnel.clampMSS
     }
 
-    deinit { superPacket.deallocate() }
+    deinit {
+        superPacket.deallocate()
+        outerPacket.deallocate()
+    }
+
+    /// An outer IPv6 packet moved out of the slot its fragments are built in.
+    private let outerPacket = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.size, alignment: 16)
 
     /// Takes a reloaded config; the IP ID sequences and the ICMP rate limits go on.
     public func reconfigure(_ config: GatewayConfig, counters: TunnelCounters, paths: [PeerPathState]) {
@@ -81,25 +87,71 @@ public final class EncapsulationPath {
         let slot = batch.nextSlot
         let inner = UnsafeRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)])
         switch encapsulator.encapsulate(slot, innerLength: length, now: now) {
-        case let .send(outerLength, peer, destination, notifyUnreachable):
-            // The outer header is written; the inner packet behind it may still lose MSS (its checksum is its own).
-            if TCPMSSClamp.clampIfSYN(UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)]),
-                                      clampMSS, innerMTU: { encapsulator.mtu(toPeer: peer, now: now) }) {
-                counters.tcpMSSClampedSent.add()
-            }
-            batch.append(0..<outerLength, destination: destination, kind: .encapsulated(peer: peer, innerLength: length))
+        case let .send(range, peer, notifyUnreachable):
+            clampMSS(slot, length: length, peer: peer, now: now)
+            batch.append(range, destination: encapsulator.encapsulations[peer].remote, kind: .encapsulated(peer: peer, innerLength: length))
             if notifyUnreachable {
                 // The packet still goes; its sender is told as ip_tunnel_xmit tells it (RFC 2003 §4). The
                 // error quotes the slot just queued, which stays intact until the batch reuses it.
                 icmp.report(.unreachable, about: inner, peer: peer, counters: counters, into: batch, now: now)
+            }
+        case let .sendInFragments(range, peer, notifyUnreachable, outerMTU):
+            clampMSS(slot, length: length, peer: peer, now: now)
+            fragmentOuter(UnsafeRawBufferPointer(rebasing: slot[range]), mtu: outerMTU, peer: peer, innerLength: length, in: batch)
+            if notifyUnreachable {
+                // The first fragment's slot holds the packet no more: the error quotes the copy.
+                let copied = UnsafeRawBufferPointer(rebasing: outerPacket[(range.count - length)..<range.count])
+                icmp.report(.unreachable, about: copied, peer: peer, counters: counters, into: batch, now: now)
             }
         case let .tooBig(peer, mtu):
             counters.drop(.tooBig, peer: peer)
             icmp.report(.tooBig(mtu: mtu), about: inner, peer: peer, counters: counters, into: batch, now: now)
         case let .fragment(peer, mtu):
             fragment(inner, peer: peer, mtu: mtu, in: batch, now: now)
+        case let .encapsulationLimitReached(peer, pointer):
+            counters.drop(.encapsulationLimit, peer: peer)
+            icmp.report(.parameterProblem(pointer: pointer), about: inner, peer: peer, counters: counters, into: batch, now: now)
         case let .drop(reason, peer):
             counters.drop(reason, peer: peer)
+        }
+    }
+
+    /// The outer header is written; the inner packet behind it may still lose MSS (its checksum is its own).
+    @inline(__always)
+    private func clampMSS(_ slot: UnsafeMutableRawBufferPointer, length: Int, peer: Int, now: Double) {
+        if TCPMSSClamp.clampIfSYN(UnsafeMutableRawBufferPointer(rebasing: slot[PacketSlot.innerOffset..<(PacketSlot.innerOffset + length)]),
+                                  clampMSS, innerMTU: { encapsulator.mtu(toPeer: peer, now: now) }) {
+            counters.tcpMSSClampedSent.add()
+        }
+    }
+
+    /// An outer IPv6 packet larger than the path to its peer (an inner IPv6 packet within the least MTU, on
+    /// a path of less than 1280 plus the outer header): sent as fragments of at most `mtu` bytes, as the
+    /// kernel's ip6_fragment would cut it — the fixed header in front of each with a Fragment header, the
+    /// rest (the encapsulation limit included) cut at multiples of 8.
+    private func fragmentOuter(_ packet: UnsafeRawBufferPointer, mtu: Int, peer: Int, innerLength: Int, in batch: PacketBatch) {
+        let header = IPv6PacketView.headerLength, fragmentHeader = 8
+        outerPacket.copyMemory(from: packet)
+        let whole = UnsafeRawBufferPointer(rebasing: outerPacket[0..<packet.count])
+        let destination = encapsulator.encapsulations[peer].remote
+        let identification = encapsulator.paths[peer].takeFragmentIdentification()
+        let step = (mtu - header - fragmentHeader) & ~7
+        var offset = header
+        while offset < whole.count {
+            let end = min(offset + step, whole.count)
+            let slot = batch.nextSlot
+            slot.copyMemory(from: UnsafeRawBufferPointer(rebasing: whole[0..<header]))
+            slot[6] = IPv6ExtensionHeaders.fragment
+            slot.setUInt16(UInt16(fragmentHeader + end - offset), at: 4)
+            slot[header] = whole[6]
+            slot[header + 1] = 0
+            slot.setUInt16(UInt16(offset - header) | (end < whole.count ? 1 : 0), at: header + 2)
+            slot.setUInt32(identification, at: header + 4)
+            UnsafeMutableRawBufferPointer(rebasing: slot[(header + fragmentHeader)...])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: whole[offset..<end]))
+            batch.append(0..<(header + fragmentHeader + end - offset), destination: destination,
+                         kind: .encapsulatedFragment(peer: peer, innerLength: innerLength, first: offset == header))
+            offset = end
         }
     }
 

@@ -58,6 +58,9 @@ enum TunnelICMPError: Equatable {
     case unreachable
     /// "Time exceeded in transit" (ICMP 11/0, ICMPv6 3/0).
     case timeExceeded
+    /// "Parameter problem, erroneous header field" at `pointer` (ICMP 12/0, ICMPv6 4/0): an IPv6 packet's
+    /// Tunnel Encapsulation Limit of 0, as ip6tnl answers it.
+    case parameterProblem(pointer: Int)
 
     /// Type, code and next-hop MTU of the ICMP message.
     var icmp: (type: UInt8, code: UInt8, nextHopMTU: Int) {
@@ -65,6 +68,7 @@ enum TunnelICMPError: Equatable {
         case .tooBig(let mtu): (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded, mtu)
         case .unreachable: (ICMPType.destinationUnreachable, ICMPUnreachableCode.host, 0)
         case .timeExceeded: (ICMPType.timeExceeded, 0, 0)
+        case .parameterProblem: (ICMPType.parameterProblem, 0, 0)
         }
     }
 
@@ -74,6 +78,7 @@ enum TunnelICMPError: Equatable {
         case .tooBig(let mtu): (ICMPv6Type.packetTooBig, 0, UInt32(mtu))
         case .unreachable: (ICMPv6Type.destinationUnreachable, ICMPv6UnreachableCode.addressUnreachable, 0)
         case .timeExceeded: (ICMPv6Type.timeExceeded, 0, 0)
+        case .parameterProblem(let pointer): (ICMPv6Type.parameterProblem, 0, UInt32(pointer))
         }
     }
 }

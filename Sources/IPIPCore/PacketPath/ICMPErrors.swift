@@ -81,67 +81,154 @@ public struct ICMPRateLimiter<Address: Hashable & Sendable>: Sendable {
     }
 }
 
-/// ICMP errors from routers about outer packets we sent (RFC 2003 §4, Linux's ipip_err).
-public enum OuterICMP: Equatable, Sendable {
-    /// "Fragmentation needed" for packets to `peer`: the outer path MTU. `quote` is what it quotes of
-    /// the outer packet, which must be one we sent lately for the report to be believed.
-    case fragmentationNeeded(peer: Int, outerMTU: Int, quote: OuterPacketQuote)
-    /// Another error that senders to `peer` should hear about, as host unreachable, for 30 s.
-    case peerError(peer: Int, quote: OuterPacketQuote)
-    /// An error about one of our protocol-41 packets that quotes its inner IPv6 header: relayed at once
-    /// to the IPv6 source as ICMPv6 (RFC 4213 §3.4, sit's ip6_err_gen_icmpv6_unreach) — time exceeded
-    /// as "hop limit exceeded", the rest as "address unreachable".
-    case relayToIPv6Source(peer: Int, quote: OuterPacketQuote, timeExceeded: Bool)
-    /// About one of our packets to `peer`, but quoting too little of it (less than RFC 792's 8 bytes after
-    /// the header) to tell whether we sent it.
-    case unverifiable(peer: Int)
-    case ignore
+/// The peers as the receiving side tells them apart: by endpoint, and by how their outer packets look.
+public struct OuterPeers: Sendable {
+    public let local: IPAddress
+    private let byEndpoint4: [IPv4Address: Int]
+    private let byEndpoint6: [IPv6Address: Int]
+    /// Each peer's outer header, by peer index.
+    public let encapsulations: [Encapsulation]
 
-    /// `packet` is the whole IPv4 packet carrying the ICMP message, addressed to us.
-    public static func classify(_ packet: UnsafeRawBufferPointer, local: IPv4Address, peerByEndpoint: [IPv4Address: Int],
-                                ttlInherited: Bool) -> OuterICMP {
-        guard let ip = try? IPv4PacketView(validating: packet), ip.protocolNumber == IPProtocolNumber.icmp,
-              !ip.isFragment, let icmp = try? ICMPMessageView(validating: ip.payload) else { return .ignore }
-        let quoted = icmp.body
-        // The quoted header must be one of ours: from the local address, protocol 4 or 41, to a peer.
-        guard quoted.count >= 20, quoted[0] >> 4 == 4, quoted[9] == IPProtocolNumber.ipip || quoted[9] == IPProtocolNumber.ipv6,
-              quoted.ipv4Address(at: 12) == local, let peer = peerByEndpoint[quoted.ipv4Address(at: 16)] else { return .ignore }
-        let quotesIPv6Header = quotedInner6(of: quoted) != nil
-        // What the report asks of us, when its quote can show it is about a packet we sent.
-        let quote = OuterPacketQuote(quoted: quoted)
-        func about(_ report: (OuterPacketQuote) -> OuterICMP) -> OuterICMP { quote.map(report) ?? .unverifiable(peer: peer) }
-        switch (icmp.type, icmp.code) {
-        case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
-            let mtu = icmp.nextHopMTU
-            return mtu >= 68 ? about { .fragmentationNeeded(peer: peer, outerMTU: mtu, quote: $0) } : .ignore
-        case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed):
-            return .ignore   // "impossible" for us, as ipip_err says
-        case (ICMPType.destinationUnreachable, _) where quotesIPv6Header:
-            return about { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: false) }
-        case (ICMPType.timeExceeded, 0) where quotesIPv6Header:
-            return about { .relayToIPv6Source(peer: peer, quote: $0, timeExceeded: true) }
-        case (ICMPType.destinationUnreachable, _):
-            return about { .peerError(peer: peer, quote: $0) }
-        case (ICMPType.timeExceeded, 0):
-            // With an inherited TTL the inner packet's own TTL ran out: its sender hears that itself.
-            return ttlInherited ? .ignore : about { .peerError(peer: peer, quote: $0) }
-        default:
-            return .ignore
+    /// The first of two peers with one endpoint wins (a checked config has none).
+    public init(local: IPAddress, encapsulations: [Encapsulation]) {
+        self.local = local
+        self.encapsulations = encapsulations
+        var byEndpoint4: [IPv4Address: Int] = [:], byEndpoint6: [IPv6Address: Int] = [:]
+        for (index, encapsulation) in encapsulations.enumerated().reversed() {
+            switch encapsulation.endpoints {
+            case .ipv4(_, let remote): byEndpoint4[remote] = index
+            case .ipv6(_, let remote): byEndpoint6[remote] = index
+            }
+        }
+        self.byEndpoint4 = byEndpoint4
+        self.byEndpoint6 = byEndpoint6
+    }
+
+    public init(config: GatewayConfig) {
+        self.init(local: config.uplink.address, encapsulations: config.encapsulations)
+    }
+
+    /// The peer whose endpoint `address` is.
+    @inline(__always)
+    public func peer(_ address: IPAddress) -> Int? {
+        switch address {
+        case .v4(let address): byEndpoint4[address]
+        case .v6(let address): byEndpoint6[address]
         }
     }
 
-    /// The inner IPv6 packet an ICMP error quotes after our protocol-41 outer header, when the quote
-    /// holds its whole header and 8 bytes more (what ip6_err_gen_icmpv6_unreach requires).
-    static func quotedInner6(of quoted: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        guard quoted.count >= 20, quoted[9] == IPProtocolNumber.ipv6 else { return nil }
-        let start = Int(quoted[0] & 0x0F) * 4
-        guard start >= 20, quoted.count >= start + IPv6PacketView.headerLength + 8, quoted[start] >> 4 == 6 else { return nil }
-        return UnsafeRawBufferPointer(rebasing: quoted[start...])
+    /// Where the inner packet starts in an outer packet of ours that an ICMP error quotes, and to which peer
+    /// it went: the quoted header must be one this gateway sent — from the local address to a peer's
+    /// endpoint, carrying what that peer's encapsulation carries (protocol 4 or 41, or UDP to its port).
+    func sender(of quoted: UnsafeRawBufferPointer) -> (peer: Int, inner: Int, identification: UInt16?, outerLength: Int)? {
+        guard let first = quoted.first else { return nil }
+        var offset: Int, transport: UInt8, peer: Int, identification: UInt16?, outerLength: Int
+        switch local {
+        case .v4(let local):
+            guard first >> 4 == 4, quoted.count >= 20 else { return nil }
+            offset = Int(first & 0x0F) * 4
+            guard offset >= 20, quoted.ipv4Address(at: 12) == local, let found = byEndpoint4[quoted.ipv4Address(at: 16)] else { return nil }
+            (transport, peer, identification, outerLength) = (quoted[9], found, quoted.uint16(at: 4), Int(quoted.uint16(at: 2)))
+        case .v6(let local):
+            guard first >> 4 == 6, quoted.count >= IPv6PacketView.headerLength, quoted.ipv6Address(at: 8) == local,
+                  let found = byEndpoint6[quoted.ipv6Address(at: 24)] else { return nil }
+            (transport, peer, identification) = (quoted[6], found, nil)
+            outerLength = IPv6PacketView.headerLength + Int(quoted.uint16(at: 4))
+            offset = IPv6PacketView.headerLength
+            // Ours carry at most the encapsulation limit's Destination Options header.
+            if transport == IPv6ExtensionHeaders.destinationOptions {
+                guard quoted.count >= offset + Encapsulation.encapsulationLimitLength else { return nil }
+                transport = quoted[offset]
+                offset += (Int(quoted[offset + 1]) + 1) * 8
+            }
+        }
+        let encapsulation = encapsulations[peer]
+        if let udp = encapsulation.udp {
+            guard transport == IPProtocolNumber.udp, quoted.count >= offset + Encapsulation.udpHeaderLength else { return nil }
+            let port = quoted.uint16(at: offset + 2)
+            guard port == udp.destinationPort || port == udp.destinationPort6 else { return nil }
+            offset += Encapsulation.udpHeaderLength + (udp.kind == .gue ? Encapsulation.gueHeaderLength : 0)
+        } else {
+            guard transport == IPProtocolNumber.ipip || transport == IPProtocolNumber.ipv6 else { return nil }
+        }
+        return (peer, offset, identification, outerLength)
     }
+}
 
-    /// The same, from the whole IPv4 packet that carries the ICMP error.
-    public static func quotedInner6(inPacket packet: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        guard let ip = try? IPv4PacketView(validating: packet), let icmp = try? ICMPMessageView(validating: ip.payload) else { return nil }
-        return quotedInner6(of: icmp.body)
+/// ICMP (and, over an IPv6 underlay, ICMPv6) errors from routers about outer packets we sent (RFC 2003
+/// §4 and Linux's ipip_err; RFC 2473 §8 and ip6_tnl_err).
+public enum OuterICMP: Equatable, Sendable {
+    /// "Fragmentation needed" or "packet too big" for packets to `peer`: the outer path MTU. `quote` is
+    /// what it quotes of the outer packet, which must be one we sent lately for the report to be believed.
+    case fragmentationNeeded(peer: Int, outerMTU: Int, quote: OuterPacketQuote)
+    /// Another error that senders to `peer` should hear about, as host unreachable, for 30 s.
+    case peerError(peer: Int, quote: OuterPacketQuote)
+    /// An error about an outer packet of ours that quotes its inner IPv6 header (at `inner` in the carrying
+    /// packet): relayed at once to the IPv6 source as ICMPv6 (RFC 4213 §3.4, sit's ip6_err_gen_icmpv6_unreach;
+    /// RFC 2473 §8.1, ip6ip6_err) — time exceeded as "hop limit exceeded", the rest as "address unreachable".
+    case relayToIPv6Source(peer: Int, quote: OuterPacketQuote, timeExceeded: Bool, inner: Range<Int>)
+    /// About one of our packets to `peer`, but quoting too little of it to tell whether we sent it.
+    case unverifiable(peer: Int)
+    case ignore
+
+    /// The error message at `offset` in `packet`, an IPv4 packet carrying ICMP or an IPv6 packet carrying
+    /// ICMPv6, addressed to us; a checksum that does not verify makes it ignored.
+    public static func classify(_ packet: UnsafeRawBufferPointer, messageAt offset: Int, peers: OuterPeers,
+                                ttlInherited: Bool) -> OuterICMP {
+        guard offset + 8 <= packet.count else { return .ignore }
+        let message = UnsafeRawBufferPointer(rebasing: packet[offset...])
+        let type = message[0], code = message[1]
+        // What the error says, in the terms of RFC 2003 §4 (ipip) whatever the family.
+        enum Report { case tooBig(Int), unreachable, timeExceeded }
+        let report: Report
+        if peers.local.isIPv6 {
+            guard InternetChecksum.partialSum(message, initial: InternetChecksum.pseudoHeaderSum(
+                    ofIPv6: packet, nextHeader: IPv6NextHeader.icmpv6, transportLength: message.count)) == 0xFFFF else { return .ignore }
+            switch (type, code) {
+            // RFC 8201 §4: no path is smaller than 1280.
+            case (ICMPv6Type.packetTooBig, 0): report = .tooBig(max(Int(min(message.uint32(at: 4), 65_575)), Encapsulator.minimumIPv6MTU))
+            case (ICMPv6Type.destinationUnreachable, _): report = .unreachable
+            case (ICMPv6Type.timeExceeded, 0): report = .timeExceeded
+            default: return .ignore
+            }
+        } else {
+            guard InternetChecksum.verify(message) else { return .ignore }
+            switch (type, code) {
+            case (ICMPType.destinationUnreachable, ICMPUnreachableCode.fragmentationNeeded):
+                let mtu = Int(message.uint16(at: 6))
+                guard mtu >= 68 else { return .ignore }
+                report = .tooBig(mtu)
+            case (ICMPType.destinationUnreachable, ICMPUnreachableCode.sourceRouteFailed): return .ignore   // "impossible" for us, as ipip_err says
+            case (ICMPType.destinationUnreachable, _): report = .unreachable
+            case (ICMPType.timeExceeded, 0): report = .timeExceeded
+            default: return .ignore
+            }
+        }
+        let quotedStart = offset + 8
+        let quoted = UnsafeRawBufferPointer(rebasing: packet[quotedStart...])
+        guard let sender = peers.sender(of: quoted) else { return .ignore }
+        let peer = sender.peer
+        // What the report asks of us, when its quote can show it is about a packet we sent.
+        let quotedInner = UnsafeRawBufferPointer(rebasing: quoted[min(sender.inner, quoted.count)...])
+        guard let quote = OuterPacketQuote(identification: sender.identification, outerLength: sender.outerLength,
+                                           quotedInner: quotedInner, innerLength: sender.outerLength - sender.inner) else {
+            return .unverifiable(peer: peer)
+        }
+        // The inner IPv6 packet's header and 8 bytes more (what ip6_err_gen_icmpv6_unreach requires).
+        let innerIPv6 = quotedInner.count >= IPv6PacketView.headerLength + 8 && quotedInner[0] >> 4 == 6
+        let inner = (quotedStart + sender.inner)..<packet.count
+        switch report {
+        case .tooBig(let mtu):
+            return .fragmentationNeeded(peer: peer, outerMTU: mtu, quote: quote)
+        case .unreachable where innerIPv6:
+            return .relayToIPv6Source(peer: peer, quote: quote, timeExceeded: false, inner: inner)
+        case .timeExceeded where innerIPv6:
+            return .relayToIPv6Source(peer: peer, quote: quote, timeExceeded: true, inner: inner)
+        case .unreachable:
+            return .peerError(peer: peer, quote: quote)
+        case .timeExceeded:
+            // With an inherited TTL the inner packet's own TTL ran out: its sender hears that itself.
+            return ttlInherited ? .ignore : .peerError(peer: peer, quote: quote)
+        }
     }
 }

@@ -19,16 +19,19 @@ protocol InnerPacket {
     var hopLimit: UInt8 { get }
     var ecn: ECN { get }
 
-    /// The protocol number an outer header gives this family: 4 (RFC 2003) or 41 (RFC 4213).
-    static var outerProtocol: UInt8 { get }
+    /// Whether this is the IPv6 family, carried as protocol (next header) 41; IPv4 as 4.
+    static var isIPv6: Bool { get }
 
     // Encapsulation.
 
     /// Traffic a tunnel to many peers never carries (IPv6 link-scope and multicast: the kernel's MLD chatter).
     var isLinkScoped: Bool { get }
     /// One of this gateway's own outer packets, come back through the TUN device: the route to a peer's
-    /// endpoint leads into the tunnel.
-    func isOuterPacket(from local: IPv4Address) -> Bool
+    /// endpoint leads into the tunnel. `ports`: the UDP ports FOU and GUE packets go to.
+    func isOuterPacket(from local: IPAddress, ports: [UInt16]) -> Bool
+    /// The Tunnel Encapsulation Limit the packet carries (RFC 2473 §4.1.1: an IPv6 Destination Options
+    /// option) and its offset in the packet, if it carries one.
+    var tunnelEncapsulationLimit: (offset: Int, value: UInt8)? { get }
     /// Whether a packet of `length` bytes fits a path whose inner MTU is `pathMTU`, and if not, what then.
     func fit(length: Int, pathMTU: Int) -> InnerFit
     /// DF of the outer header.
@@ -66,14 +69,21 @@ extension IPv4PacketView: InnerPacket {
 
     @inline(__always) var trafficClass: UInt8 { tos }
     @inline(__always) var hopLimit: UInt8 { ttl }
-    static var outerProtocol: UInt8 { IPProtocolNumber.ipip }
+    static var isIPv6: Bool { false }
 
     @inline(__always) var isLinkScoped: Bool { false }
 
     @inline(__always)
-    func isOuterPacket(from local: IPv4Address) -> Bool {
-        (protocolNumber == IPProtocolNumber.ipip || protocolNumber == IPProtocolNumber.ipv6) && source == local
+    func isOuterPacket(from local: IPAddress, ports: [UInt16]) -> Bool {
+        guard case .v4(let local) = local, source == local else { return false }
+        switch protocolNumber {
+        case IPProtocolNumber.ipip, IPProtocolNumber.ipv6: return true
+        case IPProtocolNumber.udp: return payload.count >= 4 && ports.contains(payload.uint16(at: 2))
+        default: return false
+        }
     }
+
+    @inline(__always) var tunnelEncapsulationLimit: (offset: Int, value: UInt8)? { nil }
 
     @inline(__always)
     func fit(length: Int, pathMTU: Int) -> InnerFit {
@@ -128,12 +138,38 @@ extension IPv6PacketView: InnerPacket {
         do { return try IPv6PacketView(validating: bytes, exactLength: true) } catch { return nil }
     }
 
-    static var outerProtocol: UInt8 { IPProtocolNumber.ipv6 }
+    static var isIPv6: Bool { true }
 
     @inline(__always) var isLinkScoped: Bool { destination.isMulticast || destination.isLinkLocal }
 
-    /// An IPv6 packet is never one of this gateway's outer packets, all of which are IPv4.
-    @inline(__always) func isOuterPacket(from local: IPv4Address) -> Bool { false }
+    /// Over an IPv6 underlay: next header 4 or 41, perhaps behind the encapsulation limit's Destination
+    /// Options header, or UDP to a FOU or GUE port.
+    @inline(__always)
+    func isOuterPacket(from local: IPAddress, ports: [UInt16]) -> Bool {
+        guard case .v6(let local) = local, source == local else { return false }
+        var next = nextHeader, offset = 0
+        let payload = payload
+        if next == IPv6ExtensionHeaders.destinationOptions {
+            guard payload.count >= Encapsulation.encapsulationLimitLength else { return false }
+            next = payload[0]
+            offset = (Int(payload[1]) + 1) * 8
+        }
+        switch next {
+        case IPProtocolNumber.ipip, IPProtocolNumber.ipv6: return true
+        case IPProtocolNumber.udp: return payload.count >= offset + 4 && ports.contains(payload.uint16(at: offset + 2))
+        default: return false
+        }
+    }
+
+    /// Found as ip6_tnl_parse_tlv_enc_lim finds it: in a Destination Options header among the Hop-by-Hop,
+    /// Routing and Destination Options headers right behind the fixed header.
+    @inline(__always)
+    var tunnelEncapsulationLimit: (offset: Int, value: UInt8)? {
+        var next = nextHeader
+        guard next == IPv6ExtensionHeaders.hopByHop || next == IPv6ExtensionHeaders.routing
+                || next == IPv6ExtensionHeaders.destinationOptions else { return nil }
+        return IPv6ExtensionHeaders.encapsulationLimit(in: self, first: &next)
+    }
 
     /// IPv6 packets are never fragmented on the way (RFC 8200 §5), and the inner MTU never drops below 1280.
     @inline(__always)

@@ -1,7 +1,8 @@
-/// What a packet path produced and the thin loop around it must send: IPv4 packets built in place in
-/// preallocated slots (`PacketSlot` layout), each with its destination and what it counts as. Pure
-/// memory; the dataplane sends a batch with one sendmmsg(2) (or writes it to the TUN device) in
-/// `whenFull` and after each burst, so a path never waits for I/O and never allocates.
+/// What a packet path produced and the thin loop around it must send: IPv4 and IPv6 packets built in
+/// place in preallocated slots (`PacketSlot` layout), each with its destination and what it counts as.
+/// Pure memory; the dataplane sends a batch with one sendmmsg(2) per run of packets for one socket (or
+/// writes them to the TUN device) in `whenFull` and after each burst, so a path never waits for I/O and
+/// never allocates.
 public final class PacketBatch {
     public static let capacity = 64
 
@@ -9,6 +10,9 @@ public final class PacketBatch {
     public enum Kind: Equatable, Sendable {
         /// An outer packet carrying `innerLength` bytes to `peer`.
         case encapsulated(peer: Int, innerLength: Int)
+        /// One of the fragments of an outer IPv6 packet carrying an inner IPv6 packet of `innerLength`
+        /// bytes to `peer` (RFC 2473 §7.1); the `first` counts the packet.
+        case encapsulatedFragment(peer: Int, innerLength: Int, first: Bool)
         /// An inner packet unwrapped from `peer`'s outer packet, to be delivered: written to the TUN
         /// device (with its virtio-net header in front), or sent through the raw socket.
         case decapsulated(peer: Int, innerLength: Int, viaTUN: Bool)
@@ -29,10 +33,12 @@ public final class PacketBatch {
 
     private let storage: UnsafeMutableRawBufferPointer
     /// Start and length of each queued packet, and its destination in network byte order: the arrays
-    /// sendmmsg(2) is built from.
+    /// sendmmsg(2) is built from — an IPv4 address, or 16 bytes of IPv6 address where `isIPv6Destination`.
     public let starts: UnsafeMutablePointer<UnsafeRawPointer?>
     public let lengths: UnsafeMutablePointer<Int>
     public let destinations: UnsafeMutablePointer<UInt32>
+    public let destinations6: UnsafeMutableRawPointer
+    private let ipv6Destinations: UnsafeMutablePointer<Bool>
     private let kinds: UnsafeMutablePointer<Kind>
     public private(set) var count = 0
     /// How many times the batch was emptied: tells a `TCPCoalescer` whether its entry is still there, and
@@ -48,6 +54,8 @@ public final class PacketBatch {
         starts = .allocate(capacity: Self.capacity)
         lengths = .allocate(capacity: Self.capacity)
         destinations = .allocate(capacity: Self.capacity)
+        destinations6 = .allocate(byteCount: Self.capacity * 16, alignment: 8)
+        ipv6Destinations = .allocate(capacity: Self.capacity)
         kinds = .allocate(capacity: Self.capacity)
     }
 
@@ -56,6 +64,8 @@ public final class PacketBatch {
         starts.deallocate()
         lengths.deallocate()
         destinations.deallocate()
+        destinations6.deallocate()
+        ipv6Destinations.deallocate()
         kinds.deinitialize(count: count)
         kinds.deallocate()
     }
@@ -76,9 +86,33 @@ public final class PacketBatch {
         starts[count] = UnsafeRawPointer(storage.baseAddress!.advanced(by: count * PacketSlot.size + range.lowerBound))
         lengths[count] = range.count
         destinations[count] = destination.value.bigEndian
+        ipv6Destinations[count] = false
         (kinds + count).initialize(to: kind)
         count += 1
         if isFull { whenFull(self) }
+    }
+
+    /// Queues `nextSlot[range]`, an IPv6 packet to `destination`; sends the batch when it is full.
+    @inline(__always)
+    public func append(_ range: Range<Int>, destination: IPv6Address, kind: Kind) {
+        precondition(count < Self.capacity && range.upperBound <= PacketSlot.size)
+        starts[count] = UnsafeRawPointer(storage.baseAddress!.advanced(by: count * PacketSlot.size + range.lowerBound))
+        lengths[count] = range.count
+        destinations6.storeBytes(of: destination.high.bigEndian, toByteOffset: count * 16, as: UInt64.self)
+        destinations6.storeBytes(of: destination.low.bigEndian, toByteOffset: count * 16 + 8, as: UInt64.self)
+        ipv6Destinations[count] = true
+        (kinds + count).initialize(to: kind)
+        count += 1
+        if isFull { whenFull(self) }
+    }
+
+    /// Queues `nextSlot[range]` to `destination`, of either family.
+    @inline(__always)
+    public func append(_ range: Range<Int>, destination: IPAddress, kind: Kind) {
+        switch destination {
+        case .v4(let address): append(range, destination: address, kind: kind)
+        case .v6(let address): append(range, destination: address, kind: kind)
+        }
     }
 
     public func packet(at index: Int) -> UnsafeRawBufferPointer {
@@ -91,9 +125,24 @@ public final class PacketBatch {
         UnsafeMutableRawBufferPointer(mutating: packet(at: index))
     }
 
+    /// The IPv4 destination (0.0.0.0 for a packet to an IPv6 one).
     public func destination(at index: Int) -> IPv4Address {
         precondition(index < count)
-        return IPv4Address(UInt32(bigEndian: destinations[index]))
+        return ipv6Destinations[index] ? .any : IPv4Address(UInt32(bigEndian: destinations[index]))
+    }
+
+    /// The destination of either family.
+    public func destinationAddress(at index: Int) -> IPAddress {
+        precondition(index < count)
+        guard ipv6Destinations[index] else { return .v4(IPv4Address(UInt32(bigEndian: destinations[index]))) }
+        return .v6(IPv6Address(high: UInt64(bigEndian: destinations6.loadUnaligned(fromByteOffset: index * 16, as: UInt64.self)),
+                               low: UInt64(bigEndian: destinations6.loadUnaligned(fromByteOffset: index * 16 + 8, as: UInt64.self))))
+    }
+
+    /// Whether the packet goes to an IPv6 destination through the raw IPv6 socket (an IPv6 underlay's outer packet).
+    public func goesToRawIPv6Socket(at index: Int) -> Bool {
+        precondition(index < count)
+        return ipv6Destinations[index] && !goesToICMPv6Socket(at: index)
     }
 
     /// Whether the packet goes to the TUN device rather than the raw socket.
@@ -114,7 +163,10 @@ public final class PacketBatch {
     public func carriesIPv6(at index: Int) -> Bool {
         let packet = self.packet(at: index)
         switch kind(at: index) {
-        case .encapsulated: return packet.count > 9 && packet[9] == IPProtocolNumber.ipv6
+        // The inner packet is the packet's tail.
+        case .encapsulated(_, let innerLength): return innerLength > 0 && innerLength <= packet.count && packet[packet.count - innerLength] >> 4 == 6
+        // Only an inner IPv6 packet is sent in outer fragments.
+        case .encapsulatedFragment: return true
         case .decapsulated(_, _, true), .superPacket: return packet.count > VirtioNetHeader.size && packet[VirtioNetHeader.size] >> 4 == 6
         default: return false
         }
@@ -146,5 +198,5 @@ public enum PacketPathEvent: Equatable, Sendable {
     /// A router's "fragmentation needed" lowered the inner path MTU towards `peer`.
     case pathMTULowered(peer: Int, mtu: Int)
     /// A router reported `peer` unreachable (RFC 2003 §4): its senders hear "host unreachable" for 30 s.
-    case peerReportedUnreachable(peer: Int, reporter: IPv4Address)
+    case peerReportedUnreachable(peer: Int, reporter: IPAddress)
 }

@@ -42,9 +42,25 @@ public final class PeerPathState: Sendable {
         return identification
     }
 
+    /// Remembers an outer packet without an identification (an IPv6 underlay's) as sent, by what an
+    /// ICMPv6 error about it would quote.
+    @inline(__always)
+    public func noteSent(outerLength: Int, inner: UnsafeRawBufferPointer) {
+        quotes.note(OuterPacketQuote(identification: nil, outerLength: outerLength, inner: inner))
+    }
+
+    /// The identification of the next outer IPv6 fragment train to the peer (RFC 8200 §4.5: one the
+    /// peer has not seen lately): the same counter, widened.
+    public func takeFragmentIdentification() -> UInt32 {
+        let identification = nextIdentification.load(ordering: .relaxed)
+        nextIdentification.store(identification &+ 1, ordering: .relaxed)
+        return UInt32(identification) << 16 | UInt32(fragmentTrain.wrappingAdd(1, ordering: .relaxed).oldValue)
+    }
+    private let fragmentTrain = Atomic<UInt16>(UInt16.random(in: 0...UInt16.max))
+
     /// Remembers an outer packet as sent to the peer (tests).
     public func noteSent(_ quote: OuterPacketQuote, now: Double) {
-        sent.note(quote.identification, now: now)
+        if let identification = quote.identification { sent.note(identification, now: now) }
         quotes.note(quote)
     }
 
@@ -52,7 +68,7 @@ public final class PeerPathState: Sendable {
     /// `SentIdentifications.window` seconds, with that length and that inner packet's first 8 bytes:
     /// what a router's report must quote to be believed.
     public func sentRecently(_ quote: OuterPacketQuote, now: Double) -> Bool {
-        sent.contains(quote.identification, now: now) && quotes.contains(quote)
+        (quote.identification.map { sent.contains($0, now: now) } ?? true) && quotes.contains(quote)
     }
 
     /// Takes one ICMP report about the peer's outer packets from the budget (the capture thread's); false
@@ -66,12 +82,14 @@ public final class PeerPathState: Sendable {
     /// Linux's net.ipv4.route.min_pmtu: no report lowers an outer path MTU below this.
     public static let defaultMinimumPathMTU = 552
 
-    /// A router reported `outerMTU` for packets to the peer: inner packets must fit in it minus 20. The
-    /// outer MTU is floored at `floor` (`tunnel.min-pmtu`), so that a forged report cannot shrink the
-    /// tunnel to nothing. Returns the new inner MTU when it lowered what was known.
+    /// A router reported `outerMTU` for packets to the peer: inner packets must fit in it minus the outer
+    /// header's `overhead`. The outer MTU is floored at `floor` (`tunnel.min-pmtu`; 1280 over IPv6), so that
+    /// a forged report cannot shrink the tunnel to nothing. Returns the new inner MTU when it lowered what
+    /// was known.
     @discardableResult
-    public func learnPathMTU(outerMTU: Int, now: Double, ceiling: Int, floor: Int = defaultMinimumPathMTU) -> Int? {
-        let inner = max(floor, outerMTU) - KernelPlan.encapsulationOverhead
+    public func learnPathMTU(outerMTU: Int, now: Double, ceiling: Int, floor: Int = defaultMinimumPathMTU,
+                             overhead: Int = Encapsulation.ipv4HeaderLength) -> Int? {
+        let inner = max(floor, outerMTU) - overhead
         let current = currentMTU(now: now) ?? ceiling
         guard inner < current else { return nil }
         learnedMTU.store(inner, ordering: .relaxed)
@@ -159,40 +177,85 @@ final class SentIdentifications: Sendable {
 }
 
 /// What an ICMP error about one of our outer packets quotes of it (RFC 792: the IP header and at least 8
-/// bytes more): the outer packet's IP identification and total length, and the first 8 bytes of the inner
-/// packet — version, TOS/traffic class, length and IPv4 ID or IPv6 flow label, which routers leave as they
-/// are. A forger off the path has to guess all of them for one packet sent in the last seconds.
+/// bytes more; RFC 4443: as much as fits in 1280 bytes): the outer IPv4 packet's identification and its
+/// total length, and a sample of the inner packet — its first 8 bytes (version, TOS/traffic class, length
+/// and IPv4 ID or IPv6 flow label), which routers leave as they are. An IPv6 outer header has no
+/// identification: its sample also takes the 8 bytes behind the inner IP header (ports and sequence
+/// number, ICMP identifier), which every ICMPv6 error quotes. A forger off the path has to guess all of
+/// them for one packet sent in the last seconds.
 public struct OuterPacketQuote: Equatable, Sendable {
-    public var identification: UInt16
+    /// nil for an IPv6 outer header.
+    public var identification: UInt16?
     public var outerLength: UInt16
-    /// The inner packet's first 8 bytes, loaded as they lie in memory.
-    public var innerPrefix: UInt64
+    /// The inner packet's sample, loaded as it lies in memory.
+    public var innerSample: UInt64
 
-    public init(identification: UInt16, outerLength: UInt16, innerPrefix: UInt64) {
+    public init(identification: UInt16?, outerLength: UInt16, innerSample: UInt64) {
         self.identification = identification
         self.outerLength = outerLength
-        self.innerPrefix = innerPrefix
+        self.innerSample = innerSample
     }
 
-    /// An inner packet shorter than 8 bytes is quoted padded with zeros (the encapsulator never sends one).
+    /// The quote of an outer packet of `outerLength` bytes around `inner`. Bytes the inner packet lacks
+    /// count as zeros (the encapsulator sends no packet shorter than 8 bytes).
     @inline(__always)
-    init(identification: UInt16, outerLength: Int, inner: UnsafeRawBufferPointer) {
-        var prefix: UInt64 = 0
-        if inner.count >= 8 {
-            prefix = inner.loadUnaligned(as: UInt64.self)
-        } else {
-            withUnsafeMutableBytes(of: &prefix) { $0.copyMemory(from: inner) }
-        }
-        self.init(identification: identification, outerLength: UInt16(truncatingIfNeeded: outerLength), innerPrefix: prefix)
+    init(identification: UInt16?, outerLength: Int, inner: UnsafeRawBufferPointer) {
+        self.init(identification: identification, outerLength: UInt16(truncatingIfNeeded: outerLength),
+                  innerSample: Self.sample(inner, deep: identification == nil))
     }
 
-    /// The quote in an ICMP error's body: an outer IPv4 header and at least 8 bytes after it.
+    @inline(__always)
+    static func load(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        guard offset < bytes.count else { return 0 }
+        if bytes.count - offset >= 8 { return bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+        var value: UInt64 = 0
+        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset...])) }
+        return value
+    }
+
+    /// The transport header's offset in the inner packet: what the deep sample takes 8 bytes at.
+    @inline(__always)
+    static func transportOffset(_ inner: UnsafeRawBufferPointer) -> Int {
+        guard let first = inner.first else { return 0 }
+        return first >> 4 == 6 ? IPv6PacketView.headerLength : Int(first & 0x0F) * 4
+    }
+
+    @inline(__always)
+    static func sample(_ inner: UnsafeRawBufferPointer, deep: Bool) -> UInt64 {
+        let head = load(inner, at: 0)
+        guard deep else { return head }
+        let transport = load(inner, at: transportOffset(inner))
+        return head ^ (transport << 29 | transport >> 35)
+    }
+
+    /// How many bytes of an inner packet of `length` bytes a quote must hold to be checked: RFC 792's 8,
+    /// and with the deep sample the transport header's first 8 too (or the whole of a shorter packet).
+    static func neededInner(_ quoted: UnsafeRawBufferPointer, length: Int, deep: Bool) -> Int {
+        deep ? max(8, min(length, transportOffset(quoted) + 8)) : 8
+    }
+
+    /// The quote in an ICMP error's body: `outer` describes the quoted outer header, `quotedInner` is
+    /// what it quotes of the inner packet, which was `innerLength` bytes long. nil when the quote holds too
+    /// little to be checked.
+    init?(identification: UInt16?, outerLength: Int, quotedInner: UnsafeRawBufferPointer, innerLength: Int) {
+        guard quotedInner.count >= Self.neededInner(quotedInner, length: innerLength, deep: identification == nil) else {
+            return nil
+        }
+        // What the router did not quote of a longer packet is not sampled by the sender either only when
+        // the packet ended there: cut the view to the packet's own length.
+        let inner = UnsafeRawBufferPointer(rebasing: quotedInner[0..<min(quotedInner.count, max(innerLength, 8))])
+        self.init(identification: identification, outerLength: outerLength, inner: inner)
+    }
+
+    /// The quote in an ICMP error's body that starts with a plain IPv4 outer header (protocol 4 or 41):
+    /// that header and at least 8 bytes of the inner packet behind it.
     public init?(quoted: UnsafeRawBufferPointer) {
         guard quoted.count >= 20 else { return nil }
         let headerLength = Int(quoted[0] & 0x0F) * 4
-        guard headerLength >= 20, quoted.count >= headerLength + 8 else { return nil }
-        self.init(identification: quoted.uint16(at: 4), outerLength: quoted.uint16(at: 2),
-                  innerPrefix: UnsafeRawBufferPointer(rebasing: quoted[headerLength...]).loadUnaligned(as: UInt64.self))
+        let outerLength = Int(quoted.uint16(at: 2))
+        guard headerLength >= 20, quoted.count >= headerLength else { return nil }
+        self.init(identification: quoted.uint16(at: 4), outerLength: outerLength,
+                  quotedInner: UnsafeRawBufferPointer(rebasing: quoted[headerLength...]), innerLength: outerLength - headerLength)
     }
 
     /// Packets longer than this are the ones a smaller path MTU stops: `SentQuotes` keeps them apart.
@@ -236,9 +299,9 @@ final class SentQuotes: Sendable {
     @inline(__always)
     private func digest(_ quote: OuterPacketQuote) -> UInt32 {
         // Two rounds of a 64-bit finalizer (MurmurHash3's fmix64) over the key-masked fields.
-        var x = quote.innerPrefix ^ key0
+        var x = quote.innerSample ^ key0
         x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
-        x ^= (UInt64(quote.identification) << 16 | UInt64(quote.outerLength)) ^ key1
+        x ^= (UInt64(quote.identification ?? 0) << 16 | UInt64(quote.outerLength)) ^ key1
         x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
         x ^= x >> 33
         return UInt32(truncatingIfNeeded: x) | 1   // 0 marks a slot nothing was sent through

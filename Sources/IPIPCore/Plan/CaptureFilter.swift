@@ -1,11 +1,25 @@
 /// libpcap filter expressions (compiled to kernel BPF) for the two capture handles.
 public enum CaptureFilter {
-    /// Packets addressed to the local address, untagged or inside one 802.1Q tag: protocol 4, and the
-    /// ICMP errors (destination unreachable, time exceeded) routers send about our outer packets.
-    /// With `ipv6`, protocol 41 too.
-    public static func tunnel(local: IPv4Address, ipv6: Bool = false) -> String {
-        let tunnel = ipv6 ? "ip proto 4 or ip proto 41" : "ip proto 4"
-        let match = "dst host \(local) and (\(tunnel) or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
+    /// Packets addressed to the local address, untagged or inside one 802.1Q tag: protocol 4 (and with
+    /// `ipv6`, 41), UDP to the `ports` FOU and GUE arrive on (and every later fragment of a UDP datagram,
+    /// which has no port to match), and the ICMP errors (destination unreachable, time exceeded) routers
+    /// send about our outer packets. Over an IPv6 underlay, by the first next header: 4, 41, UDP to those
+    /// ports, ICMPv6 errors (packet too big among them), and the extension headers (Hop-by-Hop, Routing,
+    /// Fragment, Destination Options, the last as ip6tnl sends its encapsulation limit) that may lie before
+    /// them, which the parser walks and checks.
+    public static func tunnel(local: IPAddress, ipv6: Bool = false, ports: [UInt16] = []) -> String {
+        let udp = ports.map { "udp dst port \($0)" }.joined(separator: " or ")
+        let match: String
+        switch local {
+        case .v4(let local):
+            var carried = ipv6 ? "ip proto 4 or ip proto 41" : "ip proto 4"
+            if !ports.isEmpty { carried += " or (ip proto 17 and (\(udp) or ip[6:2] & 0x1fff != 0))" }
+            match = "dst host \(local) and (\(carried) or (icmp and (icmp[0] = 3 or icmp[0] = 11)))"
+        case .v6(let local):
+            var carried = "ip6[6] = 4 or ip6[6] = 41 or ip6[6] = 0 or ip6[6] = 43 or ip6[6] = 44 or ip6[6] = 60"
+            if !ports.isEmpty { carried += " or (ip6[6] = 17 and (\(udp)))" }
+            match = "ip6 dst host \(local) and (\(carried) or (ip6[6] = 58 and (ip6[40] = 1 or ip6[40] = 2 or ip6[40] = 3)))"
+        }
         return "(\(match)) or (vlan and \(match))"
     }
 

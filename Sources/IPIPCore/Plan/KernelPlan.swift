@@ -9,18 +9,22 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     case addAddress(interface: String, address: IPAddress)
     case setSysctl(key: String, value: String)
     case linkUp(interface: String)
-    /// A host route keeping a peer endpoint outside the tunnel (the seed's `route add B dev eth0`).
-    case pinEndpoint(peer: String, endpoint: IPv4Address, interface: String, gateway: IPv4Address?)
+    /// A host route keeping a peer endpoint outside the tunnel (the seed's `route add B dev eth0`), in the
+    /// underlay's family.
+    case pinEndpoint(peer: String, endpoint: IPAddress, interface: String, gateway: IPAddress?)
     /// A prefix of either family routed into the tunnel; `run` adds a run of them in netlink batches.
     case addTunnelRoute(prefix: IPPrefix, interface: String, peer: String)
-    /// A raw socket for protocol 4 (or 41) that receives nothing, so the kernel stops answering those
-    /// packets with ICMP "protocol unreachable".
-    case claimProtocol(UInt8)
+    /// A raw socket for protocol 4 (or 41), of the underlay's family, that receives nothing, so the kernel
+    /// stops answering those packets with ICMP "protocol unreachable" (ICMPv6 "unrecognized next header").
+    case claimProtocol(UInt8, ipv6: Bool)
+    /// A UDP socket bound to a `fou` port that receives nothing, so the kernel answers no tunnel packet with
+    /// "port unreachable" (and no other program takes the port); the capture takes the packets.
+    case claimUDPPort(FOUPort, address: IPAddress)
     /// The raw ICMPv6 socket ICMPv6 errors to IPv6 senders leave by (the tunnel carries IPv6).
     case openICMPv6Socket
-    /// The raw IPv4 sockets (libnet) that send outer packets to the peers, and ICMP errors and (routed
-    /// delivery) decapsulated packets, marked with `reinjectionMark`.
-    case openRawSockets(reinjectionMark: UInt32?)
+    /// The raw sockets (libnet) that send outer packets to the peers — IPv4, or IPv6 for an IPv6 underlay —
+    /// and ICMP errors and (routed delivery) decapsulated packets, marked with `reinjectionMark`.
+    case openRawSockets(reinjectionMark: UInt32?, outerIPv6: Bool)
     case capture(interface: String, filter: String)
     /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
     /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
@@ -50,19 +54,26 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
         case .linkUp(let interface):
             "ip link set dev \(interface) up"
         case let .pinEndpoint(peer, endpoint, interface, gateway):
-            "ip route add \(endpoint)/32" + (gateway.map { " via \($0)" } ?? "") + " dev \(interface)"
+            "ip\(endpoint.isIPv6 ? " -6" : "") route add \(IPPrefix(host: endpoint))" + (gateway.map { " via \($0)" } ?? "") + " dev \(interface)"
                 + "    # pin peer \(peer)'s endpoint outside the tunnel"
         case let .addTunnelRoute(prefix, interface, peer):
             "ip\(prefix.isIPv6 ? " -6" : "") route add \(prefix) dev \(interface)    # to peer \(peer)"
-        case .claimProtocol(let number):
-            "open a raw IPv4 socket for protocol \(number) that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case let .claimProtocol(number, ipv6):
+            ipv6 ? "open a raw IPv6 socket for next header \(number) that queues nothing (no ICMPv6 parameter problem for tunnel packets)"
+                 : "open a raw IPv4 socket for protocol \(number) that queues nothing (no ICMP protocol-unreachable for tunnel packets)"
+        case let .claimUDPPort(port, address):
+            "bind UDP port \(port.port) on \(address) with a socket that queues nothing (no port unreachable for tunnel packets; "
+                + "as `ip fou add \(port)`: the capture takes them)"
         case .openICMPv6Socket:
             "open a raw ICMPv6 socket (blocking every type it could receive) to send ICMPv6 errors to IPv6 senders: "
                 + "packet too big, address unreachable, hop limit exceeded"
-        case .openRawSockets(let mark):
-            "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets"
+        case let .openRawSockets(mark, outerIPv6):
+            (outerIPv6 ? "open a raw IPv6 socket (libnet LIBNET_RAW6, IPPROTO_RAW: the header included) to send outer packets, and raw "
+                         + "IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) for ICMP errors"
+                       : "open raw IPv4 sockets (libnet LIBNET_RAW4, IP_HDRINCL) to send outer packets")
                 + (mark.map { ", and decapsulated packets marked 0x\(String($0, radix: 16)) (delivery: routed)" }
-                   ?? " and ICMP errors (decapsulated packets go to the TUN device: delivery: kernel)")
+                   ?? (outerIPv6 ? " (decapsulated packets go to the TUN device: delivery: kernel)"
+                                 : " and ICMP errors (decapsulated packets go to the TUN device: delivery: kernel)"))
         case let .capture(interface, filter):
             "capture on \(interface) (a packet socket with the kernel's virtio-net header: frames its GRO or LRO merged "
                 + "are taken whole), inbound only, filter: \(filter)"
@@ -99,8 +110,6 @@ public struct KernelPlan: Sendable, Equatable {
     /// Up to this many peers, the plan notes each one's accepted sources on a line of its own.
     public static let peersNotedOneByOne = 16
 
-    /// IP header bytes added by encapsulation.
-    public static let encapsulationOverhead = Encapsulator.headroom
     /// Assumed uplink MTU when the uplink cannot be inspected (Ethernet).
     public static let fallbackUplinkMTU = 1500
 
@@ -130,10 +139,16 @@ public struct KernelPlan: Sendable, Equatable {
         enableForwarding(config)
         pinEndpoints(config, facts)
         routePrefixesIntoTheTunnel(config, facts)
-        openSockets(config)
+        openSockets(config, facts)
         noteWhatIsAcceptedAndWhereItGoes(config, uplinkFacts)
-        changes.append(.capture(interface: config.uplink.interface, filter: CaptureFilter.tunnel(local: config.uplink.address, ipv6: config.carriesIPv6)))
-        changes.append(.consumeAfterCapture(interface: config.uplink.interface, local: config.uplink.address))
+        changes.append(.capture(interface: config.uplink.interface,
+                                filter: CaptureFilter.tunnel(local: config.uplink.address, ipv6: config.carriesIPv6, ports: config.fouPorts.map(\.port))))
+        if case .v4(let local) = config.uplink.address {
+            changes.append(.consumeAfterCapture(interface: config.uplink.interface, local: local))
+        } else {
+            notes.append("IPv6 underlay: the kernel also receives the outer packets the capture took, and drops them at the "
+                         + "sockets that claim next headers 4 and 41 and the FOU ports (the eBPF ingress program matches IPv4 only)")
+        }
         for interface in config.proxyCaptureInterfaces { proxyNeighbours(on: interface, config, facts) }
         if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
         if let metrics = config.metricsListen { changes.append(.serveMetrics(metrics)) }
@@ -147,7 +162,7 @@ public struct KernelPlan: Sendable, Equatable {
             problems.append(.uplinkMissing(interface: uplink.interface))
             return
         }
-        let assigned = uplinkFacts.addresses.contains(uplink.address)
+        let assigned = uplinkFacts.holds(uplink.address)
         if uplink.standbyWhenAbsent {
             notes.append("HA pair (uplink.standby-when-absent): \(uplink.address) is \(assigned ? "" : "not ")assigned to "
                          + "\(uplink.interface) now, so run starts as the \(assigned ? "active" : "standby") gateway")
@@ -165,24 +180,35 @@ public struct KernelPlan: Sendable, Equatable {
         }
     }
 
-    /// The configured MTU, or the uplink's less the outer header.
+    /// The configured MTU, or the uplink's less the longest outer header of any peer (each peer's own
+    /// shorter one leaves it no more: one TUN device, one MTU).
     private mutating func chooseTunnelMTU(_ config: GatewayConfig, _ uplinkFacts: SystemFacts.Interface?) {
         let uplink = config.uplink
+        let encapsulations = config.encapsulations
+        let overhead = encapsulations.map(\.overhead).max() ?? Encapsulation.ipv4HeaderLength
+        let uplinkMTU = uplinkFacts?.mtu ?? Self.fallbackUplinkMTU
         if let mtu = config.tunnel.mtu {
             tunnelMTU = mtu
             notes.append("tunnel MTU \(mtu) from the config")
         } else {
-            let uplinkMTU = uplinkFacts?.mtu ?? Self.fallbackUplinkMTU
-            tunnelMTU = max(68, uplinkMTU - Self.encapsulationOverhead)
+            tunnelMTU = max(68, uplinkMTU - overhead)
             notes.append("tunnel MTU \(tunnelMTU) = \(uplink.interface) MTU \(uplinkMTU)"
-                         + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − \(Self.encapsulationOverhead)")
+                         + (uplinkFacts == nil ? " (assumed: interface not found)" : "") + " − \(overhead)"
+                         + (Set(encapsulations.map(\.overhead)).count > 1 ? " (the longest of the peers' outer headers)" : ""))
         }
         if config.carriesIPv6 && tunnelMTU < Encapsulator.minimumIPv6MTU {
             problems.append(.tunnelMTUBelowIPv6Minimum(mtu: tunnelMTU))
         }
-        if let uplinkMTU = uplinkFacts?.mtu, tunnelMTU + Self.encapsulationOverhead > uplinkMTU {
-            notes.append("tunnel MTU \(tunnelMTU) + \(Self.encapsulationOverhead) exceeds \(uplink.interface) MTU \(uplinkMTU): "
-                         + "large packets will be fragmented or refused")
+        // Each peer's outer header, and what it leaves of the uplink's MTU (one line for a hub's many plain peers).
+        let described = encapsulations.count <= Self.peersNotedOneByOne || Set(encapsulations.map(\.summary)).count > 1
+        for (peer, encapsulation) in zip(config.peers, encapsulations) where described {
+            let peerMTU = Encapsulator.innerMTU(encapsulation, tunnelMTU: tunnelMTU, uplinkMTU: uplinkFacts?.mtu)
+            notes.append("peer \(peer.name): outer header \(encapsulation.summary); inner packets of up to \(peerMTU) bytes"
+                         + (peerMTU < tunnelMTU ? " (\(uplink.interface) MTU \(uplinkMTU) − \(encapsulation.overhead); larger ones get "
+                                                   + "\"fragmentation needed\" or \"packet too big\", or are fragmented)" : ""))
+        }
+        if !described, let encapsulation = encapsulations.first {
+            notes.append("\(encapsulations.count) peers: outer header \(encapsulation.summary)")
         }
     }
 
@@ -260,12 +286,19 @@ public struct KernelPlan: Sendable, Equatable {
         }
     }
 
-    /// The protocol claims (no ICMP protocol-unreachable for tunnel packets) and the sending sockets.
-    private mutating func openSockets(_ config: GatewayConfig) {
+    /// The protocol and port claims (no ICMP protocol or port unreachable for tunnel packets) and the sending sockets.
+    private mutating func openSockets(_ config: GatewayConfig, _ facts: SystemFacts) {
         let tunnel = config.tunnel
-        changes.append(.claimProtocol(IPProtocolNumber.ipip))
-        if config.carriesIPv6 { changes.append(.claimProtocol(IPProtocolNumber.ipv6)) }
-        changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .routed ? tunnel.reinjectionMark : nil))
+        let ipv6Underlay = config.uplink.isIPv6
+        changes.append(.claimProtocol(IPProtocolNumber.ipip, ipv6: ipv6Underlay))
+        if config.carriesIPv6 { changes.append(.claimProtocol(IPProtocolNumber.ipv6, ipv6: ipv6Underlay)) }
+        for port in config.fouPorts {
+            if let holder = facts.udpPortsInUse[port.port] {
+                problems.append(.udpPortInUse(port: port.port, address: config.uplink.address, holder: holder))
+            }
+            changes.append(.claimUDPPort(port, address: config.uplink.address))
+        }
+        changes.append(.openRawSockets(reinjectionMark: tunnel.delivery == .routed ? tunnel.reinjectionMark : nil, outerIPv6: ipv6Underlay))
         if config.carriesIPv6 { changes.append(.openICMPv6Socket) }
     }
 

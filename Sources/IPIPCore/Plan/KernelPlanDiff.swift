@@ -53,12 +53,12 @@ public struct KernelPlanDiff: Sendable, Equatable {
     }
 
     /// The endpoint a `.pinEndpoint` step pins.
-    public static func endpoint(_ pin: KernelChange) -> IPv4Address? {
+    public static func endpoint(_ pin: KernelChange) -> IPAddress? {
         if case let .pinEndpoint(_, endpoint, _, _) = pin { endpoint } else { nil }
     }
 
     /// Each pinned endpoint with its step (the first, should a plan pin one twice).
-    static func pins(_ plan: KernelPlan) -> [IPv4Address: KernelChange] {
+    static func pins(_ plan: KernelPlan) -> [IPAddress: KernelChange] {
         Dictionary(plan.changes.compactMap { change in endpoint(change).map { ($0, change) } }, uniquingKeysWith: { first, _ in first })
     }
 

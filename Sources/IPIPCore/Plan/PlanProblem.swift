@@ -3,16 +3,18 @@
 /// admins read the description, which says what to do about it.
 public enum PlanProblem: Sendable, Equatable, CustomStringConvertible {
     case uplinkMissing(interface: String)
-    case uplinkAddressNotAssigned(address: IPv4Address, interface: String)
+    case uplinkAddressNotAssigned(address: IPAddress, interface: String)
     /// The tunnel carries IPv6, whose least MTU is 1280, and its MTU is below.
     case tunnelMTUBelowIPv6Minimum(mtu: Int)
     case ipv6TurnedOff
     /// IPv6 is disabled by a sysctl (e.g. net.ipv6.conf.all.disable_ipv6 = 1).
     case ipv6Disabled(sysctl: String, tunnel: String)
     /// The endpoint lies inside a tunneled prefix and no route outside the tunnel leads to it.
-    case endpointWithoutRouteToPin(peer: String, endpoint: IPv4Address)
+    case endpointWithoutRouteToPin(peer: String, endpoint: IPAddress)
     /// The only route to the endpoint goes through the tunnel itself.
-    case endpointRoutedIntoTunnel(peer: String, endpoint: IPv4Address)
+    case endpointRoutedIntoTunnel(peer: String, endpoint: IPAddress)
+    /// Another socket holds a `fou` port on the uplink address (or on every address of its family).
+    case udpPortInUse(port: UInt16, address: IPAddress, holder: String)
     /// A route the kernel would refuse to add as "File exists": `existing` is how `ip route` shows it.
     case routeInTheWay(prefix: IPPrefix, existing: String, peer: String)
     case ghostInterfaceMissing(interface: String)
@@ -41,6 +43,9 @@ public enum PlanProblem: Sendable, Equatable, CustomStringConvertible {
         case let .routeInTheWay(prefix, existing, peer):
             "a route to \(prefix) already exists (`\(Self.ip(prefix)) route show \(prefix)`: \(existing)): run could not add peer \(peer)'s "
                 + "route through the tunnel; remove it (\(Self.ip(prefix)) route del \(prefix)) or take the prefix out of the config"
+        case let .udpPortInUse(port, address, holder):
+            "UDP port \(port) is already bound on \(address) (\(holder)): run could not claim it for tunnel packets "
+                + "(`ss -ulnp 'sport = :\(port)'` shows who holds it); free it or choose another port in `fou`"
         case .ghostInterfaceMissing(let interface):
             "ghost-host interface \(interface) does not exist here"
         case let .ghostAssignedLocally(address, interface):

@@ -5,13 +5,24 @@ public struct SystemFacts: Sendable, Equatable {
         public var mtu: Int
         public var mac: MACAddress?
         public var addresses: [IPv4Address]
+        public var addresses6: [IPv6Address]
         /// What the interface merges or checks before packet sockets see a frame (the uplink's; nil: not read).
         public var receiveOffloads: ReceiveOffloads?
-        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = [], receiveOffloads: ReceiveOffloads? = nil) {
+        public init(mtu: Int, mac: MACAddress? = nil, addresses: [IPv4Address] = [], addresses6: [IPv6Address] = [],
+                    receiveOffloads: ReceiveOffloads? = nil) {
             self.mtu = mtu
             self.mac = mac
             self.addresses = addresses
+            self.addresses6 = addresses6
             self.receiveOffloads = receiveOffloads
+        }
+
+        /// Whether `address`, of either family, is one of the interface's.
+        public func holds(_ address: IPAddress) -> Bool {
+            switch address {
+            case .v4(let address): addresses.contains(address)
+            case .v6(let address): addresses6.contains(address)
+            }
         }
     }
 
@@ -58,17 +69,24 @@ public struct SystemFacts: Sendable, Equatable {
     /// The kernel's current answer to "how do I reach this address" (`ip route get`).
     public struct Route: Sendable, Equatable {
         public var interface: String
-        public var gateway: IPv4Address?
-        public init(interface: String, gateway: IPv4Address? = nil) {
+        /// In the family of the address routed to.
+        public var gateway: IPAddress?
+        public init(interface: String, gateway: IPAddress? = nil) {
             self.interface = interface
             self.gateway = gateway
+        }
+        public init(interface: String, gateway: IPv4Address?) {
+            self.init(interface: interface, gateway: gateway.map(IPAddress.v4))
         }
     }
 
     public var interfaces: [String: Interface] = [:]
     /// Route to each peer endpoint that lies inside a tunneled prefix (those the plan may pin); missing:
     /// no route at all.
-    public var routes: [IPv4Address: Route] = [:]
+    public var routes: [IPAddress: Route] = [:]
+    /// UDP ports of `fou` that another socket already holds on the uplink address (or on all addresses of
+    /// its family), with who holds them as `ss` would say it (nil: the process could not be told).
+    public var udpPortsInUse: [UInt16: String] = [:]
     public var ipv6Available = true
     /// IPv6 is switched off for new interfaces or all of them (`net.ipv6.conf.{default,all}.disable_ipv6`):
     /// the TUN device could take no IPv6 address. The name of the sysctl that says so.
@@ -87,7 +105,7 @@ public struct SystemFacts: Sendable, Equatable {
     /// Kernel IPv6 proxy-neighbour entries (`ip -6 neigh add proxy ADDRESS dev IF`).
     public var kernelProxyEntries6: [String: Set<IPv6Address>] = [:]
 
-    public init(interfaces: [String: Interface] = [:], routes: [IPv4Address: Route] = [:], ipv6Available: Bool = true,
+    public init(interfaces: [String: Interface] = [:], routes: [IPAddress: Route] = [:], ipv6Available: Bool = true,
                 kernelProxyARPInterfaces: Set<String> = [], kernelProxyEntries: [String: Set<IPv4Address>] = [:]) {
         self.interfaces = interfaces
         self.routes = routes

@@ -32,6 +32,10 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case unsupportedOffload = "unsupported-offload" // captured: a frame the uplink's kernel merged or marked in a way that does not fit its packet, or could not describe
     case extensionHeaders = "extension-headers" // captured: inner IPv6 with more extension headers than any sender needs (8, in 512 bytes)
     case icmpOverBudget = "icmp-over-budget"  // captured: ICMP about a peer's outer packets beyond the 10 a second looked at
+    case encapsulationMismatch = "encapsulation-mismatch" // captured: from a peer, but plain, FOU or GUE where its `encap` says otherwise, or on a FOU port of the other inner family
+    case unsupportedGUE = "unsupported-gue"   // captured: a GUE header of an unknown version, with unknown flags, or a control message
+    case outerOptions = "outer-options"       // captured: IPv6 outer extension headers not taken (a routing header in use, an option that must not be skipped, over 8 headers or 512 bytes)
+    case encapsulationLimit = "encapsulation-limit" // from the TUN: IPv6 whose Tunnel Encapsulation Limit is 0 (RFC 2473 §4.1.1; answered with a parameter problem)
 }
 
 extension DropReason {
@@ -68,6 +72,10 @@ extension DropReason {
         case .unsupportedOffload: 26
         case .extensionHeaders: 27
         case .icmpOverBudget: 28
+        case .encapsulationMismatch: 29
+        case .unsupportedGUE: 30
+        case .outerOptions: 31
+        case .encapsulationLimit: 32
         }
     }
 }

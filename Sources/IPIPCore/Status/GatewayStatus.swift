@@ -12,6 +12,12 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public struct Peer: Codable, Sendable, Equatable {
         public var name: String
         public var endpoint: String
+        /// The outer header, in iproute2's words: `ipip/sit (protocol 4/41)`, `… encap fou encap-dport 5555 …`.
+        public var encapsulation: String
+        /// The bytes the outer header takes of each packet's room.
+        public var overhead: Int
+        /// `ipip` (protocol 4/41 right behind the IP header), `fou` or `gue`.
+        public var encapsulationKind: String
         public var routes: [String]
         public var encapsulated: Traffic
         public var decapsulated: Traffic
@@ -22,7 +28,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         /// Fragments of the peer's outer packets put together again.
         public var fragmentsReassembled: UInt64
         public var icmpErrorsSent: UInt64
-        /// The inner MTU towards the peer: the tunnel MTU, or lower when a router reported less.
+        /// The inner MTU towards the peer: the tunnel MTU (less where its outer header leaves less of the
+        /// uplink's), or lower when a router reported less.
         public var pathMTU: Int
         /// A router reported the peer unreachable within the last 30 s.
         public var errorWindow: Bool
@@ -142,8 +149,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var uplinkMergedSegments: UInt64
 
     public init(version: String, pid: Int32, configFile: String, configSHA256: String, startedAt: Double, uptimeSeconds: Double,
-                config: GatewayConfig, tunnelMTU: Int, counters: TunnelCounters, paths: [PeerPathState], loops: [LoopHealth] = [],
-                role: Role? = nil, tunnelPresent: Bool = true, now: Double) {
+                config: GatewayConfig, tunnelMTU: Int, uplinkMTU: Int? = nil, counters: TunnelCounters, paths: [PeerPathState],
+                loops: [LoopHealth] = [], role: Role? = nil, tunnelPresent: Bool = true, now: Double) {
         self.version = version
         self.pid = pid
         self.configFile = configFile
@@ -158,16 +165,20 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         role.splitBrainClaims = counters.splitBrain.claims.value
         role.lastSplitBrainClaim = counters.splitBrain.last.map { SplitBrainClaim(mac: "\($0.mac)", address: $0.address, at: $0.at) }
         self.role = role
-        peers = zip(config.peers, zip(counters.peers, paths)).map { peer, state in
+        peers = zip(zip(config.peers, config.encapsulations), zip(counters.peers, paths)).map { configured, state in
+            let (peer, encapsulation) = configured
             let (counter, path) = state
-            return Peer(name: peer.name, endpoint: "\(peer.remote)", routes: peer.routes.map(\.description),
+            let peerMTU = Encapsulator.innerMTU(encapsulation, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
+            return Peer(name: peer.name, endpoint: "\(peer.remote)", encapsulation: encapsulation.summary, overhead: encapsulation.overhead,
+                        encapsulationKind: encapsulation.udp?.kind.rawValue ?? "ipip",
+                        routes: peer.routes.map(\.description),
                         encapsulated: Traffic(packets: counter.encapsulatedPackets.value, bytes: counter.encapsulatedBytes.value),
                         decapsulated: Traffic(packets: counter.decapsulatedPackets.value, bytes: counter.decapsulatedBytes.value),
                         encapsulatedIPv6: Traffic(packets: counter.encapsulatedIPv6Packets.value, bytes: counter.encapsulatedIPv6Bytes.value),
                         decapsulatedIPv6: Traffic(packets: counter.decapsulatedIPv6Packets.value, bytes: counter.decapsulatedIPv6Bytes.value),
                         fragmented: counter.fragmented.value, fragmentsReassembled: counter.fragmentsReassembled.value,
                         icmpErrorsSent: counter.icmpErrorsSent.value,
-                        pathMTU: min(tunnelMTU, path.currentMTU(now: now) ?? tunnelMTU),
+                        pathMTU: min(peerMTU, path.currentMTU(now: now) ?? peerMTU),
                         errorWindow: path.isInErrorWindow(now: now), looping: path.isLooping,
                         drops: counter.drops.snapshot,
                         lastReceivedAt: counter.lastReceived.value == 0 ? nil : Double(counter.lastReceived.value) / 1000)

@@ -83,7 +83,7 @@ extension DropReason {
     public static let attributableToAPeer: [DropReason] = [
         .malformedOuter, .malformedInner, .fragmentOverlap, .fragmentMemory, .fragmentLimit, .fragmentDuplicate, .ttlExpired,
         .ecnNotECT, .tooBig, .sendFailed, .loop, .icmpUnverified, .icmpOverBudget, .sourceNotAllowed, .martianSource, .martianDestination,
-        .sourceRoute, .unsupportedOffload,
+        .sourceRoute, .unsupportedOffload, .encapsulationMismatch, .unsupportedGUE, .outerOptions, .encapsulationLimit,
     ]
 }
 
@@ -123,6 +123,12 @@ extension GatewayStatus {
         out.family("ipipd_tcp_mss_clamped_total", .counter, "TCP SYNs and SYN-ACKs whose MSS option tunnel.clamp-mss lowered, by direction.")
         out.sample("ipipd_tcp_mss_clamped_total", [("direction", "sent")], tcpMSSClampedSent)
         out.sample("ipipd_tcp_mss_clamped_total", [("direction", "received")], tcpMSSClampedReceived)
+        perPeer("ipipd_peer_info", .gauge, "Always 1; the labels say the peer's endpoint and outer header (encap: ipip, fou or gue; "
+                + "underlay: ipv4 or ipv6) and how many bytes of each packet it takes.") { peer, labels in
+            out.sample("ipipd_peer_info", labels + [("endpoint", peer.endpoint), ("encap", peer.encapsulationKind),
+                                                     ("underlay", peer.endpoint.contains(":") ? "ipv6" : "ipv4"),
+                                                     ("overhead", "\(peer.overhead)")], gauge: 1)
+        }
         perPeer("ipipd_peer_packets_total", .counter, "Inner packets carried, by peer and direction.") { peer, labels in
             out.sample("ipipd_peer_packets_total", labels + [("direction", "sent")], peer.encapsulated.packets)
             out.sample("ipipd_peer_packets_total", labels + [("direction", "received")], peer.decapsulated.packets)

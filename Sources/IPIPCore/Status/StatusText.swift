@@ -26,6 +26,12 @@ extension GatewayStatus {
                          "\(peer.drops.values.reduce(0, +))"])
         }
         out += Self.columns(rows)
+        // The outer headers, once for all peers when they share one (a hub's thousands).
+        if Set(peers.map(\.encapsulation)).count == 1, let first = peers.first {
+            out += "  outer header: \(first.encapsulation)\n"
+        } else {
+            for peer in peers { out += "  \(peer.name), outer header: \(peer.encapsulation)\n" }
+        }
         for peer in peers where peer.encapsulatedIPv6.packets + peer.decapsulatedIPv6.packets > 0 {
             out += "  \(peer.name), IPv6 share: sent \(Self.traffic(peer.encapsulatedIPv6)), received \(Self.traffic(peer.decapsulatedIPv6))\n"
         }

@@ -45,3 +45,25 @@ public final class RawIPv4Sender: @unchecked Sendable {
             .droppingTrailingNewlines
     }
 }
+
+/// Sends whole IPv6 packets (header and extension headers included) through the kernel's routing with
+/// libnet's LIBNET_RAW6 (a raw IPPROTO_RAW socket, which implies IPV6_HDRINCL): an IPv6 underlay's outer
+/// packets, 64 per sendmmsg(2). The kernel routes each by its destination and sends it as it is, no
+/// larger than the device's MTU (it neither fragments it nor consults a learned path MTU: ipipd keeps its
+/// own per peer, from reports it checked). One context per sending thread.
+public final class RawIPv6Sender: @unchecked Sendable {
+    private let context: UnsafeMutablePointer<libnet_t>
+
+    public init() throws(SystemError) {
+        var errorBuffer = [CChar](repeating: 0, count: Int(LIBNET_ERRBUF_SIZE))
+        guard let context = libnet_init(LIBNET_RAW6, nil, &errorBuffer) else {
+            throw SystemError("open a raw IPv6 socket (libnet)", detail: RawIPv4Sender.message(errorBuffer))
+        }
+        self.context = context
+    }
+
+    deinit { libnet_destroy(context) }
+
+    /// libnet's raw IPv6 socket, for batched sends with sendmmsg.
+    public var fileDescriptor: Int32 { libnet_getfd(context) }
+}

@@ -10,8 +10,10 @@ import Logging
 public struct GatewayHandles {
     public let tun: TUNDevice
     public let capture: UplinkCapture
-    /// Outer packets to the peers.
+    /// Outer packets to the peers over an IPv4 underlay.
     public let encapsulationSender: RawIPv4Sender
+    /// Outer packets to the peers over an IPv6 underlay.
+    public let outerIPv6Sender: RawIPv6Sender?
     /// Decapsulated packets (routed delivery) and ICMP errors back into the kernel.
     public let reinjectionSender: RawIPv4Sender
     /// ICMPv6 errors to IPv6 senders, when the tunnel carries IPv6.
@@ -50,9 +52,11 @@ public final class KernelConfigurator: @unchecked Sendable {
     /// What the steps taken so far opened; closed at teardown.
     private var tun: TUNDevice?
     private var protocolClaims: [ProtocolClaim] = []
+    private var portClaims: [UDPPortClaim] = []
     private var ingressConsumer: IngressConsumer?
     private var encapsulationSender: RawIPv4Sender?
     private var reinjectionSender: RawIPv4Sender?
+    private var outerIPv6Sender: RawIPv6Sender?
     private var icmpv6Sender: RawICMPv6Sender?
     private var capture: UplinkCapture?
     private var controlSocket: ControlSocket?
@@ -103,8 +107,9 @@ public final class KernelConfigurator: @unchecked Sendable {
         guard let tun, let capture, let encapsulationSender, let reinjectionSender else {
             preconditionFailure("a KernelPlan without the steps every plan has (createTUN, openRawSockets, capture)")
         }
-        return GatewayHandles(tun: tun, capture: capture, encapsulationSender: encapsulationSender, reinjectionSender: reinjectionSender,
-                              icmpv6Sender: icmpv6Sender, controlSocket: controlSocket, metricsServer: metricsServer)
+        return GatewayHandles(tun: tun, capture: capture, encapsulationSender: encapsulationSender, outerIPv6Sender: outerIPv6Sender,
+                              reinjectionSender: reinjectionSender, icmpv6Sender: icmpv6Sender, controlSocket: controlSocket,
+                              metricsServer: metricsServer)
     }
 
     /// Takes one step, then logs it as `step <step>: <description>` (the line `plan` prints for it).
@@ -130,7 +135,7 @@ public final class KernelConfigurator: @unchecked Sendable {
         case let .setSysctl(key, value):
             outcome = try setSysctl(key, value)
         case let .pinEndpoint(peer, endpoint, interface, gateway):
-            let route = Netlink.RouteMessage(prefix: IPv4Prefix(endpoint, length: 32), outputInterface: try interfaceIndex(interface), gateway: gateway)
+            let route = Netlink.RouteMessage(prefix: IPPrefix(host: endpoint), outputInterface: try interfaceIndex(interface), gateway: gateway)
             do {
                 state.record.pins.append(.init(endpoint: endpoint, gateway: gateway, interface: interface))
                 try state.save()
@@ -144,13 +149,16 @@ public final class KernelConfigurator: @unchecked Sendable {
         case .addTunnelRoute:
             try addTunnelRoutes([change][...], step: { _ in step })
             return
-        case .claimProtocol(let number):
-            protocolClaims.append(try ProtocolClaim(protocolNumber: number))
+        case let .claimProtocol(number, ipv6):
+            protocolClaims.append(try ProtocolClaim(protocolNumber: number, ipv6: ipv6))
+        case let .claimUDPPort(port, address):
+            portClaims.append(try UDPPortClaim(port: port.port, address: address))
         case .openICMPv6Socket:
             icmpv6Sender = try RawICMPv6Sender()
-        case .openRawSockets(let mark):
+        case let .openRawSockets(mark, outerIPv6):
             encapsulationSender = try RawIPv4Sender()
             reinjectionSender = try RawIPv4Sender(mark: mark ?? 0)
+            if outerIPv6 { outerIPv6Sender = try RawIPv6Sender() }
         case let .capture(interface, filter):
             capture = try UplinkCapture(interface: interface, filter: filter, waitMilliseconds: StopSignal.pollIntervalMilliseconds)
         case let .consumeAfterCapture(interface, local):
@@ -299,9 +307,9 @@ public final class KernelConfigurator: @unchecked Sendable {
     }
 
     /// Deletes a pinned endpoint route this instance added, and forgets it.
-    private func removePin(_ endpoint: IPv4Address) throws(SystemError) {
+    private func removePin(_ endpoint: IPAddress) throws(SystemError) {
         guard let index = undoLog.firstIndex(where: {
-            if case let .deleteRoute(route, _) = $0 { route.prefix == .v4(IPv4Prefix(endpoint, length: 32)) } else { false }
+            if case let .deleteRoute(route, _) = $0 { route.prefix == IPPrefix(host: endpoint) } else { false }
         }), case let .deleteRoute(route, description) = undoLog[index] else { return }
         try netlink.change("delete \(description)") { Netlink.deleteRoute(route, sequence: $0) }
         undoLog.remove(at: index)
@@ -349,7 +357,9 @@ public final class KernelConfigurator: @unchecked Sendable {
         capture = nil
         encapsulationSender = nil
         reinjectionSender = nil
+        outerIPv6Sender = nil
         protocolClaims = []
+        portClaims = []
         icmpv6Sender = nil
         for undo in undoLog.reversed() {
             switch undo {

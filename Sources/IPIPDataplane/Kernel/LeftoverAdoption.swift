@@ -49,12 +49,19 @@ struct LeftoverAdoption {
         for change in plan.changes {
             if let endpoint = KernelPlanDiff.endpoint(change) { pinned.insert(endpoint) }
         }
-        let leftovers = try netlink.routes(IPv4Address.self).filter {
+        try removeLeftoverPins(IPv4Address.self, pinned: pinned)
+        if pinned.contains(where: \.isIPv6) { try removeLeftoverPins(IPv6Address.self, pinned: pinned) }
+    }
+
+    /// Host routes of one family that ipipd (proto 73) added to the main table for an endpoint it pins.
+    private func removeLeftoverPins<Address: NetlinkAddress>(_ family: Address.Type, pinned: Set<IPAddress>) throws(SystemError) {
+        let leftovers = try netlink.routes(family).filter {
             $0.protocolNumber == Netlink.ipipdRouteProtocol && $0.table == Netlink.mainTable
-                && $0.prefix.length == 32 && pinned.contains($0.prefix.address)
+                && $0.prefix.length == Address.bitWidth && pinned.contains($0.prefix.address.ipAddress)
         }
         for route in leftovers {
-            let message = Netlink.RouteMessage(prefix: route.prefix, outputInterface: route.outputInterface, gateway: route.gateway)
+            let message = Netlink.RouteMessage(prefix: IPPrefix(host: route.prefix.address.ipAddress), outputInterface: route.outputInterface,
+                                               gateway: route.gateway?.ipAddress)
             try? netlink.change("delete leftover route \(route.prefix)") { Netlink.deleteRoute(message, sequence: $0) }
             logger.notice("removed a leftover pinned route", metadata: ["route": "\(route.prefix)"])
         }

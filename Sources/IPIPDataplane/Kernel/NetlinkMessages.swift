@@ -42,6 +42,8 @@ public enum Netlink {
 
     /// RTMGRP_IPV4_ROUTE: notifications of IPv4 route changes.
     public static let ipv4RouteGroup: UInt32 = 0x40
+    /// RTMGRP_IPV6_ROUTE: notifications of IPv6 route changes.
+    public static let ipv6RouteGroup: UInt32 = 0x400
     /// RTMGRP_IPV4_IFADDR: notifications of IPv4 addresses added and removed.
     public static let ipv4AddressGroup: UInt32 = 0x10
 
@@ -61,16 +63,17 @@ public enum Netlink {
     public static let interfaceUp: UInt32 = 0x1
 
     /// A route request or change: `ip [-6] route add|del PREFIX [via GW] dev IFINDEX proto 73`, the
-    /// family the prefix's. A gateway is IPv4's only (pinned endpoints); IPv6 routes have universe scope.
+    /// family the prefix's, the gateway's too (pinned endpoints); IPv6 routes have universe scope.
     public struct RouteMessage: Sendable, Equatable {
         public var prefix: IPPrefix
         public var outputInterface: Int32?
-        public var gateway: IPv4Address?
+        /// In the prefix's family.
+        public var gateway: IPAddress?
         public var scope: UInt8
         public var protocolNumber: UInt8
-        public init(prefix: IPPrefix, outputInterface: Int32?, gateway: IPv4Address? = nil,
+        public init(prefix: IPPrefix, outputInterface: Int32?, gateway: IPAddress? = nil,
                     scope: UInt8? = nil, protocolNumber: UInt8 = Netlink.ipipdRouteProtocol) {
-            precondition(gateway == nil || !prefix.isIPv6, "an IPv6 route with an IPv4 gateway")
+            precondition(gateway == nil || gateway!.isIPv6 == prefix.isIPv6, "a route with a gateway of the other family")
             self.prefix = prefix
             self.outputInterface = outputInterface
             self.gateway = gateway
@@ -79,7 +82,8 @@ public enum Netlink {
         }
         public init(prefix: IPv4Prefix, outputInterface: Int32?, gateway: IPv4Address? = nil,
                     scope: UInt8? = nil, protocolNumber: UInt8 = Netlink.ipipdRouteProtocol) {
-            self.init(prefix: .v4(prefix), outputInterface: outputInterface, gateway: gateway, scope: scope, protocolNumber: protocolNumber)
+            self.init(prefix: .v4(prefix), outputInterface: outputInterface, gateway: gateway.map(IPAddress.v4), scope: scope,
+                      protocolNumber: protocolNumber)
         }
     }
 
@@ -158,7 +162,12 @@ public enum Netlink {
 
     /// RTM_GETROUTE for one destination: the kernel answers with the route it would use (`ip route get`).
     public static func getRoute(to destination: IPv4Address, sequence: UInt32) -> [UInt8] {
-        var body: [UInt8] = [familyInet, 32, 0, 0, 0, 0, 0, 0]
+        getRoute(to: .v4(destination), sequence: sequence)
+    }
+
+    /// RTM_GETROUTE for one destination of either family (`ip [-6] route get`).
+    public static func getRoute(to destination: IPAddress, sequence: UInt32) -> [UInt8] {
+        var body: [UInt8] = [destination.isIPv6 ? familyInet6 : familyInet, destination.isIPv6 ? 128 : 32, 0, 0, 0, 0, 0, 0]
         body.appendLittleEndian(UInt32(0))
         body += attribute(routeDestination, networkOrder(destination))
         return message(type: getRoute, flags: request, sequence: sequence, body: body)

@@ -109,10 +109,10 @@ public final class NetlinkSocket {
     }
 
     /// The kernel's route to `destination` (`ip route get`), or nil when it has none.
-    public func route(to destination: IPv4Address) throws(SystemError) -> Netlink.RouteInfo<IPv4Address>? {
+    public func route<Address: NetlinkAddress>(to destination: Address) throws(SystemError) -> Netlink.RouteInfo<Address>? {
         do {
-            let replies = try request("look up the route to \(destination)") { Netlink.getRoute(to: destination, sequence: $0) }
-            return replies.lazy.compactMap { Netlink.route(IPv4Address.self, from: $0) }.first
+            let replies = try request("look up the route to \(destination)") { Netlink.getRoute(to: destination.ipAddress, sequence: $0) }
+            return replies.lazy.compactMap { Netlink.route(Address.self, from: $0) }.first
         } catch where error.errno == ENETUNREACH || error.errno == EHOSTUNREACH {
             return nil
         }

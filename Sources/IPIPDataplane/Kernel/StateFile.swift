@@ -8,14 +8,15 @@ import IPIPCore
 ///
 ///     pid 4242
 ///     sysctl net.ipv4.ip_forward 0        # the value before ipipd changed it
-///     pin 203.0.113.86 198.51.100.1 eth0  # endpoint, gateway (or -), interface
+///     pin 203.0.113.86 198.51.100.1 eth0  # endpoint, gateway (or -), interface (IPv6 for an IPv6 underlay)
 ///
 /// and, while the process is root, in `<tunnel>.state.root` too: after the daemon drops privileges its
 /// user rewrites the first (a reload's pins), and root trusts at the next start only a file of its own.
 final class StateFile {
     struct Pin: Equatable {
-        var endpoint: IPv4Address
-        var gateway: IPv4Address?
+        /// Of either family (an IPv6 underlay's endpoints are IPv6), the gateway of the same.
+        var endpoint: IPAddress
+        var gateway: IPAddress?
         var interface: String
     }
 
@@ -83,8 +84,9 @@ final class StateFile {
             case "pid" where fields.count == 2: record.pid = Int32(fields[1])
             case "sysctl" where fields.count == 3: record.sysctls[fields[1]] = fields[2]
             case "pin" where fields.count == 4:
-                if let endpoint = IPv4Address(fields[1]) {
-                    record.pins.append(Pin(endpoint: endpoint, gateway: IPv4Address(fields[2]), interface: fields[3]))
+                if let endpoint = IPAddress(fields[1]) {
+                    let gateway = IPAddress(fields[2]).flatMap { $0.isIPv6 == endpoint.isIPv6 ? $0 : nil }
+                    record.pins.append(Pin(endpoint: endpoint, gateway: gateway, interface: fields[3]))
                 }
             default: continue
             }

@@ -29,23 +29,29 @@ public enum SystemProbe {
     }
 
     /// Longest-prefix match over the main table's unicast routes, leaving out those through `interface`.
-    static func routeAvoiding(interface: Int32, to destination: IPv4Address, netlink: NetlinkSocket) throws(SystemError) -> Netlink.RouteInfo<IPv4Address>? {
-        try netlink.routes(IPv4Address.self)
+    static func routeAvoiding<Address: NetlinkAddress>(interface: Int32, to destination: Address,
+                                                        netlink: NetlinkSocket) throws(SystemError) -> Netlink.RouteInfo<Address>? {
+        try netlink.routes(Address.self)
             .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast && $0.outputInterface != interface
                 && $0.prefix.contains(destination) }
             .max { $0.prefix.length < $1.prefix.length }
     }
 
-    /// Every interface with its MTU, MAC and IPv4 addresses.
+    /// Every interface with its MTU, MAC and addresses of both families.
     public static func interfaces() -> [String: SystemFacts.Interface] {
-        Dictionary(uniqueKeysWithValues: interfaceAddresses().map { name, addresses in
-            (name, SystemFacts.Interface(mtu: interfaceMTU(name) ?? 0, mac: interfaceMAC(name), addresses: addresses))
+        let walk = addressWalk()
+        return Dictionary(uniqueKeysWithValues: walk.networks.map { name, networks in
+            (name, SystemFacts.Interface(mtu: interfaceMTU(name) ?? 0, mac: interfaceMAC(name), addresses: networks.map(\.address),
+                                         addresses6: walk.byInterface6[name] ?? []))
         })
     }
 
     /// Whether `address` is assigned to `interface` now (the HA role: keepalived adds and removes it).
-    public static func isAssigned(_ address: IPv4Address, to interface: String) -> Bool {
-        interfaceAddresses()[interface]?.contains(address) ?? false
+    public static func isAssigned(_ address: IPAddress, to interface: String) -> Bool {
+        switch address {
+        case .v4(let address): interfaceAddresses()[interface]?.contains(address) ?? false
+        case .v6(let address): addressWalk().byInterface6[interface]?.contains(address) ?? false
+        }
     }
 
     /// Every interface's IPv4 addresses (getifaddrs; interfaces without one map to none).
@@ -59,12 +65,13 @@ public enum SystemProbe {
     }
 
     /// One walk over getifaddrs: each interface's IPv4 addresses with their prefix lengths (interfaces
-    /// without one map to none), and every IPv6 address of the machine.
-    static func addressWalk() -> (networks: [String: [IPv4Prefix]], addresses6: Set<IPv6Address>) {
+    /// without one map to none), every IPv6 address of the machine, and each interface's.
+    static func addressWalk() -> (networks: [String: [IPv4Prefix]], addresses6: Set<IPv6Address>, byInterface6: [String: [IPv6Address]]) {
         var networks: [String: [IPv4Prefix]] = [:]
         var addresses6: Set<IPv6Address> = []
+        var byInterface6: [String: [IPv6Address]] = [:]
         var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return (networks, addresses6) }
+        guard getifaddrs(&list) == 0 else { return (networks, addresses6, byInterface6) }
         defer { freeifaddrs(list) }
         var cursor = list
         while let entry = cursor {
@@ -80,21 +87,23 @@ public enum SystemProbe {
                 let length = entry.pointee.ifa_netmask.map { value($0).nonzeroBitCount } ?? 32
                 networks[name, default: []].append(IPv4Prefix(IPv4Address(value(address)), length: length))
             case AF_INET6:
-                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { socket in
-                    withUnsafeBytes(of: socket.pointee.sin6_addr) { addresses6.insert($0.loadIPv6Address(at: 0)) }
+                let address6 = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { socket in
+                    withUnsafeBytes(of: socket.pointee.sin6_addr) { $0.loadIPv6Address(at: 0) }
                 }
+                addresses6.insert(address6)
+                byInterface6[name, default: []].append(address6)
             default:
                 break
             }
         }
-        return (networks, addresses6)
+        return (networks, addresses6, byInterface6)
     }
 
     /// Every IPv4 address configured on this machine (in this network namespace), with its subnet.
     /// Cheap enough for the capture thread's once-a-second refresh: no per-interface ioctls.
     public static func localNetworks() -> LocalNetworks {
-        let (networks, addresses6) = addressWalk()
-        return LocalNetworks(networks: networks.values.flatMap { $0 }, addresses6: addresses6)
+        let walk = addressWalk()
+        return LocalNetworks(networks: walk.networks.values.flatMap { $0 }, addresses6: walk.addresses6)
     }
 
     /// The receive offloads of `interface` that change what a packet socket sees (SIOCETHTOOL); nil when
@@ -192,19 +201,74 @@ public enum SystemProbe {
                 }
             }
             // Only the endpoints the plan may pin: a hub's thousands of others need no lookup each.
-            for peer in config.endpointsNeedingPins {
-                guard var route = try? netlink.route(to: peer.remote) else { continue }
+            func outsideRoute<Address: NetlinkAddress>(to endpoint: Address) -> SystemFacts.Route? {
+                guard var route = try? netlink.route(to: endpoint) else { return nil }
                 // While ipipd runs (a reload), an endpoint inside a tunneled prefix routes into the tunnel:
                 // what counts is the route it would take without ipipd's tunnel routes.
                 if let tunnelIndex, route.outputInterface == tunnelIndex {
-                    guard let outside = try? routeAvoiding(interface: tunnelIndex, to: peer.remote, netlink: netlink) else { continue }
+                    guard let outside = try? routeAvoiding(interface: tunnelIndex, to: endpoint, netlink: netlink) else { return nil }
                     route = outside
                 }
-                if let index = route.outputInterface, let name = interfaceName(index: index) {
-                    facts.routes[peer.remote] = SystemFacts.Route(interface: name, gateway: route.gateway)
+                guard let index = route.outputInterface, let name = interfaceName(index: index) else { return nil }
+                return SystemFacts.Route(interface: name, gateway: route.gateway?.ipAddress)
+            }
+            for peer in config.endpointsNeedingPins {
+                facts.routes[peer.remote] = switch peer.remote {
+                case .v4(let endpoint): outsideRoute(to: endpoint)
+                case .v6(let endpoint): outsideRoute(to: endpoint)
                 }
             }
         }
+        facts.udpPortsInUse = udpPortsInUse(config.fouPorts.map(\.port), on: config.uplink.address)
         return facts
+    }
+
+    /// Which of `ports` a UDP socket already holds on `address` or on every address of its family (or,
+    /// for IPv4, on every address of both, an IPv6 socket without IPV6_V6ONLY), as /proc/net/udp and
+    /// udp6 list them, with its inode for the message. A running ipipd's own claims count too: plan
+    /// says so while one runs (`run` refuses to start a second for the tunnel anyway).
+    static func udpPortsInUse(_ ports: [UInt16], on address: IPAddress) -> [UInt16: String] {
+        guard !ports.isEmpty else { return [:] }
+        var found: [UInt16: String] = [:]
+        let wanted = Set(ports)
+        for (file, ipv6) in [("/proc/net/udp", false), ("/proc/net/udp6", true)] {
+            guard let text = try? readSmallFile(file) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                // sl local_address rem_address st tx_queue:rx_queue tr tm->when retrnsmt uid timeout inode
+                guard fields.count > 9, let colon = fields[1].lastIndex(of: ":"),
+                      let port = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16), wanted.contains(port) else { continue }
+                let local = String(fields[1][..<colon])
+                let wildcard = local.allSatisfy { $0 == "0" }
+                let matches: Bool = switch address {
+                case .v4(let address):
+                    ipv6 ? wildcard || local == "0000000000000000FFFF0000" + procHex(address) : wildcard || local == procHex(address)
+                case .v6(let address):
+                    ipv6 && (wildcard || local == procHex(address))
+                }
+                if matches { found[port] = "socket inode \(fields[9]) on \(wildcard ? "every address" : "\(address)")" }
+            }
+        }
+        return found
+    }
+
+    /// An address as /proc/net/udp prints it: each 32-bit word in the host's (little-endian) order, in
+    /// upper-case hex.
+    static func procHex(_ address: IPv4Address) -> String {
+        let o = address.octets
+        return procHex([o.0, o.1, o.2, o.3])
+    }
+
+    static func procHex(_ address: IPv6Address) -> String {
+        procHex(address.bytes)
+    }
+
+    private static func procHex(_ bytes: [UInt8]) -> String {
+        stride(from: 0, to: bytes.count, by: 4).map { word in
+            bytes[word..<(word + 4)].reversed().map { byte in
+                let text = String(byte, radix: 16, uppercase: true)
+                return byte < 16 ? "0" + text : text
+            }.joined()
+        }.joined()
     }
 }

@@ -5,12 +5,15 @@ import CIPIPShims
 import IPIPCore
 import Logging
 
-/// Sends a `PacketBatch`: through a raw IPv4 socket (libnet's IPPROTO_RAW with IP_HDRINCL), 64 packets
-/// per sendmmsg(2), and the packets for the kernel's receive path to the TUN device, one write(2) each;
+/// Sends a `PacketBatch`: through a raw IPv4 socket (libnet's IPPROTO_RAW with IP_HDRINCL) or, an IPv6
+/// underlay's outer packets, a raw IPv6 one, 64 packets per sendmmsg(2), and the packets for the kernel's
+/// receive path to the TUN device, one write(2) each;
 /// counts each packet as what it is once the kernel took it. A packet the kernel refuses is counted as
 /// a drop of its peer and logged (throttled). Used by one loop's thread.
 final class BatchFlusher {
     private let fd: Int32
+    /// The raw IPv6 socket for an IPv6 underlay's outer packets (-1: none go there).
+    private let fd6: Int32
     /// The TUN device, for packets delivered into the kernel's receive path (-1: none go there).
     private let tunFD: Int32
     /// ICMPv6 errors go here (nil: the tunnel carries no IPv6, and none are queued).
@@ -20,8 +23,10 @@ final class BatchFlusher {
     var counters: TunnelCounters
     private let failures: ThrottledLog
 
-    init(rawSocket fd: Int32, tun tunFD: Int32 = -1, icmpv6: RawICMPv6Sender?, counters: TunnelCounters, failures: ThrottledLog) {
+    init(rawSocket fd: Int32, rawSocket6 fd6: Int32 = -1, tun tunFD: Int32 = -1, icmpv6: RawICMPv6Sender?, counters: TunnelCounters,
+         failures: ThrottledLog) {
         self.fd = fd
+        self.fd6 = fd6
         self.tunFD = tunFD
         self.icmpv6 = icmpv6
         self.counters = counters
@@ -44,11 +49,15 @@ final class BatchFlusher {
                 start += 1
                 continue
             }
-            // The run of packets for the raw socket, up to the next one for the TUN device or the ICMPv6 socket.
+            // The run of packets for one raw socket, up to the next one for another socket or the TUN device.
+            let ipv6 = batch.goesToRawIPv6Socket(at: start)
             var end = start + 1
-            while end < batch.count && !batch.goesToTUN(at: end) && !batch.goesToICMPv6Socket(at: end) { end += 1 }
+            while end < batch.count && !batch.goesToTUN(at: end) && !batch.goesToICMPv6Socket(at: end)
+                    && batch.goesToRawIPv6Socket(at: end) == ipv6 { end += 1 }
             let result = retryOnInterrupt {
-                CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start, UInt32(end - start))
+                ipv6 ? CIPIPShims_sendBatch6(fd6, batch.starts + start, batch.lengths + start,
+                                             batch.destinations6.assumingMemoryBound(to: UInt8.self) + 16 * start, UInt32(end - start))
+                     : CIPIPShims_sendBatch(fd, batch.starts + start, batch.lengths + start, batch.destinations + start, UInt32(end - start))
             }
             if result > 0 {
                 for index in start..<(start + Int(result)) { countSent(batch, index) }
@@ -77,7 +86,9 @@ final class BatchFlusher {
     @inline(__always)
     private func countSent(_ batch: PacketBatch, _ index: Int) {
         switch batch.kind(at: index) {
-        case let .encapsulated(peer, innerLength):
+        case .encapsulatedFragment(_, _, first: false):
+            break   // counted with the first
+        case let .encapsulated(peer, innerLength), let .encapsulatedFragment(peer, innerLength, first: true):
             counters.peers[peer].encapsulatedPackets.add()
             counters.peers[peer].encapsulatedBytes.add(UInt64(innerLength))
             if batch.carriesIPv6(at: index) {
@@ -115,7 +126,7 @@ final class BatchFlusher {
     private func countFailed(_ kind: PacketBatch.Kind, errno code: Int32) {
         let peer: Int
         switch kind {
-        case .encapsulated(let p, _):
+        case .encapsulated(let p, _), .encapsulatedFragment(let p, _, _):
             peer = p
             counters.drop(code == EMSGSIZE ? .tooBig : .sendFailed, peer: peer)
         case .decapsulated(let p, _, _):

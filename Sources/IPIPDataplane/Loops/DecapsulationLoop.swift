@@ -18,6 +18,7 @@ struct DecapsulationLoop {
     let tun: TUNDevice
     let routeFacts: RouteFacts
     let tunnelMTU: Int
+    let uplinkMTU: Int
 
     func run() {
         let (box, stop, logger) = (context.box, context.stop, context.logger)
@@ -25,7 +26,7 @@ struct DecapsulationLoop {
         defer { health.set(.stopped) }
         var failures = context.failures(for: health)
         var snapshot = box.current
-        let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
+        let path = DecapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU, counters: snapshot.counters,
                                      paths: snapshot.paths, localNetworks: SystemProbe.localNetworks(),
                                      localRoutes: routeFacts.current.localRoutes)
         let batch = PacketBatch()

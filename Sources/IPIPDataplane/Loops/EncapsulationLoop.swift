@@ -11,9 +11,12 @@ struct EncapsulationLoop {
     let health: LoopHealth
     let tun: TUNDevice
     let sender: RawIPv4Sender
+    /// An IPv6 underlay's outer packets (nil: the underlay is IPv4).
+    let sender6: RawIPv6Sender?
     /// Where ICMPv6 errors go (nil: the tunnel carries no IPv6).
     let icmpv6: RawICMPv6Sender?
     let tunnelMTU: Int
+    let uplinkMTU: Int
 
     func run() {
         let (box, stop, logger) = (context.box, context.stop, context.logger)
@@ -21,10 +24,11 @@ struct EncapsulationLoop {
         defer { health.set(.stopped) }
         var failures = context.failures(for: health)
         var snapshot = box.current
-        let path = EncapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
+        let path = EncapsulationPath(config: snapshot.config, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU, counters: snapshot.counters,
                                      paths: snapshot.paths)
         let batch = PacketBatch()
-        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, icmpv6: icmpv6, counters: snapshot.counters,
+        let flusher = BatchFlusher(rawSocket: sender.fileDescriptor, rawSocket6: sender6?.fileDescriptor ?? -1, icmpv6: icmpv6,
+                                   counters: snapshot.counters,
                                    failures: ThrottledLog(logger: logger, message: "cannot send to peer"))
         batch.whenFull = flusher.flush
 

@@ -21,8 +21,9 @@ struct RouteWatcherLoop {
 
     /// The main table's unicast routes as a longest-prefix-match table of output interfaces (routes to
     /// one prefix: the lowest metric wins). Policy routing beyond the main table is not seen.
-    static func outputInterfaces(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> PrefixTable<(interface: Int32?, priority: UInt32)> {
-        PrefixTable(routes.lazy
+    static func outputInterfaces<Address: NetlinkAddress>(_ routes: [Netlink.RouteInfo<Address>])
+        -> LongestPrefixMatch<Address, (interface: Int32?, priority: UInt32)> {
+        LongestPrefixMatch(routes.lazy
             .filter { $0.table == Netlink.mainTable && $0.type == Netlink.routeTypeUnicast }
             .map { ($0.prefix, (interface: $0.outputInterface, priority: $0.priority)) },
             uniquingPrefixesWith: { earlier, later in later.priority < earlier.priority ? later : earlier })
@@ -30,9 +31,11 @@ struct RouteWatcherLoop {
 
     /// Whether the kernel sends each endpoint into the tunnel: the longest match among the tunnel's
     /// prefixes (`tunnelRoutes`, ipipd's routes through the TUN device) against the longest among the other
-    /// routes (`routes`, the tunnel's left out); on a tie the tunnel's wins, as its routes have metric 0.
-    static func looping(_ endpoints: [IPv4Address], tunnelRoutes: PrefixTable<Int>, routes: [Netlink.RouteInfo<IPv4Address>]) -> [Bool] {
-        let outside = outputInterfaces(routes)
+    /// routes (`routes`, `routes6` for IPv6 endpoints, the tunnel's left out); on a tie the tunnel's wins, as
+    /// its routes have the lowest metric.
+    static func looping(_ endpoints: [IPAddress], tunnelRoutes: PrefixTable<Int>, routes: [Netlink.RouteInfo<IPv4Address>],
+                        routes6: [Netlink.RouteInfo<IPv6Address>] = []) -> [Bool] {
+        let outside = PrefixTable(ipv4: outputInterfaces(routes), ipv6: outputInterfaces(routes6))
         return endpoints.map { endpoint in
             guard let inside = tunnelRoutes.lookupEntry(endpoint) else { return false }
             return (outside.lookupEntry(endpoint)?.prefix.length ?? -1) <= inside.prefix.length
@@ -42,7 +45,7 @@ struct RouteWatcherLoop {
     /// Each route's prefix with the MTU of its output interface.
     static func egressMTUs(_ routes: [Netlink.RouteInfo<IPv4Address>]) -> PrefixTable<Int> {
         var byInterface: [Int32: Int] = [:]
-        let withMTUs = outputInterfaces(routes).ipv4.entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
+        let withMTUs = outputInterfaces(routes).entries.compactMap { prefix, route -> (IPv4Prefix, Int)? in
             guard let index = route.interface else { return nil }
             if byInterface[index] == nil {
                 byInterface[index] = SystemProbe.interfaceName(index: index).flatMap(SystemProbe.interfaceMTU) ?? 0
@@ -74,7 +77,7 @@ struct RouteWatcherLoop {
         let loopLog = ThrottledLog(logger: logger, message: "the route to a peer's endpoint leads into the tunnel; dropping its traffic instead of looping")
         let notifications: NetlinkSocket, netlink: NetlinkSocket
         do {
-            notifications = try NetlinkSocket(subscribingTo: Netlink.ipv4RouteGroup)
+            notifications = try NetlinkSocket(subscribingTo: Netlink.ipv4RouteGroup | Netlink.ipv6RouteGroup)
             netlink = try NetlinkSocket()
         } catch {
             health.noteError("\(error)")
@@ -101,7 +104,10 @@ struct RouteWatcherLoop {
             do {
                 let routes = try netlink.routes(IPv4Address.self, skippingInterface: tunnelIndex)
                 routeFacts.publish(Self.facts(routes))
-                let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? PrefixTable() : tunnelRoutes, routes: routes)
+                // An IPv6 underlay's endpoints are IPv6: their routes too.
+                let routes6 = snapshot.config.uplink.isIPv6 ? try netlink.routes(IPv6Address.self, skippingInterface: tunnelIndex) : []
+                let loops = Self.looping(endpoints, tunnelRoutes: tunnelIndex == nil ? PrefixTable() : tunnelRoutes, routes: routes,
+                                         routes6: routes6)
                 for (peer, looping) in loops.enumerated() {
                     snapshot.paths[peer].setLooping(looping)
                     if looping { loopLog.note(["peer": "\(snapshot.config.peers[peer].name)", "endpoint": "\(endpoints[peer])"]) }

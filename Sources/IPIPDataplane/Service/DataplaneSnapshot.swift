@@ -21,12 +21,14 @@ public final class DataplaneSnapshot: Sendable {
         self.configSHA256 = configSHA256
     }
 
-    /// The snapshot for a reloaded config; counters and path state of peers that stay carry on.
+    /// The snapshot for a reloaded config; counters and path state of peers that stay carry on (path state
+    /// only with the same endpoint and encapsulation: a learned path MTU is of that outer header's path).
     func next(_ config: GatewayConfig, configSHA256: String) -> DataplaneSnapshot {
-        let oldByName = Dictionary(zip(self.config.peers, paths).map { ($0.0.name, ($0.0.remote, $0.1)) },
-                                   uniquingKeysWith: { a, _ in a })
+        let oldByName = Dictionary(zip(self.config.peers, paths).map { ($0.0.name, ($0.0, $0.1)) }, uniquingKeysWith: { a, _ in a })
         let paths = config.peers.map { peer in
-            oldByName[peer.name].flatMap { $0.0 == peer.remote ? $0.1 : nil } ?? PeerPathState()
+            oldByName[peer.name].flatMap { old, path in
+                old.remote == peer.remote && old.encapsulation == peer.encapsulation ? path : nil
+            } ?? PeerPathState()
         }
         let counters = TunnelCounters(continuing: counters, peerNames: config.peers.map(\.name),
                                       ghostHosts: config.ghostCounterKeys)

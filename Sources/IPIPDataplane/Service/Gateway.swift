@@ -42,6 +42,8 @@ public final class Gateway: @unchecked Sendable {
     /// The plan of the running config (routes and pins in the kernel); changed only by `reload`.
     private var plan: KernelPlan
     private var tunnelMTU = 0
+    /// The uplink's MTU when the tunnel came up (each peer's inner MTU follows from it and its outer header).
+    private var uplinkMTU: Int?
     private let reloadLock = Mutex(())
     /// Called around a reload (sd_notify RELOADING=1 / READY=1).
     public var onReload: (@Sendable (_ starting: Bool) -> Void)?
@@ -94,12 +96,15 @@ public final class Gateway: @unchecked Sendable {
             self.handles = handles
             let tun = handles.tun
             // What fits the uplink, even when the config set a larger tunnel MTU: larger inner packets get
-            // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented.
+            // "fragmentation needed" or are fragmented by ipipd, as raw sends are never fragmented. Each peer's
+            // own outer header may leave it less (`Encapsulator.innerMTU`).
             let uplinkMTU = SystemProbe.interfaceMTU(config.uplink.interface) ?? KernelPlan.fallbackUplinkMTU
-            tunnelMTU = min(plan.tunnelMTU, uplinkMTU - KernelPlan.encapsulationOverhead)
+            tunnelMTU = plan.tunnelMTU
+            self.uplinkMTU = uplinkMTU
             try beforeThreads()
             let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
-                                                  sender: handles.encapsulationSender, icmpv6: handles.icmpv6Sender, tunnelMTU: tunnelMTU)
+                                                  sender: handles.encapsulationSender, sender6: handles.outerIPv6Sender,
+                                                  icmpv6: handles.icmpv6Sender, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
             // Read before the capture thread starts: until the local routes are known, it hands every packet to
             // the TUN device (nothing may reach an AnyIP address through lo).
             let routeFacts = RouteFacts()
@@ -111,7 +116,7 @@ public final class Gateway: @unchecked Sendable {
             }
             let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: handles.capture,
                                                   sender: handles.reinjectionSender, icmpv6: handles.icmpv6Sender, tun: tun,
-                                                  routeFacts: routeFacts, tunnelMTU: tunnelMTU)
+                                                  routeFacts: routeFacts, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
             let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, routeFacts: routeFacts)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })
@@ -258,7 +263,7 @@ public final class Gateway: @unchecked Sendable {
         let snapshot = box.current
         return GatewayStatus(version: options.version, pid: getpid(), configFile: options.configFile, configSHA256: snapshot.configSHA256,
                              startedAt: startedAt.timeIntervalSince1970, uptimeSeconds: Date().timeIntervalSince(startedAt),
-                             config: snapshot.config, tunnelMTU: tunnelMTU, counters: snapshot.counters,
+                             config: snapshot.config, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU, counters: snapshot.counters,
                              paths: snapshot.paths, loops: loopHealth.withLock { $0 },
                              role: .init(role: role.current, highAvailability: snapshot.config.uplink.standbyWhenAbsent,
                                          changes: role.changes, seconds: monotonicSeconds() - role.since),
