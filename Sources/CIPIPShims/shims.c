@@ -203,33 +203,135 @@ static struct bpf_insn instruction(uint8_t code, uint8_t dst, uint8_t src, int16
     return insn;
 }
 
-int CIPIPShims_attachIngressConsumer(unsigned int ifindex, uint32_t localAddress) {
+// A small eBPF assembler: instructions, and jumps to labels patched once the labels are placed.
+enum { consumerMaxInstructions = 128, labelDrop = 0, labelNext, labelUDPAt54, labelCount };
+struct ConsumerProgram {
+    struct bpf_insn code[consumerMaxInstructions];
+    int count;
+    int labels[labelCount];
+    int jumps[consumerMaxInstructions];     // index of a jump instruction
+    int targets[consumerMaxInstructions];   // the label it goes to
+    int jumpCount;
+};
+
+static void emit(struct ConsumerProgram *p, struct bpf_insn insn) {
+    if (p->count < consumerMaxInstructions) p->code[p->count++] = insn;
+}
+
+/// A conditional (or, with BPF_JA, plain) jump to `label`.
+static void jumpTo(struct ConsumerProgram *p, uint8_t code, uint8_t dst, uint8_t src, int32_t immediate, int label) {
+    if (p->jumpCount < consumerMaxInstructions) {
+        p->jumps[p->jumpCount] = p->count;
+        p->targets[p->jumpCount++] = label;
+    }
+    emit(p, instruction(code, dst, src, 0, immediate));
+}
+
+/// r4 = r2 + `length`; past data_end (r3): not ours.
+static void need(struct ConsumerProgram *p, int32_t length) {
+    emit(p, instruction(BPF_ALU64 | BPF_MOV | BPF_X, 4, 2, 0, 0));
+    emit(p, instruction(BPF_ALU64 | BPF_ADD | BPF_K, 4, 0, 0, length));
+    jumpTo(p, BPF_JMP | BPF_JGT | BPF_X, 4, 3, 0, labelNext);
+}
+
+/// A 16-bit field as a little-endian load of its network-order bytes reads it.
+static int32_t loaded16(uint16_t value) { return (int32_t)(uint16_t)((value >> 8) | (value << 8)); }
+
+/// r5 holds a UDP destination port as loaded: to drop if it is one of `ports`, else not ours.
+static void matchPorts(struct ConsumerProgram *p, const uint16_t *ports, unsigned int portCount) {
+    for (unsigned int i = 0; i < portCount; i++) jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, loaded16(ports[i]), labelDrop);
+    jumpTo(p, BPF_JMP | BPF_JA, 0, 0, 0, labelNext);
+}
+
+int CIPIPShims_attachIngressConsumer(unsigned int ifindex, int ipv6, const uint8_t *local, const uint16_t *ports, unsigned int portCount) {
     // r1 = struct __sk_buff *; data and data_end are its 32-bit fields at offsets 76 and 80. At the
-    // ingress hook, data points at the Ethernet header. Loads are little-endian, hence 0x0008 for the
-    // EtherType 0x0800 and the address compared as the 32-bit value of its network-order bytes.
-    const struct bpf_insn program[] = {
-        instruction(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 76, 0),                // r2 = data
-        instruction(BPF_LDX | BPF_MEM | BPF_W, 3, 1, 80, 0),                // r3 = data_end
-        instruction(BPF_ALU64 | BPF_MOV | BPF_X, 4, 2, 0, 0),               // r4 = data + 34
-        instruction(BPF_ALU64 | BPF_ADD | BPF_K, 4, 0, 0, 34),              //   (Ethernet + IPv4 header)
-        instruction(BPF_JMP | BPF_JGT | BPF_X, 4, 3, 8, 0),                 // shorter: next
-        instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 12, 0),                // EtherType
-        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 6, 0x0008),          //   not IPv4: next
-        instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 23, 0),                // IP protocol
-        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 4, 4),               //   not 4: next
-        instruction(BPF_LDX | BPF_MEM | BPF_W, 5, 2, 30, 0),                // IP destination
-        instruction(BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 2, (int32_t)localAddress), // not ours: next
-        instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxDrop),
-        instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-        instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxNext),         // next: leave it to the kernel
-        instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-    };
+    // ingress hook, data points at the Ethernet header. Loads are little-endian: a field is compared with
+    // the value a load of its network-order bytes gives.
+    struct ConsumerProgram program;
+    memset(&program, 0, sizeof program);
+    struct ConsumerProgram *p = &program;
+    if (portCount > 8) portCount = 8;
+    emit(p, instruction(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 76, 0));          // r2 = data
+    emit(p, instruction(BPF_LDX | BPF_MEM | BPF_W, 3, 1, 80, 0));          // r3 = data_end
+    if (!ipv6) {
+        uint32_t address;
+        memcpy(&address, local, 4);
+        need(p, 14 + 20);                                                   // Ethernet + IPv4 header
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 12, 0));      // EtherType: IPv4?
+        jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, loaded16(0x0800), labelNext);
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_W, 5, 2, 30, 0));      // destination: ours?
+        jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, (int32_t)address, labelNext);
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 23, 0));      // protocol 4 or 41: drop
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 4, labelDrop);
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 41, labelDrop);
+        if (portCount > 0) {
+            jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 17, labelNext);   // UDP, not a later fragment
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 20, 0));
+            emit(p, instruction(BPF_ALU | BPF_AND | BPF_K, 5, 0, 0, 0xFF1F));
+            jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 0, labelNext);
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 14, 0));  // r6 = data + IHL * 4
+            emit(p, instruction(BPF_ALU64 | BPF_AND | BPF_K, 5, 0, 0, 0x0F));
+            emit(p, instruction(BPF_ALU64 | BPF_LSH | BPF_K, 5, 0, 0, 2));
+            emit(p, instruction(BPF_ALU64 | BPF_MOV | BPF_X, 6, 2, 0, 0));
+            emit(p, instruction(BPF_ALU64 | BPF_ADD | BPF_X, 6, 5, 0, 0));
+            emit(p, instruction(BPF_ALU64 | BPF_MOV | BPF_X, 7, 6, 0, 0)); // the UDP ports within the packet
+            emit(p, instruction(BPF_ALU64 | BPF_ADD | BPF_K, 7, 0, 0, 14 + 4));
+            jumpTo(p, BPF_JMP | BPF_JGT | BPF_X, 7, 3, 0, labelNext);
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 6, 14 + 2, 0));
+            matchPorts(p, ports, portCount);
+        } else {
+            jumpTo(p, BPF_JMP | BPF_JA, 0, 0, 0, labelNext);
+        }
+    } else {
+        need(p, 14 + 40);                                                   // Ethernet + IPv6 header
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 12, 0));      // EtherType: IPv6?
+        jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, loaded16(0x86DD), labelNext);
+        for (int word = 0; word < 4; word++) {                              // destination: ours?
+            uint32_t value;
+            memcpy(&value, local + 4 * word, 4);
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_W, 5, 2, (int16_t)(14 + 24 + 4 * word), 0));
+            jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, (int32_t)value, labelNext);
+        }
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 14 + 6, 0));  // next header 4 or 41: drop
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 4, labelDrop);
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 41, labelDrop);
+        if (portCount > 0) jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 17, labelUDPAt54);
+        // The encapsulation limit's 8-byte Destination Options header, as ipipd and ip6tnl send it.
+        jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 60, labelNext);
+        need(p, 14 + 40 + 8);
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 14 + 41, 0));
+        jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 0, labelNext);
+        emit(p, instruction(BPF_LDX | BPF_MEM | BPF_B, 5, 2, 14 + 40, 0));
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 4, labelDrop);
+        jumpTo(p, BPF_JMP32 | BPF_JEQ | BPF_K, 5, 0, 41, labelDrop);
+        if (portCount > 0) {
+            jumpTo(p, BPF_JMP32 | BPF_JNE | BPF_K, 5, 0, 17, labelNext);
+            need(p, 14 + 48 + 4);
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 14 + 48 + 2, 0));
+            matchPorts(p, ports, portCount);
+            p->labels[labelUDPAt54] = p->count;                             // UDP right behind the fixed header
+            need(p, 14 + 40 + 4);
+            emit(p, instruction(BPF_LDX | BPF_MEM | BPF_H, 5, 2, 14 + 40 + 2, 0));
+            matchPorts(p, ports, portCount);
+        } else {
+            jumpTo(p, BPF_JMP | BPF_JA, 0, 0, 0, labelNext);
+        }
+    }
+    p->labels[labelDrop] = p->count;
+    emit(p, instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxDrop));
+    emit(p, instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+    p->labels[labelNext] = p->count;                                        // leave it to the kernel
+    emit(p, instruction(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, tcxNext));
+    emit(p, instruction(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+    for (int i = 0; i < p->jumpCount; i++) {
+        p->code[p->jumps[i]].off = (int16_t)(p->labels[p->targets[i]] - (p->jumps[i] + 1));
+    }
     union bpf_attr load;
     memset(&load, 0, sizeof load);
     load.prog_type = BPF_PROG_TYPE_SCHED_CLS;
     load.expected_attach_type = attachTypeTCXIngress;
-    load.insns = (uint64_t)(uintptr_t)program;
-    load.insn_cnt = sizeof program / sizeof program[0];
+    load.insns = (uint64_t)(uintptr_t)p->code;
+    load.insn_cnt = (uint32_t)p->count;
     load.license = (uint64_t)(uintptr_t)"GPL";
     strncpy(load.prog_name, "ipipd_consume", sizeof load.prog_name - 1);
     int programFD = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);

@@ -24,7 +24,7 @@ import Testing
         #expect(plan.changes.contains(.capture(interface: "eth0", filter: CaptureFilter.tunnel(local: IPAddress("198.51.100.37")!, ipv6: true))))
         // The kernel is spared its own pass over the captured packets only after the capture is open.
         let capture = plan.changes.firstIndex { if case .capture = $0 { true } else { false } }
-        let consume = plan.changes.firstIndex(of: .consumeAfterCapture(interface: "eth0", local: IPv4Address("198.51.100.37")!))
+        let consume = plan.changes.firstIndex(of: .consumeAfterCapture(interface: "eth0", local: IPAddress("198.51.100.37")!, ports: []))
         #expect(capture != nil && consume != nil && capture! < consume!)
         #expect(pin.description == "ip route add 203.0.113.86/32 via 198.51.100.1 dev eth0    # pin peer machine-b's endpoint outside the tunnel")
     }

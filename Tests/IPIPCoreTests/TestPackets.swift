@@ -6,6 +6,8 @@ final class SentPackets {
     struct Packet {
         var kind: PacketBatch.Kind
         var destination: IPv4Address
+        /// The destination of either family (an IPv6 underlay's outer packets go to IPv6 ones).
+        var address: IPAddress
         var bytes: [UInt8]
     }
 
@@ -22,7 +24,8 @@ final class SentPackets {
 
     private func take(_ batch: PacketBatch) {
         for index in 0..<batch.count {
-            packets.append(Packet(kind: batch.kind(at: index), destination: batch.destination(at: index), bytes: Array(batch.packet(at: index))))
+            packets.append(Packet(kind: batch.kind(at: index), destination: batch.destination(at: index),
+                                  address: batch.destinationAddress(at: index), bytes: Array(batch.packet(at: index))))
         }
         batch.removeAll()
     }

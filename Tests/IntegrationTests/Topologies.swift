@@ -59,7 +59,54 @@ extension Lab {
         try sh(in: ns("c"), "ip addr add 2001:db8:b::20/64 dev eth0 nodad")
     }
 
+    /// The seed's lab over an IPv6-only underlay: A's uplink has 2001:db8:a::37 and no IPv4 address, R
+    /// routes IPv6 between 2001:db8:a::/64 and the LAN's 2001:db8:b::/64, and B's endpoint is its LAN
+    /// address 2001:db8:b::86 (config/machine-{a,b}-ip6tnl.yaml).
+    func buildSeedLabOverIPv6(uplinkGRO: Bool = Lab.uplinkGRO) throws {
+        try buildSeedLab(uplinkGRO: uplinkGRO)
+        try sh(in: ns("a"), "ip addr del 198.51.100.37/24 dev eth0 && ip addr add 2001:db8:a::37/64 dev eth0 nodad "
+               + "&& ip -6 route add default via 2001:db8:a::1")
+        try sh(in: ns("r"), "ip addr add 2001:db8:a::1/64 dev eth0 nodad && ip addr add 2001:db8:b::1/64 dev eth1 nodad "
+               + "&& sysctl -qw net.ipv6.conf.all.forwarding=1")
+        try sh(in: ns("b"), "ip -6 route add default via 2001:db8:b::1")
+        // The interfaces' link-local addresses are still tentative (duplicate address detection, about a
+        // second): until then R sends no Neighbor Solicitation, and the first packets wait.
+        for role in ["a", "r", "b", "c"] {
+            #expect(eventually(timeout: 5) { (try? sh(in: ns(role), "ip -6 addr show tentative"))?.isEmpty == true }, "\(role)'s addresses stay tentative")
+        }
+    }
+
+    /// The seed's lab with machine A behind a NAT, as at home: A (198.18.0.2) — N, an nftables masquerade
+    /// to its outside address 198.51.100.37 (the seed's A address, which B's configs name) — R — LAN.
+    func buildSeedLabBehindNAT(uplinkGRO: Bool = Lab.uplinkGRO) throws {
+        try buildSeedLab(uplinkGRO: uplinkGRO)
+        try namespace("n")
+        try sh(in: ns("a"), "ip link del eth0")   // and R's end of it
+        try link(ns("a"), "eth0", ns("n"), "eth0")
+        try link(ns("n"), "eth1", ns("r"), "eth0")
+        if uplinkGRO { try receiveLikeANIC(ns("a"), "eth0", peer: ns("n"), "eth0") }
+        try sh(in: ns("r"), "ip addr add 198.51.100.1/24 dev eth0")
+        try sh(in: ns("a"), "ip addr add 198.18.0.2/24 dev eth0 && ip route add default via 198.18.0.1")
+        try sh(in: ns("n"), "ip addr add 198.18.0.1/24 dev eth0 && ip addr add 198.51.100.37/24 dev eth1 "
+               + "&& ip route add default via 198.51.100.1 && sysctl -qw net.ipv4.ip_forward=1")
+        try sh(in: ns("n"), "nft add table ip nat && nft 'add chain ip nat postrouting { type nat hook postrouting priority srcnat; }' "
+               + "&& nft add rule ip nat postrouting oifname eth1 masquerade")
+    }
+
     func ns(_ role: String) -> String { "\(tag)-\(role)" }
+
+    /// `config/<base>` with each `(old, new)` text replaced, written to the scratch directory as `name`;
+    /// returns its path. A replacement that finds nothing throws: the base changed under the test.
+    func writeConfig(_ base: String, replacing replacements: [(String, String)], name: String) throws -> String {
+        var text = try String(contentsOfFile: Lab.config(base), encoding: .utf8)
+        for (old, new) in replacements {
+            guard text.contains(old) else { throw LabError.commandFailed("edit \(base)", 0, "no `\(old)` in it") }
+            text = text.replacingOccurrences(of: old, with: new)
+        }
+        let path = scratch.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
 
     /// `config/<base>` with `extra` appended (e.g. `tunnel: {delivery: routed}`), written to the scratch
     /// directory as `name`; returns its path.

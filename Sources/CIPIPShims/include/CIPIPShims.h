@@ -54,13 +54,17 @@ int CIPIPShims_linkMulticast(int fd, int ifindex, const unsigned char *mac, int 
 int CIPIPShims_ignoresOutgoingPackets(int fd);
 
 // bpf(2) has no glibc wrapper, and union bpf_attr and struct bpf_insn are built field by field.
-// Loads a 15-instruction eBPF program and attaches it at the TCX ingress hook (Linux 6.6+) of
-// interface `ifindex`: untagged IPv4 frames with protocol 4 addressed to `localAddress` (network byte
-// order) are dropped, everything else goes on. The hook runs after packet sockets have had their copy,
-// so libpcap still captures these packets; the kernel just skips its own local delivery of them (route
-// lookup, raw-socket clone, the unknown-protocol path). Returns the link's descriptor: the program stays
-// attached while it is open and is detached by the kernel when it is closed, also when the process dies.
-int CIPIPShims_attachIngressConsumer(unsigned int ifindex, uint32_t localAddress);
+// Loads a small eBPF program and attaches it at the TCX ingress hook (Linux 6.6+) of interface
+// `ifindex`: untagged frames addressed to `local` (4 bytes, or 16 with `ipv6`, network order) that carry
+// protocol (next header) 4 or 41 — over IPv6 also behind an 8-byte Destination Options header, the
+// encapsulation limit's — or UDP to one of `ports` (at most 8; IPv4: no later fragment) are dropped,
+// everything else goes on. The hook runs after packet sockets have had their copy, so the capture still
+// takes these packets; the kernel just skips its own local delivery of them (route lookup, the claim
+// sockets, the unknown-protocol path, and an IPv6 header's options). Returns the link's descriptor: the
+// program stays attached while it is open and is detached by the kernel when it is closed, also when
+// the process dies.
+int CIPIPShims_attachIngressConsumer(unsigned int ifindex, int ipv6, const uint8_t *local, const uint16_t *ports,
+                                     unsigned int portCount);
 
 // pthread_setname_np is a GNU extension hidden behind _GNU_SOURCE. Names the calling thread (shown by
 // top -H and in /proc/PID/task/*/comm); longer names are cut to 15 bytes.

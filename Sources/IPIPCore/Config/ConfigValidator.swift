@@ -62,6 +62,9 @@ struct ConfigValidator {
         }
     }
 
+    /// What the capture's and the ingress program's filters list.
+    static let maximumFOUPorts = 8
+
     /// RFC 8200 §5: every link that carries IPv6 has an MTU of 1280 or more.
     static let minimumIPv6MTU = Encapsulator.minimumIPv6MTU
 
@@ -227,6 +230,10 @@ struct ConfigValidator {
     /// FOU and GUE: every port listed once; a peer's packets must have a port to arrive on; FOU sends IPv6
     /// to a port of its own.
     mutating func checkEncapsulations() {
+        if config.fouPorts.count > Self.maximumFOUPorts {
+            report("fou", "\(config.fouPorts.count) ports listed; ipipd receives on at most \(Self.maximumFOUPorts) (one per inner family and "
+                   + "kind is what a peer needs)")
+        }
         var seen: [UInt16: Int] = [:]
         for (index, port) in config.fouPorts.enumerated() {
             if let first = seen[port.port] {

@@ -26,9 +26,10 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
     /// and ICMP errors and (routed delivery) decapsulated packets, marked with `reinjectionMark`.
     case openRawSockets(reinjectionMark: UInt32?, outerIPv6: Bool)
     case capture(interface: String, filter: String)
-    /// An eBPF program at the uplink's ingress that drops our protocol-4 packets once the capture has
-    /// its copy, so the kernel does not deliver them locally as well (skipped on kernels without TCX).
-    case consumeAfterCapture(interface: String, local: IPv4Address)
+    /// An eBPF program at the uplink's ingress that drops our tunnel packets (protocol 4 and 41, UDP to
+    /// the `fou` ports) once the capture has its copy, so the kernel does not deliver them locally as well
+    /// (skipped on kernels without TCX).
+    case consumeAfterCapture(interface: String, local: IPAddress, ports: [UInt16])
     /// The capture the neighbour proxy of one LAN interface reads ARP (and, with IPv6 ghost hosts, NDP)
     /// from and answers on.
     case captureNeighbours(interface: String, filter: String)
@@ -77,9 +78,11 @@ public enum KernelChange: Sendable, Equatable, CustomStringConvertible {
         case let .capture(interface, filter):
             "capture on \(interface) (a packet socket with the kernel's virtio-net header: frames its GRO or LRO merged "
                 + "are taken whole), inbound only, filter: \(filter)"
-        case let .consumeAfterCapture(interface, local):
-            "attach an eBPF program at \(interface)'s TCX ingress: drop IPv4 protocol 4 to \(local) after the capture "
-                + "(no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
+        case let .consumeAfterCapture(interface, local, ports):
+            "attach an eBPF program at \(interface)'s TCX ingress: drop \(local.isIPv6 ? "next header" : "protocol") 4 and 41"
+                + (local.isIPv6 ? " (also behind the encapsulation limit)" : "")
+                + (ports.isEmpty ? "" : " and UDP to port\(ports.count > 1 ? "s" : "") \(ports.map(String.init).joined(separator: ", "))")
+                + " to \(local) after the capture (no local delivery by the kernel; skipped if the kernel lacks TCX, Linux 6.6+)"
         case let .captureNeighbours(interface, filter):
             "capture ARP" + (filter.contains("ip6 ") ? " and NDP" : "") + " on \(interface), inbound only, filter: \(filter)"
         case let .answerARP(address, interface, mac):
@@ -143,12 +146,8 @@ public struct KernelPlan: Sendable, Equatable {
         noteWhatIsAcceptedAndWhereItGoes(config, uplinkFacts)
         changes.append(.capture(interface: config.uplink.interface,
                                 filter: CaptureFilter.tunnel(local: config.uplink.address, ipv6: config.carriesIPv6, ports: config.fouPorts.map(\.port))))
-        if case .v4(let local) = config.uplink.address {
-            changes.append(.consumeAfterCapture(interface: config.uplink.interface, local: local))
-        } else {
-            notes.append("IPv6 underlay: the kernel also receives the outer packets the capture took, and drops them at the "
-                         + "sockets that claim next headers 4 and 41 and the FOU ports (the eBPF ingress program matches IPv4 only)")
-        }
+        changes.append(.consumeAfterCapture(interface: config.uplink.interface, local: config.uplink.address,
+                                            ports: Array(config.fouPorts.map(\.port).prefix(8))))
         for interface in config.proxyCaptureInterfaces { proxyNeighbours(on: interface, config, facts) }
         if let controlSocket { changes.append(.listenControlSocket(path: controlSocket)) }
         if let metrics = config.metricsListen { changes.append(.serveMetrics(metrics)) }

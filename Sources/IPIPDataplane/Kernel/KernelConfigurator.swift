@@ -161,9 +161,9 @@ public final class KernelConfigurator: @unchecked Sendable {
             if outerIPv6 { outerIPv6Sender = try RawIPv6Sender() }
         case let .capture(interface, filter):
             capture = try UplinkCapture(interface: interface, filter: filter, waitMilliseconds: StopSignal.pollIntervalMilliseconds)
-        case let .consumeAfterCapture(interface, local):
+        case let .consumeAfterCapture(interface, local, ports):
             do {
-                ingressConsumer = try IngressConsumer(interface: interface, local: local)
+                ingressConsumer = try IngressConsumer(interface: interface, local: local, ports: ports)
             } catch {
                 // Best effort: without it the kernel also delivers the packets locally (the claim drops them).
                 outcome = " (skipped: \(error))"

@@ -90,6 +90,29 @@ fixtures["tcp6-super-packet"] = tcp6_packet(1000, "FPA", payload)
 for index in range(3):
     fixtures[f"tcp6-segment-{index}"] = tcp6_packet(1000 + 1200 * index, "FPA" if index == 2 else "A", payload[1200 * index:1200 * (index + 1)])
 
+# UDP encapsulations and an IPv6 underlay (issue 25), as Linux sends them: FOU (the inner packet right
+# behind UDP, no checksum over IPv4 by default, one with encap-csum), GUE variant 0 (a 4-byte header
+# naming the inner protocol), and ip6tnl (IPv6 outer, the Tunnel Encapsulation Limit option 4 with a PadN
+# in a Destination Options header, then the inner packet); the outer IPv6 packets' flow label is the
+# sender's hash (scapy's 0 here: tests compare it apart). And fragments of an ip6tnl packet as the
+# kernel's ip6_fragment cuts them, and a router's "packet too big" about one.
+from scapy.all import IPv6ExtHdrDestOpt, HBHOptUnknown, PadN, fragment6, IPv6ExtHdrFragment
+A6, B6 = "2001:db8:a::37", "2001:db8:b::86"
+fixtures["fou-encapsulated-echo"] = IP(src=B, dst=A, ttl=63, id=0x0100, flags="DF", tos=0x02) / UDP(sport=4242, dport=5555, chksum=0) / inner_echo
+fixtures["fou-encapsulated-echo-csum"] = IP(src=B, dst=A, ttl=63, id=0x0100, flags="DF", tos=0x02) / UDP(sport=4242, dport=5555) / inner_echo
+fixtures["gue-encapsulated-echo6"] = IP(src=B, dst=A, ttl=63, id=0x0100, flags="DF", tos=0x02) / UDP(sport=4242, dport=6080, chksum=0) / Raw(b"\x00\x29\x00\x00") / inner_echo6
+tel = IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=4, optdata=b"\x04"), PadN(optdata=b"\x00")])
+fixtures["ip6tnl-encapsulated-echo"] = IPv6(src=B6, dst=A6, hlim=63, tc=0x02) / tel / inner_echo
+fixtures["ip6tnl-encapsulated-echo6-nolimit"] = IPv6(src=B6, dst=A6, hlim=63, tc=0x02, nh=41) / inner_echo6
+fixtures["fou6-encapsulated-echo"] = IPv6(src=B6, dst=A6, hlim=63, tc=0x02) / tel / UDP(sport=4242, dport=5555) / inner_echo
+big6 = IPv6(src=B6, dst=A6, hlim=64) / IPv6ExtHdrFragment(id=0xABCD0001) / tel / IP(src=C, dst=GHOST, ttl=63) / ICMP(id=0x6464) / Raw(b"g" * 1300)
+fixtures["ip6tnl-fragmented-whole"] = IPv6(src=B6, dst=A6, hlim=64) / tel / IP(src=C, dst=GHOST, ttl=63) / ICMP(id=0x6464) / Raw(b"g" * 1300)
+for index, piece in enumerate(fragment6(big6, 600)):
+    fixtures[f"ip6tnl-fragment-{index}"] = piece
+# A router's "packet too big" (MTU 1300) to A about an outer ip6tnl packet A sent to B, quoting it whole.
+sent = IPv6(src=A6, dst=B6, hlim=64) / tel / IP(src=GHOST, dst=C, ttl=63, id=0x4242) / ICMP(id=0x77, seq=9) / Raw(b"h" * 1352)
+fixtures["icmpv6-packet-too-big-outer"] = IPv6(src="2001:db8:a::1", dst=A6, hlim=64) / ICMPv6PacketTooBig(mtu=1300) / raw(sent)[:1232]
+
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:
         f.write(raw(packet).hex() + "\n")
