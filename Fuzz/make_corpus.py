@@ -9,6 +9,7 @@ import struct
 FIXTURES = "Tests/IPIPCoreTests/Fixtures"
 OUT = "Fuzz/corpus"
 ETHER_IPV4 = bytes.fromhex("020000000037" "020000000086" "0800")
+ETHER_IPV6 = bytes.fromhex("020000000037" "020000000086" "86dd")
 
 
 def event(kind, payload):
@@ -50,7 +51,7 @@ for name in sorted(os.listdir(FIXTURES)):
     if not name.endswith(".hex"):
         continue
     data = bytes.fromhex(open(os.path.join(FIXTURES, name)).read().strip())
-    frame = data if name.startswith(("ether-", "arp-", "ndp-")) else ETHER_IPV4 + data
+    frame = data if name.startswith(("ether-", "arp-", "ndp-")) else (ETHER_IPV6 if data[0] >> 4 == 6 else ETHER_IPV4) + data
     packet = data[14:] if name.startswith(("ether-", "ndp-")) else data
     seed = event(0, frame) + event(3, bytes(10) + packet)
     open(os.path.join(OUT, name.replace(".hex", ".bin")), "wb").write(seed)
