@@ -8,8 +8,11 @@
 # B's uplink flaps, and B is killed with SIGKILL and restarted N times. Everything in network namespaces on
 # documentation addresses; everything it starts ends, also when it fails.
 #
-# Usage: scripts/torture.sh [--packets N] [--restarts N] [--binary FILE] [--json FILE] [--gro on|off]
+# Usage: scripts/torture.sh [--packets N] [--restarts N] [--encap KIND] [--binary FILE] [--json FILE] [--gro on|off]
 #   --packets N    hostile frames to send (default 1000000)
+#   --encap KIND   the tunnel's outer header, and the hostile frames' (default plain): plain (protocol 4),
+#                  fou or gue (UDP, config/machine-{a,b}-fou.yaml), ip6tnl (an IPv6-only underlay,
+#                  config/machine-{a,b}-ip6tnl.yaml)
 #   --restarts N   SIGKILL + restart rounds at the end (default 10)
 #   --binary FILE  the ipipd to test (default: a release build of this tree)
 #   --json FILE    also write the figures as JSON
@@ -19,10 +22,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packets=1000000 restarts=10 binary="" json=""
+packets=1000000 restarts=10 binary="" json="" encap=plain
 while (($#)); do
     case $1 in
         --packets) packets=$2; shift 2 ;;
+        --encap) [[ ${2:-} =~ ^(plain|fou|gue|ip6tnl)$ ]] || { echo "--encap takes plain, fou, gue or ip6tnl" >&2; exit 64; }; encap=$2; shift 2 ;;
         --restarts) restarts=$2; shift 2 ;;
         --binary) binary=$2; shift 2 ;;
         --gro) [[ ${2:-} == on || ${2:-} == off ]] || { echo "--gro takes on or off" >&2; exit 64; }; LAB_GRO=$2; shift 2 ;;
@@ -59,24 +63,26 @@ say() { printf '\n== %s\n' "$*"; }
 status_b() { "$binary" status --json -c "$WORK/b.yaml" --runtime-dir "$WORK/run-b"; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-say "lab: A -- R -- LAN(B, C, forger X)"
+say "lab: A -- R -- LAN(B, C, forger X), outer header: $encap"
 lab_down
 lab_up
+[[ $encap != ip6tnl ]] || lab_ipv6_underlay
 ip netns add "$(ns x)"; ip -n "$(ns x)" link set lo up
 lab_link x eth0 lan px
 ip -n "$(ns lan)" link set px master br0
 ip -n "$(ns x)" addr add 203.0.113.66/24 dev eth0
 
-# B: machine B's file, with metrics, and a second peer the reloads take away and give back.
-base_b=$(cat config/machine-b.yaml)
-extra_peer=$'  - name: site-c\n    remote: 192.0.2.99\n    routes: [198.18.0.0/24]\n'
+# B: machine B's file for the encapsulation, with metrics, and a second peer the reloads take away and give back.
+lab_config a "$encap" "$WORK/a.yaml"
+lab_config b "$encap" "$WORK/b-base.yaml"
+extra_remote=192.0.2.99; [[ $encap != ip6tnl ]] || extra_remote=2001:db8:99::99
 write_b() {
-    # machine-b.yaml lists its peers before ghost-hosts: the extra peer goes at the end of that list.
-    python3 - "$WORK/b.yaml" "$1" <<'PY'
+    # Machine B's files list their peers before ghost-hosts: the extra peer goes at the end of that list.
+    python3 - "$WORK/b.yaml" "$1" "$WORK/b-base.yaml" "$extra_remote" <<'PY'
 import sys
-text = open("config/machine-b.yaml").read()
+text = open(sys.argv[3]).read()
 if sys.argv[2] == "with":
-    text = text.replace("\nghost-hosts:", "  - name: site-c\n    remote: 192.0.2.99\n    routes: [198.18.0.0/24]\n\nghost-hosts:")
+    text = text.replace("\nghost-hosts:", f"  - name: site-c\n    remote: {sys.argv[4]}\n    routes: [198.18.0.0/24]\n\nghost-hosts:")
 open(sys.argv[1], "w").write(text + "metrics:\n  listen: 127.0.0.1:9473\n")
 PY
 }
@@ -84,7 +90,7 @@ write_b with
 mkdir -p "$WORK/run-a" "$WORK/run-b"
 # machine, config file, "tunnel up" lines already in its log; prints the PID once up
 start_ipipd() { lab_start_ipipd "$binary" "$1" "$2" "$WORK/run-$1" "$WORK/$1.log" "${3:-0}"; }
-pid_a=$(start_ipipd a config/machine-a.yaml); LAB_PIDS+=("$pid_a")
+pid_a=$(start_ipipd a "$WORK/a.yaml"); LAB_PIDS+=("$pid_a")
 pid_b=$(start_ipipd b "$WORK/b.yaml"); LAB_PIDS+=("$pid_b")
 in_ns c ping -c 2 -W 2 203.0.113.87 >/dev/null
 b_mac=$(ip -n "$(ns b)" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
@@ -93,7 +99,7 @@ say "phase 1: $packets hostile frames, a 20 MB transfer and pings at 50/s, 20 re
 before=$(status_b)
 frames_before=$(echo "$before" | json_field "d['capture']['frames']")
 kernel_before=$(echo "$before" | json_field "d['drops'].get('capture-drop', 0)")
-sent_a() { "$binary" status --json -c config/machine-a.yaml --runtime-dir "$WORK/run-a" | json_field "d['peers'][0]['encapsulated']['packets']"; }
+sent_a() { "$binary" status --json -c "$WORK/a.yaml" --runtime-dir "$WORK/run-a" | json_field "d['peers'][0]['encapsulated']['packets']"; }
 sent_a_before=$(sent_a)
 # A client that asks for the status and never reads it.
 ip netns exec "$(ns b)" python3 -c "
@@ -114,7 +120,12 @@ transfer_pid=$!
 LAB_PIDS+=("$transfer_pid")
 started=$(date +%s.%N)
 flood_kinds=mutated-from-peer,stranger,tiny-fragments,overlapping-fragments,oversized-fragments,forged-icmp,arp-request-flood
-ip netns exec "$(ns x)" python3 scripts/lib/hostile.py eth0 "$b_mac" "$packets" 4242 "$flood_kinds" >"$WORK/hostile.json" &
+case $encap in
+    fou|gue) flood_kinds+=,bad-udp ;;
+    ip6tnl) flood_kinds+=,extension-headers ;;
+esac
+[[ $encap != gue ]] || flood_kinds+=,bad-gue
+ip netns exec "$(ns x)" python3 scripts/lib/hostile.py eth0 "$b_mac" "$packets" 4242 "$flood_kinds" "$encap" >"$WORK/hostile.json" &
 hostile_pid=$!
 LAB_PIDS+=("$hostile_pid")
 # Reloads (a peer removed, then added back) while Prometheus scrapes every 100 ms.
@@ -161,6 +172,9 @@ done
 say "phase 3: B's uplink goes down for 2 s"
 ip -n "$(ns b)" link set eth0 down; sleep 2; ip -n "$(ns b)" link set eth0 up
 ip -n "$(ns b)" route replace default via 203.0.113.1
+if [[ $encap == ip6tnl ]]; then   # the LAN's prefix route comes back a moment after the link
+    for _ in $(seq 20); do ip -n "$(ns b)" -6 route replace default via 2001:db8:b::1 2>/dev/null && break; sleep 0.1; done
+fi
 flap_ok=no
 for _ in $(seq 20); do in_ns c ping -c 1 -W 1 203.0.113.87 >/dev/null 2>&1 && { flap_ok=yes; break; }; done
 kill -0 "$pid_b" 2>/dev/null || b_alive=no
@@ -213,6 +227,7 @@ figures = {
     "ghost_restored_after_claims_seconds": float("$defended_after") if "$defended_after" else None,
     "link_flap_recovered": "$flap_ok" == "yes",
     "restarts": $restarts, "restarts_ok": $restarts_ok,
+    "encap": "$encap",
 }
 # Every frame the kernel let through B's capture filter was taken by ipipd or dropped by the kernel for
 # want of room (both counted), and every frame ipipd took is accounted for.

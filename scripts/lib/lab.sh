@@ -75,6 +75,39 @@ lab_up() {
     ip -n "$(ns c)" addr add 2001:db8:b::20/64 dev eth0 nodad
 }
 
+# Makes the uplinks IPv6-only, for config/machine-{a,b}-ip6tnl.yaml: A 2001:db8:a::37 (its IPv4 address
+# removed), R routing between 2001:db8:a::/64 and the LAN's 2001:db8:b::/64, B's default route via R.
+# Returns once no address is tentative any more (duplicate address detection holds the first packets).
+lab_ipv6_underlay() {
+    local n
+    ip -n "$(ns a)" addr del 198.51.100.37/24 dev eth0
+    ip -n "$(ns a)" addr add 2001:db8:a::37/64 dev eth0 nodad
+    ip -n "$(ns a)" -6 route add default via 2001:db8:a::1
+    ip -n "$(ns r)" addr add 2001:db8:a::1/64 dev eth0 nodad
+    ip -n "$(ns r)" addr add 2001:db8:b::1/64 dev eth1 nodad
+    in_ns r sysctl -qw net.ipv6.conf.all.forwarding=1
+    ip -n "$(ns b)" -6 route add default via 2001:db8:b::1
+    # An uplink address that stays when the link goes down, as an admin's static address does on a real
+    # box (the kernel's default flushes IPv6 addresses with the link).
+    for n in a b; do in_ns "$n" sysctl -qw net.ipv6.conf.eth0.keep_addr_on_down=1; done
+    for n in a r b c; do
+        for _ in $(seq 50); do [[ -z $(ip -n "$(ns "$n")" -6 addr show tentative) ]] && break; sleep 0.1; done
+    done
+}
+
+# The example configs of machine A or B for an encapsulation: lab_config MACHINE plain|fou|gue|ip6tnl
+# FILE. GUE is FOU's with one port that takes both families.
+lab_config() {
+    local machine=$1 encap=$2 file=$3
+    case $encap in
+        plain) cp "config/machine-$machine.yaml" "$file" ;;
+        fou|ip6tnl) cp "config/machine-$machine-$encap.yaml" "$file" ;;
+        gue) sed -e 's/type: fou, dport: 5555, dport6: 5556/type: gue, dport: 6080/' -e 's/- {port: 5555, ipproto: 4}/- {port: 6080, gue: yes}/' \
+                 -e '/- {port: 5556, ipproto: 41}/d' "config/machine-$machine-fou.yaml" >"$file" ;;
+        *) echo "unknown encapsulation $encap (plain, fou, gue, ip6tnl)" >&2; return 64 ;;
+    esac
+}
+
 # Starts `ipipd run` in a machine's namespace and prints its PID once it is up:
 # lab_start_ipipd BINARY MACHINE CONFIG RUNTIME_DIR LOG [TUNNEL_UP_LINES_ALREADY_IN_LOG]
 # (the process is inside the namespace: lab_down ends it even when it never came up).

@@ -227,7 +227,10 @@ public final class Gateway: @unchecked Sendable {
             return ReloadOutcome(applied: true, messages: ["no changes"])
         }
 
-        let newPlan = KernelPlan(config: new, facts: SystemProbe.facts(for: new), controlSocket: controlSocketPath)
+        var facts = SystemProbe.facts(for: new)
+        // This daemon's own claims hold the `fou` ports (unchanged: another list needs a restart).
+        facts.udpPortsInUse = [:]
+        let newPlan = KernelPlan(config: new, facts: facts, controlSocket: controlSocketPath)
         guard newPlan.problems.isEmpty else { return ReloadOutcome(applied: false, messages: newPlan.problems.map(\.description)) }
         guard let configurator else { return ReloadOutcome(applied: false, messages: ["not running"]) }
         do {
