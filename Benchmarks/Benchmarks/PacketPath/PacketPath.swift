@@ -11,20 +11,21 @@ let machineA = GatewayConfig(
                   routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 0), length: 24)), .v6(IPv6Prefix(IPv6Address("2001:db8:b::")!, length: 48))])]
 )
 
-/// An inner IPv6 UDP packet of `length` bytes from machine A's IPv6 ghost address to host C.
-func innerPacket6(length: Int) -> [UInt8] {
+/// An inner IPv6 UDP packet of `length` bytes from machine A's IPv6 ghost address to host C (`reversed`:
+/// from C to the ghost).
+func innerPacket6(length: Int, reversed: Bool = false) -> [UInt8] {
     var packet = [UInt8](repeating: 0x5A, count: length)
+    let ghost = IPv6Address("2001:db8:b::87")!, hostC = IPv6Address("2001:db8:b::20")!
     packet.withUnsafeMutableBytes {
         IPv6HeaderFields(payloadLength: length - IPv6PacketView.headerLength, nextHeader: IPProtocolNumber.udp, hopLimit: 64,
-                         source: IPv6Address("2001:db8:b::87")!, destination: IPv6Address("2001:db8:b::20")!).write(into: $0)
+                         source: reversed ? hostC : ghost, destination: reversed ? ghost : hostC).write(into: $0)
     }
     return packet
 }
 
-/// An inner UDP packet of `length` bytes from machine A's ghost address to host C.
-func innerPacket(length: Int) -> [UInt8] {
-    IPv4HeaderFields(ttl: 64, protocolNumber: IPProtocolNumber.udp, source: IPv4Address(203, 0, 113, 87),
-                     destination: IPv4Address(203, 0, 113, 20))
+/// An inner UDP packet of `length` bytes from machine A's ghost address to host C (or as given).
+func innerPacket(length: Int, source: IPv4Address = IPv4Address(203, 0, 113, 87), destination: IPv4Address = IPv4Address(203, 0, 113, 20)) -> [UInt8] {
+    IPv4HeaderFields(ttl: 64, protocolNumber: IPProtocolNumber.udp, source: source, destination: destination)
         .bytes(payload: [UInt8](repeating: 0x5A, count: length - 20))
 }
 
@@ -40,11 +41,67 @@ func capturedFrame(innerLength: Int) -> [UInt8] {
     capturedFrame(inner: innerPacket(length: innerLength))
 }
 
+/// Machine A's and machine B's configs with another outer header (issue 25): FOU or GUE over IPv4, or an
+/// IPv6 underlay (ip6tnl with the encapsulation limit, or FOU with its UDP checksum).
+enum OuterHeader: String, CaseIterable {
+    case fou, gue, ip6tnl, fou6 = "fou over IPv6"
+
+    func configs() -> (a: GatewayConfig, b: GatewayConfig) {
+        var a = machineA
+        let routesOfA = a.peers[0].routes
+        var b = GatewayConfig(uplink: .init(interface: "eth0", address: IPv4Address(203, 0, 113, 86)),
+                              peers: [.init(name: "a", remote: IPv4Address(198, 51, 100, 37),
+                                            routes: [.v4(IPv4Prefix(IPv4Address(203, 0, 113, 87), length: 32)),
+                                                     .v6(IPv6Prefix(IPv6Address("2001:db8:b::87")!, length: 128))])])
+        b.peers[0].acceptSources = routesOfA   // B answers host C's traffic: any source of A's side is fine here
+        if self == .ip6tnl || self == .fou6 {
+            a.uplink.address = .v6(IPv6Address("2001:db8:a::37")!)
+            a.peers[0].remote = .v6(IPv6Address("2001:db8:b::86")!)
+            b.uplink.address = .v6(IPv6Address("2001:db8:b::86")!)
+            b.peers[0].remote = .v6(IPv6Address("2001:db8:a::37")!)
+        }
+        let encapsulation: UDPEncapsulation?
+        let ports: [FOUPort]
+        switch self {
+        case .fou, .fou6:
+            encapsulation = UDPEncapsulation(kind: .fou, destinationPort: 5555, destinationPort6: 5556)
+            ports = [FOUPort(port: 5555, payload: .fou(innerProtocol: 4)), FOUPort(port: 5556, payload: .fou(innerProtocol: 41))]
+        case .gue:
+            encapsulation = UDPEncapsulation(kind: .gue, destinationPort: 6080)
+            ports = [FOUPort(port: 6080, payload: .gue)]
+        case .ip6tnl:
+            encapsulation = nil
+            ports = []
+        }
+        for index in [0] {
+            a.peers[index].encapsulation = encapsulation
+            b.peers[index].encapsulation = encapsulation
+        }
+        a.fouPorts = ports
+        b.fouPorts = ports
+        return (a, b)
+    }
+}
+
+/// What `config`'s gateway sends for `inner` read from its TUN device, as the peer's capture takes it.
+func framesSent(by config: GatewayConfig, inner: [UInt8]) -> [UInt8] {
+    let path = EncapsulationPath(config: config, tunnelMTU: 1440, counters: TunnelCounters(peerNames: ["peer"]), paths: [PeerPathState()])
+    let batch = PacketBatch()
+    let read = [UInt8](repeating: 0, count: VirtioNetHeader.size) + inner
+    read.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[PacketSlot.virtioHeaderOffset...]).copyMemory(from: $0) }
+    path.process(readLength: read.count, in: batch, now: 0)
+    precondition(batch.count == 1, "\(config.encapsulations[0].summary) sent nothing")
+    let outer = Array(batch.packet(at: 0))
+    return EthernetBuilder.frame(destination: MACAddress(2, 0, 0, 0, 0, 0x37), source: MACAddress(2, 0, 0, 0, 0, 0x86),
+                                 etherType: outer[0] >> 4 == 6 ? EtherType.ipv6 : EtherType.ipv4, payload: outer)
+}
+
 /// Machine A's decapsulation path taking `frames` in turn, over and over, as one capture burst each
 /// time round (the batch is emptied without sending after each round, or when full: the work up to
 /// the send).
-func decapsulate(_ frames: [[UInt8]], offload: VirtioNetHeader = .plain, delivery: GatewayConfig.Delivery, _ benchmark: Benchmark) {
-    var config = machineA
+func decapsulate(_ frames: [[UInt8]], offload: VirtioNetHeader = .plain, delivery: GatewayConfig.Delivery, config base: GatewayConfig = machineA,
+                 _ benchmark: Benchmark) {
+    var config = base
     config.tunnel.delivery = delivery
     let path = DecapsulationPath(config: config, tunnelMTU: 1480, counters: TunnelCounters(peerNames: ["b"]), paths: [PeerPathState()],
                                  localNetworks: LocalNetworks(addresses: [IPv4Address(198, 51, 100, 37)]))
@@ -96,6 +153,32 @@ let benchmarks: @Sendable () -> Void = {
 
         Benchmark("decapsulation path: captured \(length)-byte \(family)frame → inner packet for the kernel's receive path (TUN)") { benchmark in
             decapsulate([capturedFrame(inner: inner)], delivery: .kernel, benchmark)
+        }
+    }
+
+    // The other outer headers (issue 25), each way, at both sizes; B's outer packets built by B's own path.
+    for outer in OuterHeader.allCases {
+        let (configA, configB) = outer.configs()
+        for (family, length, inner) in [("", 64, innerPacket(length: 64)), ("", 1400, innerPacket(length: 1400)), ("IPv6 ", 64, innerPacket6(length: 64))]
+        where length == 64 || outer == .fou || outer == .ip6tnl {
+            Benchmark("encapsulation path, \(outer.rawValue): TUN read of a \(length)-byte \(family)packet → queued to its peer") { benchmark in
+                let path = EncapsulationPath(config: configA, tunnelMTU: 1440, counters: TunnelCounters(peerNames: ["b"]), paths: [PeerPathState()])
+                let batch = PacketBatch()
+                let read = [UInt8](repeating: 0, count: VirtioNetHeader.size) + inner
+                benchmark.startMeasurement()
+                for _ in benchmark.scaledIterations {
+                    read.withUnsafeBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[PacketSlot.virtioHeaderOffset...]).copyMemory(from: $0)
+                    }
+                    path.process(readLength: read.count, in: batch, now: 0)
+                }
+                blackHole(batch.count)
+            }
+            let reply = family.isEmpty ? innerPacket(length: length, source: IPv4Address(203, 0, 113, 20), destination: IPv4Address(203, 0, 113, 87))
+                                       : innerPacket6(length: length, reversed: true)
+            Benchmark("decapsulation path, \(outer.rawValue): captured \(length)-byte \(family)frame → inner packet for the TUN") { benchmark in
+                decapsulate([framesSent(by: configB, inner: reply)], delivery: .kernel, config: configA, benchmark)
+            }
         }
     }
 
