@@ -8,7 +8,7 @@ Each configuration gets a fresh topology of network namespaces (documentation ad
 R routes only between the gateways' uplinks, so c1 <-> c2 traffic can only cross through the tunnel
 under test (or, for "direct", through routes R is given). The gateways' uplinks receive like real NICs,
 GRO on (--gro off: bare veths); the -gro-off configurations run with bare veths in the same run. Every load is bounded in time. Results: a
-table with ratios to direct routing and to OpenVPN from the same run, each target of issues 6 and 13 judged on
+table with ratios to direct routing and to OpenVPN from the same run, each target of issues 6, 13, 22 and 25 judged on
 its ratio in every run (with the median when --runs repeats the comparison), and a JSON file.
 Run through scripts/bench.sh (root).
 """
@@ -163,20 +163,28 @@ def setup_direct(lab, args):
     return []
 
 
-def setup_ipipd(lab, args, delivery=None, binary=None, ipv4_only=False):
+# What turns the example configs' single peer into a FOU peer, as `ip fou add port 5555 ipproto 4` (and 5556
+# ipproto 41) with `encap fou encap-sport auto encap-dport 5555` on each side: the peer's key, then the listeners.
+FOU_PEER = "    encap: {type: fou, dport: 5555, dport6: 5556}\n"
+FOU_LISTENERS = "fou:\n  - {port: 5555, ipproto: 4}\n  - {port: 5556, ipproto: 41}\n"
+
+
+def setup_ipipd(lab, args, delivery=None, binary=None, ipv4_only=False, fou=False):
     """Both gateways on the example configs; with `delivery`, that `tunnel.delivery` added (without it,
     the default, kernel: and a binary from before the key existed runs them too); with `ipv4_only`,
-    without their IPv6 routes (for a binary from before IPv6 existed)."""
+    without their IPv6 routes (for a binary from before IPv6 existed); with `fou`, the peer over FOU."""
     pids = []
     for role, config in (("a", "lab-site-a.yaml"), ("b", "lab-site-b.yaml")):
         runtime = os.path.join(lab.scratch, f"run-{role}")
         os.makedirs(runtime, exist_ok=True)
         path = os.path.join(REPO, "config", config)
-        if delivery or ipv4_only:
-            path = os.path.join(lab.scratch, f"{role}-{delivery or 'ipv4'}.yaml")
+        if delivery or ipv4_only or fou:
+            path = os.path.join(lab.scratch, f"{role}-{delivery or ('fou' if fou else 'ipv4')}.yaml")
             with open(os.path.join(REPO, "config", config)) as source, open(path, "w") as target:
-                lines = [line for line in source.read().split("\n") if not (ipv4_only and "2001:db8" in line)]
-                target.write("\n".join(lines) + (f"tunnel: {{delivery: {delivery}}}\n" if delivery else ""))
+                # The example ends inside its only peer, so the peer's key goes right after it.
+                lines = [line for line in source.read().rstrip("\n").split("\n") if not (ipv4_only and "2001:db8" in line)]
+                target.write("\n".join(lines) + "\n" + (FOU_PEER + FOU_LISTENERS if fou else "")
+                             + (f"tunnel: {{delivery: {delivery}}}\n" if delivery else ""))
         process = lab.spawn(role, [binary or args.ipipd, "run", "-c", path, "--runtime-dir", runtime,
                                    "--user", "root", "--log-level", "warning"], f"ipipd-{role}.log")
         pids.append(process.pid)
@@ -185,6 +193,10 @@ def setup_ipipd(lab, args, delivery=None, binary=None, ipv4_only=False):
 
 def setup_ipipd_routed(lab, args):
     return setup_ipipd(lab, args, delivery="routed")
+
+
+def setup_ipipd_fou(lab, args):
+    return setup_ipipd(lab, args, fou=True)
 
 
 def setup_ipipd_gro_off(lab, args):
@@ -239,6 +251,7 @@ CONFIGURATIONS = {
     "direct-no-offload": (setup_direct, False, False),
     "ipipd": (setup_ipipd, True, None),                 # delivery: kernel, the default
     "ipipd-routed": (setup_ipipd_routed, True, None),
+    "ipipd-fou": (setup_ipipd_fou, True, None),         # the same peer over FOU (UDP port 5555, 5556 for IPv6)
     "ipipd-gro-off": (setup_ipipd, True, False),        # the same two with the uplinks as bare veths (GRO off)
     "ipipd-routed-gro-off": (setup_ipipd_routed, True, False),
     "openvpn": (setup_openvpn, True, None),
@@ -246,7 +259,7 @@ CONFIGURATIONS = {
     "baseline": (setup_baseline, True, None),           # --baseline: an earlier ipipd binary, for "no slower than"
 }
 # Configurations that carry IPv6 (6in4): they get an IPv6 TCP figure too.
-IPV6_CONFIGURATIONS = {"ipipd", "ipipd-routed", "ipipd-gro-off", "ipipd-routed-gro-off"}
+IPV6_CONFIGURATIONS = {"ipipd", "ipipd-routed", "ipipd-fou", "ipipd-gro-off", "ipipd-routed-gro-off"}
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -388,6 +401,9 @@ TARGETS += [(f"{figure} kernel delivery >= {name}", key, (name,), ">=", 1.0)
 GRO_TARGETS = [(f"TCP 1 stream{family} {mode} with GRO on >= GRO off", key, on, off)
                for mode, on, off in (("kernel delivery", "ipipd", "ipipd-gro-off"), ("routed delivery", "ipipd-routed", "ipipd-routed-gro-off"))
                for family, key in (("", "tcp1_mbps"), (" IPv6", "tcp1_ipv6_mbps"))]
+# Issue 25: FOU's 8 more bytes and UDP checksum cost at most 15 % of plain IP-in-IP's TCP throughput.
+FOU_TARGETS = [(f"TCP 1 stream{family} over FOU >= 0.85 x plain", key, "ipipd-fou", "ipipd", 0.85)
+               for family, key in (("", "tcp1_mbps"), (" IPv6", "tcp1_ipv6_mbps"))]
 RSS_TARGET = ("RSS flat (within 10 %) over the soak", 10.0)
 
 
@@ -406,6 +422,9 @@ def judge(results):
     for label, key, on, off in GRO_TARGETS:
         ours, theirs = results.get(on, {}).get(key), results.get(off, {}).get(key)
         verdicts.append((label, None, None) if not ours or not theirs else (label, ours / theirs, ours / theirs >= 1.0))
+    for label, key, ours_name, theirs_name, bound in FOU_TARGETS:
+        ours, theirs = results.get(ours_name, {}).get(key), results.get(theirs_name, {}).get(key)
+        verdicts.append((label, None, None) if not ours or not theirs else (label, ours / theirs, ours / theirs >= bound))
     growth = results.get("ipipd", {}).get("rss_growth_percent")
     label, bound = RSS_TARGET
     verdicts.append((label, growth, None if growth is None else abs(growth) <= bound))
