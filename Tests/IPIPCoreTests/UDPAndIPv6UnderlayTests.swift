@@ -254,6 +254,39 @@ import Testing
         #expect(corrupt.withUnsafeBytes { OuterICMP.classify($0, messageAt: 40, peers: peers, ttlInherited: true) } == .ignore)
     }
 
+    /// Other routers' errors about an outer ip6tnl packet A sent (RFC 2473 §8.1, as ip6_tnl_err): about one
+    /// carrying IPv6, "address unreachable" and "hop limit exceeded" are relayed to the inner source (the
+    /// quoted inner packet's range handed on); about one carrying IPv4, unreachable opens the peer's error
+    /// window. Each quote is one A's path state recognises, so only reports about packets A sent act.
+    @Test func otherRouterErrorsAboutOuterIPv6PacketsAreRelayedOrRemembered() throws {
+        let peers = OuterPeers(config: Self.machineA6)
+        func classify(_ name: String) -> OuterICMP {
+            Fixture.bytes(name).withUnsafeBytes { OuterICMP.classify($0, messageAt: 40, peers: peers, ttlInherited: true) }
+        }
+        let unreachable = Fixture.bytes("icmpv6-unreachable-outer6")
+        // The quoted outer packet: IPv6 (40) + encapsulation limit (8), then A's inner IPv6 packet.
+        let innerStart = 40 + 8 + 40 + 8
+        let sentInner = Array(unreachable[innerStart...])
+        let path = PeerPathState()
+        sentInner.withUnsafeBytes { path.noteSent(outerLength: 48 + sentInner.count, inner: $0) }
+        guard case let .relayToIPv6Source(peer, quote, timeExceeded, inner) = classify("icmpv6-unreachable-outer6") else {
+            Issue.record("address unreachable about IPv6 inside: \(classify("icmpv6-unreachable-outer6"))")
+            return
+        }
+        #expect(peer == 0 && !timeExceeded && inner == innerStart..<unreachable.count && quote.identification == nil)
+        #expect(path.sentRecently(quote, now: 0), "the quote is of a packet A sent")
+        guard case let .relayToIPv6Source(_, _, timeExceeded: expired, _) = classify("icmpv6-time-exceeded-outer6") else {
+            Issue.record("hop limit exceeded about IPv6 inside: \(classify("icmpv6-time-exceeded-outer6"))")
+            return
+        }
+        #expect(expired)
+        guard case .peerError(peer: 0, quote: let quote4) = classify("icmpv6-unreachable-outer4") else {
+            Issue.record("address unreachable about IPv4 inside: \(classify("icmpv6-unreachable-outer4"))")
+            return
+        }
+        #expect(!path.sentRecently(quote4, now: 0), "a packet A did not send is not believed")
+    }
+
     /// "Fragmentation needed" about a FOU packet quotes its UDP header: the peer is told by it, the inner
     /// packet behind it is what the quote samples.
     @Test func fragmentationNeededAboutAFOUPacketQuotesTheInnerBehindTheUDPHeader() {

@@ -112,6 +112,13 @@ for index, piece in enumerate(fragment6(big6, 600)):
 # A router's "packet too big" (MTU 1300) to A about an outer ip6tnl packet A sent to B, quoting it whole.
 sent = IPv6(src=A6, dst=B6, hlim=64) / tel / IP(src=GHOST, dst=C, ttl=63, id=0x4242) / ICMP(id=0x77, seq=9) / Raw(b"h" * 1352)
 fixtures["icmpv6-packet-too-big-outer"] = IPv6(src="2001:db8:a::1", dst=A6, hlim=64) / ICMPv6PacketTooBig(mtu=1300) / raw(sent)[:1232]
+# Other routers' errors about outer ip6tnl packets A sent: "address unreachable" and "hop limit exceeded"
+# about one carrying IPv6 (relayed to its source, RFC 2473 §8.1), "address unreachable" about one carrying IPv4.
+from scapy.all import ICMPv6TimeExceeded
+sent6 = IPv6(src=A6, dst=B6, hlim=64) / tel / IPv6(src=GHOST6, dst=C6, hlim=63) / ICMPv6EchoRequest(id=0x78, seq=1) / Raw(b"i" * 56)
+fixtures["icmpv6-unreachable-outer6"] = IPv6(src="2001:db8:a::1", dst=A6, hlim=64) / ICMPv6DestUnreach(code=3) / raw(sent6)
+fixtures["icmpv6-time-exceeded-outer6"] = IPv6(src="2001:db8:a::1", dst=A6, hlim=64) / ICMPv6TimeExceeded(code=0) / raw(sent6)
+fixtures["icmpv6-unreachable-outer4"] = IPv6(src="2001:db8:a::1", dst=A6, hlim=64) / ICMPv6DestUnreach(code=3) / raw(sent)[:400]
 
 for name, packet in fixtures.items():
     with open(f"{name}.hex", "w") as f:
