@@ -119,7 +119,9 @@ def oversized_fragments():
     identification = rng.randrange(1 << 32 if IPV6 else 65536)
     pieces = [fragment(identification, 0, 1400, True, [] if IPV6 else [IPOption_NOP()] * 40)]
     pieces += [fragment(identification, index * 1400, 1400, True) for index in range(1, 46)]
-    pieces.append(fragment(identification, 46 * 1400, 1115, False))
+    # Over IPv4 the first piece's 40 bytes of options take the datagram past 65,535; IPv6 has no room for
+    # options in front of a fragment, so its last piece is longer: 65,800 bytes behind the fragment header.
+    pieces.append(fragment(identification, 46 * 1400, 1400 if IPV6 else 1115, False))
     return pieces
 
 
