@@ -13,7 +13,8 @@ struct Run: ParsableCommand {
         Validates the config, checks this machine (as `plan` does), then takes every step of the plan, in \
         the order `plan` prints them, all or nothing: if one fails, the ones already taken are undone and \
         ipipd exits 1. Then it carries traffic: inner packets from the TUN device are wrapped and sent to \
-        their peer; protocol-4 packets captured on the uplink are checked (the peer, its accept-sources, \
+        their peer (protocol 4 or 41, or UDP to the peer's `encap` port; inside IPv6 over an IPv6 underlay); \
+        the tunnel packets captured on the uplink (and on its `fou` ports) are checked (the peer, its accept-sources, \
         martian addresses, source routes) and unwrapped, and the inner packet is written to the TUN device, \
         where the kernel receives it as Linux's ipip would (firewall it in INPUT and FORWARD with \
         iifname "tunl") — or, with `tunnel.delivery: routed`, reinjected through a raw socket, marked.
