@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+import latency
+
 PREFIX = "ipbench"
 ROLES = ["c1", "a", "r", "b", "c2"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -478,6 +480,40 @@ def run_once(lab, args):
     return results
 
 
+# The threads of each tunnel, by role, for the latency breakdown: (process names, TUN reader's, uplink reader's).
+LATENCY_THREADS = {"ipipd": (["ipipd-tun"], ["ipipd-capture"]), "openvpn": (["openvpn"], ["openvpn"]),
+                   "tinc": (["tincd"], ["tincd"])}
+TUN_DEVICES = {"ipipd": "tunl", "openvpn": "tun0", "tinc": "tinc0"}
+
+
+def latency_run(lab, args):
+    """The latency breakdown of each configuration asked for (ipipd, OpenVPN and tinc by default)."""
+    names = args.only or ["ipipd", "openvpn", "tinc"]
+    output = {}
+    for name in names:
+        kind = "ipipd" if name.startswith("ipipd") or name == "baseline" else name
+        if kind not in LATENCY_THREADS:
+            print(f"== {name}: no latency breakdown (no tunnel threads to follow)")
+            continue
+        setup, offloads, uplink_gro = CONFIGURATIONS[name]
+        print(f"== {name}", flush=True)
+        lab.up(offloads=offloads, uplink_gro=args.gro == "on" if uplink_gro is None else uplink_gro)
+        pids = setup(lab, args)
+        wait_for(reachable, timeout=30, what=f"{name} to carry c1 -> c2")
+        time.sleep(1)
+        tun_names, capture_names = LATENCY_THREADS[kind]
+        threads = {}
+        for gateway, pid in zip(("A", "B"), pids):
+            threads[f"{gateway}-tun"] = latency.threads_of(pid, tun_names)
+            threads[f"{gateway}-capture"] = latency.threads_of(pid, capture_names)
+        stages, trips, rtts = latency.breakdown(inside, threads, TUN_DEVICES[kind], count=args.latency_pings)
+        print(latency.report(name, stages, trips, rtts), flush=True)
+        output[name] = {"stages_us": {stage: statistics.median(values) for stage, values in stages.items()},
+                        "round_trips": len(trips), "ping_p50_us": statistics.median(rtts) if rtts else None}
+        lab.down()
+    return output
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipipd", required=True, help="the ipipd binary (release build)")
@@ -491,6 +527,10 @@ def main():
     parser.add_argument("--gro", choices=["on", "off"], default="on",
                         help="the gateways' uplinks receive like real NICs, GRO on (default), or as bare veths; "
                              "the -gro-off configurations are bare veths either way")
+    parser.add_argument("--latency", action="store_true",
+                        help="instead of the benchmark: where a ping's round trip goes, stage by stage, traced with perf "
+                             "(configurations: --only, default ipipd, openvpn and tinc)")
+    parser.add_argument("--latency-pings", type=int, default=300, help="pings traced per configuration (default 300)")
     parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs without their IPv6 "
                                            "routes (configuration \"baseline\"), to compare this build against")
     args = parser.parse_args()
@@ -501,6 +541,15 @@ def main():
 
     scratch = tempfile.mkdtemp(prefix="ipipd-bench.")
     lab = Lab(scratch)
+    if args.latency:
+        try:
+            document = latency_run(lab, args)
+        finally:
+            lab.down()
+            shutil.rmtree(scratch, ignore_errors=True)
+        with open(args.json, "w") as f:
+            json.dump({"latency": document}, f, indent=1)
+        return 0
     runs = []
     try:
         for index in range(args.runs):

@@ -4,7 +4,9 @@
 # within the run. Root; installs what it needs; not part of CI.
 #
 # Usage: scripts/bench.sh [--duration S] [--soak S] [--runs N] [--only NAME ...] [--json FILE] [--baseline BINARY]
-#                         [--gro on|off]
+#                         [--gro on|off] [--latency [--latency-pings N]]
+#   --latency: instead of the comparison, where a ping's round trip goes, stage by stage, for ipipd,
+#   OpenVPN and tinc (or --only), from kernel tracepoints that perf records on every CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --help before anything is installed or built (bench.py's own help lists every option).
@@ -12,7 +14,7 @@ case ${1:-} in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, "")
 [[ $(id -u) -eq 0 ]] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
 scripts/install-deps.sh
 missing=()
-for package in iperf3 openvpn tinc ethtool; do
+for package in iperf3 openvpn tinc ethtool linux-perf; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if ((${#missing[@]})); then
