@@ -148,6 +148,8 @@ struct RobustnessTests {
     /// (20 to the metrics endpoint, 20 to the control socket) made 2 of 2 scrapes time out and 19 of 20
     /// control requests fail. A newcomer now takes the place of the longest waiting of them, and one
     /// source holds at most 4 places: every scrape and every `status` is answered while they go on.
+    /// (CI once saw a scrape pushed out by the idlers accepted right behind it, before its request
+    /// arrived: a place is now kept for its grace, and newcomers wait their turn.)
     @Test func clientsThatConnectAndSendNothingCannotLockOutScrapesOrStatus() throws {
         let lab = Lab("idle")
         defer { lab.teardown() }
@@ -195,8 +197,7 @@ struct RobustnessTests {
             if lab.run("\(Lab.ipipd) status -c \(file) --runtime-dir \(lab.runtimeDirectory("a"))", timeout: 4).status == 0 { answered.status += 1 }
             if lab.run(in: lab.ns("a"), "curl -sf -o /dev/null -m 3 http://127.0.0.1:9473/metrics").status == 0 { answered.scrapes += 1 }
         }
-        // One status in five may still wait out a churn of the 20 reconnecting Unix clients (seen once in a full run).
-        #expect(answered.status >= 4 && answered.scrapes == 5, "\(answered) of 5 answered during the load: \(idle.output)")
+        #expect(answered.status == 5 && answered.scrapes == 5, "\(answered) of 5 answered during the load: \(idle.output)")
     }
 
     /// The uplink goes down and up: the capture waits for it, then carries traffic again.

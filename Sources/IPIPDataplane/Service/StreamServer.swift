@@ -5,22 +5,30 @@ import IPIPCore
 
 /// A listening stream socket served by one thread, for the control socket and the metrics endpoint:
 /// each client sends one request and gets one answer. Bounded as a daemon facing clients it does not
-/// trust must be: at most `maximumClients` at once, requests cut at `maximumRequest` bytes,
-/// `firstByteTimeout` seconds to start a request and `clientTimeout` for a whole exchange, and writes
-/// that never block, so no client can stall the thread, and a stop is noticed within 100 ms whatever
-/// the clients do. Clients that connect and send nothing cannot hold the table either: when it is full
-/// (or one source address holds `maximumClientsPerSource`), a newcomer takes the place of the client
-/// that has waited longest without a complete request; only when every client has one do newcomers
-/// wait in the kernel's backlog.
+/// trust must be: at most `maximumClients` served at once (`maximumClientsPerSource` per TCP source)
+/// and `maximumWaiting` waiting for a place, requests cut at `maximumRequest` bytes, `firstByteTimeout`
+/// seconds to start a request and `clientTimeout` for a whole exchange, and writes that never block, so
+/// no client can stall the thread, and a stop is noticed within 100 ms whatever the clients do.
+///
+/// Clients that connect, send nothing and reconnect the moment they are dropped cannot hold the places
+/// either: a newcomer takes the place of the client that has waited longest without a whole request,
+/// but only once that client has had `evictionGrace` to send it. The grace bounds how fast such
+/// clients can turn the places over; without it a burst of them pushed out a real client whose request
+/// was a moment behind its connection. Newcomers wait their turn in order (those that have sent
+/// something first) in the waiting room, then in the kernel's backlog.
 public final class StreamServer: @unchecked Sendable {
     public struct Limits: Sendable {
         public var maximumClients = 8
         /// Per peer address (TCP; every client of a Unix socket is one source, and the cap is then the total).
         public var maximumClientsPerSource = 4
+        /// Accepted clients waiting for a place; beyond them, newcomers wait in the listen backlog.
+        public var maximumWaiting = 32
         public var maximumRequest = 4096
         public var clientTimeout = 5.0
         /// A client that has sent nothing for this long after connecting is closed.
         public var firstByteTimeout = 1.0
+        /// A client without a whole request keeps its place for at least this long.
+        public var evictionGrace = 0.25
         /// Answer what arrived once the client sent nothing new for this long (nil: wait for a complete
         /// request until `clientTimeout`, then close without an answer).
         public var answerWhenIdle: Double?
@@ -44,6 +52,9 @@ public final class StreamServer: @unchecked Sendable {
         private(set) var fd: Int32
         /// The peer's address (TCP), for the per-source cap; nil for a Unix socket's clients.
         let source: [UInt8]?
+        let accepted: Double
+        /// When it got a place (nil while it waits for one).
+        var placed: Double?
         /// Until the request is complete, then until the answer is written.
         var deadline: Double
         var lastInput: Double
@@ -56,13 +67,13 @@ public final class StreamServer: @unchecked Sendable {
         init(fd: Int32, source: [UInt8]?, now: Double, timeout: Double) {
             self.fd = fd
             self.source = source
+            accepted = now
             deadline = now + timeout
             lastInput = now
         }
 
         var isOpen: Bool { fd >= 0 }
-        /// Still without a whole request: a newcomer may take its place.
-        var isEvictable: Bool { answer == nil }
+        var hasSentSomething: Bool { !request.isEmpty || doneSending }
 
         func close() {
             if fd >= 0 { Glibc.close(fd) }
@@ -76,29 +87,28 @@ public final class StreamServer: @unchecked Sendable {
     /// without an answer.
     public func serve(until stop: StopSignal, isComplete: ([UInt8]) -> Bool, answer: ([UInt8]) -> [UInt8]?) {
         var clients: [Client] = []
-        defer { for client in clients { client.close() } }
+        var waiting: [Client] = []
+        defer { for client in clients + waiting { client.close() } }
         var buffer = [UInt8](repeating: 0, count: 4096)
-        // A newcomer whose request came with its connection waits for no event: the next round must
+        // A client placed with its request already in hand waits for no event: the next round must
         // not sleep a poll interval before answering it (every status and scrape took 100 ms more).
-        var newcomerWaits = false
+        var placedWithRequest = false
         while !stop.isStopped {
-            // The listener is polled while a newcomer could be taken in: a free place, or one to take.
-            let canTakeNewcomer = clients.count < limits.maximumClients || clients.contains { $0.isEvictable }
-            var descriptors = [pollfd(fd: fd, events: canTakeNewcomer ? Int16(POLLIN) : 0, revents: 0)]
+            var descriptors = [pollfd(fd: fd, events: waiting.count < limits.maximumWaiting ? Int16(POLLIN) : 0, revents: 0)]
             for client in clients {
                 descriptors.append(pollfd(fd: client.fd, events: Int16(client.answer == nil ? POLLIN : POLLOUT), revents: 0))
             }
-            _ = poll(&descriptors, nfds_t(descriptors.count), newcomerWaits ? 0 : StopSignal.pollIntervalMilliseconds)
-            newcomerWaits = false
+            // A waiting client is read until its request is whole or cut (then only a hang-up is news).
+            for client in waiting {
+                let reads = !client.doneSending && client.request.count < limits.maximumRequest && !isComplete(client.request)
+                descriptors.append(pollfd(fd: client.fd, events: reads ? Int16(POLLIN) : 0, revents: 0))
+            }
+            _ = poll(&descriptors, nfds_t(descriptors.count), placedWithRequest ? 0 : StopSignal.pollIntervalMilliseconds)
             let now = monotonicSeconds()
             for (client, descriptor) in zip(clients, descriptors.dropFirst()) {
                 if client.answer == nil {
                     if descriptor.revents != 0 { receive(client, into: &buffer, now: now) }
-                    guard client.isOpen else { continue }
-                    if client.request.isEmpty && !client.doneSending && now - client.lastInput >= limits.firstByteTimeout {
-                        client.close()
-                        continue
-                    }
+                    guard client.isOpen, !closeIfSilent(client, now: now) else { continue }
                     let idle = limits.answerWhenIdle.map { now - client.lastInput >= $0 } ?? false
                     if client.request.count >= limits.maximumRequest || client.doneSending || idle || isComplete(client.request) {
                         client.answer = answer(client.request)
@@ -109,46 +119,68 @@ public final class StreamServer: @unchecked Sendable {
                 if client.answer != nil { send(client) }
                 if client.isOpen && monotonicSeconds() >= client.deadline { client.close() }
             }
+            for (client, descriptor) in zip(waiting, descriptors.dropFirst(1 + clients.count)) {
+                if descriptor.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    client.close()
+                } else if descriptor.revents != 0 {
+                    receive(client, into: &buffer, now: now)
+                }
+                if client.isOpen && !closeIfSilent(client, now: now) && now >= client.deadline { client.close() }
+            }
             clients.removeAll { !$0.isOpen }
+            waiting.removeAll { !$0.isOpen }
             // The whole backlog, so that clients that reconnect as fast as they are dropped cannot keep
             // a newcomer's connection waiting behind theirs; what a newcomer sent with its connection is
             // read at once (a real client asks right away).
             if descriptors[0].revents & Int16(POLLIN) != 0 {
-                for _ in 0..<Self.acceptsPerWakeup {
-                    guard let newcomer = acceptClient(now: now) else { break }
+                while waiting.count < limits.maximumWaiting, let newcomer = acceptClient(now: now) {
                     receive(newcomer, into: &buffer, now: now)
-                    guard newcomer.isOpen else { continue }
-                    admit(newcomer, into: &clients)
-                    if newcomer.isOpen && (!newcomer.request.isEmpty || newcomer.doneSending) { newcomerWaits = true }
+                    if newcomer.isOpen { waiting.append(newcomer) }
                 }
             }
+            placedWithRequest = place(&waiting, into: &clients, now: now)
         }
     }
 
-    /// At most this many connections taken from the backlog per wakeup (a listen backlog's worth).
-    static let acceptsPerWakeup = 32
+    /// Closes a client that has sent nothing for `firstByteTimeout` since it connected.
+    private func closeIfSilent(_ client: Client, now: Double) -> Bool {
+        guard !client.hasSentSomething && now - client.lastInput >= limits.firstByteTimeout else { return false }
+        client.close()
+        return true
+    }
 
-    /// Makes room for `newcomer` (its source's or the table's longest waiting client without a whole
-    /// request goes: one that has sent nothing before one that has sent part of a request), or closes it
-    /// when none can go.
-    private func admit(_ newcomer: Client, into clients: inout [Client]) {
-        func longestWaiting(_ candidates: some Sequence<Client>) -> Client? {
-            candidates.filter(\.isEvictable).min { ($0.request.isEmpty ? 0 : 1, $0.lastInput) < ($1.request.isEmpty ? 0 : 1, $1.lastInput) }
+    /// Gives waiting clients the places there are or can be made, those that have sent something first,
+    /// then in the order they came; says whether one placed has sent something.
+    private func place(_ waiting: inout [Client], into clients: inout [Client], now: Double) -> Bool {
+        var placedWithRequest = false
+        let order = waiting.filter(\.hasSentSomething) + waiting.filter { !$0.hasSentSomething }
+        for newcomer in order where makeRoom(for: newcomer, in: &clients, now: now) {
+            newcomer.placed = now
+            clients.append(newcomer)
+            placedWithRequest = placedWithRequest || newcomer.hasSentSomething
+        }
+        waiting.removeAll { $0.placed != nil }
+        return placedWithRequest
+    }
+
+    /// Frees a place for `newcomer` under the per-source and total caps: the longest waiting client
+    /// without a whole request that has had its grace goes (one that has sent nothing before one that
+    /// has sent part of a request). False when no place can be made now.
+    private func makeRoom(for newcomer: Client, in clients: inout [Client], now: Double) -> Bool {
+        func evictLongestWaiting(_ candidates: [Client]) -> Bool {
+            let evictable = candidates.filter { $0.answer == nil && now - ($0.placed ?? now) >= limits.evictionGrace }
+            guard let evicted = evictable.min(by: { ($0.request.isEmpty ? 0 : 1, $0.lastInput) < ($1.request.isEmpty ? 0 : 1, $1.lastInput) })
+            else { return false }
+            evicted.close()
+            clients.removeAll { !$0.isOpen }
+            return true
         }
         if let source = newcomer.source {
             let sameSource = clients.filter { $0.source == source }
-            if sameSource.count >= limits.maximumClientsPerSource {
-                guard let evicted = longestWaiting(sameSource) else { return newcomer.close() }
-                evicted.close()
-                clients.removeAll { !$0.isOpen }
-            }
+            if sameSource.count >= limits.maximumClientsPerSource && !evictLongestWaiting(sameSource) { return false }
         }
-        if clients.count >= limits.maximumClients {
-            guard let evicted = longestWaiting(clients) else { return newcomer.close() }
-            evicted.close()
-            clients.removeAll { !$0.isOpen }
-        }
-        clients.append(newcomer)
+        if clients.count >= limits.maximumClients && !evictLongestWaiting(clients) { return false }
+        return true
     }
 
     private func acceptClient(now: Double) -> Client? {
