@@ -19,8 +19,9 @@ import tempfile
 # ping -s 200: an IPv4 packet of 228 bytes (242 with its Ethernet header), which nothing else in the lab sends.
 PING_PAYLOAD = 200
 INNER = PING_PAYLOAD + 28
-EVENTS = ["net:net_dev_queue", "net:netif_receive_skb", "sched:sched_wakeup", "sched:sched_switch",
+EVENTS_BASE = ["net:net_dev_queue", "net:netif_receive_skb", "sched:sched_wakeup", "sched:sched_switch",
           "syscalls:sys_enter_sendmmsg", "syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg", "syscalls:sys_enter_write"]
+EVENTS = EVENTS_BASE + [e for e in os.environ.get("LATENCY_EXTRA_EVENTS", "").split(",") if e]
 SENDS = {"sys_enter_sendmmsg", "sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_write"}
 
 
@@ -40,9 +41,9 @@ def steps_one_way(near, far, server, tun, router_out):
     thread may be both)."""
     return [
         Step(f"{near}: LAN and forwarding into the TUN device", "queue", dev=tun),
-        Step(f"{near}: TUN reader woken", "wakeup", role=f"{near}-tun", optional=True),
-        Step(f"{near}: TUN reader on a CPU (wakeup latency)", "run", role=f"{near}-tun", optional=True),
-        Step(f"{near}: TUN read and encapsulation", "send", role=f"{near}-tun"),
+        Step(f"{near}: TUN reader woken", "wakeup", role=f"{near}-any", optional=True),
+        Step(f"{near}: TUN reader on a CPU (wakeup latency)", "run", role=f"{near}-any", optional=True),
+        Step(f"{near}: TUN read and encapsulation", "send", role=f"{near}-any"),
         Step(f"{near}: send system call to the uplink", "queue", dev="eth0", outer=True),
         Step(f"R: forwarding, {near} to {far}", "queue", dev=router_out, outer=True),
         Step(f"{far}: uplink receive (NAPI, GRO)", "receive", dev="eth0", outer=True),
@@ -102,13 +103,22 @@ def ping_length(event, outer):
     return length in (INNER, INNER + 14)
 
 
+def role_threads(threads, role):
+    """The thread ids of `role`; "<gateway>-any": either of the gateway's threads (ipipd's uplink reader
+    also reads the TUN device after it delivered packets)."""
+    if role.endswith("-any"):
+        gateway = role[:-len("-any")]
+        return threads.get(f"{gateway}-tun", set()) | threads.get(f"{gateway}-capture", set())
+    return threads.get(role, set())
+
+
 def matches(step, event, threads):
     time_us, kind, fields = event
     if kind != step.kind:
         return False
     if step.dev is not None:
         return fields["dev"] == step.dev and ping_length(event, step.outer)
-    return fields["tid"] in threads.get(step.role, ())
+    return fields["tid"] in role_threads(threads, step.role)
 
 
 def round_trips(events, threads, steps):
@@ -120,6 +130,7 @@ def round_trips(events, threads, steps):
             index += 1
             continue
         times = {0: events[index][0]}
+        matched = {0: events[index]}
         cursor = index + 1
         complete = True
         # The mandatory steps in order, each the first matching event after the one before.
@@ -132,26 +143,36 @@ def round_trips(events, threads, steps):
                 complete = False
                 break
             times[position] = events[cursor][0]
+            matched[position] = events[cursor]
             cursor += 1
         if not complete:
             index += 1
             continue
         # Optional steps (a thread already running is not woken): the last matching event between the
-        # mandatory steps around them.
+        # mandatory steps around them, of the thread that then acted.
         positions = sorted(times)
         for position, step in enumerate(steps):
             if not step.optional:
                 continue
             before = max(p for p in positions if p < position)
             after = min(p for p in positions if p > position)
-            candidates = [event[0] for event in events
-                          if times[before] <= event[0] <= times[after] and matches(step, event, threads)]
+            actor = matched[after][2].get("tid")
+            if actor not in role_threads(threads, step.role):
+                continue
+            candidates = [event for event in events
+                          if times[before] <= event[0] <= times[after] and matches(step, event, threads) and event[2]["tid"] == actor]
             if candidates:
-                times[position] = candidates[-1]
+                times[position] = candidates[-1][0]
+                matched[position] = candidates[-1]
         ordered = sorted(times)
         trip = []
         for previous, position in zip(ordered, ordered[1:]):
-            trip.append((steps[position].stage, times[position] - times[previous]))
+            stage = steps[position].stage
+            if steps[position].role and steps[position].role.endswith("-any"):
+                gateway = steps[position].role[:-len("-any")]
+                if matched[position][2]["tid"] not in threads.get(f"{gateway}-tun", set()):
+                    stage += ", by the uplink reader"
+            trip.append((stage, times[position] - times[previous]))
         found.append(trip)
         index = cursor
     return found

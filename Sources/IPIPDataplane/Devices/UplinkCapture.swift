@@ -35,6 +35,8 @@ public final class UplinkCapture: @unchecked Sendable {
 
     public let interface: String
     private let fd: Int32
+    /// For poll(2) next to another descriptor; `receive` reads it.
+    public var fileDescriptor: Int32 { fd }
     private let interfaceIndex: UInt32
     private let storage: UnsafeMutableRawPointer
     private let buffers: UnsafeMutablePointer<UnsafeMutableRawPointer?>

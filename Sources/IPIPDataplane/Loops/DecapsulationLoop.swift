@@ -6,7 +6,8 @@ import Logging
 
 /// The capture engine's thread: takes the frames the uplink's capture has queued, a burst per system
 /// call, hands each to the `DecapsulationPath`, and delivers what it queued (TUN writes, one sendmmsg(2)
-/// per 64 packets) before it waits again.
+/// per 64 packets); then it takes a turn at the TUN device for what its deliveries produced in return
+/// (`TUNReader`) before it waits again — while traffic is light, for the TUN device's packets as well.
 struct DecapsulationLoop {
     let context: LoopContext
     let health: LoopHealth
@@ -16,6 +17,8 @@ struct DecapsulationLoop {
     let icmpv6: RawICMPv6Sender?
     /// Where the kernel's receive path starts: decapsulated packets are written to it.
     let tun: TUNDevice
+    /// The TUN device's reading side, shared with the encapsulator's thread.
+    let tunReader: TUNReader
     let routeFacts: RouteFacts
     let tunnelMTU: Int
     let uplinkMTU: Int
@@ -80,14 +83,24 @@ struct DecapsulationLoop {
                 }
             }
             let flushesBefore = batch.flushes
+            var tunReadable = false
+            var taken = 0
+            let watching = tunReader.captureThreadWatches()
             do {
-                // Blocks until a frame comes (or the stop-signal interval passes): one system call per wakeup.
-                var count = try capture.receive(wait: true)
-                guard count > 0 else { continue }
+                var count: Int
+                if watching {
+                    // Until one of the two has something (or the stop-signal interval passes).
+                    let ready = waitReadable(capture.fileDescriptor, tunReader.tun.fd, timeoutMilliseconds: StopSignal.pollIntervalMilliseconds)
+                    tunReadable = ready.second
+                    count = ready.first ? try capture.receive(wait: false) : 0
+                } else {
+                    // Blocks until a frame comes (or the stop-signal interval passes): one system call per wakeup.
+                    count = try capture.receive(wait: true)
+                }
+                guard count > 0 || tunReadable else { continue }
                 now = monotonicSeconds()
                 path.standby = !context.role.isActive   // as it is now, not before the wait
                 // Drain what is queued, a burst per call, but come back to check the stop signal now and then.
-                var taken = 0
                 while true {
                     for index in 0..<count {
                         let frame = capture.frame(at: index)
@@ -105,7 +118,11 @@ struct DecapsulationLoop {
             }
             if !batch.isEmpty { flusher.flush(batch) }
             // Also when the burst filled the batch and `whenFull` sent it: the usual case under load.
-            if batch.flushes != flushesBefore { yieldToWhatTheBurstWoke() }
+            let delivered = batch.flushes != flushesBefore
+            // While this thread watches the TUN device: what the kernel answered within those deliveries
+            // (a reply from the LAN) waits there, and so do the LAN's own packets — sent from here.
+            let sent = watching && (delivered || tunReadable) && tunReader.captureThreadTurn(now: now, frames: taken).sent
+            if delivered || sent { yieldToWhatTheBurstWoke() }
         }
     }
 }

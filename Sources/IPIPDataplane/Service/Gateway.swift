@@ -102,9 +102,14 @@ public final class Gateway: @unchecked Sendable {
             tunnelMTU = plan.tunnelMTU
             self.uplinkMTU = uplinkMTU
             try beforeThreads()
-            let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), tun: tun,
-                                                  sender: handles.encapsulationSender, sender6: handles.outerIPv6Sender,
-                                                  icmpv6: handles.icmpv6Sender, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
+            let context = loopContext
+            let tunReader = try TUNReader(tun: tun, context: context,
+                                      flusher: BatchFlusher(rawSocket: handles.encapsulationSender.fileDescriptor,
+                                                            rawSocket6: handles.outerIPv6Sender?.fileDescriptor ?? -1,
+                                                            icmpv6: handles.icmpv6Sender, counters: context.box.current.counters,
+                                                            failures: ThrottledLog(logger: logger, message: "cannot send to peer")),
+                                      tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
+            let encapsulation = EncapsulationLoop(context: context, health: health("ipipd-tun"), reader: tunReader)
             // Read before the capture thread starts: until the local routes are known, it hands every packet to
             // the TUN device (nothing may reach an AnyIP address through lo).
             let routeFacts = RouteFacts()
@@ -116,7 +121,7 @@ public final class Gateway: @unchecked Sendable {
             }
             let decapsulation = DecapsulationLoop(context: loopContext, health: health("ipipd-capture"), capture: handles.capture,
                                                   sender: handles.reinjectionSender, icmpv6: handles.icmpv6Sender, tun: tun,
-                                                  routeFacts: routeFacts, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
+                                                  tunReader: tunReader, routeFacts: routeFacts, tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
             let routes = RouteWatcherLoop(context: loopContext, health: health("ipipd-routes"), tunnel: tun.name, routeFacts: routeFacts)
             threads.append(try DedicatedThread(name: encapsulation.health.name) { encapsulation.run() })
             threads.append(try DedicatedThread(name: decapsulation.health.name) { decapsulation.run() })

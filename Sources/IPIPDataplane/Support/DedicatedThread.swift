@@ -38,3 +38,12 @@ func waitReadable(_ fd: Int32, timeoutMilliseconds: Int32) -> Bool {
     let ready = poll(&descriptor, 1, timeoutMilliseconds)
     return ready > 0 && descriptor.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
 }
+
+/// Waits until `first` or `second` is readable (or reports an error) or `timeout` ms pass; says which.
+func waitReadable(_ first: Int32, _ second: Int32, timeoutMilliseconds: Int32) -> (first: Bool, second: Bool) {
+    var descriptors = (pollfd(fd: first, events: Int16(POLLIN), revents: 0), pollfd(fd: second, events: Int16(POLLIN), revents: 0))
+    let ready = withUnsafeMutableBytes(of: &descriptors) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds) }
+    guard ready > 0 else { return (false, false) }
+    let readable = Int16(POLLIN | POLLERR | POLLHUP)
+    return (descriptors.0.revents & readable != 0, descriptors.1.revents & readable != 0)
+}
