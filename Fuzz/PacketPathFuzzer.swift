@@ -127,8 +127,14 @@ func checkAndEmpty(_ batch: PacketBatch) {
             case .tcpIPv4(let size):
                 precondition(header.checksum?.offset == 16 && header.headersLength == 20 + Int(ipPacket[32] >> 4) * 4
                              && GSOSegmenter(superPacket: ipPacket, segmentSize: size)?.segmentCount == segments)
-            case .tcpIPv6(let size), .udp(let size):
+            case .tcpIPv6(let size):
                 precondition((ipPacket.count - header.headersLength + size - 1) / size == segments)
+            case .udp(let size):
+                // UDP_L4: the whole's UDP length, so that the kernel's per-datagram lengths and checksums come out right.
+                precondition(header.checksum?.offset == 6 && header.headersLength == transport + 8
+                             && ipPacket.uint16(at: transport + 4) == ipPacket.count - transport
+                             && (ipPacket.count - header.headersLength + size - 1) / size == segments,
+                             "a UDP super-packet with a header that does not describe it: \(header)")
             case .none, .unsupported:
                 preconditionFailure("a super-packet without its segmentation: \(header)")
             }

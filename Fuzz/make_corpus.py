@@ -75,6 +75,26 @@ sequences = {
                                                     "203.0.113.20", "192.0.2.10")) for index in range(3)],
 }
 
+
+def udp_from_peer_b(index, size=36):
+    """Datagram `index` of one UDP flow (203.0.113.20 -> 192.0.2.10, DF, consecutive IDs, `size` payload
+    bytes, the checksum right) in an outer packet from peer B."""
+    payload = bytes((index * size + n) & 0xFF for n in range(size))
+    source, destination = bytes([203, 0, 113, 20]), bytes([192, 0, 2, 10])
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + size, 0x2000 + index, 0x4000, 64, 17, 0, source, destination)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    udp = struct.pack("!HHHH", 40000, 5001, 8 + size, 0)
+    udp = udp[:6] + struct.pack("!H", checksum(source + destination + struct.pack("!BBH", 0, 17, 8 + size) + udp + payload) or 0xFFFF)
+    inner = ip + udp + payload
+    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(inner), 1, 0, 64, 4, 0, bytes([203, 0, 113, 86]), bytes([198, 51, 100, 37]))
+    outer = outer[:10] + struct.pack("!H", checksum(outer)) + outer[12:]
+    return ETHER_IPV4 + outer + inner
+
+
+# Consecutive datagrams of one UDP flow: joined into one UDP_L4 super-packet with kernel delivery.
+sequences["udp-datagrams-coalesced"] = [event(0, udp_from_peer_b(index)) for index in range(4)]
+
+
 def merged(segments):
     """What the uplink's GRO makes of `segments` (consecutive TCP/IPv4 segments of one flow, no IP
     options): the first one's headers with lengths for the whole, the payloads one after the other, the
@@ -104,7 +124,7 @@ outer = outer[:10] + struct.pack("!H", checksum(outer)) + outer[12:]
 sequences["gro-merged-tcp"] = [event(5, virtio(1, 1, 1200, 54, 16) + ETHER_IPV4 + outer + whole)]
 sequences["gro-merged-tcp-wrong-header"] = [event(5, virtio(1, 4, 1200, 54, 16) + ETHER_IPV4 + outer + whole)]
 for name, events in sequences.items():
-    if name == "tcp-segments-coalesced" and len(b"".join(events)) % 2:
+    if name in ("tcp-segments-coalesced", "udp-datagrams-coalesced") and len(b"".join(events)) % 2:
         events.append(event(2, b""))
     open(os.path.join(OUT, name + ".bin"), "wb").write(b"".join(events))
 print(f"wrote {len(os.listdir(OUT))} seeds to {OUT}")

@@ -26,7 +26,7 @@ import Testing
             packet = IPv4HeaderFields(identification: 7, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
                                       source: MachineA.hostC, destination: MachineA.ghost).bytes(payload: tcp)
         }
-        return TCPCoalescerTests.withChecksumsRight(packet)
+        return FlowCoalescerTests.withChecksumsRight(packet)
     }
 
     static func mss(_ packet: [UInt8], at offset: Int) -> Int { Int(packet[offset]) << 8 | Int(packet[offset + 1]) }
@@ -160,6 +160,6 @@ extension Array where Element == UInt8 {
     func swappingAddresses() -> [UInt8] {
         var packet = self
         for index in 0..<4 { packet.swapAt(12 + index, 16 + index) }
-        return TCPCoalescerTests.withChecksumsRight(packet)
+        return FlowCoalescerTests.withChecksumsRight(packet)
     }
 }

@@ -60,6 +60,78 @@ struct TunnelTests {
         }
     }
 
+    /// Issue 26: B joins bursts of h1's UDP datagrams into UDP_L4 super-packets for its TUN device; the
+    /// kernel cuts them again (here in software: B's LAN side as a NIC without UDP segmentation or
+    /// checksum offload), and h2 receives each datagram as h1 sent it — its IP identification, its
+    /// length, its payload and its checksum, byte for byte.
+    @Test func udpBurstsAreJoinedForTheKernelAndReachTheLANAsSent() throws {
+        let lab = Lab("udpg")
+        defer { lab.teardown() }
+        try lab.buildTwoSites()
+        _ = try lab.startIpipd(in: "a", config: siteA)
+        _ = try lab.startIpipd(in: "b", config: siteB)
+        try lab.sh(in: lab.ns("h1"), "ethtool -K eth0 tx off >/dev/null")
+        try lab.sh(in: lab.ns("b"), "ethtool -K lan0 tx off tx-udp-segmentation off >/dev/null")
+        try lab.sh(in: lab.ns("h1"), "ping -c 2 -i 0.2 -W 2 192.0.2.130")
+        let captures = try [("h1", "sent"), ("h2", "received")].map { role, name in
+            let file = lab.scratch.appendingPathComponent("\(name).pcap").path
+            let capture = try lab.spawn(in: lab.ns(role), ["tcpdump", "-ni", "eth0", "-U", "-B", "8192", "-w", file, "udp and port 5001"],
+                                        logName: "tcpdump-\(name)")
+            #expect(capture.waitForLog("listening on"))
+            return (capture, file)
+        }
+        // h2 listens, or its port unreachables would make h1's connected socket fail.
+        let sink = try lab.spawn(in: lab.ns("h2"), ["python3", "-c", """
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5001)); s.settimeout(0.5)
+            print("bound", flush=True)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try: s.recv(2048)
+                except socket.timeout: pass
+            """],
+                                 logName: "sink")
+        #expect(sink.waitForLog("bound"))
+        // Bursts of 32 datagrams of 100 bytes on a connected socket with DF (consecutive IDs), 2 ms apart.
+        let sender = """
+            import socket, struct, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IP, 10, 2)   # IP_MTU_DISCOVER: IP_PMTUDISC_DO
+            s.connect(("192.0.2.130", 5001))
+            for burst in range(60):
+                for index in range(32):
+                    s.send(struct.pack("!II", burst, index) + bytes(range(92)))
+                time.sleep(0.002)
+            """
+        try sender.write(toFile: lab.scratch.appendingPathComponent("send.py").path, atomically: true, encoding: .utf8)
+        try lab.sh(in: lab.ns("h1"), "timeout 20 python3 \(lab.scratch.appendingPathComponent("send.py").path)")
+        let status = try lab.waitForStatus("b", config: siteB) { (try? $0.peer("site-a").decapsulated.packets) ?? 0 >= 1920 }
+        #expect(status.udpDatagramsCoalesced > 100, "\(status)")
+        for (capture, _) in captures { capture.settle(); _ = capture.stop(signal: SIGINT) }
+        // (IP identification, UDP header and payload) of each datagram, as h1 sent them and as h2 got them.
+        let compare = """
+            import struct, sys
+            def datagrams(path):
+                data = open(path, "rb").read()
+                offset, found = 24, []
+                while offset + 16 <= len(data):
+                    length = struct.unpack("<I", data[offset + 8:offset + 12])[0]
+                    ip = data[offset + 16 + 14:offset + 16 + length]
+                    offset += 16 + length
+                    header = (ip[0] & 15) * 4
+                    found.append((struct.unpack("!H", ip[4:6])[0], ip[header:struct.unpack("!H", ip[2:4])[0]]))
+                return found
+            sent, received = datagrams(sys.argv[1]), datagrams(sys.argv[2])
+            print(len(sent), "sent,", len(received), "received")
+            assert len(sent) == 1920, "h1's capture missed datagrams"
+            assert received == sent, [pair for pair in zip(sent, received) if pair[0] != pair[1]][:3]
+            print("identical")
+            """
+        try compare.write(toFile: lab.scratch.appendingPathComponent("compare.py").path, atomically: true, encoding: .utf8)
+        let result = lab.run("python3 \(lab.scratch.appendingPathComponent("compare.py").path) \(captures[0].1) \(captures[1].1)")
+        #expect(result.status == 0 && result.output.contains("identical"), "\(result.output)")
+    }
+
     @Test func ipipFromANonPeerIsDroppedCountedAndNeverAnswered() throws {
         let lab = Lab("nonp")
         defer { lab.teardown() }

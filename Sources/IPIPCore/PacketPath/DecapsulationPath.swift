@@ -11,7 +11,7 @@ public final class DecapsulationPath {
     private var reassembler = Reassembler()
     private let icmp = ICMPErrorReporter()
     /// Joins TCP segments for the TUN device (kernel delivery) the way GRO would.
-    private var coalescer = TCPCoalescer()
+    private var coalescer = FlowCoalescer()
     /// A super-packet the uplink's GRO merged, moved out of the slots its segments are cut into (routed delivery).
     private let superPacketCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: PacketSlot.maximumPacketLength, alignment: 16)
     private let tunnelMTU: Int
@@ -164,7 +164,7 @@ public final class DecapsulationPath {
             switch verdict {
             case let .deliver(peer, inner, .tun):
                 let innerBytes = UnsafeMutableRawBufferPointer(rebasing: packet[inner])
-                let arrival = TCPCoalescer.Arrival(UnsafeRawBufferPointer(innerBytes), merged: superPacket, verified: offload.dataValid)
+                let arrival = FlowCoalescer.Arrival(UnsafeRawBufferPointer(innerBytes), merged: superPacket, verified: offload.dataValid)
                 if coalescer.join(arrival, peer: peer, in: batch) { return }
                 let start = inner.lowerBound - VirtioNetHeader.size
                 let virtioHeader = UnsafeMutableRawBufferPointer(rebasing: packet[start..<inner.lowerBound])

@@ -21,7 +21,7 @@ public final class PacketBatch {
         case decapsulatedPiece(peer: Int, innerLength: Int)
         /// `segments` consecutive segments of one of `peer`'s flows (`innerLength` bytes as their sender sent
         /// them) in one super-packet for the TUN device, with a virtio-net header saying how the kernel is to
-        /// cut it again: the uplink's GRO merged them, or ipipd joined them (`TCPCoalescer`) out of `frames`
+        /// cut it again: the uplink's GRO merged them, or ipipd joined them (`FlowCoalescer`) out of `frames`
         /// captured frames.
         case superPacket(peer: Int, innerLength: Int, segments: Int, frames: Int)
         /// An ICMP error ipipd sends as a router about traffic to or from `peer`.
@@ -41,7 +41,7 @@ public final class PacketBatch {
     private let ipv6Destinations: UnsafeMutablePointer<Bool>
     private let kinds: UnsafeMutablePointer<Kind>
     public private(set) var count = 0
-    /// How many times the batch was emptied: tells a `TCPCoalescer` whether its entry is still there, and
+    /// How many times the batch was emptied: tells a `FlowCoalescer` whether its entry is still there, and
     /// a loop whether its burst sent anything.
     public private(set) var flushes = 0
 
@@ -170,6 +170,14 @@ public final class PacketBatch {
         case .decapsulated(_, _, true), .superPacket: return packet.count > VirtioNetHeader.size && packet[VirtioNetHeader.size] >> 4 == 6
         default: return false
         }
+    }
+
+    /// Whether the entry is a super-packet of UDP datagrams (its virtio-net header says UDP_L4).
+    public func carriesUDPSuperPacket(at index: Int) -> Bool {
+        let packet = self.packet(at: index)
+        guard case .superPacket = kind(at: index), packet.count >= VirtioNetHeader.size else { return false }
+        if case .udp = VirtioNetHeader(UnsafeRawBufferPointer(rebasing: packet[0..<VirtioNetHeader.size])).segmentation { return true }
+        return false
     }
 
     public func kind(at index: Int) -> Kind {

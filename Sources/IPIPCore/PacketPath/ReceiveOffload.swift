@@ -69,6 +69,8 @@ public struct SuperPacket: Equatable, Sendable {
     /// cuts again where the next hop needs segments: the transport checksum field gets the pseudo-header's
     /// sum (CHECKSUM_PARTIAL, whatever GRO left there) and the returned header says how to cut it.
     public func prepareForTUN(_ inner: UnsafeMutableRawBufferPointer) -> VirtioNetHeader {
+        // UDP: the whole's length, as GRO leaves it; the kernel derives each datagram's length and checksum from it.
+        if !layout.isTCP { inner.setUInt16(UInt16(inner.count - layout.transportOffset), at: layout.transportOffset + 4) }
         layout.storePseudoHeaderSum(inner)
         let segmentation: VirtioNetHeader.Segmentation = !layout.isTCP ? .udp(segmentSize: segmentSize)
             : layout.isIPv6 ? .tcpIPv6(segmentSize: segmentSize) : .tcpIPv4(segmentSize: segmentSize)

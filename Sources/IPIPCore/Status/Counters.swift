@@ -211,6 +211,8 @@ public final class TunnelCounters: Sendable {
     public let tcpPacketsSegmented: Counter
     /// TCP segments from peers that reached the TUN device joined into super-packets (kernel delivery).
     public let tcpSegmentsCoalesced: Counter
+    /// UDP datagrams from peers that reached the TUN device joined into super-packets (kernel delivery).
+    public let udpDatagramsCoalesced: Counter
     /// TCP SYNs and SYN-ACKs whose MSS option `tunnel.clamp-mss` lowered: sent to peers, and received from them.
     public let tcpMSSClampedSent: Counter
     public let tcpMSSClampedReceived: Counter
@@ -229,6 +231,7 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = Counter()
         tcpPacketsSegmented = Counter()
         tcpSegmentsCoalesced = Counter()
+        udpDatagramsCoalesced = Counter()
         tcpMSSClampedSent = Counter()
         tcpMSSClampedReceived = Counter()
         uplinkMergedFrames = Counter()
@@ -250,6 +253,7 @@ public final class TunnelCounters: Sendable {
         icmpRateLimited = previous.icmpRateLimited
         tcpPacketsSegmented = previous.tcpPacketsSegmented
         tcpSegmentsCoalesced = previous.tcpSegmentsCoalesced
+        udpDatagramsCoalesced = previous.udpDatagramsCoalesced
         tcpMSSClampedSent = previous.tcpMSSClampedSent
         tcpMSSClampedReceived = previous.tcpMSSClampedReceived
         uplinkMergedFrames = previous.uplinkMergedFrames

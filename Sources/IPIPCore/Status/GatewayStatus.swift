@@ -141,6 +141,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var tcpPacketsSegmented: UInt64
     /// TCP segments from peers written to the TUN device joined into super-packets (GRO).
     public var tcpSegmentsCoalesced: UInt64
+    /// UDP datagrams from peers written to the TUN device joined into super-packets (GRO).
+    public var udpDatagramsCoalesced: UInt64
     /// TCP SYNs and SYN-ACKs whose MSS `tunnel.clamp-mss` lowered, sent to peers and received from them.
     public var tcpMSSClampedSent: UInt64
     public var tcpMSSClampedReceived: UInt64
@@ -186,6 +188,7 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         icmpRateLimited = counters.icmpRateLimited.value
         tcpPacketsSegmented = counters.tcpPacketsSegmented.value
         tcpSegmentsCoalesced = counters.tcpSegmentsCoalesced.value
+        udpDatagramsCoalesced = counters.udpDatagramsCoalesced.value
         tcpMSSClampedSent = counters.tcpMSSClampedSent.value
         tcpMSSClampedReceived = counters.tcpMSSClampedReceived.value
         uplinkMergedFrames = counters.uplinkMergedFrames.value

@@ -173,6 +173,7 @@ extension GatewayStatus {
             ("ipipd_icmp_rate_limited_total", "ICMP errors not sent because of the rate limit.", icmpRateLimited),
             ("ipipd_tcp_segmentation_total", "Large TCP packets from the TUN device (TSO) that ipipd cut into segments.", tcpPacketsSegmented),
             ("ipipd_tcp_coalesced_segments_total", "TCP segments from peers written to the TUN device in super-packets ipipd joined.", tcpSegmentsCoalesced),
+            ("ipipd_udp_coalesced_datagrams_total", "UDP datagrams from peers written to the TUN device in super-packets ipipd joined.", udpDatagramsCoalesced),
             ("ipipd_uplink_merged_frames_total", "Frames the uplink's GRO or LRO had merged before the capture took them.", uplinkMergedFrames),
             ("ipipd_uplink_merged_segments_total", "Segments (as their senders sent them) in the frames the uplink merged.", uplinkMergedSegments),
             ("ipipd_capture_frames_total", "Frames the capture engine took from the uplink.", capture.frames),

@@ -58,6 +58,7 @@ extension GatewayStatus {
         out += "\ninner packets fragmented: \(fragmented); ICMP errors sent: \(icmp) (\(icmpRateLimited) suppressed by the rate limit)\n"
         out += "large TCP packets from the kernel (TSO) segmented: \(tcpPacketsSegmented)\n"
         out += "TCP segments from peers joined for the kernel (GRO): \(tcpSegmentsCoalesced)\n"
+        out += "UDP datagrams from peers joined for the kernel (GRO): \(udpDatagramsCoalesced)\n"
         out += "TCP SYNs whose MSS tunnel.clamp-mss lowered: \(tcpMSSClampedSent) sent, \(tcpMSSClampedReceived) received\n"
         out += "frames the uplink's GRO/LRO merged: \(uplinkMergedFrames), holding \(uplinkMergedSegments) segments\n"
         out += "\ndrops by reason:"

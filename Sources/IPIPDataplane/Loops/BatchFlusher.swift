@@ -113,7 +113,9 @@ final class BatchFlusher {
             counters.peers[peer].decapsulatedPackets.add(UInt64(segments))
             counters.peers[peer].decapsulatedBytes.add(UInt64(innerLength))
             counters.capture.delivered.add(UInt64(frames))
-            if frames > 1 { counters.tcpSegmentsCoalesced.add(UInt64(segments)) }
+            if frames > 1 {
+                (batch.carriesUDPSuperPacket(at: index) ? counters.udpDatagramsCoalesced : counters.tcpSegmentsCoalesced).add(UInt64(segments))
+            }
             if batch.carriesIPv6(at: index) {
                 counters.peers[peer].decapsulatedIPv6Packets.add(UInt64(segments))
                 counters.peers[peer].decapsulatedIPv6Bytes.add(UInt64(innerLength))

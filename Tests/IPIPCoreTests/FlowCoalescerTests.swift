@@ -3,7 +3,7 @@ import Testing
 
 /// Kernel delivery joins a flow's consecutive TCP segments into one super-packet for the TUN device;
 /// what the kernel will cut it into must be exactly what arrived.
-@Suite struct TCPCoalescerTests {
+@Suite struct FlowCoalescerTests {
     let counters = TunnelCounters(peerNames: ["machine-b"])
 
     func path() -> DecapsulationPath {
@@ -57,15 +57,16 @@ import Testing
     static func segmentsTheKernelSees(_ written: [UInt8]) throws -> [[UInt8]] {
         let header = written.withUnsafeBytes { VirtioNetHeader($0) }
         let packet = Array(written[VirtioNetHeader.size...])
-        let ip: Int
+        let ip: Int, checksumOffset: Int, transportHeaderLength: Int
         switch header.segmentation {
-        case .tcpIPv4: ip = 20
-        case .tcpIPv6: ip = 40
+        case .tcpIPv4: (ip, checksumOffset, transportHeaderLength) = (20, 16, 32)
+        case .tcpIPv6: (ip, checksumOffset, transportHeaderLength) = (40, 16, 32)
+        case .udp: (ip, checksumOffset, transportHeaderLength) = (packet[0] >> 4 == 6 ? 40 : 20, 6, 8)
         default: return [packet]
         }
         let segmentSize = try #require(header.segmentation.segmentSize)
         #expect(packet[0] >> 4 == (ip == 40 ? 6 : 4))
-        #expect(header.checksum?.start == ip && header.checksum?.offset == 16 && header.headersLength == ip + 32)
+        #expect(header.checksum?.start == ip && header.checksum?.offset == checksumOffset && header.headersLength == ip + transportHeaderLength)
         return try packet.withUnsafeBytes { bytes in
             let segmenter = try #require(GSOSegmenter(superPacket: bytes, segmentSize: segmentSize))
             var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -99,7 +100,7 @@ import Testing
         let sent = SentPackets(), path = path()
         for segment in segments { capture(path, segment, sent) }
         let written = sent.flush()
-        #expect(written.count == 2 && written.allSatisfy { $0.bytes.count <= TCPCoalescer.largest + VirtioNetHeader.size })
+        #expect(written.count == 2 && written.allSatisfy { $0.bytes.count <= FlowCoalescer.largest + VirtioNetHeader.size })
         #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == segments)
     }
 
@@ -123,6 +124,18 @@ import Testing
         #expect(written[2].kind == .decapsulated(peer: 0, innerLength: segments[2].count, viaTUN: true))
         #expect(written.map(\.kind).allSatisfy { if case .superPacket = $0 { false } else { true } })
         #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == [segments[0], corrupt, segments[2], gap, syn, otherFlow])
+    }
+
+    /// A short segment without PSH ends the super-packet as well: one joined after it would be cut
+    /// elsewhere than it arrived (1400, 100, 1400 would come out as 1400, 1400, 100).
+    @Test func aShortSegmentWithoutPSHEndsTheSuperPacket() throws {
+        let first = Self.segments(count: 2, lastSize: 100, psh: false)
+        let next = Self.segments(count: 1, sequence: 0xFFFF_F000 &+ 1500, psh: false)
+        let sent = SentPackets(), path = path()
+        for segment in first + next { capture(path, segment, sent) }
+        let written = sent.flush()
+        #expect(written.count == 2)
+        #expect(try written.map(\.bytes).flatMap(Self.segmentsTheKernelSees) == first + next)
     }
 
     @Test func theFirstSegmentsChecksumIsCheckedBeforeItIsReplaced() throws {
