@@ -85,6 +85,13 @@ import Testing
         return fixed
     }
 
+    /// `packet` changed by `change`, its lengths and checksums made right again.
+    static func changed(_ packet: [UInt8], _ change: (inout [UInt8]) -> Void) -> [UInt8] {
+        var copy = packet
+        change(&copy)
+        return withChecksumsRight(copy)
+    }
+
     @Test func aBurstOfOneFlowBecomesOneSuperPacketThatCutsBackIntoIt() throws {
         let segments = Self.segments(count: 20, lastSize: 700)
         let sent = SentPackets(), path = path()
@@ -239,11 +246,7 @@ import Testing
     /// checksum, a gap in the sequence; and an IPv4 segment of the same ports never joins an IPv6 flow.
     @Test func ipv6SegmentsThatGROWouldNotJoinGoOnTheirOwn() throws {
         let segments = Self.segments(count: 2, psh: false, ipv6: true)
-        func changed(_ change: (inout [UInt8]) -> Void) -> [UInt8] {
-            var copy = segments[1]
-            change(&copy)
-            return Self.withChecksumsRight(copy)
-        }
+        func changed(_ change: (inout [UInt8]) -> Void) -> [UInt8] { Self.changed(segments[1], change) }
         var corrupt = segments[1]
         corrupt[120] ^= 0x01
         let refused: [(String, [UInt8])] = [

@@ -57,11 +57,7 @@ import Testing
     /// What UDP GRO would not join, and what the kernel could not cut back into what arrived.
     @Test func datagramsThatGROWouldNotJoinGoOnTheirOwn() throws {
         let datagrams = Self.datagrams(count: 2)
-        func changed(_ change: (inout [UInt8]) -> Void) -> [UInt8] {
-            var copy = datagrams[1]
-            change(&copy)
-            return FlowCoalescerTests.withChecksumsRight(copy)
-        }
+        func changed(_ change: (inout [UInt8]) -> Void) -> [UInt8] { FlowCoalescerTests.changed(datagrams[1], change) }
         var corrupt = datagrams[1]
         corrupt[40] ^= 0x01
         var noChecksum = datagrams[1]

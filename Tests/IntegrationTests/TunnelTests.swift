@@ -110,17 +110,10 @@ struct TunnelTests {
         for (capture, _) in captures { capture.settle(); _ = capture.stop(signal: SIGINT) }
         // (IP identification, UDP header and payload) of each datagram, as h1 sent them and as h2 got them.
         let compare = """
-            import struct, sys
+            import sys
+            from scapy.all import rdpcap, IP, UDP, raw
             def datagrams(path):
-                data = open(path, "rb").read()
-                offset, found = 24, []
-                while offset + 16 <= len(data):
-                    length = struct.unpack("<I", data[offset + 8:offset + 12])[0]
-                    ip = data[offset + 16 + 14:offset + 16 + length]
-                    offset += 16 + length
-                    header = (ip[0] & 15) * 4
-                    found.append((struct.unpack("!H", ip[4:6])[0], ip[header:struct.unpack("!H", ip[2:4])[0]]))
-                return found
+                return [(p[IP].id, raw(p[UDP])) for p in rdpcap(path) if UDP in p]
             sent, received = datagrams(sys.argv[1]), datagrams(sys.argv[2])
             print(len(sent), "sent,", len(received), "received")
             assert len(sent) == 1920, "h1's capture missed datagrams"

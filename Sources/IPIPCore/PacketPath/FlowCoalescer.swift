@@ -69,6 +69,7 @@ struct FlowCoalescer {
         let verified: Bool
         var headersLength: Int { transport + transportHeaderLength }
         var payloadLength: Int { packet.count - headersLength }
+        /// TCP's sequence number (for UDP, its length and checksum: never compared).
         var sequence: UInt32 { packet.uint32(at: transport + 4) }
         var flags: UInt8 { isUDP ? 0 : packet[transport + 13] }
         /// Where its checksum field is, from the transport header.
@@ -258,7 +259,7 @@ struct FlowCoalescer {
         }
         open = Open(index: batch.count - 1, flushes: batch.flushes, peer: peer, segmentSize: arrival.segmentSize, isIPv6: arrival.isIPv6,
                     isUDP: arrival.isUDP, headersLength: arrival.headersLength,
-                    nextSequence: arrival.isUDP ? 0 : arrival.sequence &+ UInt32(arrival.payloadLength),
+                    nextSequence: arrival.sequence &+ UInt32(arrival.payloadLength),
                     nextIdentification: arrival.isIPv6 ? 0 : arrival.packet.uint16(at: 4) &+ UInt16(truncatingIfNeeded: arrival.segments),
                     segments: arrival.segments, frames: 1, sentLength: arrival.sentLength, ended: arrival.ends,
                     firstVerified: arrival.verified)

@@ -102,14 +102,13 @@ public final class Gateway: @unchecked Sendable {
             tunnelMTU = plan.tunnelMTU
             self.uplinkMTU = uplinkMTU
             try beforeThreads()
-            let context = loopContext
-            let tunReader = try TUNReader(tun: tun, context: context,
-                                      flusher: BatchFlusher(rawSocket: handles.encapsulationSender.fileDescriptor,
-                                                            rawSocket6: handles.outerIPv6Sender?.fileDescriptor ?? -1,
-                                                            icmpv6: handles.icmpv6Sender, counters: context.box.current.counters,
-                                                            failures: ThrottledLog(logger: logger, message: "cannot send to peer")),
-                                      tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
-            let encapsulation = EncapsulationLoop(context: context, health: health("ipipd-tun"), reader: tunReader)
+            let tunReader = try TUNReader(tun: tun, context: loopContext,
+                                          flusher: BatchFlusher(rawSocket: handles.encapsulationSender.fileDescriptor,
+                                                                rawSocket6: handles.outerIPv6Sender?.fileDescriptor ?? -1,
+                                                                icmpv6: handles.icmpv6Sender, counters: box.current.counters,
+                                                                failures: ThrottledLog(logger: logger, message: "cannot send to peer")),
+                                          tunnelMTU: tunnelMTU, uplinkMTU: uplinkMTU)
+            let encapsulation = EncapsulationLoop(context: loopContext, health: health("ipipd-tun"), reader: tunReader)
             // Read before the capture thread starts: until the local routes are known, it hands every packet to
             // the TUN device (nothing may reach an AnyIP address through lo).
             let routeFacts = RouteFacts()
