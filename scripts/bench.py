@@ -515,10 +515,14 @@ def latency_run(lab, args):
         for gateway, pid in zip(("A", "B"), pids):
             threads[f"{gateway}-tun"] = latency.threads_of(pid, tun_names)
             threads[f"{gateway}-capture"] = latency.threads_of(pid, capture_names)
-        stages, trips, rtts = latency.breakdown(inside, threads, TUN_DEVICES[kind], count=args.latency_pings)
+        stages, trips, rtts, syscalls = latency.breakdown(inside, threads, TUN_DEVICES[kind], count=args.latency_pings,
+                                                           syscalls=args.latency_syscalls)
         print(latency.report(name, stages, trips, rtts), flush=True)
         output[name] = {"stages_us": {stage: statistics.median(values) for stage, values in stages.items()},
                         "round_trips": len(trips), "ping_p50_us": statistics.median(rtts) if rtts else None}
+        if syscalls:
+            print(latency.report_syscalls(syscalls), flush=True)
+            output[name]["system_calls_us"] = {stage: pieces for stage, (pieces, _, _) in syscalls.items()}
         lab.down()
     return output
 
@@ -540,6 +544,9 @@ def main():
                         help="instead of the benchmark: where a ping's round trip goes, stage by stage, traced with perf "
                              "(configurations: --only, default ipipd, openvpn and tinc)")
     parser.add_argument("--latency-pings", type=int, default=300, help="pings traced per configuration (default 300)")
+    parser.add_argument("--latency-syscalls", action="store_true",
+                        help="with --latency: also split each stage a tunnel's thread does itself into its system calls "
+                             "and the user space between them (every system call of those threads traced)")
     parser.add_argument("--baseline", help="an earlier ipipd binary, run on the example configs without their IPv6 "
                                            "routes (configuration \"baseline\"), to compare this build against")
     args = parser.parse_args()

@@ -4,9 +4,10 @@
 # within the run. Root; installs what it needs; not part of CI.
 #
 # Usage: scripts/bench.sh [--duration S] [--soak S] [--runs N] [--only NAME ...] [--json FILE] [--baseline BINARY]
-#                         [--gro on|off] [--latency [--latency-pings N]]
+#                         [--gro on|off] [--latency [--latency-pings N] [--latency-syscalls]]
 #   --latency: instead of the comparison, where a ping's round trip goes, stage by stage, for ipipd,
-#   OpenVPN and tinc (or --only), from kernel tracepoints that perf records on every CPU.
+#   OpenVPN and tinc (or --only), from kernel tracepoints that perf records on every CPU;
+#   --latency-syscalls splits each stage a tunnel's thread does itself into its system calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --help before anything is installed or built (bench.py's own help lists every option).

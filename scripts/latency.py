@@ -9,7 +9,13 @@ trip of a few hundred microseconds), so that each round trip's events follow one
 order: the script walks that order for each ping and takes each stage's duration from the kernel's
 own clock. Nothing in ipipd is changed or slowed for it; perf's tracing adds about a microsecond per
 event to what it measures (the totals are given next to ping's own figures).
+
+With `--latency-syscalls`, every system call of the tunnels' threads is traced as well, and each stage a
+tunnel's thread does itself (from being put on a CPU, or from the step before, to its send or write) is
+split into its system calls and the user-space time between them, in the order the thread made them:
+where a read-and-encapsulate of 20 µs goes. Tracing every system call adds about a microsecond to each.
 """
+import bisect
 import os
 import re
 import statistics
@@ -22,7 +28,12 @@ INNER = PING_PAYLOAD + 28
 EVENTS_BASE = ["net:net_dev_queue", "net:netif_receive_skb", "sched:sched_wakeup", "sched:sched_switch",
           "syscalls:sys_enter_sendmmsg", "syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg", "syscalls:sys_enter_write"]
 EVENTS = EVENTS_BASE + [e for e in os.environ.get("LATENCY_EXTRA_EVENTS", "").split(",") if e]
+SYSCALL_EVENTS = ["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"]
 SENDS = {"sys_enter_sendmmsg", "sys_enter_sendto", "sys_enter_sendmsg", "sys_enter_write"}
+# The x86-64 numbers of the system calls the tunnels make on their packet paths (others are shown by number).
+SYSCALL_NAMES = {0: "read", 1: "write", 7: "poll", 23: "select", 24: "sched_yield", 44: "sendto", 45: "recvfrom",
+                 46: "sendmsg", 47: "recvmsg", 202: "futex", 228: "clock_gettime", 232: "epoll_wait", 270: "pselect6",
+                 271: "ppoll", 281: "epoll_pwait", 299: "recvmmsg", 307: "sendmmsg"}
 
 
 class Step:
@@ -90,6 +101,10 @@ def parse(script_output):
                 events.append((time_us, "run", {"tid": int(pid[1]), "cpu": int(match["cpu"])}))
         elif name in SENDS:
             events.append((time_us, "write" if name == "sys_enter_write" else "send", {"tid": int(match["tid"])}))
+        elif name in ("sys_enter", "sys_exit"):
+            number = re.search(r"NR (\d+)", rest)
+            if number:
+                events.append((time_us, "syscall", {"tid": int(match["tid"]), "nr": int(number[1]), "enter": name == "sys_enter"}))
     events.sort(key=lambda event: event[0])
     return events
 
@@ -121,8 +136,10 @@ def matches(step, event, threads):
     return fields["tid"] in role_threads(threads, step.role)
 
 
-def round_trips(events, threads, steps):
-    """Each round trip as [(stage, µs)], found by walking `steps` in order from each echo c1 sends."""
+def round_trips(events, threads, steps, windows=None):
+    """Each round trip as [(stage, µs)], found by walking `steps` in order from each echo c1 sends. With
+    `windows` (a list), each stage that ends in a tunnel thread's send or write is appended to it as
+    (stage, start µs, end µs, thread id): what that thread did in between is the stage."""
     found = []
     index = 0
     while index < len(events):
@@ -173,6 +190,8 @@ def round_trips(events, threads, steps):
                 if matched[position][2]["tid"] not in threads.get(f"{gateway}-tun", set()):
                     stage += ", by the uplink reader"
             trip.append((stage, times[position] - times[previous]))
+            if windows is not None and steps[position].kind in ("send", "write"):
+                windows.append((stage, times[previous], times[position], matched[position][2]["tid"]))
         found.append(trip)
         index = cursor
     return found
@@ -191,14 +210,14 @@ def threads_of(pid, names):
     return tids
 
 
-def record(inside, seconds, count, perf_data, tids):
+def record(inside, seconds, count, perf_data, tids, events=EVENTS):
     """Runs c1's pings to c2 under `perf record` on every CPU; returns ping's own output. The system
     calls are traced for the threads `tids` only (perf's own writes of what it records would otherwise
     feed back into the trace)."""
     only_ours = " || ".join(f"common_pid == {tid}" for tid in sorted(tids))
     arguments = []
-    for event in EVENTS:
-        arguments += ["-e", event] + (["--filter", only_ours] if event.startswith("syscalls:") else [])
+    for event in events:
+        arguments += ["-e", event] + (["--filter", only_ours] if "syscalls:" in event else [])
     recorder = subprocess.Popen(["perf", "record", "-a", "-q", "-o", perf_data] + arguments + ["--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -210,21 +229,71 @@ def record(inside, seconds, count, perf_data, tids):
     return ping
 
 
-def breakdown(inside, threads, tun, count=300):
-    """Pings c2 from c1 `count` times under perf; returns (stages, trips, ping RTTs in µs): each stage's
-    durations in µs over the round trips found. `threads`: each role's thread ids; `tun`: the TUN devices' name."""
+def breakdown(inside, threads, tun, count=300, syscalls=False):
+    """Pings c2 from c1 `count` times under perf; returns (stages, trips, ping RTTs in µs, system calls):
+    each stage's durations in µs over the round trips found, and with `syscalls` the split of the
+    threads' own stages (`syscall_split`), else None. `threads`: each role's thread ids; `tun`: the TUN
+    devices' name."""
     with tempfile.TemporaryDirectory(prefix="ipipd-latency.") as scratch:
         data = os.path.join(scratch, "perf.data")
-        ping = record(inside, seconds=count * 0.01 + 3, count=count, perf_data=data, tids=set().union(*threads.values()))
+        ping = record(inside, seconds=count * 0.01 + 3, count=count, perf_data=data, tids=set().union(*threads.values()),
+                      events=EVENTS + (SYSCALL_EVENTS if syscalls else []))
         script = subprocess.run(["perf", "script", "-i", data, "--ns", "-F", "comm,tid,cpu,time,event,trace"],
                                 capture_output=True, text=True, check=True).stdout
-    trips = round_trips(parse(script), threads, round_trip(tun))
+    events = parse(script)
+    windows = [] if syscalls else None
+    trips = round_trips(events, threads, round_trip(tun), windows)
     stages = {}
     for trip in trips:
         for stage, duration in trip:
             stages.setdefault(stage, []).append(duration)
     rtts = [float(value) * 1000 for value in re.findall(r"time=([0-9.]+)", ping)]
-    return stages, trips, rtts
+    return stages, trips, rtts, (syscall_split(events, windows) if syscalls else None)
+
+
+def syscall_split(events, windows):
+    """For each of the threads' own stages: its commonest sequence of system calls, and the median of each
+    piece of it — the kernel's return from the call the thread slept in, each system call, and the user
+    space between them — over the round trips that took that sequence. Returns {stage: (pieces, count,
+    of)}, pieces as [(name, median µs)]."""
+    calls = {}
+    for time_us, kind, fields in events:
+        if kind == "syscall":
+            calls.setdefault(fields["tid"], []).append((time_us, fields["enter"], fields["nr"]))
+    sequences = {}
+    for stage, start, end, tid in windows:
+        own = calls.get(tid, [])
+        inside_stage = own[bisect.bisect_left(own, (start,)):bisect.bisect_right(own, (end, 2))]
+        # The stage ends as its send's system call begins (that call's own trace events come just after).
+        pieces, previous = [], start
+        for index, (time_us, enter, nr) in enumerate(inside_stage):
+            name = SYSCALL_NAMES.get(nr, f"syscall {nr}")
+            if enter:
+                pieces.append(("user space", time_us - previous))
+            else:
+                # The first event a return: the call the thread was in (asleep) when the stage began.
+                pieces.append((name if index > 0 else f"{name} (the rest of it, from the stage's start)", time_us - previous))
+            previous = time_us
+        pieces.append(("user space", end - previous))
+        sequences.setdefault(stage, []).append(pieces)
+    split = {}
+    for stage, found in sequences.items():
+        shapes = {}
+        for pieces in found:
+            shapes.setdefault(tuple(name for name, _ in pieces), []).append([duration for _, duration in pieces])
+        shape, durations = max(shapes.items(), key=lambda item: len(item[1]))
+        split[stage] = ([(name, statistics.median(column)) for name, column in zip(shape, zip(*durations))], len(durations), len(found))
+    return split
+
+
+def report_syscalls(split):
+    """The split of each of the threads' own stages, a line per piece."""
+    lines = []
+    for stage, (pieces, count, of) in split.items():
+        lines.append(f"{stage} — its system calls ({count} of {of} round trips took this sequence):")
+        for name, median in pieces:
+            lines.append(f"    {name:54} {median:10.1f}")
+    return "\n".join(lines)
 
 
 def report(name, stages, trips, rtts):
