@@ -86,6 +86,14 @@ import Testing
         #expect(!result.output.contains("set -euo pipefail") && !result.output.contains("installing:"), "\(result.output)")
     }
 
+    /// The latency breakdown (`bench.sh --latency`, docs/BENCHMARKS.md) walks a round trip's events and
+    /// splits a thread's stage into its system calls as the trace says: checked on a trace whose every
+    /// event has a known time (Tests/IntegrationTests/latency_walk.py).
+    @Test func theLatencyBreakdownReadsATraceAsItIs() {
+        let result = Lab("latw").run("python3 \(Lab.repository.path)/Tests/IntegrationTests/latency_walk.py", timeout: 30)
+        #expect(result.status == 0 && result.output.hasSuffix("ok\n"), "\(result.output)")
+    }
+
     /// What the README shows of `check`'s errors is what `check` prints (`...` cuts a long line short).
     @Test func theReadmesSampleErrorsAreCheckOwn() throws {
         let readme = try String(contentsOfFile: "\(Lab.repository.path)/README.md", encoding: .utf8)
