@@ -26,7 +26,13 @@ import Testing
         let superPacket = ipv6 ? Self.ipv6Packet(tcp + payload)
             : IPv4HeaderFields(identification: 0x1000, dontFragment: true, protocolNumber: IPProtocolNumber.tcp,
                                source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: tcp + payload)
-        return superPacket.withUnsafeBytes { bytes in
+        return cut(superPacket, segmentSize: segmentSize)
+    }
+
+    /// `whole` (TCP or UDP, IPv4 or IPv6) cut by `GSOSegmenter` into packets of `segmentSize` payload bytes,
+    /// each with its own lengths, identification or sequence, and checksums.
+    static func cut(_ whole: [UInt8], segmentSize: Int) -> [[UInt8]] {
+        whole.withUnsafeBytes { bytes in
             let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: segmentSize)!
             var buffer = [UInt8](repeating: 0, count: 65_536)
             return (0..<segmenter.segmentCount).map { index in
@@ -178,22 +184,34 @@ import Testing
     /// What the uplink's GRO makes of consecutive `segments` (no IP options): the first one's headers with
     /// lengths for the whole and every segment's PSH and FIN (tcp_gro_receive), the payloads one after
     /// the other, the TCP checksum left partial.
-    static func merged(_ segments: [[UInt8]]) -> (packet: [UInt8], offload: VirtioNetHeader) {
-        let headers = 20 + Int(segments[0][32] >> 4) * 4
+    static func merged(_ segments: [[UInt8]], ipv6: Bool = false) -> (packet: [UInt8], offload: VirtioNetHeader) {
+        let ip = ipv6 ? 40 : 20
+        let headers = ip + Int(segments[0][ip + 12] >> 4) * 4
         var packet = Array(segments[0][0..<headers]) + segments.flatMap { $0[headers...] }
-        packet[33] |= segments.reduce(0) { $0 | $1[33] & 0x09 }
+        packet[ip + 13] |= segments.reduce(0) { $0 | $1[ip + 13] & 0x09 }
         packet.withUnsafeMutableBytes { bytes in
-            bytes.setUInt16(UInt16(bytes.count), at: 2)
-            IPv4HeaderEditor.recomputeChecksum(bytes)
-            bytes.setUInt16(UInt16(truncatingIfNeeded: InternetChecksum.pseudoHeaderSum(ofIPv4: UnsafeRawBufferPointer(bytes),
-                                                                                         protocol: IPProtocolNumber.tcp,
-                                                                                         transportLength: bytes.count - 20)), at: 36)
+            let transportLength = bytes.count - ip
+            let pseudoHeaderSum: UInt32
+            if ipv6 {
+                bytes.setUInt16(UInt16(transportLength), at: 4)
+                pseudoHeaderSum = InternetChecksum.pseudoHeaderSum(ofIPv6: UnsafeRawBufferPointer(bytes), nextHeader: IPProtocolNumber.tcp,
+                                                                   transportLength: transportLength)
+            } else {
+                bytes.setUInt16(UInt16(bytes.count), at: 2)
+                IPv4HeaderEditor.recomputeChecksum(bytes)
+                pseudoHeaderSum = InternetChecksum.pseudoHeaderSum(ofIPv4: UnsafeRawBufferPointer(bytes), protocol: IPProtocolNumber.tcp,
+                                                                   transportLength: transportLength)
+            }
+            bytes.setUInt16(UInt16(truncatingIfNeeded: pseudoHeaderSum), at: ip + 16)
         }
-        return (packet, VirtioNetHeader(checksum: (14 + 20 + 20, 16), segmentation: .tcpIPv4(segmentSize: segments[0].count - headers)))
+        let segmentSize = segments[0].count - headers
+        return (packet, VirtioNetHeader(checksum: (14 + 20 + ip, 16),
+                                        segmentation: ipv6 ? .tcpIPv6(segmentSize: segmentSize) : .tcpIPv4(segmentSize: segmentSize)))
     }
 
-    func capture(_ path: DecapsulationPath, merged segments: [[UInt8]], _ sent: SentPackets) {
-        let (packet, offload) = Self.merged(segments)
+    /// A run the uplink's GRO merged (TCPV4 or TCPV6 in the capture's header), as the capture hands it over.
+    func capture(_ path: DecapsulationPath, merged segments: [[UInt8]], ipv6: Bool = false, _ sent: SentPackets) {
+        let (packet, offload) = Self.merged(segments, ipv6: ipv6)
         ethernetFrame(MachineA.outerFromB(packet)).withUnsafeBytes {
             path.process(frame: $0, wireLength: $0.count, offload: offload, in: sent.batch, now: 0)
         }
@@ -273,28 +291,12 @@ import Testing
     @Test func ipv6RunsTheUplinkMergedJoinWithSegments() throws {
         let segments = Self.segments(count: 12, lastSize: 900, ipv6: true)
         let sent = SentPackets(), path = path()
-        capture(path, merged6: Array(segments[0..<5]), sent)
+        capture(path, merged: Array(segments[0..<5]), ipv6: true, sent)
         capture(path, segments[5], sent)
-        capture(path, merged6: Array(segments[6..<12]), sent)
+        capture(path, merged: Array(segments[6..<12]), ipv6: true, sent)
         let written = sent.flush()
         try #require(written.count == 1)
         #expect(written[0].kind == .superPacket(peer: 0, innerLength: segments.map(\.count).reduce(0, +), segments: 12, frames: 3))
         #expect(try Self.segmentsTheKernelSees(written[0].bytes) == segments)
-    }
-
-    func capture(_ path: DecapsulationPath, merged6 segments: [[UInt8]], _ sent: SentPackets) {
-        let headers = 40 + Int(segments[0][52] >> 4) * 4
-        var packet = Array(segments[0][0..<headers]) + segments.flatMap { $0[headers...] }
-        packet[53] |= segments.reduce(0) { $0 | $1[53] & 0x09 }
-        packet.withUnsafeMutableBytes { bytes in
-            bytes.setUInt16(UInt16(bytes.count - 40), at: 4)
-            bytes.setUInt16(UInt16(truncatingIfNeeded: InternetChecksum.pseudoHeaderSum(ofIPv6: UnsafeRawBufferPointer(bytes),
-                                                                                         nextHeader: IPProtocolNumber.tcp,
-                                                                                         transportLength: bytes.count - 40)), at: 56)
-        }
-        let offload = VirtioNetHeader(checksum: (14 + 20 + 40, 16), segmentation: .tcpIPv6(segmentSize: segments[0].count - headers))
-        ethernetFrame(MachineA.outerFromB(packet)).withUnsafeBytes {
-            path.process(frame: $0, wireLength: $0.count, offload: offload, in: sent.batch, now: 0)
-        }
     }
 }

@@ -19,14 +19,7 @@ import Testing
             : IPv4HeaderFields(identification: identification, dontFragment: true, protocolNumber: IPProtocolNumber.udp,
                                source: MachineA.ghost, destination: MachineA.hostC).bytes(payload: udp + payload)
         if ipv6 { whole[6] = IPProtocolNumber.udp }
-        return whole.withUnsafeBytes { bytes in
-            let segmenter = GSOSegmenter(superPacket: bytes, segmentSize: size)!
-            var buffer = [UInt8](repeating: 0, count: 65_536)
-            return (0..<segmenter.segmentCount).map { index in
-                let length = buffer.withUnsafeMutableBytes { segmenter.write(segment: index, to: $0.baseAddress!) }
-                return Array(buffer[0..<length])
-            }
-        }
+        return FlowCoalescerTests.cut(whole, segmentSize: size)
     }
 
     func written(_ packets: [[UInt8]]) -> [SentPackets.Packet] {
